@@ -1,0 +1,3 @@
+//! A local, faithful stand-in for Ably's SSE and REST endpoints.
+//!
+//! Placeholder until the mock-ably issue lands.

@@ -1,0 +1,3 @@
+//! Benchmark of VCDIFF decoding; filled in with the decoder.
+
+fn main() {}

@@ -1,0 +1,309 @@
+//! Ably's `ErrorInfo` (`ABLY-PROTOCOL.md` §5): the error shape on the wire.
+//!
+//! REST and pre-stream failures wrap it as `{"error": {...}}` ([`ErrorResponse`]);
+//! SSE `error` events carry it bare.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The base of the help link Ably puts in `href` (`https://help.ably.io/error/40142`).
+pub const HELP_BASE_URL: &str = "https://help.ably.io/error/";
+
+/// Ably error codes this project uses, named (`ABLY-PROTOCOL.md` §5.3).
+pub mod codes {
+    /// 40000: bad request (generic).
+    pub const BAD_REQUEST: u32 = 40000;
+    /// 40001: invalid request body; also a JWT whose `iat` is in the future.
+    pub const INVALID_REQUEST_BODY: u32 = 40001;
+    /// 40003: invalid parameter value (bad `limit`, TTL too large).
+    pub const INVALID_PARAMETER_VALUE: u32 = 40003;
+    /// 40005: invalid credential format.
+    pub const INVALID_CREDENTIAL_FORMAT: u32 = 40005;
+    /// 40009: message too large.
+    pub const MESSAGE_TOO_LARGE: u32 = 40009;
+    /// 40010: invalid channel name.
+    pub const INVALID_CHANNEL_NAME: u32 = 40010;
+    /// 40012: invalid clientId.
+    pub const INVALID_CLIENT_ID: u32 = 40012;
+    /// 40013: invalid message data or encoding.
+    pub const INVALID_MESSAGE_DATA: u32 = 40013;
+    /// 40018: a delta could not be applied.
+    pub const DELTA_DECODE_FAILED: u32 = 40018;
+    /// 40100: unauthorized (generic).
+    pub const UNAUTHORIZED: u32 = 40100;
+    /// 40101: invalid credentials (wrong secret, bad MAC, none at all).
+    pub const INVALID_CREDENTIALS: u32 = 40101;
+    /// 40102: incompatible credentials (clientId mismatch).
+    pub const INCOMPATIBLE_CREDENTIALS: u32 = 40102;
+    /// 40103: Basic auth over a non-TLS connection.
+    pub const BASIC_AUTH_NON_TLS: u32 = 40103;
+    /// 40104: TokenRequest timestamp not current.
+    pub const TIMESTAMP_NOT_CURRENT: u32 = 40104;
+    /// 40105: TokenRequest nonce replayed.
+    pub const NONCE_REPLAYED: u32 = 40105;
+    /// 40140: token error, unspecified.
+    pub const TOKEN_ERROR: u32 = 40140;
+    /// 40141: token revoked.
+    pub const TOKEN_REVOKED: u32 = 40141;
+    /// 40142: token expired.
+    pub const TOKEN_EXPIRED: u32 = 40142;
+    /// 40143: token unrecognised.
+    pub const TOKEN_UNRECOGNISED: u32 = 40143;
+    /// 40144: invalid JWT (decode failure, bad signature, bad claims, no `kid`).
+    pub const INVALID_JWT: u32 = 40144;
+    /// 40145: invalid Ably token format.
+    pub const INVALID_TOKEN_FORMAT: u32 = 40145;
+    /// 40160: operation not permitted by the capability.
+    pub const OPERATION_NOT_PERMITTED: u32 = 40160;
+    /// 40161: operation requires an identified client.
+    pub const IDENTIFIED_CLIENT_REQUIRED: u32 = 40161;
+    /// 40170: the token callback or auth URL failed (SDK side).
+    pub const AUTH_CALLBACK_FAILED: u32 = 40170;
+    /// 40171: token expired and there is no way to renew it (SDK side).
+    pub const NO_MEANS_TO_RENEW: u32 = 40171;
+    /// 40300: forbidden.
+    pub const FORBIDDEN: u32 = 40300;
+    /// 40400: not found (also an unknown key).
+    pub const NOT_FOUND: u32 = 40400;
+    /// 42910: rate limit.
+    pub const RATE_LIMIT: u32 = 42910;
+    /// 50000: internal error.
+    pub const INTERNAL_ERROR: u32 = 50000;
+    /// 50003: server-side timeout.
+    pub const TIMEOUT: u32 = 50003;
+    /// 80008: continuity lost: the connection expired (client side).
+    pub const CONNECTION_EXPIRED: u32 = 80008;
+    /// 80019: the auth provider request failed (SDK side).
+    pub const AUTH_PROVIDER_FAILED: u32 = 80019;
+}
+
+/// An Ably error: `{"code", "statusCode", "message", "href"}` in camelCase,
+/// optional fields omitted when absent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct ErrorInfo {
+    /// The Ably error code, e.g. `40142`.
+    pub code: u32,
+    /// The HTTP status that goes with it, e.g. `401`.
+    pub status_code: u16,
+    /// A human-readable message.
+    #[serde(default)]
+    pub message: String,
+    /// Ably's help link for the code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub href: Option<String>,
+    /// The error that caused this one, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<Box<ErrorInfo>>,
+    /// The request id, when the server assigned one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// Extra string details; left out when empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub detail: BTreeMap<String, String>,
+}
+
+impl ErrorInfo {
+    /// An error with an explicit HTTP status and the `href` Ably builds for `code`.
+    pub fn new(code: u32, status_code: u16, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            status_code,
+            message: message.into(),
+            href: Some(href_for(code)),
+            cause: None,
+            request_id: None,
+            detail: BTreeMap::new(),
+        }
+    }
+
+    /// An error whose HTTP status is the registry's status for `code`
+    /// (see [`status_for_code`]).
+    pub fn from_code(code: u32, message: impl Into<String>) -> Self {
+        Self::new(code, status_for_code(code), message)
+    }
+
+    /// Sets the cause.
+    #[must_use]
+    pub fn with_cause(mut self, cause: ErrorInfo) -> Self {
+        self.cause = Some(Box::new(cause));
+        self
+    }
+
+    /// True for a token error, `40140 <= code < 40150` (ably-js
+    /// `Auth.isTokenErr`, §5.2): the client should renew its token and retry.
+    pub fn is_token_error(&self) -> bool {
+        is_token_error_code(self.code)
+    }
+
+    /// Wraps the error in the `{"error": ...}` envelope of REST responses.
+    pub fn into_response(self) -> ErrorResponse {
+        ErrorResponse { error: self }
+    }
+}
+
+impl fmt::Display for ErrorInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} (code {}, status {})",
+            self.message, self.code, self.status_code
+        )
+    }
+}
+
+impl std::error::Error for ErrorInfo {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause.as_deref().map(|c| c as _)
+    }
+}
+
+/// True when `code` is a token error (`40140 <= code < 40150`).
+pub fn is_token_error_code(code: u32) -> bool {
+    (40140..40150).contains(&code)
+}
+
+/// Ably's help link for `code`: `https://help.ably.io/error/<code>`.
+pub fn href_for(code: u32) -> String {
+    format!("{HELP_BASE_URL}{code}")
+}
+
+/// The HTTP status the ably-common registry gives `code` (§5.3).
+///
+/// Most codes carry their status in their first three digits (`40142` → 401);
+/// the exceptions are listed explicitly. Codes outside 40000..=59999 (the
+/// `8xxxx` connection codes) have no registry status: ably-js uses 400 for them,
+/// and so does this function.
+pub fn status_for_code(code: u32) -> u16 {
+    match code {
+        codes::MESSAGE_TOO_LARGE => 413,
+        codes::TIMEOUT => 503,
+        80016 | 80022 => 410,
+        80021 => 429,
+        40000..=59999 => {
+            u16::try_from(code / 100).expect("a five-digit code divided by 100 fits u16")
+        }
+        _ => 400,
+    }
+}
+
+/// The `{"error": ErrorInfo}` envelope of REST and pre-stream error bodies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorResponse {
+    /// The error.
+    pub error: ErrorInfo,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn serializes_camel_case_and_omits_absent_fields() {
+        let err = ErrorInfo::from_code(codes::TOKEN_EXPIRED, "Token expired");
+
+        let value = serde_json::to_value(&err).unwrap();
+
+        assert_eq!(
+            value,
+            json!({
+                "code": 40142,
+                "statusCode": 401,
+                "message": "Token expired",
+                "href": "https://help.ably.io/error/40142"
+            })
+        );
+    }
+
+    #[test]
+    fn parses_the_docs_error_event_and_ignores_unknown_fields() {
+        let text = r#"{"message":"Token expired. (See https://help.ably.io/error/40142 for help.)","code":40142,"statusCode":401,"href":"https://help.ably.io/error/40142","serverId":"x"}"#;
+
+        let err: ErrorInfo = serde_json::from_str(text).unwrap();
+
+        assert_eq!(err.code, 40142);
+        assert_eq!(err.status_code, 401);
+        assert_eq!(
+            err.href.as_deref(),
+            Some("https://help.ably.io/error/40142")
+        );
+        assert!(err.is_token_error());
+    }
+
+    #[test]
+    fn envelope_wraps_the_error_under_error() {
+        let body = ErrorInfo::new(40160, 401, "denied").into_response();
+
+        let text = serde_json::to_string(&body).unwrap();
+
+        assert_eq!(
+            text,
+            r#"{"error":{"code":40160,"statusCode":401,"message":"denied","href":"https://help.ably.io/error/40160"}}"#
+        );
+        let back: ErrorResponse = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, body);
+    }
+
+    #[test]
+    fn optional_fields_round_trip() {
+        let mut err =
+            ErrorInfo::new(50000, 500, "outer").with_cause(ErrorInfo::from_code(40142, "inner"));
+        err.request_id = Some("req-1".into());
+        err.detail.insert("k".into(), "v".into());
+
+        let value = serde_json::to_value(&err).unwrap();
+
+        assert_eq!(value["requestId"], "req-1");
+        assert_eq!(value["detail"], json!({"k": "v"}));
+        assert_eq!(value["cause"]["code"], 40142);
+        assert_eq!(serde_json::from_value::<ErrorInfo>(value).unwrap(), err);
+        assert_eq!(
+            std::error::Error::source(&err).unwrap().to_string(),
+            "inner (code 40142, status 401)"
+        );
+    }
+
+    #[test]
+    fn token_error_range_is_40140_to_40149() {
+        for (code, expected) in [
+            (40139, false),
+            (40140, true),
+            (40144, true),
+            (40149, true),
+            (40150, false),
+            (40160, false),
+        ] {
+            assert_eq!(is_token_error_code(code), expected, "{code}");
+        }
+    }
+
+    #[test]
+    fn status_follows_the_registry() {
+        for (code, status) in [
+            (40001, 400),
+            (40009, 413),
+            (40142, 401),
+            (40300, 403),
+            (40400, 404),
+            (42910, 429),
+            (50000, 500),
+            (50003, 503),
+            (80016, 410),
+            (80003, 400),
+        ] {
+            assert_eq!(status_for_code(code), status, "{code}");
+        }
+    }
+
+    #[test]
+    fn display_names_code_and_status() {
+        assert_eq!(
+            ErrorInfo::new(40101, 401, "bad mac").to_string(),
+            "bad mac (code 40101, status 401)"
+        );
+    }
+}
