@@ -26,3 +26,4 @@ pub mod vcdiff;
 
 pub use error::{Error, Result};
 pub use error_info::{ErrorInfo, ErrorResponse, codes};
+pub use message::{Message, Payload};
