@@ -240,6 +240,8 @@ mod tests {
         ("*", "[meta]log", false),
         ("*", "[queue]app-queue", false),
         ("*", "[foo", false),
+        ("*:*", "[foo:bar", false),
+        ("[foo:*", "[foo:bar", true),
         // Qualifier parameters are not part of the name.
         ("*", "[?rewind=1]foo", true),
         ("foo", "[?rewind=1]foo", true),
@@ -260,6 +262,8 @@ mod tests {
         ("foo:*:baz", "foo:bar:baz:qux", false),
         ("*:b", "a:b", true),
         ("*:b", ":b", false),
+        ("*:", "a:", true),
+        ("*:*", "a:", false),
         // `*` inside a segment is a literal character.
         ("foo*", "foo*", true),
         ("foo*", "foo", false),
@@ -324,6 +328,9 @@ mod tests {
         ("foo:bar:baz", "foo:*:baz", false),
         ("*:*", "a:b:*", true),
         ("*:*", "*", false),
+        ("*:*", "*:", false),
+        ("*:*", "[foo:*", false),
+        ("[*]*:*", "[foo:*", true),
         ("*", "foo*", true),
         ("foo*", "foo", false),
         ("[*]*", "*", true),
