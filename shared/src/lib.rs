@@ -24,6 +24,7 @@ pub mod message;
 pub mod token;
 pub mod vcdiff;
 
+pub use capability::{Capability, Operation};
 pub use error::{Error, Result};
 pub use error_info::{ErrorInfo, ErrorResponse, codes};
 pub use message::{Message, Payload};
