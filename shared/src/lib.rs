@@ -26,3 +26,6 @@ pub mod vcdiff;
 
 pub use error::{Error, Result};
 pub use error_info::{ErrorInfo, ErrorResponse, codes};
+pub use jwt::{AblyJwtClaims, VerifiedJwt};
+pub use key::ApiKey;
+pub use token::{TokenDetails, TokenParams, TokenRequest};
