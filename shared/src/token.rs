@@ -16,7 +16,7 @@
 //! by [`crate::capability`] (§3.4); the MAC covers the text exactly as given,
 //! and verification uses the text exactly as received (§3.2.1).
 //!
-//! On the receiving side (the mock), the checks run in this order:
+//! A receiver (the mock) should check in this order:
 //! [`TokenRequest::from_json`] (40001 for a missing or mistyped field),
 //! [`TokenRequest::validate`] (field ranges and the ±2 minute timestamp
 //! window), key lookup, [`TokenRequest::verify_mac`] (40101), and finally the
