@@ -27,4 +27,7 @@ pub mod vcdiff;
 pub use capability::{Capability, Operation};
 pub use error::{Error, Result};
 pub use error_info::{ErrorInfo, ErrorResponse, codes};
+pub use jwt::{AblyJwtClaims, VerifiedJwt};
+pub use key::ApiKey;
 pub use message::{Message, Payload};
+pub use token::{TokenDetails, TokenParams, TokenRequest};
