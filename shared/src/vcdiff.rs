@@ -3,7 +3,8 @@
 //!
 //! A subscriber that asks for deltas receives, instead of a message's full
 //! `data`, a VCDIFF delta against the previous message's payload (§7.2.2).
-//! [`decode`] applies such a delta to the stored base.
+//! [`decode`] applies such a delta to the stored base; [`encode`] produces
+//! one, for the mock server.
 //!
 //! # What the decoder reads
 //!
@@ -33,29 +34,36 @@
 //! (bounded by a limit, [`DEFAULT_MAX_TARGET_LEN`] unless
 //! [`decode_with_limit`] says otherwise) and never panics.
 //!
+//! # What the encoder writes
+//!
+//! Only what Ably's own decoder accepts (the `decode` rows of the test
+//! vectors): version 0, `Hdr_Indicator` 0, one window with the whole base as
+//! its `VCD_SOURCE` segment (or no source when nothing is copied from the
+//! base), `Delta_Indicator` 0, the default code table, and no checksum,
+//! since Ably's JavaScript decoder returns wrong bytes for checksummed
+//! windows. Matches are found anywhere in the base and in the target
+//! already written, through a hash-chained index of 8-byte keys.
+//!
 //! # Example
 //!
 //! ```
 //! use shared::vcdiff;
 //!
-//! // One window: COPY 5 bytes of the base, then ADD "!".
-//! let delta = [
-//!     0xD6, 0xC3, 0xC4, 0x00, 0x00, // magic, version 0, Hdr_Indicator
-//!     0x01, 0x05, 0x00, // VCD_SOURCE: 5 bytes of the base at 0
-//!     0x09, // 9 bytes of delta encoding follow
-//!     0x06, 0x00, 0x01, 0x02, 0x01, // target size, Delta_Indicator, lengths
-//!     b'!', 0x15, 0x02, 0x00, // data; COPY 5, ADD 1; address 0
-//! ];
+//! let base = br#"{"player":"ada","score":17,"level":3}"#;
+//! let target = br#"{"player":"ada","score":18,"level":3}"#;
 //!
+//! let delta = vcdiff::encode(base, target);
 //! assert!(vcdiff::is_delta(&delta));
-//! assert_eq!(vcdiff::decode(b"hello", &delta)?, b"hello!");
+//! assert_eq!(vcdiff::decode(base, &delta)?, target);
 //! # Ok::<(), shared::Error>(())
 //! ```
 
 mod code_table;
 mod decode;
+mod encode;
 
 pub use decode::{decode, decode_with_limit};
+pub use encode::encode;
 
 /// The four bytes every delta starts with: `'V' | 0x80`, `'C' | 0x80`,
 /// `'D' | 0x80` and version 0 (RFC 3284 §4.1).

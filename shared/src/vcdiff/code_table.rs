@@ -113,6 +113,47 @@ const fn build_default_code_table() -> [[Instruction; 2]; 256] {
     table
 }
 
+/// Opcode of RUN with an explicit size.
+pub(super) const RUN_OPCODE: u8 = 0;
+/// Opcode of ADD with an explicit size.
+pub(super) const ADD_EXPLICIT_OPCODE: u8 = 1;
+
+/// Opcode of ADD whose size is implied by the opcode (1..=17).
+pub(super) fn add_opcode(size: usize) -> Option<u8> {
+    (1..=17).contains(&size).then(|| 1 + size as u8)
+}
+
+/// Opcode of a lone COPY, and whether its size must follow explicitly.
+pub(super) fn copy_opcode(size: usize, mode: u8) -> (u8, bool) {
+    let first = 19 + 16 * mode;
+    if (4..=18).contains(&size) {
+        (first + size as u8 - 3, false)
+    } else {
+        (first, true)
+    }
+}
+
+/// Opcode of ADD `add` immediately followed by COPY `copy` in `mode`, if the
+/// default table has one.
+pub(super) fn add_copy_opcode(add: usize, copy: usize, mode: u8) -> Option<u8> {
+    if !(1..=4).contains(&add) {
+        return None;
+    }
+    let add = add as u8;
+    if mode < FIRST_SAME_MODE && (4..=6).contains(&copy) {
+        Some(163 + 12 * mode + 3 * (add - 1) + (copy as u8 - 4))
+    } else if mode < MODE_COUNT && copy == 4 {
+        Some(235 + 4 * (mode - FIRST_SAME_MODE) + (add - 1))
+    } else {
+        None
+    }
+}
+
+/// Opcode of COPY 4 in `mode` immediately followed by ADD 1.
+pub(super) fn copy4_add1_opcode(mode: u8) -> u8 {
+    247 + mode
+}
+
 /// The address cache of RFC 3284 §5.1: the last [`NEAR_SLOTS`] addresses in
 /// a ring, and a hash table of recent addresses keyed by `addr mod 768`.
 ///
@@ -144,6 +185,13 @@ impl AddressCache {
     /// The address in `same` block `block` (`< SAME_BLOCKS`) at `byte`.
     pub(super) fn same(&self, block: usize, byte: u8) -> usize {
         self.same[block * 256 + usize::from(byte)]
+    }
+
+    /// Where `addr` would sit in the `same` cache, as (block, byte).
+    pub(super) fn same_slot(addr: usize) -> (usize, u8) {
+        let slot = addr % SAME_SLOTS;
+        // `slot % 256` always fits in a byte.
+        (slot / 256, (slot % 256) as u8)
     }
 
     /// Records a decoded COPY address (§5.1 `update`).
@@ -201,6 +249,55 @@ mod tests {
     }
 
     #[test]
+    fn encoder_opcodes_point_at_the_matching_table_entries() {
+        for size in 1..=17 {
+            let op = add_opcode(size).unwrap();
+            assert_eq!(
+                DEFAULT_CODE_TABLE[op as usize],
+                [instruction(Kind::Add, size as u8, 0), NOOP]
+            );
+        }
+        assert_eq!(add_opcode(0), None);
+        assert_eq!(add_opcode(18), None);
+        for mode in 0..MODE_COUNT {
+            for size in 0..=30 {
+                let (op, explicit) = copy_opcode(size, mode);
+                let expected = if explicit { 0 } else { size as u8 };
+                assert_eq!(explicit, !(4..=18).contains(&size));
+                assert_eq!(
+                    DEFAULT_CODE_TABLE[op as usize],
+                    [instruction(Kind::Copy, expected, mode), NOOP]
+                );
+            }
+            for add in 0..=5 {
+                for copy in 3..=7 {
+                    match add_copy_opcode(add, copy, mode) {
+                        Some(op) => assert_eq!(
+                            DEFAULT_CODE_TABLE[op as usize],
+                            [
+                                instruction(Kind::Add, add as u8, 0),
+                                instruction(Kind::Copy, copy as u8, mode)
+                            ]
+                        ),
+                        None => assert!(
+                            !(1..=4).contains(&add)
+                                || !(4..=6).contains(&copy)
+                                || (mode >= FIRST_SAME_MODE && copy != 4)
+                        ),
+                    }
+                }
+            }
+            assert_eq!(
+                DEFAULT_CODE_TABLE[copy4_add1_opcode(mode) as usize],
+                [
+                    instruction(Kind::Copy, 4, mode),
+                    instruction(Kind::Add, 1, 0)
+                ]
+            );
+        }
+    }
+
+    #[test]
     fn address_cache_remembers_recent_addresses() {
         let mut cache = AddressCache::new();
 
@@ -213,7 +310,8 @@ mod tests {
             (0..NEAR_SLOTS).map(|i| cache.near(i)).collect::<Vec<_>>(),
             [50, 1000, 30, 40]
         );
-        // 1000 mod 768 = 232: block 0, byte 232.
-        assert_eq!(cache.same(0, 232), 1000);
+        let (block, byte) = AddressCache::same_slot(1000);
+        assert_eq!((block, byte), (0, 232));
+        assert_eq!(cache.same(block, byte), 1000);
     }
 }

@@ -491,16 +491,7 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
 
-    /// Appends `value` as an RFC 3284 integer.
-    fn write_integer(out: &mut Vec<u8>, value: usize) {
-        let mut digits = vec![(value & 0x7f) as u8];
-        let mut rest = value >> 7;
-        while rest > 0 {
-            digits.push((rest & 0x7f) as u8 | 0x80);
-            rest >>= 7;
-        }
-        out.extend(digits.iter().rev());
-    }
+    use crate::vcdiff::encode::write_integer;
 
     /// A delta made of `windows` after a plain header.
     fn delta(windows: &[&[u8]]) -> Vec<u8> {
