@@ -61,6 +61,8 @@
 mod code_table;
 mod decode;
 mod encode;
+#[cfg(test)]
+mod tests;
 
 pub use decode::{decode, decode_with_limit};
 pub use encode::encode;
