@@ -56,6 +56,7 @@
 pub mod capability;
 pub mod error;
 pub mod error_info;
+mod json;
 pub mod jwt;
 pub mod key;
 pub mod message;
