@@ -126,6 +126,12 @@ impl JwksCache {
         self.fetch().await
     }
 
+    /// Whether `kid` still names exactly `key` (not a refetched or rotated one).
+    pub(crate) fn is_current(&self, kid: &str, key: &Arc<JwkKey>) -> bool {
+        self.cached(kid)
+            .is_some_and(|current| Arc::ptr_eq(&current, key))
+    }
+
     fn cached(&self, kid: &str) -> Option<Arc<JwkKey>> {
         let keys = self
             .keys

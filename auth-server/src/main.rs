@@ -3,7 +3,7 @@
 //! Run with `cargo run --release -p auth-server` after setting `ABLY_API_KEY`
 //! and `AUTH_APP_JWT_SECRET` or `AUTH_JWKS_URL` (see `.env.example`).
 
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -63,6 +63,7 @@ fn init_tracing() -> anyhow::Result<()> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match std::env::var("LOG_FORMAT").as_deref() {
         Ok("json") => builder.json().init(),

@@ -262,3 +262,34 @@ async fn until_the_jwks_is_fetched_readyz_and_token_endpoints_are_503() {
     assert_ably_error(ready, 503, 50000, "not ready").await;
     assert_ably_error(response, 503, 50000, "not available yet").await;
 }
+
+#[tokio::test]
+async fn a_remembered_verification_never_outlives_the_tokens_exp() {
+    let idp = Idp::default();
+    let key = rsa(RSA_1);
+    idp.publish(vec![jwk(&key, Algorithm::RS256, "k1")]);
+    let mut config = jwks_config(start_idp(&idp).await);
+    config.app_jwt.leeway = Duration::ZERO;
+    let app = ready_app(config).await;
+    let exp = now_secs() + 1;
+    let short_lived = sign(
+        Algorithm::RS256,
+        Some("k1"),
+        &key,
+        &json!({"sub": "alice", "exp": exp}),
+    );
+    assert_eq!(
+        app.get("/api/ably-jwt", Some(&short_lived)).await.status(),
+        200
+    );
+    assert_eq!(
+        app.get("/api/ably-jwt", Some(&short_lived)).await.status(),
+        200
+    );
+
+    // Real time has to pass here: the server reads the system clock.
+    eventually(|| async { now_secs() > exp }).await;
+    let response = app.get("/api/ably-jwt", Some(&short_lived)).await;
+
+    assert_ably_error(response, 401, 40101, "expired").await;
+}
