@@ -36,6 +36,8 @@ pub(crate) struct Identity {
 #[derive(Debug)]
 pub(crate) struct AppJwtVerifier {
     rules: AppJwtRules,
+    /// One prepared `Validation` per accepted algorithm.
+    validations: Vec<(Algorithm, Validation)>,
     keys: KeySource,
 }
 
@@ -113,6 +115,7 @@ impl AppJwtVerifier {
             return Err(ConfigError::new("AUTH_APP_JWT_SECRET", "must not be empty"));
         }
         Ok(Self {
+            validations: validations(&rules),
             rules,
             keys: KeySource::Secret(Box::new(key)),
         })
@@ -121,6 +124,7 @@ impl AppJwtVerifier {
     /// A verifier for tokens signed with the keys of a JWKS.
     pub(crate) fn with_jwks(jwks: Arc<JwksCache>, rules: AppJwtRules) -> Self {
         Self {
+            validations: validations(&rules),
             rules,
             keys: KeySource::Jwks {
                 jwks,
@@ -180,26 +184,12 @@ impl AppJwtVerifier {
         key: &DecodingKey,
         alg: Algorithm,
     ) -> Result<Map<String, Value>, ApiError> {
-        let mut validation = Validation::new(alg);
-        validation.leeway = self.rules.leeway.as_secs();
-        // jsonwebtoken checks `iss` and `aud` only when the token has them:
-        // when configured, they must also be present.
-        let mut required = HashSet::from(["exp".to_owned()]);
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation.reject_tokens_expiring_in_less_than = 0;
-        if let Some(issuer) = &self.rules.issuer {
-            validation.set_issuer(&[issuer]);
-            required.insert("iss".to_owned());
-        }
-        if self.rules.audience.is_empty() {
-            validation.validate_aud = false;
-        } else {
-            validation.set_audience(&self.rules.audience);
-            required.insert("aud".to_owned());
-        }
-        validation.required_spec_claims = required;
-        jsonwebtoken::decode::<Map<String, Value>>(token, key, &validation)
+        let validation = self
+            .validations
+            .iter()
+            .find_map(|(accepted, validation)| (*accepted == alg).then_some(validation))
+            .ok_or_else(|| invalid(&format!("algorithm {alg:?} is not accepted")))?;
+        jsonwebtoken::decode::<Map<String, Value>>(token, key, validation)
             .map(|data| data.claims)
             .map_err(|err| {
                 invalid(match err.kind() {
@@ -246,6 +236,36 @@ impl AppJwtVerifier {
         };
         Ok(Identity { client_id, roles })
     }
+}
+
+/// The checks for each accepted algorithm: `exp` required, `nbf` checked,
+/// `iss` and `aud` required and checked when configured (jsonwebtoken checks
+/// them only when present unless they are listed as required).
+fn validations(rules: &AppJwtRules) -> Vec<(Algorithm, Validation)> {
+    rules
+        .algorithms
+        .iter()
+        .map(|&alg| {
+            let mut validation = Validation::new(alg);
+            validation.leeway = rules.leeway.as_secs();
+            let mut required = HashSet::from(["exp".to_owned()]);
+            validation.validate_exp = true;
+            validation.validate_nbf = true;
+            validation.reject_tokens_expiring_in_less_than = 0;
+            if let Some(issuer) = &rules.issuer {
+                validation.set_issuer(&[issuer]);
+                required.insert("iss".to_owned());
+            }
+            if rules.audience.is_empty() {
+                validation.validate_aud = false;
+            } else {
+                validation.set_audience(&rules.audience);
+                required.insert("aud".to_owned());
+            }
+            validation.required_spec_claims = required;
+            (alg, validation)
+        })
+        .collect()
 }
 
 /// The claim `name`: a top-level claim of that exact name (Auth0 style

@@ -95,3 +95,45 @@ async fn a_bad_policy_file_stops_start_up_pointing_at_the_line() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn log_format_json_writes_one_json_object_per_line_to_stderr() {
+    let mut child = command()
+        .env("ABLY_API_KEY", ABLY_KEY)
+        .env("AUTH_APP_JWT_SECRET", APP_SECRET)
+        .env("AUTH_BIND", "127.0.0.1:0")
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    within(stdout.next_line()).await.unwrap().unwrap();
+
+    let line = within(stderr.next_line()).await.unwrap().unwrap();
+
+    let event: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|err| panic!("not JSON ({err}): {line}"));
+    assert_eq!(event["level"], "INFO");
+    assert_eq!(event["fields"]["message"], "listening");
+    child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unknown_log_format_stops_start_up() {
+    let output = within(
+        command()
+            .env("ABLY_API_KEY", ABLY_KEY)
+            .env("AUTH_APP_JWT_SECRET", APP_SECRET)
+            .env("LOG_FORMAT", "xml")
+            .output(),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8(output.stderr).unwrap(),
+        "auth-server: LOG_FORMAT: expected json or pretty, got \"xml\"\n"
+    );
+}
