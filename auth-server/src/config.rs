@@ -16,6 +16,7 @@ use secrecy::SecretString;
 use shared::{ApiKey, Capability};
 use url::Url;
 
+use crate::client_ip::IpRange;
 use crate::policy::Policy;
 
 /// Ably's production REST host (`ABLY-PROTOCOL.md` §0.2).
@@ -73,6 +74,9 @@ pub struct Config {
     pub rate_limit_per_user: Option<RateLimit>,
     /// `AUTH_RATE_LIMIT_PER_IP`: per client IP address; `None` is off.
     pub rate_limit_per_ip: Option<RateLimit>,
+    /// `AUTH_TRUSTED_PROXIES`: peers whose `X-Forwarded-For` names the
+    /// client for the per-IP limit; empty trusts no one.
+    pub trusted_proxies: Vec<IpRange>,
     /// `AUTH_MAX_BODY_BYTES`: the largest request body accepted.
     pub max_body_bytes: usize,
     /// `AUTH_REQUEST_TIMEOUT`: how long one request may take, Ably round trip included.
@@ -222,6 +226,7 @@ impl Config {
                 count: 100,
                 period: Duration::from_secs(1),
             }),
+            trusted_proxies: Vec::new(),
             max_body_bytes: 16 * 1024,
             request_timeout: Duration::from_secs(10),
             jwks_refresh_interval: Duration::from_secs(600),
@@ -251,6 +256,7 @@ impl Config {
     /// | `AUTH_CORS_ORIGINS` | unset (no CORS) | `*` or comma-separated origins |
     /// | `AUTH_RATE_LIMIT_PER_USER` | `10/s` | `N/s`, `N/m` or `off` |
     /// | `AUTH_RATE_LIMIT_PER_IP` | `100/s` | `N/s`, `N/m` or `off` |
+    /// | `AUTH_TRUSTED_PROXIES` | unset (trust none) | proxies whose `X-Forwarded-For` is believed, comma-separated addresses or ranges |
     /// | `AUTH_MAX_BODY_BYTES` | `16384` | request body limit |
     /// | `AUTH_REQUEST_TIMEOUT` | `10s` | per-request deadline |
     ///
@@ -360,6 +366,13 @@ impl Config {
         }
         if let Some(limit) = env.var_parsed::<RateLimitSetting>("AUTH_RATE_LIMIT_PER_IP")? {
             config.rate_limit_per_ip = limit.0;
+        }
+        if let Some(list) = env.var("AUTH_TRUSTED_PROXIES") {
+            config.trusted_proxies = comma_list(&list)
+                .iter()
+                .map(|range| range.parse())
+                .collect::<Result<_, String>>()
+                .map_err(|problem| ConfigError::new("AUTH_TRUSTED_PROXIES", problem))?;
         }
         if let Some(bytes) = env.var_parsed("AUTH_MAX_BODY_BYTES")? {
             config.max_body_bytes = bytes;
@@ -708,6 +721,16 @@ mod tests {
         assert_eq!(config.rate_limit_per_ip, None);
         assert_eq!(bad.name, "AUTH_RATE_LIMIT_PER_USER");
         assert_eq!(zero.name, "AUTH_RATE_LIMIT_PER_IP");
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_ranges() {
+        let config = with(&[("AUTH_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1")]).unwrap();
+        let bad = with(&[("AUTH_TRUSTED_PROXIES", "10.0.0.0/40")]).unwrap_err();
+
+        assert_eq!(config.trusted_proxies.len(), 2);
+        assert_eq!(config.trusted_proxies[1].to_string(), "127.0.0.1/32");
+        assert_eq!(bad.name, "AUTH_TRUSTED_PROXIES");
     }
 
     #[test]

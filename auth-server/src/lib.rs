@@ -35,12 +35,14 @@
 //! - `app_jwt` and `jwks`: verifying the app's tokens, with a secret or a JWKS.
 //! - [`policy`]: the TOML capability policy.
 //! - `mint`: Ably JWTs, TokenRequests and Ably's `requestToken`.
-//! - `routes`: the endpoints and their middleware; `rate_limit`, `metrics`.
+//! - `routes`: the endpoints and their middleware; `rate_limit`, `client_ip`,
+//!   `metrics`.
 //! - [`error`]: [`ApiError`], rendered as Ably's error envelope.
 
 #![cfg_attr(not(test), warn(clippy::print_stdout, clippy::dbg_macro))]
 
 mod app_jwt;
+mod client_ip;
 pub mod config;
 pub mod error;
 mod jwks;
@@ -58,6 +60,7 @@ use std::net::SocketAddr;
 use axum::Router;
 use tokio::net::TcpListener;
 
+pub use client_ip::IpRange;
 pub use config::{AppAuth, AppJwtRules, Config, ConfigError, CorsOrigins, RateLimit};
 pub use error::ApiError;
 pub use policy::{Policy, PolicyError};

@@ -15,6 +15,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::AppState;
+use crate::client_ip::client_ip;
 use crate::config::CorsOrigins;
 use crate::error::{ApiError, RefusalReason, X_ABLY_ERRORCODE, X_ABLY_ERRORMESSAGE};
 
@@ -100,14 +101,20 @@ async fn track(State(state): State<AppState>, request: Request, next: Next) -> R
 }
 
 /// Applies `AUTH_RATE_LIMIT_PER_IP` to the token endpoints. The address is
-/// the TCP peer's: behind a proxy, that is the proxy (limits are per
-/// instance and per peer).
+/// the TCP peer's, or the client a trusted proxy names in `X-Forwarded-For`
+/// (`AUTH_TRUSTED_PROXIES`, see [`crate::client_ip`]).
 async fn limit_ip(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if request.method() != Method::OPTIONS
         && let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>()
-        && let Err(err) = state.check_ip_rate(peer.ip())
     {
-        return err.into_response();
+        let ip = client_ip(
+            peer.ip(),
+            request.headers(),
+            &state.config().trusted_proxies,
+        );
+        if let Err(err) = state.check_ip_rate(ip) {
+            return err.into_response();
+        }
     }
     next.run(request).await
 }

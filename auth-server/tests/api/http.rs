@@ -187,3 +187,46 @@ async fn metrics_count_issued_tokens_refusals_and_latency() {
         );
     }
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_per_ip_limit_uses_x_forwarded_for() {
+    let limit = Some(RateLimit {
+        count: 1,
+        period: Duration::from_secs(60),
+    });
+    let trusting = spawn_app(Config {
+        rate_limit_per_ip: limit,
+        trusted_proxies: vec!["127.0.0.0/8".parse().unwrap()],
+        ..config()
+    })
+    .await;
+    let untrusting = spawn_app(Config {
+        rate_limit_per_ip: limit,
+        ..config()
+    })
+    .await;
+    let token = user_token("alice", &json!({}));
+    let from = |app: &TestApp, client: &'static str| {
+        app.client
+            .get(app.url("/api/ably-jwt"))
+            .bearer_auth(&token)
+            .header("x-forwarded-for", client)
+            .send()
+    };
+
+    let first = within(from(&trusting, "198.51.100.1")).await.unwrap();
+    let other_client = within(from(&trusting, "198.51.100.2")).await.unwrap();
+    let same_client = within(from(&trusting, "198.51.100.1")).await.unwrap();
+    let spoofed_first = within(from(&untrusting, "198.51.100.1")).await.unwrap();
+    let spoofed_second = within(from(&untrusting, "198.51.100.2")).await.unwrap();
+
+    assert_eq!(first.status(), 200);
+    assert_eq!(other_client.status(), 200);
+    assert_eq!(same_client.status(), 429);
+    assert_eq!(spoofed_first.status(), 200);
+    assert_eq!(
+        spoofed_second.status(),
+        429,
+        "an untrusted peer's header is ignored"
+    );
+}
