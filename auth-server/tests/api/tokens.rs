@@ -303,3 +303,26 @@ async fn token_requests_are_never_reused() {
     assert_ne!(first["nonce"], second["nonce"]);
     assert_ne!(first["mac"], second["mac"]);
 }
+
+#[tokio::test]
+async fn json_body_takes_the_capability_as_a_string_too_and_ignores_unknown_fields() {
+    let app = spawn_app(with_policy()).await;
+    let token = user_token("bob", &json!({}));
+
+    let response = app
+        .post_json(
+            "/api/ably-token-request",
+            &token,
+            &json!({"capability": r#"{"chat:a":["publish","subscribe"]}"#, "timestamp": 1, "rnd": "x", "clientId": null}),
+        )
+        .await;
+
+    assert_eq!(response.status(), 200);
+    let request: TokenRequest = within(response.json()).await.unwrap();
+    assert_eq!(
+        request.capability.as_deref(),
+        Some(r#"{"chat:a":["publish","subscribe"]}"#)
+    );
+    assert_eq!(request.client_id.as_deref(), Some("bob"));
+    request.verify_mac(ably_key().secret()).unwrap();
+}
