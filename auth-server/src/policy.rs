@@ -37,6 +37,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
+use shared::capability::resource_covers;
 use shared::{Capability, Operation};
 use toml::Spanned;
 
@@ -154,6 +155,33 @@ impl Policy {
     pub fn roles(&self) -> impl Iterator<Item = &str> {
         self.roles.keys().map(String::as_str)
     }
+}
+
+/// `capability` without the resources another of its resources already
+/// grants: one covering it ([`resource_covers`]) with at least its
+/// operations. Allows exactly the same; the token just gets shorter (a JWT
+/// has to fit in an HTTP header, `ABLY-PROTOCOL.md` §2.1.7).
+pub(crate) fn without_redundant(capability: &Capability) -> Capability {
+    let entries: Vec<_> = capability.iter().collect();
+    let grants_all = |ops: &BTreeSet<Operation>| ops.contains(&Operation::All);
+    let mut simplified = Capability::new();
+    for (i, (resource, operations)) in entries.iter().enumerate() {
+        let redundant = entries.iter().enumerate().any(|(j, (other, other_ops))| {
+            // Of two resources that cover each other, keep the first.
+            let covers =
+                resource_covers(other, resource) && !(resource_covers(resource, other) && j > i);
+            i != j
+                && covers
+                && (grants_all(other_ops)
+                    || (!grants_all(operations) && other_ops.is_superset(operations)))
+        });
+        if !redundant {
+            simplified
+                .insert(*resource, operations.iter().copied())
+                .expect("entries of a valid capability are valid");
+        }
+    }
+    simplified
 }
 
 impl Grants {
@@ -405,6 +433,37 @@ spaces = ["board", "room-{clientId}"]
                 .contains("only placeholder is {clientId}"),
             "{placeholder}"
         );
+    }
+
+    #[test]
+    fn redundant_resources_are_dropped_and_nothing_else() {
+        let cases = [
+            (
+                r#"{"*":["*"],"chat:*":["subscribe"],"[meta]log":["subscribe"]}"#,
+                r#"{"*":["*"],"[meta]log":["subscribe"]}"#,
+            ),
+            (
+                r#"{"chat:*":["publish","subscribe"],"chat:a":["subscribe"],"chat:b":["history"]}"#,
+                r#"{"chat:*":["publish","subscribe"],"chat:b":["history"]}"#,
+            ),
+            (
+                r#"{"chat:*":["subscribe"],"chat:a":["*"]}"#,
+                r#"{"chat:*":["subscribe"],"chat:a":["*"]}"#,
+            ),
+            (
+                r#"{"a":["subscribe"],"b":["subscribe"]}"#,
+                r#"{"a":["subscribe"],"b":["subscribe"]}"#,
+            ),
+        ];
+        for (input, expected) in cases {
+            let capability = Capability::parse(input).unwrap();
+
+            assert_eq!(
+                without_redundant(&capability).to_string(),
+                expected,
+                "{input}"
+            );
+        }
     }
 
     #[test]

@@ -126,6 +126,7 @@ async fn decide(state: &AppState, request: AuthRequest) -> Result<Grant, ApiErro
             )
         })?,
     };
+    let capability = crate::policy::without_redundant(&capability);
     let ttl = params
         .ttl_ms
         .map_or(config.token_ttl, Duration::from_millis)
@@ -267,8 +268,21 @@ impl RequestedParams {
     }
 }
 
+/// The most resources a requested capability may list. Intersection and
+/// simplification compare resources pairwise, and a JWT has to fit in an HTTP
+/// header (`ABLY-PROTOCOL.md` §2.1.7), so requests are kept small.
+const MAX_REQUESTED_RESOURCES: usize = 100;
+
 fn parse_capability(value: &Value) -> Result<Capability, ApiError> {
-    Capability::from_json(value).map_err(|err| ApiError::BadRequest(format!("capability: {err}")))
+    let capability = Capability::from_json(value)
+        .map_err(|err| ApiError::BadRequest(format!("capability: {err}")))?;
+    if capability.len() > MAX_REQUESTED_RESOURCES {
+        return Err(ApiError::BadRequest(format!(
+            "capability lists {} resources; at most {MAX_REQUESTED_RESOURCES} are accepted",
+            capability.len()
+        )));
+    }
+    Ok(capability)
 }
 
 fn parse_ttl(value: &Value) -> Result<u64, ApiError> {

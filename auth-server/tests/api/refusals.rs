@@ -248,6 +248,13 @@ async fn malformed_parameters_are_400_with_40003() {
         let response = app.get(path, Some(&token)).await;
         assert_ably_error(response, 400, 40003, message).await;
     }
+    let many: serde_json::Map<String, serde_json::Value> = (0..101)
+        .map(|i| (format!("chat:{i}"), json!(["subscribe"])))
+        .collect();
+    let too_many = app
+        .post_json(JWT, &token, &json!({ "capability": many }))
+        .await;
+    assert_ably_error(too_many, 400, 40003, "lists 101 resources; at most 100").await;
     let not_json = within(
         app.client
             .post(app.url(JWT))
