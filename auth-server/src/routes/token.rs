@@ -15,6 +15,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::Value;
 use shared::Capability;
+use std::fmt;
 use std::time::Duration;
 
 use crate::AppState;
@@ -139,10 +140,19 @@ async fn decide(state: &AppState, request: AuthRequest) -> Result<Grant, ApiErro
 }
 
 /// A token endpoint request: the bearer app token and the token parameters.
-#[derive(Debug)]
 pub(crate) struct AuthRequest {
     bearer: Option<String>,
     params: RequestedParams,
+}
+
+/// Never shows the app token, only whether there is one.
+impl fmt::Debug for AuthRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthRequest")
+            .field("bearer", &self.bearer.as_ref().map(|_| "[REDACTED]"))
+            .field("params", &self.params)
+            .finish()
+    }
 }
 
 /// The token parameters a caller may send (ably-js's `tokenParams`).
@@ -307,5 +317,23 @@ fn parse_client_id(value: &Value) -> Result<String, ApiError> {
         _ => Err(ApiError::BadRequest(
             "clientId must be a non-empty string".to_owned(),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_app_token() {
+        let request = AuthRequest {
+            bearer: Some("eyJhbGciOi.secret.part".to_owned()),
+            params: RequestedParams::default(),
+        };
+
+        let debug = format!("{request:?}");
+
+        assert!(debug.contains("[REDACTED]"), "{debug}");
+        assert!(!debug.contains("secret.part"), "{debug}");
     }
 }
