@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -53,6 +53,8 @@ pub(crate) struct JwksCache {
     last_unknown_kid_fetch: Mutex<Option<Instant>>,
     cooldown: Duration,
     loaded: AtomicBool,
+    fetched: AtomicU64,
+    failed: AtomicU64,
 }
 
 impl JwksCache {
@@ -65,6 +67,8 @@ impl JwksCache {
             last_unknown_kid_fetch: Mutex::new(None),
             cooldown,
             loaded: AtomicBool::new(false),
+            fetched: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
         }
     }
 
@@ -140,8 +144,36 @@ impl JwksCache {
         keys.get(kid).cloned()
     }
 
-    /// Fetches and installs the key set. Callers hold `last_unknown_kid_fetch`.
+    /// Prometheus lines: fetches by result and the number of cached keys.
+    pub(crate) fn render_metrics(&self) -> String {
+        let keys = self.keys.read().unwrap_or_else(|p| p.into_inner()).len();
+        format!(
+            "# HELP auth_jwks_fetches_total JWKS fetches, by result.\n\
+             # TYPE auth_jwks_fetches_total counter\n\
+             auth_jwks_fetches_total{{result=\"ok\"}} {}\n\
+             auth_jwks_fetches_total{{result=\"error\"}} {}\n\
+             # HELP auth_jwks_keys Signing keys in the cached JWKS.\n\
+             # TYPE auth_jwks_keys gauge\n\
+             auth_jwks_keys {keys}\n",
+            self.fetched.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Fetches and installs the key set, counting the outcome. Callers hold
+    /// `last_unknown_kid_fetch`.
     async fn fetch(&self) -> anyhow::Result<()> {
+        let result = self.fetch_once().await;
+        let counter = if result.is_ok() {
+            &self.fetched
+        } else {
+            &self.failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        result
+    }
+
+    async fn fetch_once(&self) -> anyhow::Result<()> {
         let mut response = self
             .client
             .get(self.url.clone())

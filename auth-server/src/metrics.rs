@@ -3,7 +3,9 @@
 //!
 //! - `auth_tokens_issued_total{kind}`: `jwt`, `token_request`, `token`;
 //! - `auth_refusals_total{reason}`: see `ApiError::reason`;
-//! - `auth_request_duration_seconds{route}`: a latency histogram.
+//! - `auth_request_duration_seconds{route}`: a latency histogram;
+//! - with a JWKS, `auth_jwks_fetches_total{result}` and `auth_jwks_keys`
+//!   (rendered by the JWKS cache).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -38,12 +38,16 @@ async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError>
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    let mut text = state.metrics().render();
+    if let Some(jwks) = state.jwks() {
+        text.push_str(&jwks.render_metrics());
+    }
     (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4"),
         )],
-        state.metrics().render(),
+        text,
     )
         .into_response()
 }

@@ -120,6 +120,18 @@ async fn rs256_es256_and_eddsa_tokens_verify_against_the_jwks() {
         assert_eq!(response.status(), 200, "{alg:?}");
     }
     assert_eq!(idp.fetches(), 1, "known kids need no refetch");
+    let metrics = within(app.get("/metrics", None).await.text())
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("auth_jwks_fetches_total{result=\"ok\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("auth_jwks_fetches_total{result=\"error\"} 0\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("auth_jwks_keys 3\n"), "{metrics}");
 }
 
 #[tokio::test]
@@ -261,6 +273,18 @@ async fn until_the_jwks_is_fetched_readyz_and_token_endpoints_are_503() {
 
     assert_ably_error(ready, 503, 50000, "not ready").await;
     assert_ably_error(response, 503, 50000, "not available yet").await;
+    let metrics = within(app.get("/metrics", None).await.text())
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("auth_jwks_fetches_total{result=\"ok\"} 0\n"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("auth_jwks_fetches_total{result=\"error\"} 0\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("auth_jwks_keys 0\n"), "{metrics}");
 }
 
 #[tokio::test]
