@@ -324,3 +324,22 @@ async fn json_body_takes_the_capability_as_a_string_too_and_ignores_unknown_fiel
     assert_eq!(request.client_id.as_deref(), Some("bob"));
     request.verify_mac(ably_key().secret()).unwrap();
 }
+
+#[tokio::test]
+async fn a_post_without_a_body_uses_the_defaults() {
+    let app = spawn_app(config()).await;
+    let token = user_token("alice", &json!({}));
+
+    let response = within(
+        app.client
+            .post(app.url("/api/ably-jwt"))
+            .bearer_auth(&token)
+            .send(),
+    )
+    .await
+    .unwrap();
+
+    let claims = verified(&jwt_body(response).await);
+    assert_eq!(claims.capability, ALL_FOUR);
+    assert_eq!(claims.exp - claims.iat, 3600);
+}
