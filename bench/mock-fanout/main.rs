@@ -1,0 +1,3 @@
+//! Fan-out benchmark (being written).
+
+fn main() {}
