@@ -14,12 +14,13 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use bytes::Bytes;
 use shared::Message;
 use tokio::sync::mpsc::{self, error::TrySendError};
 
+use crate::delta::{DeltaBase, DeltaMessage};
 use crate::state::Settings;
 use crate::stats::ChannelStats;
 
@@ -53,6 +54,9 @@ pub(crate) struct StoredMessage {
     pub(crate) message: Message,
     sse_frame: OnceLock<Bytes>,
     plain_frame: OnceLock<Bytes>,
+    delta_base: OnceLock<Option<DeltaBase>>,
+    /// The last delta computed for this message, and the base id it is from.
+    delta_cache: Mutex<Option<(String, Option<Arc<DeltaMessage>>)>>,
 }
 
 impl StoredMessage {
@@ -75,6 +79,39 @@ impl StoredMessage {
         self.plain_frame
             .get_or_init(|| crate::frame::plain_message(&self.cursor, &json(&self.envelope())))
             .clone()
+    }
+}
+
+impl StoredMessage {
+    /// What a delta to or from this message works with (§7.2.3), computed
+    /// once.
+    pub(crate) fn delta_base(&self) -> Option<&DeltaBase> {
+        self.delta_base
+            .get_or_init(|| crate::delta::delta_base(&self.message))
+            .as_ref()
+    }
+
+    /// This message as a delta against `base_payload` (message `base_id`),
+    /// or `None` when the full message is smaller. Streams that share a base
+    /// share the result.
+    pub(crate) fn delta_from(
+        &self,
+        base_id: &str,
+        base_payload: &[u8],
+        target: &DeltaBase,
+    ) -> Option<Arc<DeltaMessage>> {
+        let mut cache = self
+            .delta_cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((cached_base, delta)) = &*cache
+            && cached_base == base_id
+        {
+            return delta.clone();
+        }
+        let delta = crate::delta::encode(self, base_id, base_payload, target);
+        *cache = Some((base_id.to_owned(), delta.clone()));
+        delta
     }
 }
 
@@ -265,6 +302,8 @@ impl Registry {
                 message,
                 sse_frame: OnceLock::new(),
                 plain_frame: OnceLock::new(),
+                delta_base: OnceLock::new(),
+                delta_cache: Mutex::new(None),
             });
             entry.counters.published.fetch_add(1, Ordering::Relaxed);
             if let Some(id) = &stored_message.message.id {

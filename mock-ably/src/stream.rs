@@ -228,12 +228,11 @@ impl Streamer {
                 Framing::Sse => message.sse_frame(),
                 Framing::Plain => message.plain_frame(),
             },
-            (Some(delta), true) => {
-                let json = serde_json::to_string(&delta).expect("a Message always serialises");
-                framing.message_json(&message.cursor, &json)
-            }
+            (Some(delta), true) => framing.message_json(&message.cursor, &delta.json),
             (delta, false) => {
-                let data = delta.as_ref().map_or(&message.message.data, |d| &d.data);
+                let data = delta
+                    .as_ref()
+                    .map_or(&message.message.data, |d| &d.message.data);
                 let payload = match data {
                     Some(serde_json::Value::String(text)) => text.clone(),
                     Some(other) => other.to_string(),

@@ -7,6 +7,7 @@ mod helpers;
 
 mod auth;
 mod controls;
+mod delta;
 mod history;
 mod publish;
 mod resume;
