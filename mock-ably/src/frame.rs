@@ -7,7 +7,7 @@
 //! event: message
 //! data: <one-line JSON>
 //!
-//! :keepalive            after `--keepalive` of silence
+//! :keepalive            each `--keepalive` interval with no message
 //!
 //! event: heartbeat      instead of :keepalive when heartbeats=true
 //! data:

@@ -5,7 +5,7 @@
 //! lists every flag. When it is ready it prints exactly one line to stdout,
 //! `mock-ably listening on http://ADDR`; logs go to stderr (`RUST_LOG`).
 
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -33,7 +33,8 @@ struct Args {
     #[arg(long, env = "MOCK_ABLY_RETENTION", default_value = "2m", value_parser = duration)]
     retention: Duration,
 
-    /// Silence after which a stream gets a keepalive.
+    /// Keepalive interval: an idle stream gets a `:keepalive` comment each
+    /// interval in which it carried no message.
     #[arg(long, env = "MOCK_ABLY_KEEPALIVE", default_value = "15s", value_parser = duration)]
     keepalive: Duration,
 }
@@ -49,6 +50,7 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let args = Args::parse();
 
@@ -80,10 +82,26 @@ async fn main() -> anyhow::Result<()> {
     stdout.flush().context("cannot write to stdout")?;
     drop(stdout);
 
+    shutdown_signal().await?;
+    tracing::info!("shutting down");
+    drop(mock);
+    Ok(())
+}
+
+/// Ctrl-C, or SIGTERM on Unix (what `docker stop` and `kill` send).
+async fn shutdown_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => result.context("cannot listen for Ctrl-C")?,
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
     tokio::signal::ctrl_c()
         .await
         .context("cannot listen for Ctrl-C")?;
-    tracing::info!("shutting down");
-    drop(mock);
     Ok(())
 }

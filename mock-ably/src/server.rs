@@ -30,7 +30,7 @@ pub const DEFAULT_RETENTION: Duration = Duration::from_secs(120);
 /// How many messages each channel keeps at most, by default.
 pub const DEFAULT_RETENTION_COUNT: usize = 10_000;
 
-/// How long a stream may be silent before it gets a keepalive, by default.
+/// The keepalive interval of an idle stream, by default.
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// How many messages a stream may fall behind before it is disconnected, by
@@ -105,8 +105,9 @@ impl MockAblyBuilder {
         self
     }
 
-    /// How long a stream may be silent before it gets a `:keepalive` (or a
-    /// heartbeat) (default [`DEFAULT_KEEPALIVE`], 15 s).
+    /// How often an idle stream gets a `:keepalive` (or a heartbeat): every
+    /// interval in which it carried no message (default
+    /// [`DEFAULT_KEEPALIVE`], 15 s).
     pub fn keepalive(mut self, keepalive: Duration) -> Self {
         self.keepalive = keepalive;
         self

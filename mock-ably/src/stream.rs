@@ -78,6 +78,8 @@ struct Streamer {
     seen: Control,
     expiry: Option<Pin<Box<Sleep>>>,
     keepalive: Pin<Box<Sleep>>,
+    /// Whether a message went out since the keepalive timer last fired.
+    active: bool,
     deltas: Deltas,
     done: bool,
     _subscription: Subscription,
@@ -113,6 +115,7 @@ pub(crate) fn body(
         seen,
         expiry: None,
         keepalive,
+        active: false,
         deltas,
         done: false,
         config,
@@ -181,6 +184,14 @@ impl Streamer {
                 }
                 () = &mut self.keepalive => {
                     self.reset_keepalive();
+                    // A stream that carried messages needs no keepalive. Not
+                    // resetting the timer on every message keeps timer-wheel
+                    // work off the fan-out path; the cost is that an idle
+                    // stream's first keepalive comes one to two intervals
+                    // after its last message.
+                    if std::mem::take(&mut self.active) {
+                        continue;
+                    }
                     return Step::Chunk(if self.config.heartbeats {
                         self.config.framing.heartbeat()
                     } else {
@@ -218,7 +229,7 @@ impl Streamer {
 
     /// The event for `message`, counted as delivered.
     fn message_frame(&mut self, message: &StoredMessage) -> Bytes {
-        self.reset_keepalive();
+        self.active = true;
         self.state.delivered.fetch_add(1, Ordering::Relaxed);
         message.channel.delivered.fetch_add(1, Ordering::Relaxed);
         let framing = self.config.framing;
