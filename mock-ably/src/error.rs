@@ -10,9 +10,11 @@
 //!   needs before it reads the body at all;
 //! - the body `{"error": ErrorInfo}`.
 
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use shared::{ErrorInfo, ErrorResponse};
+use shared::{ErrorInfo, ErrorResponse, codes};
 
 /// `X-Ably-ErrorCode`.
 pub(crate) const X_ABLY_ERRORCODE: HeaderName = HeaderName::from_static("x-ably-errorcode");
@@ -67,6 +69,18 @@ impl IntoResponse for ApiError {
         headers.insert(X_ABLY_ERRORMESSAGE, message);
         response
     }
+}
+
+/// A request body, or the envelope for one axum could not read: 40009 (413)
+/// past axum's 2 MB default limit, 40000 otherwise.
+pub(crate) fn body(body: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(codes::MESSAGE_TOO_LARGE, "Request body too large")
+        } else {
+            ApiError::new(codes::BAD_REQUEST, rejection.body_text())
+        }
+    })
 }
 
 /// `message` as a header value: visible ASCII and spaces kept, anything else

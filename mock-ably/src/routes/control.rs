@@ -14,13 +14,14 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use shared::codes;
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{self, ApiError, ApiResult};
 use crate::faults::{FailNext, FailNextBody};
 use crate::state::AppState;
 use crate::stats::Stats;
@@ -44,7 +45,11 @@ async fn expire_credentials(State(state): State<AppState>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
-async fn fail_next(State(state): State<AppState>, body: Bytes) -> ApiResult<StatusCode> {
+async fn fail_next(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<StatusCode> {
+    let body = error::body(body)?;
     let body: FailNextBody = if body.is_empty() {
         serde_json::from_str("{}").expect("an empty object is a valid rule")
     } else {
@@ -60,7 +65,11 @@ struct AdvanceClock {
     ms: u64,
 }
 
-async fn advance_clock(State(state): State<AppState>, body: Bytes) -> ApiResult<StatusCode> {
+async fn advance_clock(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<StatusCode> {
+    let body = error::body(body)?;
     let AdvanceClock { ms } = parse(&body)?;
     state.advance_clock(Duration::from_millis(ms));
     Ok(StatusCode::NO_CONTENT)

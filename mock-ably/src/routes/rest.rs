@@ -3,6 +3,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -13,7 +14,7 @@ use shared::capability::Operation;
 use shared::{Message, codes};
 
 use crate::auth::authenticate;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{self, ApiError, ApiResult};
 use crate::params::{Query, invalid_param, validate_channel_name};
 use crate::publish::{self, Publisher};
 use crate::state::{AppState, lock};
@@ -35,8 +36,9 @@ pub(super) async fn publish(
     Path(channel): Path<String>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
+    let body = error::body(body)?;
     let query = Query::parse(raw.as_deref());
     let principal = authenticate(&state, &headers, &query)?;
     validate_channel_name(&channel)?;

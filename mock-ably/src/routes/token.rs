@@ -12,13 +12,14 @@
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use shared::token::{TIMESTAMP_TOLERANCE_MS, TokenDetails, TokenRequest};
 use shared::{Capability, codes};
 
 use crate::auth::{CredentialKind, authenticate, find_credential, find_key, issue_token};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{self, ApiError, ApiResult};
 use crate::params::Query;
 use crate::state::{AppState, lock};
 
@@ -27,8 +28,9 @@ pub(super) async fn request_token(
     Path(key_name): Path<String>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<TokenDetails>> {
+    let body = error::body(body)?;
     let request = TokenRequest::from_json(&body)?;
     if request.key_name != key_name {
         return Err(ApiError::new(

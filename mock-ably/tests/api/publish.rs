@@ -215,6 +215,15 @@ async fn more_than_64_kib_is_40009() {
 }
 
 #[tokio::test]
+async fn a_body_past_the_server_limit_is_40009_too() {
+    let app = spawn().await;
+
+    let response = app.publish("c", json!({"data": "x".repeat(3 << 20)})).await;
+
+    assert_error(response, 413, 40009).await;
+}
+
+#[tokio::test]
 async fn channel_names_are_percent_decoded_and_checked() {
     let app = spawn().await;
 

@@ -368,3 +368,25 @@ async fn replay_then_live_keeps_order_under_concurrent_publishing() {
     let expected: Vec<String> = (1..100).map(|i| i.to_string()).collect();
     assert_eq!(got, expected);
 }
+
+#[tokio::test]
+async fn a_plain_stream_ends_with_an_error_line_at_expiry() {
+    let app = spawn().await;
+    let token = app.mock.issue_token(TokenParams::default()).token;
+    let response = app
+        .get(&format!(
+            "/event-stream?channels=c&accessToken={}",
+            enc(&token)
+        ))
+        .await;
+    let mut lines = Frames::lines(response);
+
+    app.mock.expire_credentials();
+
+    let line = lines.event().await;
+    let envelope: serde_json::Value = serde_json::from_str(&line.raw).unwrap();
+    assert_eq!(envelope["event"], "error");
+    assert_eq!(envelope["data"]["code"], 40142);
+    assert!(envelope.get("id").is_none());
+    assert!(matches!(lines.next().await, Next::End));
+}
