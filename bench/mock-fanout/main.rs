@@ -112,6 +112,21 @@ impl Mock {
     }
 }
 
+/// CPU time (user + system) a process has used, in ms, from
+/// `/proc/<pid>/stat` (`self` for this process). `/proc` counts in USER_HZ,
+/// which Linux fixes at 100 per second.
+fn cpu_ms(pid: &str) -> u64 {
+    let stat =
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("cannot read /proc/<pid>/stat");
+    // The command name may contain spaces; fields are counted after its `)`.
+    let fields: Vec<&str> = stat[stat.rfind(')').expect("a stat line") + 2..]
+        .split_whitespace()
+        .collect();
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    ticks * 10
+}
+
 impl Drop for Mock {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -282,6 +297,8 @@ async fn main() {
     let interval = Duration::from_micros(1_000_000 / settings.rate);
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let pid = mock.child.id().to_string();
+    let (mock_cpu_start, own_cpu_start) = (cpu_ms(&pid), cpu_ms("self"));
     let steady_start = Instant::now();
     for _ in 0..count {
         ticker.tick().await;
@@ -292,9 +309,12 @@ async fn main() {
     wait_for("steady", &received, steady_target).await;
     let steady_elapsed = steady_start.elapsed();
     let rss_busy = mock.rss_kib();
+    let mock_cpu_steady = cpu_ms(&pid) - mock_cpu_start;
+    let own_cpu_steady = cpu_ms("self") - own_cpu_start;
 
     // Phase 3: a burst, as fast as REST allows.
     let before_burst = received.load(Ordering::Relaxed);
+    let mock_cpu_burst_start = cpu_ms(&pid);
     let burst_start = Instant::now();
     let mut published = 0;
     while published < settings.burst {
@@ -307,6 +327,7 @@ async fn main() {
     let publish_time = burst_start.elapsed();
     wait_for("burst", &received, before_burst + settings.burst * n as u64).await;
     let burst_elapsed = burst_start.elapsed();
+    let mock_cpu_burst = cpu_ms(&pid) - mock_cpu_burst_start;
 
     // Stop the mock: every stream ends and its subscriber reports.
     drop(client);
@@ -343,6 +364,10 @@ async fn main() {
         percentile(&steady, 100.0),
         steady.len()
     );
+    println!(
+        "| steady: CPU time, mock / subscribers and publisher | {mock_cpu_steady} ms ({:.2} µs per delivery) / {own_cpu_steady} ms |",
+        mock_cpu_steady as f64 * 1000.0 / steady_target as f64
+    );
     println!("| mock RSS after the steady phase | {rss_busy} KiB |");
     println!(
         "| burst: {} messages (published in {:.2} s) | **{burst_rate:.0} deliveries/s** ({:.2} s until all {} delivered) |",
@@ -350,5 +375,9 @@ async fn main() {
         publish_time.as_secs_f64(),
         burst_elapsed.as_secs_f64(),
         settings.burst * n as u64
+    );
+    println!(
+        "| burst: mock CPU time | {mock_cpu_burst} ms ({:.2} µs per delivery) |",
+        mock_cpu_burst as f64 * 1000.0 / (settings.burst * n as u64) as f64
     );
 }
