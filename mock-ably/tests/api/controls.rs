@@ -241,10 +241,44 @@ async fn a_given_listener_is_used() {
     assert_eq!(mock.base_url(), format!("http://{addr}"));
 }
 
+/// Starts the binary with `args` and `env`, returning it and its base URL.
+fn start_binary(args: &[&str], env: &[(&str, &str)]) -> (std::process::Child, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mock-ably"));
+    command
+        .args(args)
+        .env_remove("MOCK_ABLY_KEYS")
+        .env_remove("MOCK_ABLY_BIND")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim_end()
+        .strip_prefix("mock-ably listening on ")
+        .unwrap_or_else(|| panic!("unexpected ready line {line:?}"))
+        .to_owned();
+    (child, url)
+}
+
+fn status_of(url: &str) -> u16 {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async { timeout(reqwest::get(url)).await.unwrap().status().as_u16() })
+}
+
 #[test]
 fn the_binary_prints_one_ready_line_and_serves() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mock-ably"))
-        .args([
+    let (mut child, url) = start_binary(
+        &[
             "--bind",
             "127.0.0.1:0",
             "--key",
@@ -253,40 +287,53 @@ fn the_binary_prints_one_ready_line_and_serves() {
             "30s",
             "--keepalive",
             "1s",
-        ])
-        .env_remove("MOCK_ABLY_KEYS")
-        .env_remove("MOCK_ABLY_BIND")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+        ],
+        &[],
+    );
 
-    let url = line
-        .trim_end()
-        .strip_prefix("mock-ably listening on ")
-        .unwrap_or_else(|| panic!("unexpected ready line {line:?}"))
-        .to_owned();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let status = runtime.block_on(async {
-        timeout(reqwest::get(format!(
-            "{url}/channels/c/messages?key={}",
-            enc(KEY)
-        )))
-        .await
-        .unwrap()
-        .status()
-    });
+    let status = status_of(&format!("{url}/channels/c/messages?key={}", enc(KEY)));
     child.kill().unwrap();
     child.wait().unwrap();
+
     assert!(url.starts_with("http://127.0.0.1:"));
     assert_eq!(status, 200);
+}
+
+#[test]
+fn the_binary_reads_bind_and_keys_from_the_environment() {
+    let (mut child, url) = start_binary(
+        &[],
+        &[
+            ("MOCK_ABLY_BIND", "127.0.0.1:0"),
+            ("MOCK_ABLY_KEYS", "envApp.one:s1,envApp.two:s2"),
+        ],
+    );
+
+    let second = status_of(&format!("{url}/channels/c/messages?key=envApp.two%3As2"));
+    let dev = status_of(&format!(
+        "{url}/channels/c/messages?key={}",
+        enc(mock_ably::DEV_KEY)
+    ));
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    assert_eq!(second, 200);
+    assert_eq!(dev, 404);
+}
+
+#[test]
+fn the_binary_without_keys_accepts_and_prints_the_dev_key() {
+    let (mut child, url) = start_binary(&["--bind", "127.0.0.1:0"], &[]);
+
+    let dev = status_of(&format!(
+        "{url}/channels/c/messages?key={}",
+        enc(mock_ably::DEV_KEY)
+    ));
+    child.kill().unwrap();
+    let output = child.wait_with_output().unwrap();
+
+    assert_eq!(dev, 200);
+    assert!(String::from_utf8_lossy(&output.stderr).contains(mock_ably::DEV_KEY));
 }
 
 #[test]
