@@ -110,6 +110,18 @@ pub(crate) async fn timeout<F: std::future::Future>(future: F) -> F::Output {
         .expect("timed out waiting")
 }
 
+/// Waits until `check` holds, polling, failing the test after [`PATIENCE`].
+pub(crate) async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !check() {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Asserts that `response` is Ably's error envelope with `code` and
 /// `status`, with the exact headers ably-js needs.
 pub(crate) async fn assert_error(
