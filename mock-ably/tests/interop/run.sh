@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Checks mock-ably's deltas with Ably's own JavaScript VCDIFF decoder.
+# Checks mock-ably with clients we did not write: ably-js 2.28 (REST, Node)
+# and Ably's own JavaScript VCDIFF decoder, both pinned in package-lock.json.
 # Needs Node 18+ and npm (the npm registry); run from anywhere:
 #   mock-ably/tests/interop/run.sh
 set -euo pipefail
@@ -23,4 +24,5 @@ done
 base_url="$(sed -n 's/^mock-ably listening on //p' "$out")"
 [[ -n "$base_url" ]] || { echo "mock-ably did not start" >&2; exit 1; }
 
+node "$here/ably-js.mjs" "$base_url" "$key"
 node "$here/vcdiff-decoder.mjs" "$base_url" "$key"
