@@ -148,6 +148,25 @@ impl Streamer {
                 tracing::info!("a stream fell too far behind and was disconnected");
                 return Step::Abort;
             }
+            // Checked before every event, so that a long backlog does not
+            // delay a drop or an expiry.
+            match self.control.has_changed() {
+                // The server state is gone.
+                Err(_) => return Step::Abort,
+                Ok(true) => {
+                    if let Some(step) = self.on_control() {
+                        return step;
+                    }
+                }
+                Ok(false) => {}
+            }
+            if self
+                .config
+                .expires_ms
+                .is_some_and(|expires| self.state.clock.now_ms() >= expires)
+            {
+                return self.expired();
+            }
             if let Some(message) = self.backlog.pop_front() {
                 return Step::Chunk(self.message_frame(&message));
             }
@@ -157,17 +176,9 @@ impl Streamer {
                     if changed.is_err() {
                         return Step::Abort;
                     }
-                    let now = *self.control.borrow_and_update();
-                    if now.shutdown || now.drops != self.seen.drops {
-                        return Step::Abort;
+                    if let Some(step) = self.on_control() {
+                        return step;
                     }
-                    if now.expiries != self.seen.expiries && self.config.token_auth {
-                        return self.expired();
-                    }
-                    if now.clock != self.seen.clock {
-                        self.reset_expiry();
-                    }
-                    self.seen = now;
                 }
                 () = wait(&mut self.expiry) => {
                     let now = self.state.clock.now_ms();
@@ -200,6 +211,23 @@ impl Streamer {
                 }
             }
         }
+    }
+
+    /// Reacts to the control signal's current value, compared with the
+    /// last one seen: `Some` when the stream ends.
+    fn on_control(&mut self) -> Option<Step> {
+        let now = *self.control.borrow_and_update();
+        if now.shutdown || now.drops != self.seen.drops {
+            return Some(Step::Abort);
+        }
+        if now.expiries != self.seen.expiries && self.config.token_auth {
+            return Some(self.expired());
+        }
+        if now.clock != self.seen.clock {
+            self.reset_expiry();
+        }
+        self.seen = now;
+        None
     }
 
     /// The 40142 error event that ends the stream.

@@ -390,3 +390,39 @@ async fn a_plain_stream_ends_with_an_error_line_at_expiry() {
     assert!(envelope.get("id").is_none());
     assert!(matches!(lines.next().await, Next::End));
 }
+
+#[tokio::test]
+async fn a_long_backlog_does_not_delay_expiry() {
+    let app = spawn().await;
+    let token = app.mock.issue_token(TokenParams::default()).token;
+    let mut first = app.sse("channels=c").await;
+    app.mock.publish_data("c", "", "seen");
+    let last = first.event().await.id.unwrap();
+    drop(first);
+    // More than socket buffers hold, so the backlog is still draining when
+    // the token expires.
+    let big = "y".repeat(30_000);
+    for _ in 0..2000 {
+        app.mock.publish_data("c", "", big.as_str());
+    }
+    let mut resumed = Frames::new(
+        app.sse_response(&format!(
+            "channels=c&accessToken={}&lastEvent={}",
+            enc(&token),
+            enc(&last)
+        ))
+        .await,
+    );
+    resumed.message().await;
+
+    app.mock.advance_clock(Duration::from_secs(7200));
+    let (events, ending) = resumed.rest().await;
+
+    assert!(matches!(ending, Next::End), "{ending:?}");
+    assert_eq!(events.last().unwrap().json()["code"], 40142);
+    assert!(
+        data(&events).len() < 1999,
+        "{} messages",
+        data(&events).len()
+    );
+}
