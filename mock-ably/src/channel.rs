@@ -24,6 +24,9 @@ use crate::delta::{DeltaBase, DeltaMessage};
 use crate::state::Settings;
 use crate::stats::ChannelStats;
 
+/// How many stored messages pass between sweeps of every channel.
+const SWEEP_EVERY: u64 = 1024;
+
 /// Counters for one channel, shared with the messages stored on it so that
 /// streams can count deliveries without the registry lock.
 #[derive(Debug)]
@@ -323,7 +326,22 @@ impl Registry {
             stored.push(stored_message);
         }
         entry.evict(settings, now_ms);
+        let before = self.published - stored.len() as u64;
+        if before / SWEEP_EVERY != self.published / SWEEP_EVERY {
+            self.sweep(settings, now_ms);
+        }
         stored
+    }
+
+    /// Applies retention to every channel and forgets those left with
+    /// neither streams nor messages, so channels nobody touches again do not
+    /// keep their messages past retention.
+    fn sweep(&mut self, settings: &Settings, now_ms: u64) {
+        self.channels.retain(|_, entry| {
+            entry.evict(settings, now_ms);
+            entry.subscribers.retain(|s| !s.tx.is_closed());
+            !(entry.ring.is_empty() && entry.subscribers.is_empty())
+        });
     }
 
     /// The retained messages of `channel`, oldest first.
@@ -399,11 +417,7 @@ impl Registry {
         settings: &Settings,
         now_ms: u64,
     ) -> BTreeMap<String, ChannelStats> {
-        self.channels.retain(|_, entry| {
-            entry.evict(settings, now_ms);
-            entry.subscribers.retain(|s| !s.tx.is_closed());
-            !(entry.ring.is_empty() && entry.subscribers.is_empty())
-        });
+        self.sweep(settings, now_ms);
         self.channels
             .iter()
             .map(|(name, entry)| {
@@ -416,5 +430,57 @@ impl Registry {
                 (name.clone(), stats)
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::state::Settings;
+
+    fn settings() -> Settings {
+        Settings {
+            keys: Vec::new(),
+            retention: Duration::from_secs(120),
+            retention_count: 10_000,
+            keepalive: Duration::from_secs(15),
+            lag_limit: 10_000,
+        }
+    }
+
+    fn message(text: &str) -> Message {
+        let mut message = Message::default();
+        message.id = Some(format!("{text}:0"));
+        message.data = Some(text.into());
+        message
+    }
+
+    #[test]
+    fn channels_nobody_touches_are_swept_once_retention_passes() {
+        let settings = settings();
+        let mut registry = Registry::new("test".into());
+        registry.publish(&settings, "once", vec![message("a")], 0);
+
+        // Later traffic elsewhere, past retention: the sweep drops "once".
+        for i in 0..SWEEP_EVERY {
+            registry.publish(&settings, "busy", vec![message(&i.to_string())], 200_000);
+        }
+
+        assert!(!registry.channels.contains_key("once"));
+        assert!(registry.channels.contains_key("busy"));
+    }
+
+    #[test]
+    fn a_cursor_is_ours_only_with_our_instance_and_a_reached_number() {
+        let settings = settings();
+        let mut registry = Registry::new("inst".into());
+        let stored = registry.publish(&settings, "c", vec![message("a")], 0);
+
+        assert_eq!(registry.parse_cursor(&stored[0].cursor), Some(1));
+        assert_eq!(registry.parse_cursor("inst:2"), None);
+        assert_eq!(registry.parse_cursor("other:1"), None);
+        assert_eq!(registry.parse_cursor("inst"), None);
     }
 }
