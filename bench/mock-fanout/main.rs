@@ -116,15 +116,21 @@ impl Mock {
 /// `/proc/<pid>/stat` (`self` for this process). `/proc` counts in USER_HZ,
 /// which Linux fixes at 100 per second.
 fn cpu_ms(pid: &str) -> u64 {
+    let (user, system) = cpu_split_ms(pid);
+    user + system
+}
+
+/// User and system CPU time of a process, in ms (see [`cpu_ms`]).
+fn cpu_split_ms(pid: &str) -> (u64, u64) {
     let stat =
         std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("cannot read /proc/<pid>/stat");
     // The command name may contain spaces; fields are counted after its `)`.
     let fields: Vec<&str> = stat[stat.rfind(')').expect("a stat line") + 2..]
         .split_whitespace()
         .collect();
-    let ticks: u64 =
-        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
-    ticks * 10
+    let user: u64 = fields[11].parse().expect("utime");
+    let system: u64 = fields[12].parse().expect("stime");
+    (user * 10, system * 10)
 }
 
 impl Drop for Mock {
@@ -299,6 +305,7 @@ async fn main() {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let pid = mock.child.id().to_string();
     let (mock_cpu_start, own_cpu_start) = (cpu_ms(&pid), cpu_ms("self"));
+    let mock_split_start = cpu_split_ms(&pid);
     let steady_start = Instant::now();
     for _ in 0..count {
         ticker.tick().await;
@@ -310,6 +317,11 @@ async fn main() {
     let steady_elapsed = steady_start.elapsed();
     let rss_busy = mock.rss_kib();
     let mock_cpu_steady = cpu_ms(&pid) - mock_cpu_start;
+    let mock_split = cpu_split_ms(&pid);
+    let (mock_user_steady, mock_system_steady) = (
+        mock_split.0 - mock_split_start.0,
+        mock_split.1 - mock_split_start.1,
+    );
     let own_cpu_steady = cpu_ms("self") - own_cpu_start;
 
     // Phase 3: a burst, as fast as REST allows.
@@ -365,7 +377,7 @@ async fn main() {
         steady.len()
     );
     println!(
-        "| steady: CPU time, mock / subscribers and publisher | {mock_cpu_steady} ms ({:.2} µs per delivery) / {own_cpu_steady} ms |",
+        "| steady: CPU time, mock / subscribers and publisher | {mock_cpu_steady} ms ({:.2} µs per delivery; user {mock_user_steady} ms, system {mock_system_steady} ms) / {own_cpu_steady} ms |",
         mock_cpu_steady as f64 * 1000.0 / steady_target as f64
     );
     println!("| mock RSS after the steady phase | {rss_busy} KiB |");
