@@ -8,5 +8,6 @@ mod helpers;
 mod http;
 mod jwks;
 mod logs;
+mod mock_ably;
 mod refusals;
 mod tokens;
