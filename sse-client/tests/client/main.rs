@@ -1,0 +1,5 @@
+//! The sse-client integration tests: one binary, a module per area.
+//!
+//! Run with `cargo test -p sse-client`.
+
+mod parser;
