@@ -1,6 +1,9 @@
 //! A generic event-stream client that knows nothing about Ably.
 //!
 //! - [`Parser`]: the pure WHATWG parser, bytes in and [`Frame`]s out.
+//! - [`EventSource`]: a reconnecting stream with browser semantics and a
+//!   per-attempt request hook ([`EventSource::with_hook`]).
+//! - [`ReconnectOptions`]: reconnection time, backoff, jitter, limits.
 //!
 //! # The parser
 //!
@@ -19,6 +22,12 @@
 //!   ends the stream with [`Error::LineTooLong`](crate::Error::LineTooLong) or
 //!   [`Error::EventTooLarge`](crate::Error::EventTooLarge).
 
+mod backoff;
+pub(crate) mod connection;
+mod event_source;
 mod parser;
 
+pub use backoff::ReconnectOptions;
+pub use connection::Request;
+pub use event_source::{Attempt, DEFAULT_READ_TIMEOUT, EventSource, EventSourceBuilder, Item};
 pub use parser::{DEFAULT_MAX_SIZE, Event, Frame, Limits, Parser};

@@ -2,4 +2,6 @@
 //!
 //! Run with `cargo test -p sse-client`.
 
+mod event_source;
 mod parser;
+mod support;
