@@ -295,15 +295,10 @@ impl Capability {
 
 /// `Capability::parse`'s and `from_json`'s error for a non-object value.
 fn not_an_object(value: &Value) -> Error {
-    let found = match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    };
-    invalid(format!("expected a JSON object, found {found}"))
+    invalid(format!(
+        "expected a JSON object, found {}",
+        crate::json::type_name(value)
+    ))
 }
 
 fn invalid(message: String) -> Error {

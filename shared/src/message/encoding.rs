@@ -80,19 +80,8 @@ pub(super) fn json_text(value: &Value) -> Result<String> {
         Value::Object(_) | Value::Array(_) => Ok(value.to_string()),
         other => Err(Error::InvalidEncoding(format!(
             "data must be a string, binary, or a JSON object or array, got {}",
-            json_type(other)
+            crate::json::type_name(other)
         ))),
-    }
-}
-
-fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 
