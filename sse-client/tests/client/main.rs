@@ -2,6 +2,7 @@
 //!
 //! Run with `cargo test -p sse-client`.
 
+mod ably;
 mod event_source;
 mod parser;
 mod support;

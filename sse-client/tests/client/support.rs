@@ -62,6 +62,12 @@ impl Script {
         self
     }
 
+    /// Replaces the body with one chunk.
+    pub(crate) fn body(mut self, body: &str) -> Self {
+        self.chunks = vec![Bytes::copy_from_slice(body.as_bytes())];
+        self
+    }
+
     pub(crate) fn header(mut self, name: &'static str, value: &str) -> Self {
         self.headers.retain(|(n, _)| *n != name);
         self.headers.push((name, value.to_owned()));
