@@ -253,6 +253,22 @@ impl EventSource {
     /// hook sees the attempt number, the last event ID and the previous error,
     /// so it can refresh a token or change the URL. An error from the hook
     /// fails the attempt: retryable errors are retried like any other.
+    ///
+    /// ```no_run
+    /// use sse_client::sse::{EventSource, Request};
+    ///
+    /// # async fn fresh_token() -> String { String::new() }
+    /// # fn run() -> sse_client::Result<()> {
+    /// let events = EventSource::with_hook(|attempt| async move {
+    ///     // attempt.last_event_id and attempt.previous_error are here too.
+    ///     let token = fresh_token().await;
+    ///     Request::get("http://127.0.0.1:8080/events")?
+    ///         .header("Authorization", &format!("Bearer {token}"))
+    /// })
+    /// .build()?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn with_hook<F, Fut>(mut hook: F) -> EventSourceBuilder
     where
         F: FnMut(Attempt) -> Fut + Send + 'static,

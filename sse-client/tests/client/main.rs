@@ -3,6 +3,7 @@
 //! Run with `cargo test -p sse-client`.
 
 mod ably;
+mod cli;
 mod event_source;
 mod parser;
 mod support;
