@@ -88,6 +88,8 @@ pub struct Subscription {
     decoder: Decoder,
     recent: RecentIds,
     pending: VecDeque<Update>,
+    /// The error that ends the subscription once the queued messages are out.
+    fatal: Option<Error>,
     jitter: Jitter,
 }
 
@@ -119,6 +121,7 @@ impl Subscription {
             disconnected_since: None,
             decoder: Decoder::default(),
             pending: VecDeque::new(),
+            fatal: None,
             jitter: Jitter::new(),
             client,
         }
@@ -161,7 +164,7 @@ impl Subscription {
                 }
             }
             match &mut self.state {
-                State::Closed => return None,
+                State::Closed => return self.fatal.take().map(Err),
                 State::Waiting(sleep) => {
                     sleep.as_mut().await;
                     self.state = State::Connecting;
@@ -185,8 +188,10 @@ impl Subscription {
                         None => self.renew_early().await,
                         Some(Ok(Some(chunk))) => {
                             if let Err(err) = self.parser.feed(&chunk) {
+                                // Deliver what came before the offending
+                                // line, then end.
                                 self.state = State::Closed;
-                                return Some(Err(err));
+                                self.fatal = Some(err);
                             }
                         }
                         Some(Ok(None)) => {
@@ -436,6 +441,10 @@ impl Subscription {
     /// Ends the current connection because of `err`: renews, schedules a
     /// retry, or returns the error that ends the subscription.
     fn fail(&mut self, err: Error) -> Option<Result<Update>> {
+        if let Some(fatal) = self.fatal.take() {
+            // Already ending: nothing revives the subscription.
+            return Some(self.close(fatal));
+        }
         // Nothing parsed after a failure is trusted: it is replayed from the
         // cursor.
         while self.parser.next_frame().is_some() {}

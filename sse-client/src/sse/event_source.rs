@@ -143,6 +143,7 @@ impl EventSourceBuilder {
             failures: 0,
             delivered: false,
             previous_error: None,
+            fatal: None,
             jitter: Jitter::new(),
         })
     }
@@ -210,6 +211,8 @@ pub struct EventSource {
     /// Whether the open connection has delivered an event.
     delivered: bool,
     previous_error: Option<Arc<Error>>,
+    /// The error that ends the stream once the queued events are out.
+    fatal: Option<Error>,
     jitter: Jitter,
 }
 
@@ -313,6 +316,9 @@ impl EventSource {
     /// Closes the stream: no more requests, no more items.
     pub fn close(&mut self) {
         self.state = State::Closed;
+        self.fatal = None;
+        self.parser.reset();
+        while self.parser.next_frame().is_some() {}
     }
 
     /// The stream as a [`Stream`]. Dropping it cancels everything in flight.
@@ -344,7 +350,7 @@ impl EventSource {
                 }
             }
             match &mut self.state {
-                State::Closed => return None,
+                State::Closed => return self.fatal.take().map(Err),
                 State::Waiting(sleep) => {
                     sleep.as_mut().await;
                     self.state = State::Connecting;
@@ -359,9 +365,10 @@ impl EventSource {
                 State::Open(body) => match body.chunk().await {
                     Ok(Some(chunk)) => {
                         if let Err(err) = self.parser.feed(&chunk) {
-                            // A broken stream is not drained further.
+                            // A broken stream is not read further; the events
+                            // before the offending line still go out first.
                             self.state = State::Closed;
-                            return Some(Err(err));
+                            self.fatal = Some(err);
                         }
                     }
                     Ok(None) => return Some(self.fail(Error::StreamEnded)),

@@ -894,3 +894,29 @@ async fn a_callback_may_return_a_token_details_or_a_request() {
 
     assert_eq!(tokens, ["CB", "CBD", "EXCHANGED"]);
 }
+
+#[tokio::test]
+async fn dropping_the_subscription_closes_the_stream() {
+    let mut f = Fixture::start(vec![
+        sse(&[message_frame("e1", &text_message("m1", "one"))]).hang(),
+    ])
+    .await;
+    let mut sub = f.subscribe(SubscribeOptions::new(["ch"]));
+    next_message(&mut sub).await;
+
+    drop(sub);
+
+    f.server.body_dropped().await;
+}
+
+#[tokio::test]
+async fn into_stream_yields_the_same_updates() {
+    use futures_util::StreamExt;
+    let f = Fixture::start(vec![rejection(40160)]).await;
+    let stream = f.subscribe(SubscribeOptions::new(["ch"])).into_stream();
+
+    let items: Vec<_> = within(stream.collect::<Vec<_>>()).await;
+
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert!(matches!(&items[0], Err(err) if err.error_info().map(|i| i.code) == Some(40160)));
+}

@@ -766,6 +766,29 @@ async fn a_line_over_the_cap_ends_the_stream_without_reconnecting() {
 }
 
 #[tokio::test]
+async fn events_before_an_oversized_line_in_the_same_chunk_come_first() {
+    let body = [
+        b"data: one\n\ndata: two\n\n".as_slice(),
+        &[b'x'; 200],
+        b"\n\n",
+    ]
+    .concat();
+    let server = ScriptServer::start(vec![Script::sse(&[&body])], Script::status(204)).await;
+    let mut source = EventSource::get(&server.url("/"))
+        .unwrap()
+        .limits(Limits::new(100, 100))
+        .build()
+        .unwrap();
+
+    expect_open(&mut source).await;
+    assert_eq!(expect_event(&mut source).await.data(), "one");
+    assert_eq!(expect_event(&mut source).await.data(), "two");
+    let err = expect_fatal(&mut source).await;
+
+    assert!(matches!(err, Error::LineTooLong { limit: 100 }), "{err:?}");
+}
+
+#[tokio::test]
 async fn into_stream_yields_the_same_items() {
     use futures_util::StreamExt;
     let server =
