@@ -18,6 +18,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -60,11 +61,16 @@ impl Limits {
     }
 }
 
+/// A `data:` line at least this long that starts an event is moved, not
+/// copied, from the carry-over buffer into the event's data.
+const MOVE_THRESHOLD: usize = 4096;
+
 /// One dispatched event, as a browser's `MessageEvent` reports it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Event {
-    /// Empty means `message`.
-    event_type: String,
+    /// `None` means `message`. Shared with the previous event when the type
+    /// repeats, so a stream of one type allocates no type strings.
+    event_type: Option<Arc<str>>,
     data: String,
     id: String,
 }
@@ -77,12 +83,10 @@ impl Event {
         data: impl Into<String>,
         id: impl Into<String>,
     ) -> Self {
-        let mut event_type = event_type.into();
-        if event_type == "message" {
-            event_type.clear();
-        }
+        let event_type: String = event_type.into();
         Self {
-            event_type,
+            event_type: (!event_type.is_empty() && event_type != "message")
+                .then(|| Arc::from(event_type)),
             data: data.into(),
             id: id.into(),
         }
@@ -91,11 +95,7 @@ impl Event {
     /// The event type: the last `event:` field, or `message` when there was
     /// none or it was empty.
     pub fn event_type(&self) -> &str {
-        if self.event_type.is_empty() {
-            "message"
-        } else {
-            &self.event_type
-        }
+        self.event_type.as_deref().unwrap_or("message")
     }
 
     /// The `data:` lines joined with `\n`.
@@ -181,6 +181,8 @@ pub struct Parser {
     bom: Bom,
     /// The event type buffer.
     event_type: String,
+    /// The type of the last event dispatched with one, to share.
+    last_type: Option<Arc<str>>,
     /// The data buffer: each `data:` value followed by `\n`.
     data: String,
     /// The last event ID buffer: set by `id:` fields, never reset.
@@ -217,6 +219,7 @@ impl Parser {
             skip_lf: false,
             bom: Bom::Matched(0),
             event_type: String::new(),
+            last_type: None,
             data: String::new(),
             id_buffer: String::new(),
             last_event_id: String::new(),
@@ -313,11 +316,18 @@ impl Parser {
             } else {
                 self.extend_carry(&chunk[pos..end])?;
                 let carry = std::mem::take(&mut self.carry);
-                let result = self.line(&carry);
-                // Keep the allocation for the next long line.
-                self.carry = carry;
-                self.carry.clear();
-                result?;
+                if self.data.is_empty()
+                    && carry.len() >= MOVE_THRESHOLD
+                    && carry.starts_with(b"data:")
+                {
+                    self.long_data_line(carry)?;
+                } else {
+                    let result = self.line(&carry);
+                    // Keep the allocation for the next long line.
+                    self.carry = carry;
+                    self.carry.clear();
+                    result?;
+                }
             }
             pos = end + 1;
             if chunk[end] == b'\r' {
@@ -329,6 +339,25 @@ impl Parser {
             }
         }
         self.extend_carry(&chunk[pos..])
+    }
+
+    /// The first `data:` line of an event, long and carried over from
+    /// earlier chunks: its buffer becomes the data buffer, so the bytes are
+    /// not copied a second time.
+    fn long_data_line(&mut self, mut line: Vec<u8>) -> Result<()> {
+        let start = if line.get(5) == Some(&b' ') { 6 } else { 5 };
+        self.check_event_size(line.len() - start + 1)?;
+        line.drain(..start);
+        line.push(b'\n');
+        self.data = match String::from_utf8(line) {
+            Ok(text) => text,
+            Err(err) => {
+                let mut text = String::with_capacity(err.as_bytes().len());
+                push_lossy(&mut text, err.as_bytes());
+                text
+            }
+        };
+        Ok(())
     }
 
     fn extend_carry(&mut self, bytes: &[u8]) -> Result<()> {
@@ -353,7 +382,8 @@ impl Parser {
             return Ok(());
         }
         if line[0] == b':' {
-            let text = String::from_utf8_lossy(&line[1..]).into_owned();
+            let mut text = String::new();
+            push_lossy(&mut text, &line[1..]);
             self.frames.push_back(Frame::Comment(text));
             return Ok(());
         }
@@ -369,20 +399,25 @@ impl Parser {
         match name {
             b"data" => {
                 self.check_event_size(value.len() + 1)?;
-                self.data.push_str(&String::from_utf8_lossy(value));
+                if self.data.is_empty() {
+                    // One allocation of the right size for the common
+                    // one-line event.
+                    self.data.reserve_exact(value.len() + 1);
+                }
+                push_lossy(&mut self.data, value);
                 self.data.push('\n');
             }
             b"event" => {
                 self.check_event_size(value.len().saturating_sub(self.event_type.len()))?;
                 self.event_type.clear();
-                self.event_type.push_str(&String::from_utf8_lossy(value));
+                push_lossy(&mut self.event_type, value);
             }
             // An id containing NUL is ignored whole, and does not wipe an id
             // set earlier in the same event.
             b"id" if !value.contains(&0) => {
                 self.check_event_size(value.len().saturating_sub(self.id_buffer.len()))?;
                 self.id_buffer.clear();
-                self.id_buffer.push_str(&String::from_utf8_lossy(value));
+                push_lossy(&mut self.id_buffer, value);
             }
             b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
                 // Decimal, so leading zeros are fine; a value too large for
@@ -423,12 +458,37 @@ impl Parser {
         }
         // 3. Remove the one trailing LF.
         self.data.pop();
+        let event_type = if self.event_type.is_empty() {
+            None
+        } else {
+            let shared = match &self.last_type {
+                Some(last) if **last == *self.event_type => Arc::clone(last),
+                _ => {
+                    let new: Arc<str> = Arc::from(self.event_type.as_str());
+                    self.last_type = Some(Arc::clone(&new));
+                    new
+                }
+            };
+            self.event_type.clear();
+            Some(shared)
+        };
         let event = Event {
-            event_type: std::mem::take(&mut self.event_type),
+            event_type,
             data: std::mem::take(&mut self.data),
             id: self.last_event_id.clone(),
         };
         self.frames.push_back(Frame::Event(event));
+    }
+}
+
+/// Appends `bytes` decoded as UTF-8, invalid sequences as U+FFFD.
+///
+/// `str::from_utf8` first: it has a fast path for ASCII, while
+/// `String::from_utf8_lossy` walks every byte even when all is valid.
+fn push_lossy(dst: &mut String, bytes: &[u8]) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => dst.push_str(text),
+        Err(_) => dst.push_str(&String::from_utf8_lossy(bytes)),
     }
 }
 
@@ -526,6 +586,46 @@ mod tests {
             parser.next_frame(),
             Some(Frame::Event(Event::new("", "c", "1")))
         );
+    }
+
+    #[test]
+    fn a_long_carried_data_line_is_moved_with_the_same_result() {
+        for prefix in [&b"data:"[..], b"data: ", b"data:  "] {
+            let mut value = vec![b'a'; MOVE_THRESHOLD];
+            value.extend_from_slice(b"\xFF\xE2\x82");
+            let input = [prefix, &value, b"\ndata: tail\n\n"].concat();
+            let chunks: Vec<&[u8]> = input.chunks(100).collect();
+
+            let (frames, _) = parse(&chunks);
+
+            let lead = if prefix.len() == 7 { " " } else { "" };
+            let expected = format!("{lead}{}\u{FFFD}\u{FFFD}\ntail", "a".repeat(MOVE_THRESHOLD));
+            assert_eq!(frames, [Frame::Event(Event::new("", expected, ""))]);
+        }
+    }
+
+    #[test]
+    fn a_long_carried_data_line_still_counts_toward_the_event_cap() {
+        let mut parser = Parser::new(Limits::new(DEFAULT_MAX_SIZE, MOVE_THRESHOLD));
+        let input = [&b"data: "[..], &[b'x'; MOVE_THRESHOLD], b"\n"].concat();
+
+        let err = input
+            .chunks(1000)
+            .find_map(|c| parser.feed(c).err())
+            .unwrap();
+
+        assert!(matches!(err, Error::EventTooLarge { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn repeated_event_types_share_one_string() {
+        let (frames, _) = parse(&[b"event: t\ndata: 1\n\nevent: t\ndata: 2\n\n"]);
+
+        let [Frame::Event(a), Frame::Event(b)] = frames.as_slice() else {
+            panic!("{frames:?}")
+        };
+        assert_eq!((a.event_type(), b.event_type()), ("t", "t"));
+        assert!(std::ptr::eq(a.event_type(), b.event_type()));
     }
 
     #[test]
