@@ -28,7 +28,8 @@ pub enum Error {
     #[error("unexpected content type {0:?}, expected text/event-stream")]
     ContentType(String),
     /// The request failed: connection refused, reset, TLS, a broken body,
-    /// a redirect loop.
+    /// a redirect loop. The URL is stripped from the error, since its query
+    /// may carry a token.
     #[error("request failed")]
     Transport(#[source] reqwest::Error),
     /// No bytes arrived for the configured read timeout.
@@ -72,6 +73,12 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// Wraps a reqwest error without its URL: `accessToken=` and auth URL
+    /// parameters must never reach a log line or an error message.
+    pub(crate) fn transport(err: reqwest::Error) -> Self {
+        Error::Transport(err.without_url())
+    }
+
     /// Whether reconnecting may help: network failures, timeouts, the stream
     /// ending, 5xx and 429 responses, and Ably errors with a 5xx status or a
     /// 5xxxx code. Token errors (40140–40149) are not retryable as such: they

@@ -317,7 +317,7 @@ async fn fetch_auth_url(http: &reqwest::Client, auth: &AuthUrl) -> Result<TokenR
     request = request
         .headers(auth.headers.clone())
         .header(ACCEPT, "application/json, text/plain");
-    let response = request.send().await.map_err(Error::Transport)?;
+    let response = request.send().await.map_err(Error::transport)?;
     let status = response.status().as_u16();
     let content_type = response
         .headers()
@@ -393,7 +393,7 @@ async fn request_token(
         .json(request)
         .send()
         .await
-        .map_err(Error::Transport)?;
+        .map_err(Error::transport)?;
     if !response.status().is_success() {
         return Err(error_from_response(response, codes::AUTH_CALLBACK_FAILED).await);
     }
@@ -408,7 +408,7 @@ pub(crate) async fn read_limited(
     limit: usize,
 ) -> Result<bytes::Bytes> {
     let mut body = bytes::BytesMut::new();
-    while let Some(chunk) = response.chunk().await.map_err(Error::Transport)? {
+    while let Some(chunk) = response.chunk().await.map_err(Error::transport)? {
         let room = limit.saturating_sub(body.len());
         body.extend_from_slice(&chunk[..chunk.len().min(room)]);
         if body.len() >= limit {

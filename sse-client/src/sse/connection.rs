@@ -123,7 +123,7 @@ pub(crate) async fn send(
     if let Some(body) = &request.body {
         builder = builder.body(body.clone());
     }
-    builder.send().await.map_err(Error::Transport)
+    builder.send().await.map_err(Error::transport)
 }
 
 /// Whether a `Content-Type` is `text/event-stream`, parameters allowed.
@@ -174,7 +174,7 @@ impl Body {
                 .map_err(|_| Error::ReadTimeout(limit))?,
             None => self.chunks.next().await,
         };
-        next.transpose().map_err(Error::Transport)
+        next.transpose().map_err(Error::transport)
     }
 }
 

@@ -913,3 +913,31 @@ async fn into_stream_yields_the_same_updates() {
     assert_eq!(items.len(), 1, "{items:?}");
     assert!(matches!(&items[0], Err(err) if err.error_info().map(|i| i.code) == Some(40160)));
 }
+
+#[tokio::test]
+async fn a_network_error_never_shows_the_token() {
+    // Bind then drop: nothing listens on the port.
+    let addr = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let client = Client::builder()
+        .endpoint(format!("http://{addr}"))
+        .auth(Auth::token("secret-token-value"))
+        .reconnect(fast().max_retries(Some(0)))
+        .build()
+        .unwrap();
+    let mut sub = client.subscribe(SubscribeOptions::new(["ch"]));
+
+    let err = fatal(&mut sub).await;
+
+    let mut text = format!("{err} {err:?}");
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        text.push_str(&format!(" {cause} {cause:?}"));
+        source = cause.source();
+    }
+    assert!(!text.contains("secret-token-value"), "{text}");
+    assert!(matches!(err, Error::RetriesExhausted { .. }), "{err:?}");
+}
