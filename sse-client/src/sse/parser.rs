@@ -387,7 +387,14 @@ impl Parser {
             self.frames.push_back(Frame::Comment(text));
             return Ok(());
         }
-        let (name, value) = match memchr::memchr(b':', line) {
+        // The three common fields are recognised by prefix; anything else
+        // is split at its first colon.
+        let colon = [&b"data:"[..], b"id:", b"event:"]
+            .into_iter()
+            .find(|prefix| line.starts_with(prefix))
+            .map(|prefix| prefix.len() - 1)
+            .or_else(|| memchr::memchr(b':', line));
+        let (name, value) = match colon {
             Some(colon) => {
                 let value = &line[colon + 1..];
                 // Exactly one leading space is removed; tabs never are.
@@ -410,7 +417,11 @@ impl Parser {
             b"event" => {
                 self.check_event_size(value.len().saturating_sub(self.event_type.len()))?;
                 self.event_type.clear();
-                push_lossy(&mut self.event_type, value);
+                match &self.last_type {
+                    // The same type as last time: no need to decode it.
+                    Some(last) if last.as_bytes() == value => self.event_type.push_str(last),
+                    _ => push_lossy(&mut self.event_type, value),
+                }
             }
             // An id containing NUL is ignored whole, and does not wipe an id
             // set earlier in the same event.
