@@ -116,9 +116,11 @@ impl ClientBuilder {
         self
     }
 
-    /// Backoff for network errors and 5xx. Default
-    /// [`ReconnectOptions::default`]; keep `max_delay` well inside the
-    /// two-minute resume window.
+    /// Backoff for network errors and 5xx: `initial_delay`, `max_delay`,
+    /// `jitter` and `max_retries` apply (Ably's `retry:` is not used, and
+    /// which errors are retried is Ably's rule, not `retry_server_errors`).
+    /// Default [`ReconnectOptions::default`]; keep `max_delay` well inside
+    /// the two-minute resume window.
     #[must_use]
     pub fn reconnect(mut self, options: ReconnectOptions) -> Self {
         self.reconnect = options;

@@ -58,6 +58,10 @@ pub enum StateChange {
     ContinuityLost,
 }
 
+/// A token with less life left than this is not renewed early, so that an
+/// issuer of nearly expired tokens cannot cause a loop of stream switches.
+const MIN_EARLY_RENEWAL: Duration = Duration::from_millis(500);
+
 enum State {
     Connecting,
     Waiting(Pin<Box<Sleep>>),
@@ -328,6 +332,11 @@ impl Subscription {
             .expires()?
             .duration_since(SystemTime::now())
             .ok()?;
+        if left < MIN_EARLY_RENEWAL {
+            // Too close to expiry to be worth a switch: the server's
+            // rejection (and the renewal cap) takes over.
+            return None;
+        }
         let margin = config.renew_before.min(left / 2);
         let wait = left - margin;
         Some(Box::pin(tokio::time::sleep(wait)))

@@ -941,3 +941,38 @@ async fn a_network_error_never_shows_the_token() {
     assert!(!text.contains("secret-token-value"), "{text}");
     assert!(matches!(err, Error::RetriesExhausted { .. }), "{err:?}");
 }
+
+#[tokio::test]
+async fn a_token_about_to_expire_is_not_renewed_early_in_a_loop() {
+    let routes = Router::new().route(
+        "/auth",
+        get(|| async {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64;
+            let details = json!({"token": "SHORT", "issued": now, "expires": now + 100});
+            ([("content-type", "application/json")], details.to_string())
+        }),
+    );
+    let mut server = ScriptServer::start_with(
+        vec![sse(&[message_frame("e1", &text_message("m1", "one"))]).hang()],
+        Script::sse(&[b""]).hang(),
+        routes,
+    )
+    .await;
+    let client = Client::builder()
+        .endpoint(server.url(""))
+        .auth(Auth::auth_url(AuthUrl::new(&server.url("/auth")).unwrap()))
+        .build()
+        .unwrap();
+    let mut sub = client.subscribe(SubscribeOptions::new(["ch"]));
+
+    assert_eq!(text(&next_message(&mut sub).await), "one");
+    // Well past the token's expiry, the stream is still the first one.
+    let next = tokio::time::timeout(Duration::from_millis(400), sub.next()).await;
+
+    assert!(next.is_err(), "no switch expected, got {next:?}");
+    sse_request(&mut server).await;
+    assert!(server.pending_requests().is_empty());
+}
