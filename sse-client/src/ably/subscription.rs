@@ -62,6 +62,9 @@ pub enum StateChange {
 /// issuer of nearly expired tokens cannot cause a loop of stream switches.
 const MIN_EARLY_RENEWAL: Duration = Duration::from_millis(500);
 
+/// Ably keeps two minutes of messages for a rewind (§1.2).
+const MAX_REWIND_SECS: u64 = 120;
+
 enum State {
     Connecting,
     Waiting(Pin<Box<Sleep>>),
@@ -86,6 +89,9 @@ pub struct Subscription {
     state: State,
     /// The SSE id of the last delivered message: `lastEvent` for a resume.
     cursor: Option<String>,
+    /// When the first stream of this run opened: with no cursor yet, a
+    /// reconnection rewinds to it so that nothing published since is lost.
+    connected_at: Option<Instant>,
     failures: u32,
     token_errors: u32,
     disconnected_since: Option<Instant>,
@@ -116,6 +122,7 @@ impl Subscription {
             recent: RecentIds::new(config.recent_ids),
             only_channel: options.only_channel(),
             cursor: options.last_event.clone(),
+            connected_at: None,
             options,
             credential: None,
             fetched_tokens: 0,
@@ -223,6 +230,7 @@ impl Subscription {
         {
             // Ably has forgotten the connection: start afresh, and say so.
             self.cursor = None;
+            self.connected_at = None;
             self.decoder.clear();
             self.disconnected_since = Some(Instant::now());
             self.pending
@@ -264,6 +272,7 @@ impl Subscription {
         }
         self.parser.reset();
         self.disconnected_since = None;
+        self.connected_at.get_or_insert_with(Instant::now);
         let renew_at = self.renewal_deadline(&credential);
         self.state = State::Open {
             body: Body::new(response, config.read_timeout),
@@ -299,14 +308,21 @@ impl Subscription {
                     request_headers.insert(AUTHORIZATION, Credential::basic_header(key));
                 }
             }
-            match (&self.cursor, &self.options.rewind) {
-                (Some(cursor), _) => {
+            match (&self.cursor, &self.options.rewind, self.connected_at) {
+                (Some(cursor), _, _) => {
                     query.append_pair("lastEvent", cursor);
                 }
-                (None, Some(rewind)) => {
+                (None, Some(rewind), _) => {
                     query.append_pair("rewind", rewind);
                 }
-                (None, None) => {}
+                // Connected before but nothing delivered yet, so there is no
+                // cursor: ask for everything since then. Repeats are dropped
+                // by message id.
+                (None, None, Some(since)) => {
+                    let secs = (since.elapsed().as_secs() + 1).min(MAX_REWIND_SECS);
+                    query.append_pair("rewind", &format!("{secs}s"));
+                }
+                (None, None, None) => {}
             }
             if self.options.delta {
                 query.append_pair("delta", "vcdiff");

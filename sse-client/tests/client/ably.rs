@@ -976,3 +976,21 @@ async fn a_token_about_to_expire_is_not_renewed_early_in_a_loop() {
     sse_request(&mut server).await;
     assert!(server.pending_requests().is_empty());
 }
+
+#[tokio::test]
+async fn a_drop_before_the_first_message_rewinds_to_the_first_connection() {
+    let mut f = Fixture::start(vec![
+        Script::sse(&[b":keepalive\n"]),
+        sse(&[message_frame("e1", &text_message("m1", "one"))]),
+    ])
+    .await;
+    let mut sub = f.subscribe(SubscribeOptions::new(["ch"]));
+
+    assert_eq!(text(&next_message(&mut sub).await), "one");
+
+    assert_eq!(sse_request(&mut f.server).await.query("rewind"), None);
+    // Within a second of the first connection: one second (rounded up).
+    let second = sse_request(&mut f.server).await;
+    assert_eq!(second.query("rewind").as_deref(), Some("1s"));
+    assert_eq!(second.query("lastEvent"), None);
+}
