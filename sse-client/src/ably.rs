@@ -29,7 +29,10 @@
 //!   other 4xx/4xxxx ends the subscription with that error.
 //! - **Exactly once, in order**: the cursor moves only when a message is
 //!   handed out, and recent message ids are remembered (a bounded set), so
-//!   replays after a resume are dropped. A delta that cannot be applied
+//!   replays after a resume are dropped. A stream that drops before its
+//!   first message leaves no cursor (Ably ids only messages): the
+//!   reconnection then asks for `rewind=<seconds since the first stream
+//!   opened>`, and the ids drop what was already seen. A delta that cannot be applied
 //!   (wrong base, corrupt) is never delivered: the stream resumes from the
 //!   last good message.
 
