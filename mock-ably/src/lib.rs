@@ -1,3 +1,114 @@
-//! A local, faithful stand-in for Ably's SSE and REST endpoints.
+//! A local, faithful stand-in for Ably's SSE and REST endpoints, with fault
+//! injection: what our tests, our users' tests and offline development run
+//! against.
 //!
-//! Placeholder until the mock-ably issue lands.
+//! It serves the paths, parameters, frames, error codes and headers written
+//! down in `ABLY-PROTOCOL.md` and observed from real clients in
+//! `REAL-CLIENTS.md`:
+//!
+//! - `GET /time`;
+//! - `POST /keys/{keyName}/requestToken` with every check of §3.3;
+//! - `POST` and `GET /channels/{name}/messages` (publish and history);
+//! - `GET /sse` and `GET /event-stream`, with every parameter of §1.2;
+//! - under `/_mock/`, controls for tests: drop every stream, expire every
+//!   credential, fail the next requests, move the clock, read counters.
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use mock_ably::{FailNext, FailTarget, MockAbly};
+//! use shared::ErrorInfo;
+//!
+//! let mock = MockAbly::builder().key("app.key:secret").start().await;
+//!
+//! // Anything that speaks HTTP can talk to it.
+//! let url = format!(
+//!     "{}/sse?v=1.2&channels=chat&key=app.key:secret",
+//!     mock.base_url()
+//! );
+//! let response = reqwest::get(&url).await?; // 200: the channel is attached
+//! mock.publish_data("chat", "greeting", "hello"); // delivered on the stream
+//!
+//! // Fault injection.
+//! mock.drop_streams();
+//! mock.fail_next(FailNext::new(ErrorInfo::from_code(50003, "timeout")).target(FailTarget::Stream));
+//! mock.expire_credentials();
+//! assert_eq!(mock.stats().published, 1);
+//! # drop(response);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Mock policy
+//!
+//! Where Ably's behaviour is undocumented (\[U\] in `ABLY-PROTOCOL.md`) or
+//! does not suit a local server, the mock does this:
+//!
+//! - **Basic auth over plain HTTP** is allowed (40103 is never sent): the mock
+//!   serves loopback HTTP only.
+//! - **`v` and `X-Ably-Version`** are accepted, whatever their value, and
+//!   ignored; a stream without `v` is accepted too.
+//! - **`requestToken`** answers `200` (clients accept any 2xx).
+//! - **Bearer tokens** are tried raw, then base64-decoded; `accessToken` and
+//!   `access_token` are both accepted.
+//! - **JWTs** are verified with no clock leeway.
+//! - **Subscribe capability** is checked for every channel before the
+//!   stream starts: 401 with a 40160 envelope, no stream.
+//! - **`lastEvent`** that is unknown or no longer covered by retention starts
+//!   a fresh stream with no backlog and no error (§1.6.3). The
+//!   **`Last-Event-ID`** header is accepted as well and wins over the
+//!   parameter, since an `EventSource` keeps its original URL. With either,
+//!   `rewind` is ignored. A resume covers exactly the channels of the new
+//!   request.
+//! - **Resume cursors** (the SSE `id:`) are `<instance>:<n>`: opaque, not the
+//!   message id, meaningful only to the mock that issued them.
+//! - **Heartbeats** (`heartbeats=true`) are `event: heartbeat` with an empty
+//!   `data:` line, sent instead of `:keepalive` comments.
+//! - **Envelopes** carry `channel` as the bare channel name, without any
+//!   `[?…]` qualifier.
+//! - **Deltas**: the first message on each channel after any (re)connect is
+//!   sent in full (§7.2.5).
+//! - **clientId**: a declared (`X-Ably-ClientId`, `clientId=`) or message
+//!   clientId that the credential does not allow is refused with 40102; an
+//!   empty one with 40012.
+//! - **Slow streams** more than `lag_limit` messages behind are cut off
+//!   abruptly (no error event), and can resume with `lastEvent`.
+//! - **Publishing to `[meta]` channels** is refused with 40160; **msgpack**
+//!   bodies with 40000 and a hint to set `useBinaryProtocol: false`.
+//!
+//! # Layout
+//!
+//! - `server`: [`MockAbly`] and its builder.
+//! - `routes`: the HTTP surface, CORS and the fail-next switch.
+//! - `auth`: finding and verifying credentials; issued tokens and nonces.
+//! - `channel`: the registry: retention rings, subscribers, the global
+//!   sequence behind resume cursors.
+//! - `stream` and `frame`: the body of an open stream and its bytes.
+//! - `delta`: per-connection vcdiff state.
+//! - `publish`: turning published messages into stored ones.
+
+#![cfg_attr(not(test), warn(clippy::print_stdout, clippy::dbg_macro))]
+
+mod auth;
+mod channel;
+mod clock;
+mod delta;
+mod error;
+mod faults;
+mod frame;
+mod params;
+mod publish;
+mod routes;
+mod server;
+mod state;
+mod stats;
+mod stream;
+
+pub use faults::{FailNext, FailTarget};
+pub use params::parse_duration;
+pub use server::{
+    DEFAULT_KEEPALIVE, DEFAULT_LAG_LIMIT, DEFAULT_RETENTION, DEFAULT_RETENTION_COUNT, DEV_KEY,
+    MockAbly, MockAblyBuilder,
+};
+pub use stats::{ChannelStats, Stats};

@@ -1,8 +1,107 @@
-//! `mock-ably`: a local Ably for development and tests.
+//! `mock-ably`: a local Ably (SSE, REST, fault injection) for development
+//! and tests.
 //!
-//! Placeholder until the mock-ably issue lands. Run with `cargo run -p mock-ably`.
+//! Run with `cargo run -p mock-ably -- --key appId.keyId:secret`; `--help`
+//! lists every flag. When it is ready it prints exactly one line to stdout,
+//! `mock-ably listening on http://ADDR`; logs go to stderr (`RUST_LOG`).
 
-fn main() {
-    eprintln!("mock-ably is not built yet; see the README for what runs today");
-    std::process::exit(2);
+use std::io::{IsTerminal as _, Write as _};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use mock_ably::{DEV_KEY, MockAbly, parse_duration};
+use tracing_subscriber::EnvFilter;
+
+/// A local, faithful stand-in for Ably's SSE and REST endpoints.
+#[derive(Debug, Parser)]
+#[command(name = "mock-ably", version, about)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "MOCK_ABLY_BIND", default_value = "127.0.0.1:8090")]
+    bind: SocketAddr,
+
+    /// API key to accept, `appId.keyId:secret`; repeat for more (the
+    /// variable takes a comma-separated list). Without one, the fixed
+    /// development key `mockApp.devKey:mock-ably-dev-secret` is used.
+    #[arg(long = "key", env = "MOCK_ABLY_KEYS", value_delimiter = ',')]
+    keys: Vec<String>,
+
+    /// How long messages are kept for history, resume and rewind (`500ms`,
+    /// `30s`, `2m`, `1h`).
+    #[arg(long, env = "MOCK_ABLY_RETENTION", default_value = "2m", value_parser = duration)]
+    retention: Duration,
+
+    /// Keepalive interval: an idle stream gets a `:keepalive` comment each
+    /// interval in which it carried no message.
+    #[arg(long, env = "MOCK_ABLY_KEEPALIVE", default_value = "15s", value_parser = duration)]
+    keepalive: Duration,
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    parse_duration(text)
+        .ok_or_else(|| format!("{text:?} is not a duration such as 500ms, 30s, 2m or 1h"))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    dotenvy::dotenv().ok();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let args = Args::parse();
+
+    let mut builder = MockAbly::builder()
+        .retention(args.retention)
+        .keepalive(args.keepalive);
+    let keys: Vec<&str> = args
+        .keys
+        .iter()
+        .map(|k| k.trim())
+        .filter(|k| !k.is_empty())
+        .collect();
+    if keys.is_empty() {
+        eprintln!("mock-ably: no --key given; accepting the development key {DEV_KEY}");
+    }
+    for key in keys {
+        if let Err(err) = shared::ApiKey::parse(key) {
+            bail!("--key: {err}");
+        }
+        builder = builder.key(key);
+    }
+    let listener = std::net::TcpListener::bind(args.bind)
+        .with_context(|| format!("cannot listen on {}", args.bind))?;
+    let mock = builder.listener(listener).start().await;
+
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "mock-ably listening on {}", mock.base_url())
+        .context("cannot write to stdout")?;
+    stdout.flush().context("cannot write to stdout")?;
+    drop(stdout);
+
+    shutdown_signal().await?;
+    tracing::info!("shutting down");
+    drop(mock);
+    Ok(())
+}
+
+/// Ctrl-C, or SIGTERM on Unix (what `docker stop` and `kill` send).
+async fn shutdown_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => result.context("cannot listen for Ctrl-C")?,
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot listen for Ctrl-C")?;
+    Ok(())
 }

@@ -1,0 +1,113 @@
+//! Ably's error envelope as an axum response (`ABLY-PROTOCOL.md` §5.1,
+//! `REAL-CLIENTS.md` §3e).
+//!
+//! Every error the mock answers over HTTP is:
+//!
+//! - the status of the `ErrorInfo`;
+//! - `Content-Type: application/json` exactly, with no `charset`: ably-js in
+//!   Node parses the body only when the type is exactly that;
+//! - `X-Ably-ErrorCode` and `X-Ably-ErrorMessage`, which the browser build
+//!   needs before it reads the body at all;
+//! - the body `{"error": ErrorInfo}`.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use shared::{ErrorInfo, ErrorResponse, codes};
+
+/// `X-Ably-ErrorCode`.
+pub(crate) const X_ABLY_ERRORCODE: HeaderName = HeaderName::from_static("x-ably-errorcode");
+/// `X-Ably-ErrorMessage`.
+pub(crate) const X_ABLY_ERRORMESSAGE: HeaderName = HeaderName::from_static("x-ably-errormessage");
+
+/// Header values are limited to visible ASCII; longer messages are cut.
+const MAX_HEADER_MESSAGE: usize = 512;
+
+/// An Ably error on its way out as an HTTP response.
+#[derive(Debug)]
+pub(crate) struct ApiError(pub(crate) ErrorInfo);
+
+/// `Result` for handlers.
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    /// An error with the registry status for `code`.
+    pub(crate) fn new(code: u32, message: impl Into<String>) -> Self {
+        Self(ErrorInfo::from_code(code, message))
+    }
+}
+
+impl From<ErrorInfo> for ApiError {
+    fn from(info: ErrorInfo) -> Self {
+        Self(info)
+    }
+}
+
+impl From<shared::Error> for ApiError {
+    fn from(err: shared::Error) -> Self {
+        Self(err.error_info())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let info = self.0;
+        let status =
+            StatusCode::from_u16(info.status_code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let code = HeaderValue::from(info.code);
+        let message = header_safe(&info.message);
+        let body = serde_json::to_vec(&ErrorResponse { error: info })
+            .expect("an ErrorInfo always serialises");
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(X_ABLY_ERRORCODE, code);
+        headers.insert(X_ABLY_ERRORMESSAGE, message);
+        response
+    }
+}
+
+/// A request body, or the envelope for one axum could not read: 40009 (413)
+/// past axum's 2 MB default limit, 40000 otherwise.
+pub(crate) fn body(body: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(codes::MESSAGE_TOO_LARGE, "Request body too large")
+        } else {
+            ApiError::new(codes::BAD_REQUEST, rejection.body_text())
+        }
+    })
+}
+
+/// `message` as a header value: visible ASCII and spaces kept, anything else
+/// replaced by `?`, cut at [`MAX_HEADER_MESSAGE`] bytes.
+fn header_safe(message: &str) -> HeaderValue {
+    let text: String = message
+        .chars()
+        .take(MAX_HEADER_MESSAGE)
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    HeaderValue::from_str(&text).expect("visible ASCII is a valid header value")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_message_replaces_what_a_header_cannot_carry() {
+        let value = header_safe("channel “café”\nbad");
+
+        assert_eq!(value.to_str().unwrap(), "channel ?caf???bad");
+    }
+}

@@ -1,0 +1,125 @@
+//! The HTTP surface: Ably's endpoints, the `/_mock/` controls, CORS, and the
+//! fail-next switch.
+
+mod control;
+mod rest;
+mod stream;
+mod token;
+
+use std::any::Any;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use shared::codes;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::error::ApiError;
+use crate::faults::RequestKind;
+use crate::state::{AppState, lock};
+
+/// The whole app.
+pub(crate) fn router(state: AppState) -> Router {
+    let panics = state.clone();
+    Router::new()
+        .route("/time", get(rest::time))
+        .route("/keys/{key_name}/requestToken", post(token::request_token))
+        .route(
+            "/channels/{channel}/messages",
+            post(rest::publish).get(rest::history),
+        )
+        .route("/sse", get(stream::sse))
+        .route("/event-stream", get(stream::event_stream))
+        // Only Ably's endpoints can be made to fail; the controls cannot.
+        .layer(middleware::from_fn_with_state(state.clone(), fail_next))
+        .merge(control::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(CatchPanicLayer::custom(
+            move |panic: Box<dyn Any + Send>| {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                    .unwrap_or_else(|| "a handler panicked".to_owned());
+                tracing::error!(%message, "handler panicked");
+                lock(&panics.panics).push(message);
+                ApiError::new(codes::INTERNAL_ERROR, "Internal error in mock-ably").into_response()
+            },
+        ))
+        .layer(middleware::from_fn(cors))
+        .with_state(state)
+}
+
+/// Answers the next request with an injected error if a rule claims it.
+async fn fail_next(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let kind = match request.uri().path() {
+        "/sse" | "/event-stream" => RequestKind::Stream,
+        _ => RequestKind::Rest,
+    };
+    let injected = lock(&state.faults).take(kind);
+    match injected {
+        Some(error) => ApiError(error).into_response(),
+        None => next.run(request).await,
+    }
+}
+
+/// `REAL-CLIENTS.md` §5: browser ably-js sends credentialed requests, so the
+/// origin is echoed (never `*`) with `Allow-Credentials`, and the headers it
+/// must read are exposed. Preflights are answered here, before routing.
+async fn cors(request: Request, next: Next) -> Response {
+    let Some(origin) = request.headers().get(header::ORIGIN).cloned() else {
+        return next.run(request).await;
+    };
+    let preflight = request.method() == Method::OPTIONS
+        && request
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let mut response = if preflight {
+        let mut response = axum::http::StatusCode::NO_CONTENT.into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET,POST,PUT,DELETE,PATCH,OPTIONS"),
+        );
+        if let Some(requested) = request
+            .headers()
+            .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+        {
+            headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, requested.clone());
+        }
+        headers.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("86400"),
+        );
+        response
+    } else {
+        next.run(request).await
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+        HeaderValue::from_static("true"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("Link, X-Ably-Errorcode, X-Ably-Errormessage"),
+    );
+    headers.append(header::VARY, HeaderValue::from_static("Origin"));
+    response
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        codes::NOT_FOUND,
+        "Not found: mock-ably does not serve this path",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(40500, "Method not allowed")
+}

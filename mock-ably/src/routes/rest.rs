@@ -1,0 +1,266 @@
+//! `GET /time`, `POST /channels/{channel}/messages` and
+//! `GET /channels/{channel}/messages` (`ABLY-PROTOCOL.md` §6).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD_PAD_INDIFFERENT;
+use serde_json::{Value, json};
+use shared::capability::Operation;
+use shared::{Message, codes};
+
+use crate::auth::authenticate;
+use crate::error::{self, ApiError, ApiResult};
+use crate::params::{Query, invalid_param, validate_channel_name};
+use crate::publish::{self, Publisher};
+use crate::state::{AppState, lock};
+
+/// History's default and largest page sizes (§6.3).
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 1000;
+
+/// `GET /time`: `[ms]`, no auth (§6.1).
+pub(super) async fn time(State(state): State<AppState>) -> Json<[u64; 1]> {
+    Json([state.clock.now_ms()])
+}
+
+/// `POST /channels/{channel}/messages` (§6.2): a Message or an array of
+/// them, JSON only; needs `publish`; answers `201 {channel, messageId,
+/// serials}`.
+pub(super) async fn publish(
+    State(state): State<AppState>,
+    Path(channel): Path<String>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let body = error::body(body)?;
+    let query = Query::parse(raw.as_deref());
+    let principal = authenticate(&state, &headers, &query)?;
+    validate_channel_name(&channel)?;
+    if channel.starts_with("[meta]") {
+        return Err(ApiError::new(
+            codes::OPERATION_NOT_PERMITTED,
+            format!("Metachannels cannot be published to; channel = {channel}"),
+        ));
+    }
+    principal.require(Operation::Publish, &channel)?;
+    reject_msgpack(&headers)?;
+    let declared = declared_client_id(&headers)?;
+    let identity = principal.identify(declared.as_deref())?;
+
+    let messages = parse_messages(&body)?;
+    let now = state.clock.now_ms();
+    let publisher = Publisher {
+        principal: &principal,
+        identity: identity.as_deref(),
+    };
+    let prepared = publish::prepare(messages, Some(publisher), now)?;
+    let stored = publish::store(&state, &channel, prepared);
+
+    let message_id = stored
+        .first()
+        .and_then(|m| m.message.id.clone())
+        .unwrap_or_default();
+    let serials: Vec<&str> = stored.iter().map(|m| m.serial.as_str()).collect();
+    let body = json!({"channel": channel, "messageId": message_id, "serials": serials});
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// ably-js in Node defaults to msgpack; say what to change rather than fail
+/// to parse (`REAL-CLIENTS.md` §1).
+fn reject_msgpack(headers: &HeaderMap) -> ApiResult<()> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if content_type.contains("msgpack") {
+        return Err(ApiError::new(
+            codes::BAD_REQUEST,
+            "mock-ably speaks JSON only: set useBinaryProtocol: false in ably-js",
+        ));
+    }
+    Ok(())
+}
+
+/// `X-Ably-ClientId`: base64 of the UTF-8 clientId (§4.4).
+fn declared_client_id(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    let Some(value) = headers.get("x-ably-clientid") else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|text| STANDARD_PAD_INDIFFERENT.decode(text).ok())
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::new(
+                codes::INVALID_CLIENT_ID,
+                "X-Ably-ClientId is not base64 of a UTF-8 clientId",
+            )
+        })
+}
+
+/// A Message object or an array of them.
+fn parse_messages(body: &[u8]) -> ApiResult<Vec<Message>> {
+    let value: Value = serde_json::from_slice(body).map_err(|err| {
+        ApiError::new(
+            codes::INVALID_REQUEST_BODY,
+            format!("Unable to parse request body as JSON: {err}"),
+        )
+    })?;
+    let items = match value {
+        Value::Array(items) => items,
+        object @ Value::Object(_) => vec![object],
+        _ => {
+            return Err(ApiError::new(
+                codes::INVALID_REQUEST_BODY,
+                "Request body must be a Message object or an array of them",
+            ));
+        }
+    };
+    items
+        .into_iter()
+        .map(|item| {
+            serde_json::from_value(item).map_err(|err| {
+                ApiError::new(
+                    codes::INVALID_REQUEST_BODY,
+                    format!("Invalid message: {err}"),
+                )
+            })
+        })
+        .collect()
+}
+
+/// `GET /channels/{channel}/messages` (§6.3): needs `history`; `limit`
+/// (default 100, at most 1000), `direction` (`backwards` default or
+/// `forwards`), `start`/`end` (ms, inclusive) and relative `Link` paging.
+pub(super) async fn history(
+    State(state): State<AppState>,
+    Path(channel): Path<String>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
+    let query = Query::parse(raw.as_deref());
+    let principal = authenticate(&state, &headers, &query)?;
+    validate_channel_name(&channel)?;
+    principal.require(Operation::History, &channel)?;
+    let page = Page::from_query(&query)?;
+
+    let now = state.clock.now_ms();
+    let retained = lock(&state.registry).retained(&state.settings, &channel, now);
+    let mut matching: Vec<_> = retained
+        .iter()
+        .filter(|m| {
+            let timestamp = m.message.timestamp.unwrap_or(m.received_ms);
+            page.start.is_none_or(|start| timestamp >= start)
+                && page.end.is_none_or(|end| timestamp <= end)
+                && page.after.is_none_or(|after| match page.forwards {
+                    true => m.seq > after,
+                    false => m.seq < after,
+                })
+        })
+        .collect();
+    if !page.forwards {
+        matching.reverse();
+    }
+    let more = matching.len() > page.limit;
+    matching.truncate(page.limit);
+    let items: Vec<&Message> = matching.iter().map(|m| &m.message).collect();
+
+    let mut links = vec![
+        format!("<./messages?{}>; rel=\"first\"", page.query(None)),
+        format!("<./messages?{}>; rel=\"current\"", page.query(page.after)),
+    ];
+    if more {
+        let last = matching.last().map(|m| m.seq);
+        links.push(format!("<./messages?{}>; rel=\"next\"", page.query(last)));
+    }
+    let mut response = Json(items).into_response();
+    response.headers_mut().insert(
+        header::LINK,
+        HeaderValue::from_str(&links.join(", ")).expect("link URLs are percent-encoded ASCII"),
+    );
+    Ok(response)
+}
+
+/// A history query.
+#[derive(Debug)]
+struct Page {
+    limit: usize,
+    forwards: bool,
+    start: Option<u64>,
+    end: Option<u64>,
+    /// From a `next` link: the sequence number of the last message of the
+    /// previous page (an opaque `cursor` parameter to clients).
+    after: Option<u64>,
+}
+
+impl Page {
+    fn from_query(query: &Query) -> ApiResult<Self> {
+        let number = |name: &str| -> ApiResult<Option<u64>> {
+            query
+                .get(name)
+                .map(|value| value.parse().map_err(|_| invalid_param(name, value)))
+                .transpose()
+        };
+        let limit = match query.get("limit") {
+            None => DEFAULT_LIMIT,
+            Some(value) => value
+                .parse()
+                .ok()
+                .filter(|limit| (1..=MAX_LIMIT).contains(limit))
+                .ok_or_else(|| invalid_param("limit", value))?,
+        };
+        let forwards = match query.get("direction") {
+            None | Some("backwards") => false,
+            Some("forwards") => true,
+            Some(other) => return Err(invalid_param("direction", other)),
+        };
+        let (start, end) = (number("start")?, number("end")?);
+        if let (Some(start), Some(end)) = (start, end)
+            && start > end
+        {
+            return Err(ApiError::new(
+                codes::INVALID_PARAMETER_VALUE,
+                "start must not be later than end",
+            ));
+        }
+        Ok(Self {
+            limit,
+            forwards,
+            start,
+            end,
+            after: number("cursor")?,
+        })
+    }
+
+    /// The query string of a link to this query from `after`.
+    fn query(&self, after: Option<u64>) -> String {
+        let mut out = url::form_urlencoded::Serializer::new(String::new());
+        if let Some(start) = self.start {
+            out.append_pair("start", &start.to_string());
+        }
+        if let Some(end) = self.end {
+            out.append_pair("end", &end.to_string());
+        }
+        out.append_pair("limit", &self.limit.to_string());
+        out.append_pair(
+            "direction",
+            if self.forwards {
+                "forwards"
+            } else {
+                "backwards"
+            },
+        );
+        if let Some(after) = after {
+            out.append_pair("cursor", &after.to_string());
+        }
+        out.finish()
+    }
+}

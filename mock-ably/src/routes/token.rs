@@ -1,0 +1,93 @@
+//! `POST /keys/{keyName}/requestToken` (`ABLY-PROTOCOL.md` §3.3).
+//!
+//! Checks, in order: the body parses (40001); `keyName` in the body is the
+//! one in the path (40001); field rules and the ±2 minute timestamp window
+//! (40001, 40012, 40003, 40104); the key exists (40400); a signed request's
+//! MAC (40101) or an unsigned request's Basic or token auth (40101, 40102);
+//! the nonce is fresh (40105); the requested capability intersects the
+//! key's (or the token's) (40160). Success is `200` with TokenDetails whose
+//! `capability` is the canonical text of the intersection: ably-js accepts
+//! any 2xx, and `REAL-CLIENTS.md` §3b recommends 200 (§3.3 leaves 200 or 201
+//! open).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use shared::token::{TIMESTAMP_TOLERANCE_MS, TokenDetails, TokenRequest};
+use shared::{Capability, codes};
+
+use crate::auth::{CredentialKind, authenticate, find_credential, find_key, issue_token};
+use crate::error::{self, ApiError, ApiResult};
+use crate::params::Query;
+use crate::state::{AppState, lock};
+
+pub(super) async fn request_token(
+    State(state): State<AppState>,
+    Path(key_name): Path<String>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<TokenDetails>> {
+    let body = error::body(body)?;
+    let request = TokenRequest::from_json(&body)?;
+    if request.key_name != key_name {
+        return Err(ApiError::new(
+            codes::INVALID_REQUEST_BODY,
+            format!(
+                "keyName {:?} in the body does not match {key_name:?} in the path",
+                request.key_name
+            ),
+        ));
+    }
+    let now = state.clock.now_ms();
+    request.validate(now)?;
+    let key = find_key(&state.settings.keys, &key_name)?;
+
+    // What the new token may get at most, and the clientId it must carry.
+    let (bound, client_id) = if request.mac.is_some() {
+        request.verify_mac(key.key.secret())?;
+        (key.capability.clone(), request.client_id.clone())
+    } else {
+        // An unsigned request is authenticated by the request itself.
+        let query = Query::parse(raw.as_deref());
+        if find_credential(&headers, &query)?.is_none() {
+            return Err(ApiError::new(
+                codes::INVALID_CREDENTIALS,
+                "Request mac is missing, and the request carries no credentials",
+            ));
+        }
+        let principal = authenticate(&state, &headers, &query)?;
+        if principal.key_name != key_name {
+            return Err(ApiError::new(
+                codes::INVALID_CREDENTIALS,
+                "The request's credentials belong to another key",
+            ));
+        }
+        let client_id = match principal.kind {
+            CredentialKind::Key => request.client_id.clone(),
+            _ => principal.identify(request.client_id.as_deref())?,
+        };
+        (principal.capability, client_id)
+    };
+
+    lock(&state.auth).use_nonce(
+        &key_name,
+        &request.nonce,
+        request.timestamp.saturating_add(TIMESTAMP_TOLERANCE_MS),
+        now,
+    )?;
+    let requested = match &request.capability {
+        Some(text) => Capability::parse(text)?,
+        None => Capability::all(),
+    };
+    let capability = requested.intersect(&bound)?;
+    Ok(Json(issue_token(
+        &state,
+        key,
+        capability,
+        client_id,
+        request.effective_ttl_ms(),
+    )))
+}

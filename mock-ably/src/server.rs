@@ -1,0 +1,364 @@
+//! [`MockAbly`], the handle on a running mock, and its builder.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::serve::ListenerExt as _;
+use serde_json::Value;
+use shared::token::{DEFAULT_TTL_MS, TokenDetails, TokenParams};
+use shared::{ApiKey, Capability, Message};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use crate::auth::issue_token;
+use crate::faults::FailNext;
+use crate::publish;
+use crate::routes::router;
+use crate::state::{AppState, KeyEntry, Settings, lock};
+use crate::stats::Stats;
+
+/// The key the mock accepts when it is given none: `mockApp.devKey:mock-ably-dev-secret`.
+///
+/// It is public on purpose: it only ever unlocks a mock on your own machine.
+/// Its capability is everything (`{"[*]*":["*"]}`).
+pub const DEV_KEY: &str = "mockApp.devKey:mock-ably-dev-secret";
+
+/// How long messages are kept for history, resume and rewind unless
+/// [`MockAblyBuilder::retention`] says otherwise: Ably's two minutes (§1.6.1).
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(120);
+
+/// How many messages each channel keeps at most, by default.
+pub const DEFAULT_RETENTION_COUNT: usize = 10_000;
+
+/// The keepalive interval of an idle stream, by default.
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(15);
+
+/// How many messages a stream may fall behind before it is disconnected, by
+/// default.
+pub const DEFAULT_LAG_LIMIT: usize = 10_000;
+
+/// Configures and starts a [`MockAbly`]. Made by [`MockAbly::builder`].
+#[derive(Debug)]
+#[must_use = "a builder does nothing until `start` is awaited"]
+pub struct MockAblyBuilder {
+    keys: Vec<KeyEntry>,
+    retention: Duration,
+    retention_count: usize,
+    keepalive: Duration,
+    lag_limit: usize,
+    listener: Option<std::net::TcpListener>,
+}
+
+impl Default for MockAblyBuilder {
+    fn default() -> Self {
+        Self {
+            keys: Vec::new(),
+            retention: DEFAULT_RETENTION,
+            retention_count: DEFAULT_RETENTION_COUNT,
+            keepalive: DEFAULT_KEEPALIVE,
+            lag_limit: DEFAULT_LAG_LIMIT,
+            listener: None,
+        }
+    }
+}
+
+impl MockAblyBuilder {
+    /// Accepts the API key `appId.keyId:secret`, with every capability. Call
+    /// it again for more keys. With no key at all, the mock accepts
+    /// [`DEV_KEY`].
+    ///
+    /// # Panics
+    ///
+    /// If `key` is not a valid API key (the message says why, never the
+    /// secret).
+    pub fn key(self, key: &str) -> Self {
+        self.key_with_capability(key, r#"{"[*]*":["*"]}"#)
+    }
+
+    /// Accepts `key` with only `capability` (JSON text such as
+    /// `{"chat:*":["subscribe"]}`): tokens and JWTs signed with it get at
+    /// most that (§4.3).
+    ///
+    /// # Panics
+    ///
+    /// If `key` or `capability` is invalid.
+    pub fn key_with_capability(mut self, key: &str, capability: &str) -> Self {
+        let key = ApiKey::parse(key).unwrap_or_else(|err| panic!("mock-ably: {err}"));
+        let capability = Capability::parse(capability)
+            .unwrap_or_else(|err| panic!("mock-ably: key {key}: {err}"));
+        self.keys.push(KeyEntry { key, capability });
+        self
+    }
+
+    /// How long messages are kept for history, `lastEvent` resume and
+    /// `rewind` (default [`DEFAULT_RETENTION`], two minutes).
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// How many messages each channel keeps at most (default
+    /// [`DEFAULT_RETENTION_COUNT`]). Lower it to test resuming from a cursor
+    /// that retention no longer covers.
+    pub fn retention_count(mut self, count: usize) -> Self {
+        self.retention_count = count;
+        self
+    }
+
+    /// How often an idle stream gets a `:keepalive` (or a heartbeat): every
+    /// interval in which it carried no message (default
+    /// [`DEFAULT_KEEPALIVE`], 15 s).
+    pub fn keepalive(mut self, keepalive: Duration) -> Self {
+        self.keepalive = keepalive;
+        self
+    }
+
+    /// How many undelivered messages a stream may have before it is
+    /// disconnected (default [`DEFAULT_LAG_LIMIT`]).
+    pub fn lag_limit(mut self, limit: usize) -> Self {
+        self.lag_limit = limit.max(1);
+        self
+    }
+
+    /// Serves on `listener` instead of binding `127.0.0.1:0`.
+    pub fn listener(mut self, listener: std::net::TcpListener) -> Self {
+        self.listener = Some(listener);
+        self
+    }
+
+    /// Binds (unless given a listener), starts serving on the current tokio
+    /// runtime, and returns the handle. The mock is ready when this returns.
+    ///
+    /// # Panics
+    ///
+    /// If `127.0.0.1:0` cannot be bound or the given listener cannot be used.
+    pub async fn start(self) -> MockAbly {
+        let listener = match self.listener {
+            Some(listener) => {
+                listener
+                    .set_nonblocking(true)
+                    .expect("mock-ably: cannot make the listener non-blocking");
+                TcpListener::from_std(listener).expect("mock-ably: cannot use the listener")
+            }
+            None => TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("mock-ably: cannot bind 127.0.0.1:0"),
+        };
+        let addr = listener
+            .local_addr()
+            .expect("mock-ably: the listener has no local address");
+        let mut keys = self.keys;
+        if keys.is_empty() {
+            keys.push(KeyEntry {
+                key: ApiKey::parse(DEV_KEY).expect("DEV_KEY is a valid key"),
+                capability: Capability::all(),
+            });
+        }
+        let state = AppState::new(Settings {
+            keys,
+            retention: self.retention,
+            retention_count: self.retention_count,
+            keepalive: self.keepalive,
+            lag_limit: self.lag_limit,
+        });
+        let app = router(state.clone());
+        let (shutdown, signal) = oneshot::channel::<()>();
+        // Small SSE frames must not wait for Nagle's algorithm.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::debug!(%err, "cannot set TCP_NODELAY");
+            }
+        });
+        tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = signal.await;
+                })
+                .await;
+            if let Err(err) = served {
+                tracing::error!(%err, "mock-ably stopped serving");
+            }
+        });
+        tracing::debug!(%addr, "mock-ably started");
+        MockAbly {
+            base_url: format!("http://{addr}"),
+            addr,
+            state,
+            shutdown: Some(shutdown),
+        }
+    }
+}
+
+/// A running mock Ably. Dropping it closes every stream and stops the server.
+///
+/// ```no_run
+/// # async fn run() {
+/// use mock_ably::MockAbly;
+///
+/// let mock = MockAbly::builder().key("app.key:secret").start().await;
+/// let url = format!("{}/sse?v=1.2&channels=chat&key=app.key:secret", mock.base_url());
+/// // ... open `url` with a client, then:
+/// mock.publish_data("chat", "greeting", "hello");
+/// mock.drop_streams(); // the client should resume with lastEvent
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct MockAbly {
+    state: AppState,
+    addr: SocketAddr,
+    base_url: String,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl MockAbly {
+    /// A builder: add keys, tune retention and timers, then
+    /// [`start`](MockAblyBuilder::start).
+    pub fn builder() -> MockAblyBuilder {
+        MockAblyBuilder::default()
+    }
+
+    /// `http://127.0.0.1:PORT`, with no trailing slash: the base for REST and
+    /// streams alike.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The address the mock listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The first key the mock accepts (the first given, or [`DEV_KEY`]).
+    pub fn key(&self) -> &ApiKey {
+        &self.state.settings.keys[0].key
+    }
+
+    /// Publishes `message` on `channel` as a REST publish would (encoding
+    /// object data as `json`, assigning an id and timestamp when absent),
+    /// with no credential checks. Returns the message id.
+    ///
+    /// # Panics
+    ///
+    /// If the channel name or the message is invalid (the message says why).
+    pub fn publish(&self, channel: &str, message: Message) -> String {
+        self.try_publish(channel, vec![message])
+            .unwrap_or_else(|err| panic!("mock-ably: cannot publish on {channel:?}: {err}"))
+            .remove(0)
+    }
+
+    /// Publishes a message named `name` (empty for none) whose data is
+    /// `data`: a string is sent as text, an object or array as JSON.
+    /// Returns the message id.
+    ///
+    /// # Panics
+    ///
+    /// As [`MockAbly::publish`], and for data that is a number or boolean.
+    pub fn publish_data(&self, channel: &str, name: &str, data: impl Into<Value>) -> String {
+        let mut message = Message::default();
+        message.name = (!name.is_empty()).then(|| name.to_owned());
+        message.data = Some(data.into());
+        self.publish(channel, message)
+    }
+
+    /// Publishes several messages at once, as one REST request with an
+    /// array body would, and returns their ids.
+    ///
+    /// # Errors
+    ///
+    /// The Ably error a REST publish would get for an invalid channel name
+    /// (40010), data (40013) or size (40009).
+    pub fn try_publish(
+        &self,
+        channel: &str,
+        messages: Vec<Message>,
+    ) -> Result<Vec<String>, shared::ErrorInfo> {
+        crate::params::validate_channel_name(channel).map_err(|e| e.0)?;
+        let prepared =
+            publish::prepare(messages, None, self.state.clock.now_ms()).map_err(|e| e.0)?;
+        let stored = publish::store(&self.state, channel, prepared);
+        Ok(stored
+            .iter()
+            .map(|m| m.message.id.clone().unwrap_or_default())
+            .collect())
+    }
+
+    /// Issues an opaque token from the first key, as `requestToken` would:
+    /// `params.capability` is intersected with the key's (all of it when
+    /// `None`), `params.ttl` defaults to one hour.
+    ///
+    /// # Panics
+    ///
+    /// If the capability is invalid or shares nothing with the key's.
+    pub fn issue_token(&self, params: TokenParams) -> TokenDetails {
+        let entry = &self.state.settings.keys[0];
+        let requested = params
+            .capability
+            .as_deref()
+            .map_or_else(Capability::all, |text| {
+                Capability::parse(text).unwrap_or_else(|err| panic!("mock-ably: {err}"))
+            });
+        let capability = requested
+            .intersect(&entry.capability)
+            .unwrap_or_else(|err| panic!("mock-ably: {err}"));
+        issue_token(
+            &self.state,
+            entry,
+            capability,
+            params.client_id,
+            params.ttl.unwrap_or(DEFAULT_TTL_MS),
+        )
+    }
+
+    /// Cuts every open stream mid-body, with no error event, as a network
+    /// failure would. Clients should reconnect with `lastEvent`.
+    pub fn drop_streams(&self) {
+        self.state.drop_streams();
+    }
+
+    /// Expires every token and JWT the mock has accepted or issued so far:
+    /// open streams using one get an `error` event with 40142 and close, and
+    /// later requests with one get 40142. Credentials first presented
+    /// afterwards are honoured; API keys are unaffected.
+    pub fn expire_credentials(&self) {
+        self.state.expire_credentials();
+    }
+
+    /// Makes the next requests fail with an injected error; see [`FailNext`].
+    pub fn fail_next(&self, rule: FailNext) {
+        self.state.fail_next(rule);
+    }
+
+    /// Counters: open streams, messages published and delivered, per channel.
+    pub fn stats(&self) -> Stats {
+        self.state.stats()
+    }
+
+    /// Moves the mock's clock forward by `by`: tokens and JWTs expire
+    /// (streams get 40142 at once when theirs does), TokenRequest timestamps
+    /// age, retention drops old messages. Real time keeps running too.
+    pub fn advance_clock(&self, by: Duration) {
+        self.state.advance_clock(by);
+    }
+
+    /// The mock's current time, in ms since the Unix epoch (what `GET /time`
+    /// answers).
+    pub fn now_ms(&self) -> u64 {
+        self.state.clock.now_ms()
+    }
+}
+
+impl Drop for MockAbly {
+    fn drop(&mut self) {
+        self.state.control.send_modify(|c| c.shutdown = true);
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        let panics = std::mem::take(&mut *lock(&self.state.panics));
+        if !panics.is_empty() && !std::thread::panicking() {
+            panic!(
+                "mock-ably: a request handler panicked: {}",
+                panics.join("; ")
+            );
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! Shared server state: settings, the clock, the channel registry, credential
+//! bookkeeping, fault rules and the control signal open streams watch.
+
+use std::ops::Deref;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use shared::{ApiKey, Capability};
+use tokio::sync::watch;
+
+use crate::auth::AuthState;
+use crate::channel::Registry;
+use crate::clock::Clock;
+use crate::faults::{FailNext, Faults};
+use crate::stats::Stats;
+
+/// An API key the mock accepts, with the capability it grants.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyEntry {
+    /// The key (name and secret).
+    pub(crate) key: ApiKey,
+    /// What the key may do; tokens and JWTs get at most this.
+    pub(crate) capability: Capability,
+}
+
+/// The builder's settings, fixed for the life of the server.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    /// The accepted keys, in the order given.
+    pub(crate) keys: Vec<KeyEntry>,
+    /// How long messages are kept for history, resume and rewind.
+    pub(crate) retention: Duration,
+    /// How many messages each channel keeps at most.
+    pub(crate) retention_count: usize,
+    /// The idle time after which a stream gets a keepalive.
+    pub(crate) keepalive: Duration,
+    /// How far behind a stream may fall before it is disconnected.
+    pub(crate) lag_limit: usize,
+}
+
+/// What open streams watch for: every change of a counter is an event.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Control {
+    /// Bumped by `drop_streams`: every stream closes abruptly.
+    pub(crate) drops: u64,
+    /// Bumped by `expire_credentials`: streams on a token or JWT get 40142.
+    pub(crate) expiries: u64,
+    /// Bumped when the clock moves: streams recompute their expiry timers.
+    pub(crate) clock: u64,
+    /// Set when the handle is dropped: every stream closes.
+    pub(crate) shutdown: bool,
+}
+
+/// Cheap-to-clone handle on the server state.
+#[derive(Debug, Clone)]
+pub(crate) struct AppState(Arc<Inner>);
+
+impl AppState {
+    pub(crate) fn new(settings: Settings) -> Self {
+        let (control, _) = watch::channel(Control::default());
+        // A random id for this server, part of every resume cursor, so that
+        // a cursor from another run is unknown rather than misread.
+        let instance = random_id(6);
+        Self(Arc::new(Inner {
+            registry: Mutex::new(Registry::new(instance)),
+            settings,
+            clock: Clock::default(),
+            auth: Mutex::new(AuthState::default()),
+            faults: Mutex::new(Faults::default()),
+            control,
+            open_streams: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            panics: Mutex::new(Vec::new()),
+        }))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// The state proper.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) settings: Settings,
+    pub(crate) clock: Clock,
+    pub(crate) registry: Mutex<Registry>,
+    pub(crate) auth: Mutex<AuthState>,
+    pub(crate) faults: Mutex<Faults>,
+    pub(crate) control: watch::Sender<Control>,
+    pub(crate) open_streams: AtomicU64,
+    pub(crate) delivered: AtomicU64,
+    /// Messages of handler panics, reported when the handle drops.
+    pub(crate) panics: Mutex<Vec<String>>,
+}
+
+impl Inner {
+    /// Closes every open stream abruptly.
+    pub(crate) fn drop_streams(&self) {
+        self.control.send_modify(|c| c.drops += 1);
+    }
+
+    /// Expires every token and JWT accepted or issued so far.
+    pub(crate) fn expire_credentials(&self) {
+        let now = self.clock.now_ms();
+        lock(&self.auth).expire_all(now);
+        self.control.send_modify(|c| c.expiries += 1);
+    }
+
+    /// Moves the clock forward and tells streams to re-check expiry.
+    pub(crate) fn advance_clock(&self, by: Duration) {
+        self.clock.advance(by);
+        self.control.send_modify(|c| c.clock += 1);
+    }
+
+    /// Queues a request-failure rule.
+    pub(crate) fn fail_next(&self, rule: FailNext) {
+        lock(&self.faults).push(rule);
+    }
+
+    /// A snapshot of the counters.
+    pub(crate) fn stats(&self) -> Stats {
+        let now = self.clock.now_ms();
+        let channels = lock(&self.registry).channel_stats(&self.settings, now);
+        Stats {
+            open_streams: self.open_streams.load(Ordering::Relaxed),
+            published: lock(&self.registry).published(),
+            delivered: self.delivered.load(Ordering::Relaxed),
+            channels,
+        }
+    }
+}
+
+/// Locks `mutex`, ignoring poisoning: a panicking handler is reported on
+/// drop, and the data it guards stays usable.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// `bytes` random bytes as unpadded base64url: an id with no `.`, `:` or `/`.
+pub(crate) fn random_id(bytes: usize) -> String {
+    let mut buf = vec![0_u8; bytes];
+    getrandom::fill(&mut buf).expect("the operating system's random number generator failed");
+    URL_SAFE_NO_PAD.encode(buf)
+}

@@ -1,0 +1,36 @@
+//! What the mock has done: `GET /_mock/stats` and [`MockAbly::stats`](crate::MockAbly::stats).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Counters for the whole mock, as `GET /_mock/stats` returns them:
+/// `{"openStreams":N,"published":N,"delivered":N,"channels":{"name":{…}}}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct Stats {
+    /// SSE and plain streams open right now.
+    pub open_streams: u64,
+    /// Messages stored since start (idempotent duplicates not counted).
+    pub published: u64,
+    /// Message events written to streams since start (replays included).
+    pub delivered: u64,
+    /// Channels that have subscribers or retained messages, by name.
+    pub channels: BTreeMap<String, ChannelStats>,
+}
+
+/// Counters for one channel.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct ChannelStats {
+    /// Messages stored on the channel since it was created.
+    pub published: u64,
+    /// Message events for this channel written to streams.
+    pub delivered: u64,
+    /// Messages retained for history, resume and rewind.
+    pub retained: u64,
+    /// Streams attached to the channel.
+    pub subscribers: u64,
+}

@@ -1,0 +1,15 @@
+//! mock-ably over real HTTP: every endpoint, parameter and error code.
+//!
+//! Run with `cargo test -p mock-ably --test api`. One binary on purpose
+//! (each test binary is another link); one module per area.
+
+mod helpers;
+
+mod auth;
+mod controls;
+mod delta;
+mod history;
+mod publish;
+mod resume;
+mod stream;
+mod token;
