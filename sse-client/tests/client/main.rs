@@ -5,5 +5,6 @@
 mod ably;
 mod cli;
 mod event_source;
+mod mock;
 mod parser;
 mod support;
