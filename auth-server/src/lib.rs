@@ -1,4 +1,115 @@
-//! The auth server: verifies the app's own users and mints Ably credentials for
-//! them by policy.
+//! The auth server: verifies the app's own users and mints Ably credentials
+//! for them by policy.
 //!
-//! Placeholder until the auth-server issue lands; the binary only reports that.
+//! A caller presents the app's login token (`Authorization: Bearer <app
+//! JWT>`); the server verifies it with a shared secret or the identity
+//! provider's JWKS, reads the user's clientId and roles, computes the
+//! capability the policy grants (narrowed by the request, bounded by the
+//! key), and answers with an Ably JWT, a signed TokenRequest, or TokenDetails
+//! from Ably, in the shapes ably-js's `authUrl` accepts.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use auth_server::{AppAuth, AppState, Config};
+//! use secrecy::SecretString;
+//!
+//! # async fn run() -> anyhow::Result<()> {
+//! let config = Config::new(
+//!     "appId.keyId:keySecret".parse()?,
+//!     AppAuth::Secret(SecretString::from("the app's JWT secret")),
+//! );
+//! let listener = tokio::net::TcpListener::bind(config.bind).await?;
+//! let state = AppState::new(config)?;
+//! auth_server::serve(listener, state, async {
+//!     tokio::signal::ctrl_c().await.ok();
+//! })
+//! .await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Layout
+//!
+//! - [`config`]: [`Config`] from the environment.
+//! - `app_jwt` and `jwks`: verifying the app's tokens, with a secret or a JWKS.
+//! - [`policy`]: the TOML capability policy.
+//! - `mint`: Ably JWTs, TokenRequests and Ably's `requestToken`.
+//! - `routes`: the endpoints and their middleware; `rate_limit`, `client_ip`,
+//!   `metrics`.
+//! - [`error`]: [`ApiError`], rendered as Ably's error envelope.
+
+#![cfg_attr(not(test), warn(clippy::print_stdout, clippy::dbg_macro))]
+
+mod app_jwt;
+mod client_ip;
+pub mod config;
+pub mod error;
+mod jwks;
+mod metrics;
+mod mint;
+pub mod policy;
+mod rate_limit;
+mod routes;
+mod state;
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+pub use client_ip::IpRange;
+pub use config::{AppAuth, AppJwtRules, Config, ConfigError, CorsOrigins, RateLimit};
+pub use error::ApiError;
+pub use policy::{Policy, PolicyError};
+pub use state::AppState;
+
+/// The application as an axum [`Router`], with all of its middleware.
+///
+/// Per-IP rate limits need the peer address: serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()` (as [`serve`] does);
+/// without it, the per-IP limit is skipped.
+pub fn router(state: AppState) -> Router {
+    routes::router(state)
+}
+
+/// Serves the application on `listener` until `shutdown` completes, then
+/// finishes the requests in flight.
+///
+/// With a JWKS, fetches it at once and then every
+/// [`Config::jwks_refresh_interval`] in the background.
+///
+/// # Errors
+///
+/// The I/O error that stopped the server.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let refresher = state.jwks().map(|jwks| {
+        let jwks = std::sync::Arc::clone(jwks);
+        let interval = state.config().jwks_refresh_interval;
+        tokio::spawn(async move {
+            loop {
+                if let Err(err) = jwks.refresh().await {
+                    tracing::warn!(
+                        error = format!("{err:#}"),
+                        "JWKS fetch failed; keeping the cached keys"
+                    );
+                }
+                tokio::time::sleep(interval).await;
+            }
+        })
+    });
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    if let Some(refresher) = refresher {
+        refresher.abort();
+    }
+    result
+}

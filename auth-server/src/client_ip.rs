@@ -1,0 +1,219 @@
+//! Which address a request comes from, for the per-IP rate limit.
+//!
+//! Normally the TCP peer. Behind a load balancer the peer is the balancer,
+//! so `AUTH_TRUSTED_PROXIES` lists the proxies whose `X-Forwarded-For` is
+//! believed: when the peer is one of them, the client is the right-most
+//! `X-Forwarded-For` address that is not itself a trusted proxy. Addresses
+//! further left were written by the client and could be anything, so they
+//! are never used unless every hop to their right is trusted.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use axum::http::HeaderMap;
+
+/// An address range: an IP address and a prefix length (`10.0.0.0/8`,
+/// `fd00::/8`); a bare address is a range of one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpRange {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpRange {
+    /// Whether `ip` is in the range. IPv4 and IPv6 ranges only hold
+    /// addresses of their own family; an IPv4-mapped IPv6 peer
+    /// (`::ffff:10.0.0.1`) is read as IPv4.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                prefix_matches(&net.octets(), &ip.octets(), self.prefix)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                prefix_matches(&net.octets(), &ip.octets(), self.prefix)
+            }
+            _ => false,
+        }
+    }
+}
+
+fn prefix_matches(net: &[u8], ip: &[u8], prefix: u8) -> bool {
+    let full = usize::from(prefix / 8);
+    let rest = prefix % 8;
+    if net[..full] != ip[..full] {
+        return false;
+    }
+    rest == 0 || (net[full] ^ ip[full]) >> (8 - rest) == 0
+}
+
+impl FromStr for IpRange {
+    type Err = String;
+
+    /// Parses `ADDR` or `ADDR/PREFIX`.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (addr, prefix) = match text.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (text, None),
+        };
+        let addr: IpAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| format!("{text:?} is not an IP address or range"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(prefix) => prefix
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{text:?}: the prefix length must be 0 to {max}"))?,
+        };
+        Ok(Self {
+            addr: addr.to_canonical(),
+            prefix,
+        })
+    }
+}
+
+impl fmt::Display for IpRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// The client address of a request from `peer` with `headers`, trusting
+/// `X-Forwarded-For` only from `trusted` proxies (see the module docs).
+pub(crate) fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpRange]) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|range| range.contains(ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    // Several X-Forwarded-For headers form one list, in order (RFC 9110 §5.3).
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        match hop.parse::<IpAddr>() {
+            Ok(ip) => {
+                client = ip.to_canonical();
+                if !is_trusted(client) {
+                    break;
+                }
+            }
+            // Garbage from here on leftwards: stop at the last good hop.
+            Err(_) => break,
+        }
+    }
+    client
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    fn ranges(list: &[&str]) -> Vec<IpRange> {
+        list.iter().map(|r| r.parse().unwrap()).collect()
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    fn forwarded(values: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append("x-forwarded-for", HeaderValue::from_str(value).unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn ranges_parse_and_match_by_prefix() {
+        let cases = [
+            ("10.0.0.0/8", "10.200.3.4", true),
+            ("10.0.0.0/8", "11.0.0.1", false),
+            ("192.168.1.0/25", "192.168.1.127", true),
+            ("192.168.1.0/25", "192.168.1.128", false),
+            ("127.0.0.1", "127.0.0.1", true),
+            ("127.0.0.1", "127.0.0.2", false),
+            ("fd00::/8", "fd12::1", true),
+            ("fd00::/8", "fe80::1", false),
+            ("0.0.0.0/0", "8.8.8.8", true),
+            ("10.0.0.0/8", "::ffff:10.1.2.3", true),
+            ("10.0.0.0/8", "fd00::1", false),
+        ];
+        for (range, addr, expected) in cases {
+            let range: IpRange = range.parse().unwrap();
+
+            assert_eq!(range.contains(ip(addr)), expected, "{range} {addr}");
+        }
+    }
+
+    #[test]
+    fn malformed_ranges_are_refused() {
+        for bad in [
+            "",
+            "10.0.0",
+            "10.0.0.0/33",
+            "::/129",
+            "host.example",
+            "1.2.3.4/x",
+        ] {
+            assert!(bad.parse::<IpRange>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn an_untrusted_peer_is_the_client_whatever_it_forwards() {
+        let headers = forwarded(&["1.1.1.1"]);
+
+        assert_eq!(
+            client_ip(ip("203.0.113.9"), &headers, &ranges(&["10.0.0.0/8"])),
+            ip("203.0.113.9")
+        );
+    }
+
+    #[test]
+    fn a_trusted_proxy_names_the_rightmost_untrusted_hop() {
+        let trusted = ranges(&["10.0.0.0/8"]);
+        // Client-written junk, the real client, then an inner proxy.
+        let headers = forwarded(&["6.6.6.6, 198.51.100.7", "10.0.0.5"]);
+
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), &headers, &trusted),
+            ip("198.51.100.7")
+        );
+    }
+
+    #[test]
+    fn without_a_usable_header_the_peer_is_the_client() {
+        let trusted = ranges(&["10.0.0.0/8"]);
+
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), &HeaderMap::new(), &trusted),
+            ip("10.0.0.1")
+        );
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), &forwarded(&["not-an-ip"]), &trusted),
+            ip("10.0.0.1")
+        );
+        assert_eq!(
+            client_ip(
+                ip("10.0.0.1"),
+                &forwarded(&["junk, 198.51.100.7"]),
+                &trusted
+            ),
+            ip("198.51.100.7")
+        );
+    }
+}

@@ -1,0 +1,799 @@
+//! Configuration: a typed [`Config`] read once from the environment.
+//!
+//! Every variable is read through three helpers (`var`, `required_var`,
+//! `var_parsed`) whose errors name the variable, so a bad deployment stops
+//! with one line saying what to fix. Tests never touch the environment: they
+//! build a [`Config`] with [`Config::new`] and struct update syntax.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+use secrecy::SecretString;
+use shared::{ApiKey, Capability};
+use url::Url;
+
+use crate::client_ip::IpRange;
+use crate::policy::Policy;
+
+/// Ably's production REST host (`ABLY-PROTOCOL.md` §0.2).
+pub const DEFAULT_ABLY_REST_URL: &str = "https://main.realtime.ably.net";
+
+/// Where the server listens unless `AUTH_BIND` says otherwise.
+pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
+
+/// Ably's TTL cap (`ABLY-PROTOCOL.md` §2.1.6); `AUTH_MAX_TOKEN_TTL` may only lower it.
+pub const ABLY_MAX_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Everything the server needs, read once at start-up.
+///
+/// Build it with [`Config::from_env`] in a binary, or with [`Config::new`]
+/// plus struct update syntax in tests and embedders:
+///
+/// ```
+/// # use auth_server::{AppAuth, Config};
+/// # use secrecy::SecretString;
+/// let config = Config {
+///     bind: "127.0.0.1:0".parse().unwrap(),
+///     ..Config::new(
+///         "app.key:secret".parse().unwrap(),
+///         AppAuth::Secret(SecretString::from("app-jwt-secret")),
+///     )
+/// };
+/// assert_eq!(config.token_ttl.as_secs(), 3600);
+/// ```
+///
+/// The struct is not `#[non_exhaustive]` on purpose: struct literals are how
+/// tests configure it. New fields get a default in [`Config::new`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `AUTH_BIND`: the listening address.
+    pub bind: SocketAddr,
+    /// `ABLY_API_KEY`: the key Ably credentials are signed with.
+    pub api_key: ApiKey,
+    /// `ABLY_REST_URL`: where `/api/ably-token` sends `requestToken`.
+    pub ably_rest_url: Url,
+    /// How the app's own users are verified.
+    pub app_auth: AppAuth,
+    /// The rules every app JWT must pass.
+    pub app_jwt: AppJwtRules,
+    /// `AUTH_POLICY_FILE`: who may do what.
+    pub policy: Policy,
+    /// `AUTH_KEY_CAPABILITY`: the key's own capability; grants never exceed it.
+    pub key_capability: Capability,
+    /// `AUTH_TOKEN_TTL`: the TTL of a token when the caller asks for none.
+    pub token_ttl: Duration,
+    /// `AUTH_MAX_TOKEN_TTL`: requested TTLs are clamped to this (at most 24 h).
+    pub max_token_ttl: Duration,
+    /// `AUTH_CORS_ORIGINS`: browser origins allowed to call the API.
+    pub cors_origins: CorsOrigins,
+    /// `AUTH_RATE_LIMIT_PER_USER`: per verified clientId; `None` is off.
+    pub rate_limit_per_user: Option<RateLimit>,
+    /// `AUTH_RATE_LIMIT_PER_IP`: per client IP address; `None` is off.
+    pub rate_limit_per_ip: Option<RateLimit>,
+    /// `AUTH_TRUSTED_PROXIES`: peers whose `X-Forwarded-For` names the
+    /// client for the per-IP limit; empty trusts no one.
+    pub trusted_proxies: Vec<IpRange>,
+    /// `AUTH_MAX_BODY_BYTES`: the largest request body accepted.
+    pub max_body_bytes: usize,
+    /// `AUTH_REQUEST_TIMEOUT`: how long one request may take, Ably round trip included.
+    pub request_timeout: Duration,
+    /// How often the JWKS is refetched in the background (10 minutes).
+    pub jwks_refresh_interval: Duration,
+    /// The least time between two refetches triggered by unknown `kid`s (10 s).
+    pub jwks_unknown_kid_cooldown: Duration,
+}
+
+/// How the caller's `Authorization: Bearer` app JWT is verified.
+#[derive(Clone)]
+pub enum AppAuth {
+    /// `AUTH_APP_JWT_SECRET`: a shared HMAC secret (HS256 by default).
+    Secret(SecretString),
+    /// `AUTH_JWKS_URL`: the identity provider's JSON Web Key Set.
+    Jwks(Url),
+}
+
+/// Shows which mode is configured, never the secret.
+impl fmt::Debug for AppAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AppAuth::Secret(_) => f.write_str("Secret([REDACTED])"),
+            AppAuth::Jwks(url) => f.debug_tuple("Jwks").field(&url.as_str()).finish(),
+        }
+    }
+}
+
+/// The checks every app JWT must pass, and where its identity is read from.
+#[derive(Debug, Clone)]
+pub struct AppJwtRules {
+    /// `AUTH_JWT_ALGORITHMS`: the only algorithms accepted, whatever a token's
+    /// header says. Defaults: `HS256` with a secret, `RS256,ES256,EdDSA` with
+    /// a JWKS.
+    pub algorithms: Vec<Algorithm>,
+    /// `AUTH_JWT_ISSUER`: the required `iss`, when set.
+    pub issuer: Option<String>,
+    /// `AUTH_JWT_AUDIENCE`: accepted `aud` values (comma-separated); empty
+    /// means `aud` is not checked.
+    pub audience: Vec<String>,
+    /// `AUTH_JWT_LEEWAY`: clock skew forgiven on `exp` and `nbf` (default 30 s).
+    pub leeway: Duration,
+    /// `AUTH_CLIENT_ID_CLAIM`: the claim holding the Ably clientId (default `sub`).
+    pub client_id_claim: String,
+    /// `AUTH_ROLES_CLAIM`: the claim holding the user's roles (default `roles`).
+    pub roles_claim: String,
+}
+
+impl AppJwtRules {
+    /// The defaults for `app_auth`: its algorithms, no issuer or audience,
+    /// 30 s leeway, clientId from `sub`, roles from `roles`.
+    pub fn defaults_for(app_auth: &AppAuth) -> Self {
+        Self {
+            algorithms: default_algorithms(app_auth),
+            issuer: None,
+            audience: Vec::new(),
+            leeway: Duration::from_secs(30),
+            client_id_claim: "sub".to_owned(),
+            roles_claim: "roles".to_owned(),
+        }
+    }
+}
+
+/// Which browser origins may call the API cross-origin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CorsOrigins {
+    /// No CORS headers at all (same-origin or non-browser callers only).
+    None,
+    /// `*`: any origin. Safe here, since authUrl requests carry no cookies.
+    Any,
+    /// Exactly these origins (`scheme://host[:port]`).
+    List(Vec<String>),
+}
+
+/// A rate: `N/s` or `N/m`, with a burst of one period's worth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Requests allowed per period, and the burst size.
+    pub count: u32,
+    /// The period: one second or one minute.
+    pub period: Duration,
+}
+
+impl FromStr for RateLimit {
+    type Err = String;
+
+    /// Parses `N/s` or `N/m` (N ≥ 1).
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (count, unit) = text
+            .split_once('/')
+            .ok_or_else(|| format!("expected N/s, N/m or off, got {text:?}"))?;
+        let period = match unit.trim() {
+            "s" => Duration::from_secs(1),
+            "m" => Duration::from_secs(60),
+            other => return Err(format!("unknown period {other:?}; use s or m")),
+        };
+        let count: u32 = count
+            .trim()
+            .parse()
+            .map_err(|_| format!("{count:?} is not a whole number"))?;
+        if count == 0 {
+            return Err("the count must be at least 1 (use off to disable)".to_owned());
+        }
+        Ok(Self { count, period })
+    }
+}
+
+/// A configuration problem found at start-up. The message names the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("{name}: {problem}")]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub name: &'static str,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(name: &'static str, problem: impl Into<String>) -> Self {
+        Self {
+            name,
+            problem: problem.into(),
+        }
+    }
+}
+
+impl Config {
+    /// A configuration with every optional setting at its default.
+    pub fn new(api_key: ApiKey, app_auth: AppAuth) -> Self {
+        Self {
+            bind: DEFAULT_BIND.parse().expect("the default address parses"),
+            api_key,
+            ably_rest_url: Url::parse(DEFAULT_ABLY_REST_URL).expect("the default URL parses"),
+            app_jwt: AppJwtRules::defaults_for(&app_auth),
+            app_auth,
+            policy: Policy::default(),
+            key_capability: Capability::all(),
+            token_ttl: Duration::from_secs(3600),
+            max_token_ttl: ABLY_MAX_TTL,
+            cors_origins: CorsOrigins::None,
+            rate_limit_per_user: Some(RateLimit {
+                count: 10,
+                period: Duration::from_secs(1),
+            }),
+            rate_limit_per_ip: Some(RateLimit {
+                count: 100,
+                period: Duration::from_secs(1),
+            }),
+            trusted_proxies: Vec::new(),
+            max_body_bytes: 16 * 1024,
+            request_timeout: Duration::from_secs(10),
+            jwks_refresh_interval: Duration::from_secs(600),
+            jwks_unknown_kid_cooldown: Duration::from_secs(10),
+        }
+    }
+
+    /// Reads the configuration from the process environment.
+    ///
+    /// | variable | default | meaning |
+    /// |---|---|---|
+    /// | `ABLY_API_KEY` | **required** | `appId.keyId:secret` |
+    /// | `ABLY_REST_URL` | `https://main.realtime.ably.net` | Ably REST base URL |
+    /// | `AUTH_BIND` | `127.0.0.1:8080` | listening address |
+    /// | `AUTH_APP_JWT_SECRET` | one of these two is required | HMAC secret of app JWTs |
+    /// | `AUTH_JWKS_URL` | one of these two is required | JWKS of the identity provider |
+    /// | `AUTH_JWT_ALGORITHMS` | `HS256` / `RS256,ES256,EdDSA` | accepted algorithms |
+    /// | `AUTH_JWT_ISSUER` | unset (not checked) | required `iss` |
+    /// | `AUTH_JWT_AUDIENCE` | unset (not checked) | accepted `aud` values, comma-separated |
+    /// | `AUTH_JWT_LEEWAY` | `30s` | clock skew on `exp`/`nbf` |
+    /// | `AUTH_CLIENT_ID_CLAIM` | `sub` | claim giving the Ably clientId |
+    /// | `AUTH_ROLES_CLAIM` | `roles` | claim giving roles (dotted path allowed) |
+    /// | `AUTH_POLICY_FILE` | unset: `{"*":["publish","subscribe","presence","history"]}` | TOML policy |
+    /// | `AUTH_KEY_CAPABILITY` | `{"[*]*":["*"]}` | the key's own capability (JSON) |
+    /// | `AUTH_TOKEN_TTL` | `1h` | default token TTL |
+    /// | `AUTH_MAX_TOKEN_TTL` | `24h` | TTL clamp, at most `24h` |
+    /// | `AUTH_CORS_ORIGINS` | unset (no CORS) | `*` or comma-separated origins |
+    /// | `AUTH_RATE_LIMIT_PER_USER` | `10/s` | `N/s`, `N/m` or `off` |
+    /// | `AUTH_RATE_LIMIT_PER_IP` | `100/s` | `N/s`, `N/m` or `off` |
+    /// | `AUTH_TRUSTED_PROXIES` | unset (trust none) | proxies whose `X-Forwarded-For` is believed, comma-separated addresses or ranges |
+    /// | `AUTH_MAX_BODY_BYTES` | `16384` | request body limit |
+    /// | `AUTH_REQUEST_TIMEOUT` | `10s` | per-request deadline |
+    ///
+    /// Durations are written `500ms`, `30s`, `15m`, `1h` or `1d`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the first variable that is missing or malformed
+    /// (including a policy file that does not parse, with its line).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// [`Config::from_env`] over any variable lookup (tests pass a map).
+    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(&lookup);
+        let api_key: ApiKey = env.required_var_parsed("ABLY_API_KEY")?;
+        let app_auth = match (
+            env.var("AUTH_APP_JWT_SECRET"),
+            env.var_parsed::<Url>("AUTH_JWKS_URL")?,
+        ) {
+            (Some(secret), None) => AppAuth::Secret(SecretString::from(secret)),
+            (None, Some(url)) => AppAuth::Jwks(url),
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    "AUTH_JWKS_URL",
+                    "set either AUTH_APP_JWT_SECRET or AUTH_JWKS_URL, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(ConfigError::new(
+                    "AUTH_APP_JWT_SECRET",
+                    "required: set AUTH_APP_JWT_SECRET (HS256) or AUTH_JWKS_URL",
+                ));
+            }
+        };
+        let mut config = Config::new(api_key, app_auth);
+
+        if let Some(bind) = env.var_parsed("AUTH_BIND")? {
+            config.bind = bind;
+        }
+        if let Some(url) = env.var_parsed::<Url>("ABLY_REST_URL")? {
+            config.ably_rest_url = url;
+        }
+        if let Some(list) = env.var("AUTH_JWT_ALGORITHMS") {
+            config.app_jwt.algorithms = parse_algorithms(&list)
+                .map_err(|problem| ConfigError::new("AUTH_JWT_ALGORITHMS", problem))?;
+        }
+        check_algorithms(&config.app_auth, &config.app_jwt.algorithms)
+            .map_err(|problem| ConfigError::new("AUTH_JWT_ALGORITHMS", problem))?;
+        config.app_jwt.issuer = env.var("AUTH_JWT_ISSUER");
+        if let Some(list) = env.var("AUTH_JWT_AUDIENCE") {
+            config.app_jwt.audience = comma_list(&list);
+        }
+        if let Some(leeway) = env.var_parsed::<HumanDuration>("AUTH_JWT_LEEWAY")? {
+            config.app_jwt.leeway = leeway.0;
+        }
+        if let Some(claim) = env.var("AUTH_CLIENT_ID_CLAIM") {
+            config.app_jwt.client_id_claim = claim;
+        }
+        if let Some(claim) = env.var("AUTH_ROLES_CLAIM") {
+            config.app_jwt.roles_claim = claim;
+        }
+        if let Some(path) = env.var("AUTH_POLICY_FILE") {
+            let path = PathBuf::from(path);
+            let text = std::fs::read_to_string(&path).map_err(|err| {
+                ConfigError::new(
+                    "AUTH_POLICY_FILE",
+                    format!("cannot read {}: {err}", path.display()),
+                )
+            })?;
+            config.policy = Policy::from_toml(&text).map_err(|err| {
+                ConfigError::new("AUTH_POLICY_FILE", format!("{}: {err}", path.display()))
+            })?;
+        }
+        if let Some(text) = env.var("AUTH_KEY_CAPABILITY") {
+            config.key_capability = Capability::parse(&text)
+                .map_err(|err| ConfigError::new("AUTH_KEY_CAPABILITY", err.to_string()))?;
+        }
+        if let Some(ttl) = env.var_parsed::<HumanDuration>("AUTH_MAX_TOKEN_TTL")? {
+            if ttl.0 > ABLY_MAX_TTL || ttl.0.is_zero() {
+                return Err(ConfigError::new(
+                    "AUTH_MAX_TOKEN_TTL",
+                    "must be more than 0 and at most 24h (Ably's cap)",
+                ));
+            }
+            config.max_token_ttl = ttl.0;
+        }
+        if let Some(ttl) = env.var_parsed::<HumanDuration>("AUTH_TOKEN_TTL")? {
+            if ttl.0.is_zero() {
+                return Err(ConfigError::new("AUTH_TOKEN_TTL", "must be more than 0"));
+            }
+            config.token_ttl = ttl.0;
+        }
+        if config.token_ttl > config.max_token_ttl {
+            return Err(ConfigError::new(
+                "AUTH_TOKEN_TTL",
+                "must not exceed AUTH_MAX_TOKEN_TTL",
+            ));
+        }
+        if let Some(origins) = env.var("AUTH_CORS_ORIGINS") {
+            config.cors_origins = parse_cors_origins(&origins)
+                .map_err(|problem| ConfigError::new("AUTH_CORS_ORIGINS", problem))?;
+        }
+        if let Some(limit) = env.var_parsed::<RateLimitSetting>("AUTH_RATE_LIMIT_PER_USER")? {
+            config.rate_limit_per_user = limit.0;
+        }
+        if let Some(limit) = env.var_parsed::<RateLimitSetting>("AUTH_RATE_LIMIT_PER_IP")? {
+            config.rate_limit_per_ip = limit.0;
+        }
+        if let Some(list) = env.var("AUTH_TRUSTED_PROXIES") {
+            config.trusted_proxies = comma_list(&list)
+                .iter()
+                .map(|range| range.parse())
+                .collect::<Result<_, String>>()
+                .map_err(|problem| ConfigError::new("AUTH_TRUSTED_PROXIES", problem))?;
+        }
+        if let Some(bytes) = env.var_parsed("AUTH_MAX_BODY_BYTES")? {
+            config.max_body_bytes = bytes;
+        }
+        if let Some(timeout) = env.var_parsed::<HumanDuration>("AUTH_REQUEST_TIMEOUT")? {
+            if timeout.0.is_zero() {
+                return Err(ConfigError::new(
+                    "AUTH_REQUEST_TIMEOUT",
+                    "must be more than 0",
+                ));
+            }
+            config.request_timeout = timeout.0;
+        }
+        Ok(config)
+    }
+}
+
+/// The variable lookup behind the helpers.
+struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Env<'_> {
+    /// The variable's value; absent or empty (`VAR=` in a `.env`) is `None`.
+    fn var(&self, name: &'static str) -> Option<String> {
+        (self.0)(name).filter(|value| !value.trim().is_empty())
+    }
+
+    /// The variable's value, which must be set.
+    fn required_var(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.var(name)
+            .ok_or_else(|| ConfigError::new(name, "required but not set"))
+    }
+
+    /// The variable parsed as `T`, if set. The error never echoes the value,
+    /// which may be a secret.
+    fn var_parsed<T>(&self, name: &'static str) -> Result<Option<T>, ConfigError>
+    where
+        T: FromStr,
+        T::Err: fmt::Display,
+    {
+        self.var(name)
+            .map(|value| {
+                value
+                    .trim()
+                    .parse()
+                    .map_err(|err| ConfigError::new(name, format!("invalid value: {err}")))
+            })
+            .transpose()
+    }
+
+    fn required_var_parsed<T>(&self, name: &'static str) -> Result<T, ConfigError>
+    where
+        T: FromStr,
+        T::Err: fmt::Display,
+    {
+        self.required_var(name)?;
+        Ok(self
+            .var_parsed(name)?
+            .expect("required_var checked presence"))
+    }
+}
+
+/// The default algorithms for a verification mode.
+fn default_algorithms(app_auth: &AppAuth) -> Vec<Algorithm> {
+    match app_auth {
+        AppAuth::Secret(_) => vec![Algorithm::HS256],
+        AppAuth::Jwks(_) => vec![Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA],
+    }
+}
+
+/// Parses a comma-separated list of JOSE algorithm names (`RS256,ES256`).
+pub(crate) fn parse_algorithms(list: &str) -> Result<Vec<Algorithm>, String> {
+    let algorithms = comma_list(list)
+        .iter()
+        .map(|name| Algorithm::from_str(name).map_err(|_| format!("unknown algorithm {name:?}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    if algorithms.is_empty() {
+        return Err("list at least one algorithm".to_owned());
+    }
+    Ok(algorithms)
+}
+
+/// Refuses algorithm families that do not fit the verification mode: a
+/// shared secret only verifies HMAC tokens and a JWKS only public-key ones,
+/// so an HS256 token can never be checked against a public key (the
+/// classic algorithm-confusion attack).
+pub(crate) fn check_algorithms(app_auth: &AppAuth, algorithms: &[Algorithm]) -> Result<(), String> {
+    let hmac =
+        |alg: &Algorithm| matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512);
+    match app_auth {
+        AppAuth::Secret(_) => match algorithms.iter().find(|alg| !hmac(alg)) {
+            Some(alg) => Err(format!(
+                "{alg:?} needs a public key; with AUTH_APP_JWT_SECRET use HS256, HS384 or HS512"
+            )),
+            None => Ok(()),
+        },
+        AppAuth::Jwks(_) => match algorithms.iter().find(|alg| hmac(alg)) {
+            Some(alg) => Err(format!(
+                "{alg:?} is a shared-secret algorithm; with AUTH_JWKS_URL use RS*, PS*, ES* or EdDSA"
+            )),
+            None => Ok(()),
+        },
+    }
+}
+
+fn comma_list(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn parse_cors_origins(text: &str) -> Result<CorsOrigins, String> {
+    let origins = comma_list(text);
+    if origins.iter().any(|origin| origin == "*") {
+        return if origins.len() == 1 {
+            Ok(CorsOrigins::Any)
+        } else {
+            Err("* cannot be combined with other origins".to_owned())
+        };
+    }
+    for origin in &origins {
+        let url = Url::parse(origin).map_err(|err| format!("{origin:?}: {err}"))?;
+        // An origin is scheme://host[:port] exactly; browsers send no path.
+        if url.origin().ascii_serialization() != *origin {
+            return Err(format!(
+                "{origin:?} is not an origin; write it as scheme://host[:port] with no path or trailing slash"
+            ));
+        }
+    }
+    Ok(if origins.is_empty() {
+        CorsOrigins::None
+    } else {
+        CorsOrigins::List(origins)
+    })
+}
+
+/// A duration written `500ms`, `30s`, `15m`, `1h` or `1d`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HumanDuration(pub(crate) Duration);
+
+impl FromStr for HumanDuration {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(|| format!("{text:?} has no unit; write e.g. 30s, 15m or 1h"))?;
+        let (number, unit) = text.split_at(split);
+        let number: u64 = number
+            .parse()
+            .map_err(|_| format!("{text:?} does not start with a whole number"))?;
+        let unit_ms: u64 = match unit {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            _ => {
+                return Err(format!(
+                    "unknown unit {unit:?} in {text:?}; use ms, s, m, h or d"
+                ));
+            }
+        };
+        number
+            .checked_mul(unit_ms)
+            .map(|ms| HumanDuration(Duration::from_millis(ms)))
+            .ok_or_else(|| format!("{text:?} is too long"))
+    }
+}
+
+/// `N/s`, `N/m` or `off`.
+struct RateLimitSetting(Option<RateLimit>);
+
+impl FromStr for RateLimitSetting {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        if text.eq_ignore_ascii_case("off") {
+            Ok(Self(None))
+        } else {
+            text.parse().map(|limit| Self(Some(limit)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    fn from(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    const BASE: [(&str, &str); 2] = [
+        ("ABLY_API_KEY", "app.key:s3cr3t"),
+        ("AUTH_APP_JWT_SECRET", "app-secret"),
+    ];
+
+    fn with(extra: &[(&'static str, &'static str)]) -> Result<Config, ConfigError> {
+        let mut vars = BASE.to_vec();
+        vars.extend_from_slice(extra);
+        from(&vars)
+    }
+
+    #[test]
+    fn minimal_environment_gives_the_documented_defaults() {
+        let config = with(&[]).unwrap();
+
+        assert_eq!(config.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.api_key.key_name(), "app.key");
+        assert_eq!(
+            config.ably_rest_url.as_str(),
+            "https://main.realtime.ably.net/"
+        );
+        assert!(
+            matches!(&config.app_auth, AppAuth::Secret(s) if s.expose_secret() == "app-secret")
+        );
+        assert_eq!(config.app_jwt.algorithms, [Algorithm::HS256]);
+        assert_eq!(config.app_jwt.leeway, Duration::from_secs(30));
+        assert_eq!(config.app_jwt.client_id_claim, "sub");
+        assert_eq!(config.app_jwt.roles_claim, "roles");
+        assert_eq!(config.key_capability.to_string(), r#"{"[*]*":["*"]}"#);
+        assert_eq!(config.token_ttl, Duration::from_secs(3600));
+        assert_eq!(config.max_token_ttl, Duration::from_secs(86_400));
+        assert_eq!(config.cors_origins, CorsOrigins::None);
+        assert_eq!(config.rate_limit_per_user.unwrap().count, 10);
+        assert_eq!(config.rate_limit_per_ip.unwrap().count, 100);
+    }
+
+    #[test]
+    fn missing_key_names_the_variable() {
+        let err = from(&[("AUTH_APP_JWT_SECRET", "x")]).unwrap_err();
+
+        assert_eq!(err.to_string(), "ABLY_API_KEY: required but not set");
+    }
+
+    #[test]
+    fn malformed_key_names_the_variable_and_hides_the_secret() {
+        let err = from(&[
+            ("ABLY_API_KEY", "app.key:bad secret"),
+            ("AUTH_APP_JWT_SECRET", "x"),
+        ])
+        .unwrap_err();
+
+        let message = err.to_string();
+        assert!(
+            message.starts_with("ABLY_API_KEY: invalid value:"),
+            "{message}"
+        );
+        assert!(!message.contains("bad secret"), "{message}");
+    }
+
+    #[test]
+    fn a_verification_mode_is_required_and_only_one() {
+        let none = from(&[("ABLY_API_KEY", "app.key:s")]).unwrap_err();
+        let both = with(&[("AUTH_JWKS_URL", "https://idp.example/jwks")]).unwrap_err();
+
+        assert_eq!(none.name, "AUTH_APP_JWT_SECRET");
+        assert_eq!(both.name, "AUTH_JWKS_URL");
+    }
+
+    #[test]
+    fn jwks_mode_defaults_to_public_key_algorithms_and_refuses_hmac() {
+        let jwks = [
+            ("ABLY_API_KEY", "app.key:s"),
+            ("AUTH_JWKS_URL", "https://idp.example/.well-known/jwks.json"),
+        ];
+        let config = from(&jwks).unwrap();
+        let mut mixed = jwks.to_vec();
+        mixed.push(("AUTH_JWT_ALGORITHMS", "RS256,HS256"));
+        let hmac_with_secret = with(&[("AUTH_JWT_ALGORITHMS", "RS256")]).unwrap_err();
+
+        assert_eq!(
+            config.app_jwt.algorithms,
+            [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA]
+        );
+        assert_eq!(from(&mixed).unwrap_err().name, "AUTH_JWT_ALGORITHMS");
+        assert_eq!(hmac_with_secret.name, "AUTH_JWT_ALGORITHMS");
+    }
+
+    #[test]
+    fn unknown_algorithm_is_named() {
+        let err = with(&[("AUTH_JWT_ALGORITHMS", "HS256, none")]).unwrap_err();
+
+        assert_eq!(
+            err.to_string(),
+            r#"AUTH_JWT_ALGORITHMS: unknown algorithm "none""#
+        );
+    }
+
+    #[test]
+    fn durations_take_units() {
+        for (text, expected) in [
+            ("500ms", Duration::from_millis(500)),
+            ("30s", Duration::from_secs(30)),
+            ("15m", Duration::from_secs(900)),
+            ("1h", Duration::from_secs(3600)),
+            ("1d", Duration::from_secs(86_400)),
+        ] {
+            assert_eq!(text.parse::<HumanDuration>().unwrap().0, expected, "{text}");
+        }
+        for bad in ["30", "s", "1.5h", "10x", "-1s", ""] {
+            assert!(bad.parse::<HumanDuration>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ttl_settings_are_checked_against_ablys_cap() {
+        let too_long = with(&[("AUTH_MAX_TOKEN_TTL", "25h")]).unwrap_err();
+        let default_over_max =
+            with(&[("AUTH_MAX_TOKEN_TTL", "1h"), ("AUTH_TOKEN_TTL", "2h")]).unwrap_err();
+        let ok = with(&[("AUTH_MAX_TOKEN_TTL", "2h"), ("AUTH_TOKEN_TTL", "15m")]).unwrap();
+
+        assert_eq!(too_long.name, "AUTH_MAX_TOKEN_TTL");
+        assert_eq!(default_over_max.name, "AUTH_TOKEN_TTL");
+        assert_eq!(ok.max_token_ttl, Duration::from_secs(7200));
+        assert_eq!(ok.token_ttl, Duration::from_secs(900));
+    }
+
+    #[test]
+    fn rate_limits_parse_per_second_per_minute_and_off() {
+        let config = with(&[
+            ("AUTH_RATE_LIMIT_PER_USER", "5/m"),
+            ("AUTH_RATE_LIMIT_PER_IP", "off"),
+        ])
+        .unwrap();
+        let bad = with(&[("AUTH_RATE_LIMIT_PER_USER", "5/h")]).unwrap_err();
+        let zero = with(&[("AUTH_RATE_LIMIT_PER_IP", "0/s")]).unwrap_err();
+
+        assert_eq!(
+            config.rate_limit_per_user,
+            Some(RateLimit {
+                count: 5,
+                period: Duration::from_secs(60)
+            })
+        );
+        assert_eq!(config.rate_limit_per_ip, None);
+        assert_eq!(bad.name, "AUTH_RATE_LIMIT_PER_USER");
+        assert_eq!(zero.name, "AUTH_RATE_LIMIT_PER_IP");
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_ranges() {
+        let config = with(&[("AUTH_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1")]).unwrap();
+        let bad = with(&[("AUTH_TRUSTED_PROXIES", "10.0.0.0/40")]).unwrap_err();
+
+        assert_eq!(config.trusted_proxies.len(), 2);
+        assert_eq!(config.trusted_proxies[1].to_string(), "127.0.0.1/32");
+        assert_eq!(bad.name, "AUTH_TRUSTED_PROXIES");
+    }
+
+    #[test]
+    fn cors_origins_are_any_or_a_list_of_exact_origins() {
+        let any = with(&[("AUTH_CORS_ORIGINS", "*")]).unwrap();
+        let list = with(&[(
+            "AUTH_CORS_ORIGINS",
+            "https://app.example, http://localhost:3000",
+        )])
+        .unwrap();
+        let with_path = with(&[("AUTH_CORS_ORIGINS", "https://app.example/")]).unwrap_err();
+
+        assert_eq!(any.cors_origins, CorsOrigins::Any);
+        assert_eq!(
+            list.cors_origins,
+            CorsOrigins::List(vec![
+                "https://app.example".to_owned(),
+                "http://localhost:3000".to_owned()
+            ])
+        );
+        assert_eq!(with_path.name, "AUTH_CORS_ORIGINS");
+    }
+
+    #[test]
+    fn key_capability_and_audience_are_read() {
+        let config = with(&[
+            ("AUTH_KEY_CAPABILITY", r#"{"chat:*":["subscribe"]}"#),
+            ("AUTH_JWT_AUDIENCE", "api, web"),
+            ("AUTH_JWT_ISSUER", "https://idp.example/"),
+        ])
+        .unwrap();
+        let bad = with(&[("AUTH_KEY_CAPABILITY", r#"{"chat:*":["subscrib"]}"#)]).unwrap_err();
+
+        assert_eq!(
+            config.key_capability.to_string(),
+            r#"{"chat:*":["subscribe"]}"#
+        );
+        assert_eq!(config.app_jwt.audience, ["api", "web"]);
+        assert_eq!(
+            config.app_jwt.issuer.as_deref(),
+            Some("https://idp.example/")
+        );
+        assert_eq!(bad.name, "AUTH_KEY_CAPABILITY");
+        assert!(bad.problem.contains("subscrib"), "{}", bad.problem);
+    }
+
+    #[test]
+    fn unreadable_policy_file_names_the_variable() {
+        let err = with(&[("AUTH_POLICY_FILE", "/nonexistent/policy.toml")]).unwrap_err();
+
+        assert_eq!(err.name, "AUTH_POLICY_FILE");
+        assert!(err.problem.contains("/nonexistent/policy.toml"));
+    }
+
+    #[test]
+    fn debug_never_shows_the_secrets() {
+        let config = with(&[]).unwrap();
+
+        let debug = format!("{config:?}");
+
+        assert!(
+            !debug.contains("s3cr3t") && !debug.contains("app-secret"),
+            "{debug}"
+        );
+    }
+}

@@ -1,0 +1,245 @@
+//! The identity provider's JSON Web Key Set (`AUTH_JWKS_URL`), fetched and
+//! cached.
+//!
+//! Keys are fetched at start-up, every `jwks_refresh_interval` (10 minutes)
+//! after that, and when a token names a `kid` the cache does not know (the
+//! IdP rotated its keys). Unknown-`kid` refetches are rate-limited to one per
+//! `jwks_unknown_kid_cooldown` (10 s), so a flood of tokens with made-up
+//! `kid`s cannot hammer the IdP; the start-up and periodic fetches do not
+//! count towards that limit.
+//!
+//! Only public keys meant for signing are kept: `oct` (shared-secret) keys
+//! and keys marked `"use": "enc"` are ignored, so a JWKS can never hand us an
+//! HMAC secret.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey};
+use reqwest::StatusCode;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+use url::Url;
+
+use crate::error::ApiError;
+
+/// The largest JWKS document we read.
+const MAX_JWKS_BYTES: usize = 1024 * 1024;
+
+/// How long one JWKS fetch may take.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A verification key from the JWKS.
+#[derive(Debug)]
+pub(crate) struct JwkKey {
+    /// The key.
+    pub(crate) key: DecodingKey,
+    /// The JWK's `alg`, when it names one: tokens must then use exactly it.
+    pub(crate) alg: Option<Algorithm>,
+}
+
+/// The cached key set and how it is kept fresh.
+#[derive(Debug)]
+pub(crate) struct JwksCache {
+    url: Url,
+    client: reqwest::Client,
+    keys: RwLock<Arc<HashMap<String, Arc<JwkKey>>>>,
+    /// Serialises fetches; holds when the last unknown-`kid` fetch started.
+    last_unknown_kid_fetch: Mutex<Option<Instant>>,
+    cooldown: Duration,
+    loaded: AtomicBool,
+    fetched: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl JwksCache {
+    /// An empty cache for the JWKS at `url`; call [`JwksCache::refresh`] to fill it.
+    pub(crate) fn new(url: Url, client: reqwest::Client, cooldown: Duration) -> Self {
+        Self {
+            url,
+            client,
+            keys: RwLock::new(Arc::new(HashMap::new())),
+            last_unknown_kid_fetch: Mutex::new(None),
+            cooldown,
+            loaded: AtomicBool::new(false),
+            fetched: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether a fetch has ever succeeded (for `/readyz`).
+    pub(crate) fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
+    }
+
+    /// The key `kid`, refetching the set once if it is unknown and the
+    /// cooldown allows.
+    ///
+    /// # Errors
+    ///
+    /// [`ApiError::InvalidCredentials`] if the key is not in the set even
+    /// after that; [`ApiError::Unavailable`] if the set has never been
+    /// fetched and cannot be now.
+    pub(crate) async fn key(&self, kid: &str) -> Result<Arc<JwkKey>, ApiError> {
+        if let Some(key) = self.cached(kid) {
+            return Ok(key);
+        }
+        {
+            let mut last = self.last_unknown_kid_fetch.lock().await;
+            // Another request may have refetched while this one waited.
+            if let Some(key) = self.cached(kid) {
+                return Ok(key);
+            }
+            let cooling = last.is_some_and(|at| at.elapsed() < self.cooldown);
+            if !cooling {
+                *last = Some(Instant::now());
+                tracing::info!(kid, "unknown kid: refetching the JWKS");
+                if let Err(err) = self.fetch().await {
+                    tracing::warn!(error = format!("{err:#}"), url = %self.url, "JWKS fetch failed");
+                }
+            }
+        }
+        if let Some(key) = self.cached(kid) {
+            return Ok(key);
+        }
+        if !self.is_loaded() {
+            return Err(ApiError::Unavailable {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: shared::codes::INTERNAL_ERROR,
+                message: "the identity provider's keys (JWKS) are not available yet".to_owned(),
+            });
+        }
+        Err(ApiError::InvalidCredentials(
+            "signing key (kid) is not in the identity provider's JWKS".to_owned(),
+        ))
+    }
+
+    /// Fetches the set now, outside the unknown-`kid` rate limit (start-up
+    /// and periodic refresh).
+    ///
+    /// # Errors
+    ///
+    /// The fetch or parse failure; the cached keys are kept.
+    pub(crate) async fn refresh(&self) -> anyhow::Result<()> {
+        let _serialised = self.last_unknown_kid_fetch.lock().await;
+        self.fetch().await
+    }
+
+    /// Whether `kid` still names exactly `key` (not a refetched or rotated one).
+    pub(crate) fn is_current(&self, kid: &str, key: &Arc<JwkKey>) -> bool {
+        self.cached(kid)
+            .is_some_and(|current| Arc::ptr_eq(&current, key))
+    }
+
+    fn cached(&self, kid: &str) -> Option<Arc<JwkKey>> {
+        let keys = self
+            .keys
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        keys.get(kid).cloned()
+    }
+
+    /// Prometheus lines: fetches by result and the number of cached keys.
+    pub(crate) fn render_metrics(&self) -> String {
+        let keys = self.keys.read().unwrap_or_else(|p| p.into_inner()).len();
+        format!(
+            "# HELP auth_jwks_fetches_total JWKS fetches, by result.\n\
+             # TYPE auth_jwks_fetches_total counter\n\
+             auth_jwks_fetches_total{{result=\"ok\"}} {}\n\
+             auth_jwks_fetches_total{{result=\"error\"}} {}\n\
+             # HELP auth_jwks_keys Signing keys in the cached JWKS.\n\
+             # TYPE auth_jwks_keys gauge\n\
+             auth_jwks_keys {keys}\n",
+            self.fetched.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Fetches and installs the key set, counting the outcome. Callers hold
+    /// `last_unknown_kid_fetch`.
+    async fn fetch(&self) -> anyhow::Result<()> {
+        let result = self.fetch_once().await;
+        let counter = if result.is_ok() {
+            &self.fetched
+        } else {
+            &self.failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        result
+    }
+
+    async fn fetch_once(&self) -> anyhow::Result<()> {
+        let mut response = self
+            .client
+            .get(self.url.clone())
+            .timeout(FETCH_TIMEOUT)
+            .send()
+            .await
+            .context("cannot reach the JWKS URL")?;
+        if !response.status().is_success() {
+            bail!("the JWKS URL answered {}", response.status());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.context("reading the JWKS")? {
+            if body.len() + chunk.len() > MAX_JWKS_BYTES {
+                bail!("the JWKS is larger than {MAX_JWKS_BYTES} bytes");
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let set: JwkSet = serde_json::from_slice(&body).context("the JWKS is not valid JSON")?;
+        let keys = usable_keys(&set);
+        if keys.is_empty() {
+            bail!("the JWKS has no usable signing key with a kid");
+        }
+        tracing::info!(keys = keys.len(), url = %self.url, "JWKS loaded");
+        *self
+            .keys
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(keys);
+        self.loaded.store(true, Ordering::Release);
+        Ok(())
+    }
+}
+
+/// The signing keys of `set` that we can use, by `kid`.
+fn usable_keys(set: &JwkSet) -> HashMap<String, Arc<JwkKey>> {
+    let mut keys = HashMap::new();
+    for jwk in &set.keys {
+        let Some(kid) = &jwk.common.key_id else {
+            tracing::debug!("skipping a JWK without kid");
+            continue;
+        };
+        if matches!(jwk.algorithm, AlgorithmParameters::OctetKey(_)) {
+            tracing::warn!(
+                kid,
+                "skipping a shared-secret (oct) JWK: never trusted from a URL"
+            );
+            continue;
+        }
+        if matches!(&jwk.common.public_key_use, Some(u) if *u != PublicKeyUse::Signature) {
+            continue;
+        }
+        let alg = match jwk.common.key_algorithm {
+            None => None,
+            Some(alg) => match Algorithm::from_str(&alg.to_string()) {
+                Ok(alg) => Some(alg),
+                Err(_) => {
+                    tracing::debug!(kid, %alg, "skipping a JWK with an unsupported alg");
+                    continue;
+                }
+            },
+        };
+        match DecodingKey::from_jwk(jwk) {
+            Ok(key) => {
+                keys.insert(kid.clone(), Arc::new(JwkKey { key, alg }));
+            }
+            Err(err) => tracing::warn!(kid, error = %err, "skipping an unreadable JWK"),
+        }
+    }
+    keys
+}

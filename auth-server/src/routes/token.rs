@@ -1,0 +1,339 @@
+//! The three token endpoints: `/api/ably-jwt`, `/api/ably-token-request` and
+//! `/api/ably-token`.
+//!
+//! Each accepts what ably-js's `authUrl` sends (`REAL-CLIENTS.md` §3d): GET
+//! with token parameters in the query, or POST with them in a form body (or,
+//! for hand-written callers, a JSON body); the URL's own query is read in
+//! both cases, and body parameters win over query ones. Every request goes
+//! through the same decision ([`decide`]) before minting.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::Value;
+use shared::Capability;
+use std::fmt;
+use std::time::Duration;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::metrics::TokenKind;
+use crate::mint::{self, Grant};
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/ably-jwt", get(ably_jwt).post(ably_jwt))
+        .route(
+            "/api/ably-token-request",
+            get(ably_token_request).post(ably_token_request),
+        )
+        .route("/api/ably-token", get(ably_token).post(ably_token))
+}
+
+/// `200 application/jwt`: an Ably JWT.
+async fn ably_jwt(
+    State(state): State<AppState>,
+    request: AuthRequest,
+) -> Result<Response, ApiError> {
+    let grant = decide(&state, request).await?;
+    let token = mint::jwt(&state.config().api_key, &grant, mint::now_ms() / 1000)?;
+    issued(&state, TokenKind::Jwt, &grant);
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/jwt"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        token,
+    )
+        .into_response())
+}
+
+/// `200 application/json`: a signed TokenRequest that ably-js exchanges itself.
+async fn ably_token_request(
+    State(state): State<AppState>,
+    request: AuthRequest,
+) -> Result<Response, ApiError> {
+    let grant = decide(&state, request).await?;
+    let token_request = mint::token_request(&state.config().api_key, &grant, mint::now_ms())?;
+    issued(&state, TokenKind::TokenRequest, &grant);
+    Ok(no_store(Json(token_request)))
+}
+
+/// `200 application/json`: TokenDetails obtained from Ably.
+async fn ably_token(
+    State(state): State<AppState>,
+    request: AuthRequest,
+) -> Result<Response, ApiError> {
+    let grant = decide(&state, request).await?;
+    let config = state.config();
+    let details =
+        mint::request_token(state.http(), &config.ably_rest_url, &config.api_key, &grant).await?;
+    issued(&state, TokenKind::Token, &grant);
+    Ok(no_store(Json(details)))
+}
+
+fn no_store(body: impl IntoResponse) -> Response {
+    (
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        body,
+    )
+        .into_response()
+}
+
+fn issued(state: &AppState, kind: TokenKind, grant: &Grant) {
+    state.metrics().issued(kind);
+    tracing::info!(
+        kind = kind.as_str(),
+        client_id = %grant.client_id,
+        capability = %grant.capability,
+        ttl_ms = u64::try_from(grant.ttl.as_millis()).unwrap_or(u64::MAX),
+        "issued"
+    );
+}
+
+/// Who is asking for what: verify the user, apply the per-user limit, check
+/// the clientId, and compute policy ∩ request ∩ key.
+async fn decide(state: &AppState, request: AuthRequest) -> Result<Grant, ApiError> {
+    let config = state.config();
+    let token = request.bearer.ok_or(ApiError::MissingCredentials)?;
+    let identity = state.verifier().verify(&token).await?;
+    state.check_user_rate(&identity.client_id)?;
+
+    let params = request.params;
+    if let Some(requested) = params.client_id
+        && requested != identity.client_id
+    {
+        return Err(ApiError::ClientIdMismatch { requested });
+    }
+    let allowed = config
+        .policy
+        .capability_for(&identity.client_id, &identity.roles)
+        .intersect(&config.key_capability)
+        .map_err(|_| {
+            ApiError::CapabilityDenied("the policy grants this user nothing".to_owned())
+        })?;
+    let capability = match params.capability {
+        None => allowed,
+        // Narrowing only: the result never exceeds `allowed`.
+        Some(requested) => requested.intersect(&allowed).map_err(|_| {
+            ApiError::CapabilityDenied(
+                "nothing in the requested capability is allowed for this user".to_owned(),
+            )
+        })?,
+    };
+    let capability = crate::policy::without_redundant(&capability);
+    let ttl = params
+        .ttl_ms
+        .map_or(config.token_ttl, Duration::from_millis)
+        .min(config.max_token_ttl);
+    Ok(Grant {
+        client_id: identity.client_id,
+        capability,
+        ttl,
+    })
+}
+
+/// A token endpoint request: the bearer app token and the token parameters.
+pub(crate) struct AuthRequest {
+    bearer: Option<String>,
+    params: RequestedParams,
+}
+
+/// Never shows the app token, only whether there is one.
+impl fmt::Debug for AuthRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthRequest")
+            .field("bearer", &self.bearer.as_ref().map(|_| "[REDACTED]"))
+            .field("params", &self.params)
+            .finish()
+    }
+}
+
+/// The token parameters a caller may send (ably-js's `tokenParams`).
+#[derive(Debug, Default)]
+struct RequestedParams {
+    capability: Option<Capability>,
+    ttl_ms: Option<u64>,
+    client_id: Option<String>,
+}
+
+impl FromRequest<AppState> for AuthRequest {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        let bearer = bearer(request.headers())?;
+        let mut params = RequestedParams::default();
+        if let Some(query) = request.uri().query() {
+            params.read_form(query.as_bytes())?;
+        }
+        if request.method() == Method::POST {
+            let content_type = request
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| {
+                    v.split(';')
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .to_ascii_lowercase()
+                });
+            let body = Bytes::from_request(request, state)
+                .await
+                .map_err(|rejection| match rejection {
+                    axum::extract::rejection::BytesRejection::FailedToBufferBody(
+                        axum::extract::rejection::FailedToBufferBody::LengthLimitError(_),
+                    ) => ApiError::PayloadTooLarge {
+                        limit: state.config().max_body_bytes,
+                    },
+                    other => ApiError::BadRequest(format!("cannot read the body: {other}")),
+                })?;
+            if !body.is_empty() {
+                match content_type.as_deref() {
+                    Some("application/x-www-form-urlencoded") => params.read_form(&body)?,
+                    Some("application/json") => params.read_json(&body)?,
+                    _ => {
+                        return Err(ApiError::BadRequest(
+                            "send token parameters as application/x-www-form-urlencoded or application/json".to_owned(),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(Self { bearer, params })
+    }
+}
+
+/// The app token from `Authorization: Bearer <token>`, if the header is there.
+fn bearer(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| {
+        ApiError::InvalidCredentials("Authorization header is not ASCII".to_owned())
+    })?;
+    let (scheme, token) = value.trim().split_once(' ').ok_or_else(|| {
+        ApiError::InvalidCredentials("Authorization must be Bearer <app JWT>".to_owned())
+    })?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(ApiError::InvalidCredentials(
+            "Authorization must use the Bearer scheme".to_owned(),
+        ));
+    }
+    let token = token.trim();
+    if token.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(token.to_owned()))
+}
+
+impl RequestedParams {
+    /// Reads `capability`, `ttl` and `clientId` from form-encoded pairs (a
+    /// query string or a form body); other names (`rnd`, the app's own
+    /// `authParams`) are ignored. A later value wins.
+    fn read_form(&mut self, form: &[u8]) -> Result<(), ApiError> {
+        for (name, value) in url::form_urlencoded::parse(form) {
+            match &*name {
+                "capability" => {
+                    self.capability = Some(parse_capability(&Value::String(value.into_owned()))?)
+                }
+                "ttl" => self.ttl_ms = Some(parse_ttl(&Value::String(value.into_owned()))?),
+                "clientId" => {
+                    self.client_id = Some(parse_client_id(&Value::String(value.into_owned()))?)
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the same parameters from a JSON object; `capability` may also be
+    /// an object there. `null` means absent.
+    fn read_json(&mut self, body: &[u8]) -> Result<(), ApiError> {
+        let value: Value = serde_json::from_slice(body)
+            .map_err(|err| ApiError::BadRequest(format!("body is not valid JSON: {err}")))?;
+        let Value::Object(fields) = value else {
+            return Err(ApiError::BadRequest(
+                "JSON body must be an object".to_owned(),
+            ));
+        };
+        for (name, value) in &fields {
+            if value.is_null() {
+                continue;
+            }
+            match name.as_str() {
+                "capability" => self.capability = Some(parse_capability(value)?),
+                "ttl" => self.ttl_ms = Some(parse_ttl(value)?),
+                "clientId" => self.client_id = Some(parse_client_id(value)?),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The most resources a requested capability may list. Intersection and
+/// simplification compare resources pairwise, and a JWT has to fit in an HTTP
+/// header (`ABLY-PROTOCOL.md` §2.1.7), so requests are kept small.
+const MAX_REQUESTED_RESOURCES: usize = 100;
+
+fn parse_capability(value: &Value) -> Result<Capability, ApiError> {
+    let capability = Capability::from_json(value)
+        .map_err(|err| ApiError::BadRequest(format!("capability: {err}")))?;
+    if capability.len() > MAX_REQUESTED_RESOURCES {
+        return Err(ApiError::BadRequest(format!(
+            "capability lists {} resources; at most {MAX_REQUESTED_RESOURCES} are accepted",
+            capability.len()
+        )));
+    }
+    Ok(capability)
+}
+
+fn parse_ttl(value: &Value) -> Result<u64, ApiError> {
+    let ttl = match value {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+            s.parse().ok()
+        }
+        _ => None,
+    };
+    match ttl {
+        Some(ttl) if ttl > 0 => Ok(ttl),
+        _ => Err(ApiError::BadRequest(
+            "ttl must be a positive whole number of milliseconds".to_owned(),
+        )),
+    }
+}
+
+fn parse_client_id(value: &Value) -> Result<String, ApiError> {
+    match value {
+        Value::String(id) if !id.is_empty() => Ok(id.clone()),
+        _ => Err(ApiError::BadRequest(
+            "clientId must be a non-empty string".to_owned(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_app_token() {
+        let request = AuthRequest {
+            bearer: Some("eyJhbGciOi.secret.part".to_owned()),
+            params: RequestedParams::default(),
+        };
+
+        let debug = format!("{request:?}");
+
+        assert!(debug.contains("[REDACTED]"), "{debug}");
+        assert!(!debug.contains("secret.part"), "{debug}");
+    }
+}

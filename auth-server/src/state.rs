@@ -1,0 +1,144 @@
+//! [`AppState`]: the configuration and the long-lived parts built from it.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::app_jwt::AppJwtVerifier;
+use crate::config::{AppAuth, Config, ConfigError};
+use crate::error::ApiError;
+use crate::jwks::JwksCache;
+use crate::metrics::Metrics;
+use crate::rate_limit::{DEFAULT_MAX_KEYS, RateLimiter};
+
+/// Shared state of the server: cheap to clone (one `Arc`).
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+struct Inner {
+    config: Config,
+    verifier: AppJwtVerifier,
+    jwks: Option<Arc<JwksCache>>,
+    http: reqwest::Client,
+    user_limiter: Option<RateLimiter<String>>,
+    ip_limiter: Option<RateLimiter<IpAddr>>,
+    metrics: Metrics,
+}
+
+impl AppState {
+    /// Builds the state for `config`. Nothing is fetched yet: with a JWKS,
+    /// [`serve`](crate::serve) fetches it in the background, and `/readyz`
+    /// says when it has arrived.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] if a setting cannot be used (an empty app JWT secret,
+    /// an algorithm that does not fit the verification mode) or the HTTP
+    /// client cannot be built.
+    pub fn new(config: Config) -> Result<Self, ConfigError> {
+        crate::config::check_algorithms(&config.app_auth, &config.app_jwt.algorithms)
+            .map_err(|problem| ConfigError::new("AUTH_JWT_ALGORITHMS", problem))?;
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("auth-server/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|err| {
+                ConfigError::new(
+                    "ABLY_REST_URL",
+                    format!("cannot build an HTTP client: {err}"),
+                )
+            })?;
+        let (verifier, jwks) = match &config.app_auth {
+            AppAuth::Secret(secret) => (
+                AppJwtVerifier::with_secret(secret, config.app_jwt.clone())?,
+                None,
+            ),
+            AppAuth::Jwks(url) => {
+                let cache = Arc::new(JwksCache::new(
+                    url.clone(),
+                    http.clone(),
+                    config.jwks_unknown_kid_cooldown,
+                ));
+                (
+                    AppJwtVerifier::with_jwks(Arc::clone(&cache), config.app_jwt.clone()),
+                    Some(cache),
+                )
+            }
+        };
+        Ok(Self(Arc::new(Inner {
+            user_limiter: config
+                .rate_limit_per_user
+                .map(|limit| RateLimiter::new(limit, DEFAULT_MAX_KEYS)),
+            ip_limiter: config
+                .rate_limit_per_ip
+                .map(|limit| RateLimiter::new(limit, DEFAULT_MAX_KEYS)),
+            config,
+            verifier,
+            jwks,
+            http,
+            metrics: Metrics::default(),
+        })))
+    }
+
+    /// The configuration the state was built from.
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+
+    /// Whether the server can issue credentials (`/readyz`).
+    pub fn is_ready(&self) -> bool {
+        self.0.jwks.as_ref().is_none_or(|jwks| jwks.is_loaded())
+    }
+
+    pub(crate) fn verifier(&self) -> &AppJwtVerifier {
+        &self.0.verifier
+    }
+
+    pub(crate) fn jwks(&self) -> Option<&Arc<JwksCache>> {
+        self.0.jwks.as_ref()
+    }
+
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.0.http
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
+    /// Applies the per-user limit to `client_id`.
+    pub(crate) fn check_user_rate(&self, client_id: &str) -> Result<(), ApiError> {
+        let Some(limiter) = &self.0.user_limiter else {
+            return Ok(());
+        };
+        limiter
+            .check(client_id, Instant::now())
+            .map_err(|retry_after| ApiError::RateLimited {
+                scope: "per user",
+                retry_after,
+            })
+    }
+
+    /// Applies the per-IP limit to `ip`.
+    pub(crate) fn check_ip_rate(&self, ip: IpAddr) -> Result<(), ApiError> {
+        let Some(limiter) = &self.0.ip_limiter else {
+            return Ok(());
+        };
+        limiter
+            .check(&ip, Instant::now())
+            .map_err(|retry_after| ApiError::RateLimited {
+                scope: "per IP",
+                retry_after,
+            })
+    }
+}
+
+/// Shows the configuration (secrets redacted) and readiness.
+impl fmt::Debug for AppState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppState")
+            .field("config", &self.0.config)
+            .field("ready", &self.is_ready())
+            .finish_non_exhaustive()
+    }
+}

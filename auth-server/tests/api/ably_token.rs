@@ -1,0 +1,211 @@
+//! `/api/ably-token` against a small Ably stand-in on port 0: TokenDetails
+//! on success, Ably's errors passed on, outages as 5xx.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use auth_server::Config;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+use shared::TokenRequest;
+use url::Url;
+
+use crate::helpers::*;
+
+#[derive(Clone, Copy)]
+enum Behaviour {
+    Issue,
+    Refuse,
+    Fail,
+    Hang,
+}
+
+#[derive(Clone)]
+struct Stub {
+    behaviour: Behaviour,
+    received: Arc<Mutex<Vec<(String, TokenRequest)>>>,
+}
+
+async fn request_token(
+    State(stub): State<Stub>,
+    Path(key_name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let request = TokenRequest::from_json(&body).expect("the auth server sends a TokenRequest");
+    stub.received
+        .lock()
+        .unwrap()
+        .push((key_name, request.clone()));
+    match stub.behaviour {
+        Behaviour::Issue => {
+            request.verify_mac(ably_key().secret()).expect("a valid MAC");
+            let issued = request.timestamp;
+            (
+                StatusCode::CREATED,
+                axum::Json(json!({
+                    "token": "appA.issued-token",
+                    "keyName": request.key_name,
+                    "issued": issued,
+                    "expires": issued + request.effective_ttl_ms(),
+                    "capability": request.capability,
+                    "clientId": request.client_id,
+                })),
+            )
+                .into_response()
+        }
+        Behaviour::Refuse => (
+            StatusCode::UNAUTHORIZED,
+            [("content-type", "application/json")],
+            r#"{"error":{"code":40101,"statusCode":401,"message":"Request mac does not match","href":"https://help.ably.io/error/40101"}}"#,
+        )
+            .into_response(),
+        Behaviour::Fail => (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response(),
+        Behaviour::Hang => {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            StatusCode::OK.into_response()
+        }
+    }
+}
+
+/// Starts the stub; returns its base URL and what it received.
+async fn ably_stub(behaviour: Behaviour) -> (Url, Arc<Mutex<Vec<(String, TokenRequest)>>>) {
+    let stub = Stub {
+        behaviour,
+        received: Arc::default(),
+    };
+    let received = Arc::clone(&stub.received);
+    let app = Router::new()
+        .route("/keys/{key_name}/requestToken", post(request_token))
+        .with_state(stub);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, received)
+}
+
+#[tokio::test]
+async fn token_endpoint_returns_ablys_token_details_for_the_grant() {
+    let (ably, received) = ably_stub(Behaviour::Issue).await;
+    let app = spawn_app(Config {
+        ably_rest_url: ably,
+        ..config()
+    })
+    .await;
+
+    let response = app
+        .get(
+            "/api/ably-token?ttl=60000",
+            Some(&user_token("alice", &json!({}))),
+        )
+        .await;
+
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let details: Value = within(response.json()).await.unwrap();
+    assert_eq!(details["token"], "appA.issued-token");
+    assert_eq!(details["clientId"], "alice");
+    assert_eq!(
+        details["capability"],
+        r#"{"*":["history","presence","publish","subscribe"]}"#
+    );
+    assert_eq!(
+        details["expires"].as_u64().unwrap() - details["issued"].as_u64().unwrap(),
+        60_000
+    );
+    let received = received.lock().unwrap();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].0, "appA.keyA");
+}
+
+#[tokio::test]
+async fn ablys_refusal_is_passed_on_with_its_status_and_code() {
+    let (ably, _) = ably_stub(Behaviour::Refuse).await;
+    let app = spawn_app(Config {
+        ably_rest_url: ably,
+        ..config()
+    })
+    .await;
+
+    let response = app
+        .get("/api/ably-token", Some(&user_token("alice", &json!({}))))
+        .await;
+
+    assert_ably_error(response, 401, 40101, "Request mac does not match").await;
+}
+
+#[tokio::test]
+async fn an_ably_server_error_is_502() {
+    let (ably, _) = ably_stub(Behaviour::Fail).await;
+    let app = spawn_app(Config {
+        ably_rest_url: ably,
+        ..config()
+    })
+    .await;
+
+    let response = app
+        .get("/api/ably-token", Some(&user_token("alice", &json!({}))))
+        .await;
+
+    assert_ably_error(response, 502, 50000, "Ably failed to issue a token").await;
+}
+
+#[tokio::test]
+async fn an_unreachable_ably_is_503() {
+    // A port that was free a moment ago: nothing listens there now.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
+    drop(listener);
+    let app = spawn_app(Config {
+        ably_rest_url: url,
+        ..config()
+    })
+    .await;
+
+    let response = app
+        .get("/api/ably-token", Some(&user_token("alice", &json!({}))))
+        .await;
+
+    assert_ably_error(response, 503, 50000, "cannot reach Ably").await;
+}
+
+#[tokio::test]
+async fn a_slow_ably_hits_the_request_timeout() {
+    let (ably, _) = ably_stub(Behaviour::Hang).await;
+    let app = spawn_app(Config {
+        ably_rest_url: ably,
+        request_timeout: Duration::from_millis(300),
+        ..config()
+    })
+    .await;
+
+    let response = app
+        .get("/api/ably-token", Some(&user_token("alice", &json!({}))))
+        .await;
+
+    assert_ably_error(response, 503, 50003, "timed out").await;
+}
+
+#[tokio::test]
+async fn refusals_happen_before_ably_is_asked() {
+    let (ably, received) = ably_stub(Behaviour::Issue).await;
+    let app = spawn_app(Config {
+        ably_rest_url: ably,
+        ..config()
+    })
+    .await;
+
+    let response = app
+        .get(
+            "/api/ably-token?clientId=bob",
+            Some(&user_token("alice", &json!({}))),
+        )
+        .await;
+
+    assert_eq!(response.status(), 403);
+    assert!(received.lock().unwrap().is_empty());
+}

@@ -1,0 +1,319 @@
+//! App JWTs verified against a JWKS served on port 0 from keys in
+//! `tests/fixtures`: the three algorithms, rotation, the unknown-`kid`
+//! refetch limit, and algorithm confusion.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use auth_server::{AppAuth, AppJwtRules, AppState, Config};
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use jsonwebtoken::jwk::{Jwk, JwkSet};
+use jsonwebtoken::{Algorithm, EncodingKey};
+use serde_json::json;
+use url::Url;
+
+use crate::helpers::*;
+
+const RSA_1: &str = include_str!("../fixtures/rsa-1.pem");
+const RSA_1_PUBLIC: &str = include_str!("../fixtures/rsa-1.pub.pem");
+const RSA_2: &str = include_str!("../fixtures/rsa-2.pem");
+const EC: &str = include_str!("../fixtures/ec-p256.pem");
+const ED: &str = include_str!("../fixtures/ed25519.pem");
+
+fn rsa(pem: &str) -> EncodingKey {
+    EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap()
+}
+
+/// The public JWK of `key`, with `kid` and `alg` set.
+fn jwk(key: &EncodingKey, alg: Algorithm, kid: &str) -> Jwk {
+    let mut jwk = Jwk::from_encoding_key(key, alg).unwrap();
+    jwk.common.key_id = Some(kid.to_owned());
+    jwk
+}
+
+/// A JWKS endpoint whose keys (or failure) the test controls.
+#[derive(Clone, Default)]
+struct Idp {
+    keys: Arc<Mutex<Option<JwkSet>>>,
+    fetches: Arc<AtomicUsize>,
+}
+
+impl Idp {
+    fn publish(&self, keys: Vec<Jwk>) {
+        *self.keys.lock().unwrap() = Some(JwkSet { keys });
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(Ordering::SeqCst)
+    }
+}
+
+async fn serve_jwks(State(idp): State<Idp>) -> Response {
+    idp.fetches.fetch_add(1, Ordering::SeqCst);
+    match &*idp.keys.lock().unwrap() {
+        Some(set) => axum::Json(set.clone()).into_response(),
+        None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+async fn start_idp(idp: &Idp) -> Url {
+    let app = Router::new()
+        .route("/.well-known/jwks.json", get(serve_jwks))
+        .with_state(idp.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/.well-known/jwks.json",
+        listener.local_addr().unwrap()
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Url::parse(&url).unwrap()
+}
+
+fn jwks_config(url: Url) -> Config {
+    let app_auth = AppAuth::Jwks(url);
+    Config {
+        app_jwt: AppJwtRules::defaults_for(&app_auth),
+        app_auth,
+        ..config()
+    }
+}
+
+async fn ready_app(config: Config) -> TestApp {
+    let app = spawn_app(config).await;
+    eventually(|| async { app.get("/readyz", None).await.status() == 200 }).await;
+    app
+}
+
+fn token(alg: Algorithm, kid: &str, key: &EncodingKey, sub: &str) -> String {
+    sign(alg, Some(kid), key, &user_claims(sub, &json!({})))
+}
+
+#[tokio::test]
+async fn rs256_es256_and_eddsa_tokens_verify_against_the_jwks() {
+    let idp = Idp::default();
+    let (rsa_key, ec_key, ed_key) = (
+        rsa(RSA_1),
+        EncodingKey::from_ec_pem(EC.as_bytes()).unwrap(),
+        EncodingKey::from_ed_pem(ED.as_bytes()).unwrap(),
+    );
+    idp.publish(vec![
+        jwk(&rsa_key, Algorithm::RS256, "rsa"),
+        jwk(&ec_key, Algorithm::ES256, "ec"),
+        jwk(&ed_key, Algorithm::EdDSA, "ed"),
+    ]);
+    let app = ready_app(jwks_config(start_idp(&idp).await)).await;
+
+    for (alg, kid, key) in [
+        (Algorithm::RS256, "rsa", &rsa_key),
+        (Algorithm::ES256, "ec", &ec_key),
+        (Algorithm::EdDSA, "ed", &ed_key),
+    ] {
+        let response = app
+            .get("/api/ably-jwt", Some(&token(alg, kid, key, "alice")))
+            .await;
+
+        assert_eq!(response.status(), 200, "{alg:?}");
+    }
+    assert_eq!(idp.fetches(), 1, "known kids need no refetch");
+    let metrics = within(app.get("/metrics", None).await.text())
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("auth_jwks_fetches_total{result=\"ok\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("auth_jwks_fetches_total{result=\"error\"} 0\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("auth_jwks_keys 3\n"), "{metrics}");
+}
+
+#[tokio::test]
+async fn algorithms_outside_the_configured_list_are_refused_even_with_a_valid_key() {
+    let idp = Idp::default();
+    let ec_key = EncodingKey::from_ec_pem(EC.as_bytes()).unwrap();
+    idp.publish(vec![jwk(&ec_key, Algorithm::ES256, "ec")]);
+    let mut config = jwks_config(start_idp(&idp).await);
+    config.app_jwt.algorithms = vec![Algorithm::RS256];
+    let app = ready_app(config).await;
+
+    let response = app
+        .get(
+            "/api/ably-jwt",
+            Some(&token(Algorithm::ES256, "ec", &ec_key, "alice")),
+        )
+        .await;
+
+    assert_ably_error(response, 401, 40101, "algorithm ES256 is not accepted").await;
+}
+
+#[tokio::test]
+async fn an_hs256_token_signed_with_the_rsa_public_key_is_refused() {
+    let idp = Idp::default();
+    idp.publish(vec![jwk(&rsa(RSA_1), Algorithm::RS256, "k1")]);
+    let app = ready_app(jwks_config(start_idp(&idp).await)).await;
+    // The classic confusion attack: the public key (which anyone can get)
+    // used as an HMAC secret.
+    let forged = token(
+        Algorithm::HS256,
+        "k1",
+        &EncodingKey::from_secret(RSA_1_PUBLIC.as_bytes()).unwrap(),
+        "mallory",
+    );
+
+    let response = app.get("/api/ably-jwt", Some(&forged)).await;
+
+    assert_ably_error(response, 401, 40101, "algorithm HS256 is not accepted").await;
+}
+
+#[test]
+fn hmac_algorithms_cannot_be_configured_with_a_jwks() {
+    let mut config = jwks_config(Url::parse("http://127.0.0.1:9/jwks").unwrap());
+    config.app_jwt.algorithms = vec![Algorithm::RS256, Algorithm::HS256];
+
+    let err = AppState::new(config).unwrap_err();
+
+    assert_eq!(err.name, "AUTH_JWT_ALGORITHMS");
+}
+
+#[tokio::test]
+async fn a_key_signed_with_one_key_but_naming_another_kid_is_refused() {
+    let idp = Idp::default();
+    idp.publish(vec![jwk(&rsa(RSA_1), Algorithm::RS256, "k1")]);
+    let app = ready_app(jwks_config(start_idp(&idp).await)).await;
+
+    let response = app
+        .get(
+            "/api/ably-jwt",
+            Some(&token(Algorithm::RS256, "k1", &rsa(RSA_2), "mallory")),
+        )
+        .await;
+
+    assert_ably_error(response, 401, 40101, "signature does not verify").await;
+}
+
+#[tokio::test]
+async fn rotation_is_picked_up_on_an_unknown_kid_and_refetches_are_rate_limited() {
+    let idp = Idp::default();
+    let (key_1, key_2) = (rsa(RSA_1), rsa(RSA_2));
+    idp.publish(vec![jwk(&key_1, Algorithm::RS256, "k1")]);
+    let app = ready_app(jwks_config(start_idp(&idp).await)).await;
+    assert_eq!(idp.fetches(), 1);
+
+    // The IdP rotates: k2 appears. The first k2 token triggers a refetch.
+    idp.publish(vec![
+        jwk(&key_1, Algorithm::RS256, "k1"),
+        jwk(&key_2, Algorithm::RS256, "k2"),
+    ]);
+    let rotated = app
+        .get(
+            "/api/ably-jwt",
+            Some(&token(Algorithm::RS256, "k2", &key_2, "alice")),
+        )
+        .await;
+    assert_eq!(rotated.status(), 200);
+    assert_eq!(idp.fetches(), 2);
+
+    // Made-up kids within the cooldown do not reach the IdP again.
+    for kid in ["k3", "k4", "k5"] {
+        let response = app
+            .get(
+                "/api/ably-jwt",
+                Some(&token(Algorithm::RS256, kid, &key_2, "mallory")),
+            )
+            .await;
+        assert_ably_error(response, 401, 40101, "not in the identity provider's JWKS").await;
+    }
+    assert_eq!(idp.fetches(), 2);
+}
+
+#[tokio::test]
+async fn the_periodic_refresh_drops_keys_the_idp_retired() {
+    let idp = Idp::default();
+    let (key_1, key_2) = (rsa(RSA_1), rsa(RSA_2));
+    idp.publish(vec![jwk(&key_1, Algorithm::RS256, "k1")]);
+    let app = ready_app(Config {
+        jwks_refresh_interval: Duration::from_millis(50),
+        ..jwks_config(start_idp(&idp).await)
+    })
+    .await;
+    let old = token(Algorithm::RS256, "k1", &key_1, "alice");
+    assert_eq!(app.get("/api/ably-jwt", Some(&old)).await.status(), 200);
+
+    idp.publish(vec![jwk(&key_2, Algorithm::RS256, "k2")]);
+    let seen = idp.fetches();
+    eventually(|| async { idp.fetches() >= seen + 2 }).await;
+
+    let response = app.get("/api/ably-jwt", Some(&old)).await;
+    assert_ably_error(response, 401, 40101, "not in the identity provider's JWKS").await;
+    let new = token(Algorithm::RS256, "k2", &key_2, "alice");
+    assert_eq!(app.get("/api/ably-jwt", Some(&new)).await.status(), 200);
+}
+
+#[tokio::test]
+async fn until_the_jwks_is_fetched_readyz_and_token_endpoints_are_503() {
+    let idp = Idp::default(); // answers 500 until keys are published
+    let app = spawn_app(jwks_config(start_idp(&idp).await)).await;
+    eventually(|| async { idp.fetches() >= 1 }).await;
+    let key = rsa(RSA_1);
+
+    let ready = app.get("/readyz", None).await;
+    let response = app
+        .get(
+            "/api/ably-jwt",
+            Some(&token(Algorithm::RS256, "k1", &key, "alice")),
+        )
+        .await;
+
+    assert_ably_error(ready, 503, 50000, "not ready").await;
+    assert_ably_error(response, 503, 50000, "not available yet").await;
+    let metrics = within(app.get("/metrics", None).await.text())
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("auth_jwks_fetches_total{result=\"ok\"} 0\n"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("auth_jwks_fetches_total{result=\"error\"} 0\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("auth_jwks_keys 0\n"), "{metrics}");
+}
+
+#[tokio::test]
+async fn a_remembered_verification_never_outlives_the_tokens_exp() {
+    let idp = Idp::default();
+    let key = rsa(RSA_1);
+    idp.publish(vec![jwk(&key, Algorithm::RS256, "k1")]);
+    let mut config = jwks_config(start_idp(&idp).await);
+    config.app_jwt.leeway = Duration::ZERO;
+    let app = ready_app(config).await;
+    let exp = now_secs() + 1;
+    let short_lived = sign(
+        Algorithm::RS256,
+        Some("k1"),
+        &key,
+        &json!({"sub": "alice", "exp": exp}),
+    );
+    assert_eq!(
+        app.get("/api/ably-jwt", Some(&short_lived)).await.status(),
+        200
+    );
+    assert_eq!(
+        app.get("/api/ably-jwt", Some(&short_lived)).await.status(),
+        200
+    );
+
+    // Real time has to pass here: the server reads the system clock.
+    eventually(|| async { now_secs() > exp }).await;
+    let response = app.get("/api/ably-jwt", Some(&short_lived)).await;
+
+    assert_ably_error(response, 401, 40101, "expired").await;
+}

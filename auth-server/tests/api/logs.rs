@@ -1,0 +1,87 @@
+//! No secret, app JWT or issued credential ever reaches the logs, even at
+//! TRACE level for every crate.
+
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+use tracing_subscriber::fmt::MakeWriter;
+
+use crate::helpers::*;
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Capture {
+    type Writer = Capture;
+
+    fn make_writer(&'a self) -> Capture {
+        self.clone()
+    }
+}
+
+// A current-thread runtime: the server, the client and every task they
+// spawn run on this thread, so a thread-local subscriber sees all of them.
+#[tokio::test(flavor = "current_thread")]
+async fn logs_never_contain_secrets_app_tokens_or_issued_credentials() {
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(capture.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let app = spawn_app(config()).await;
+    let app_token = user_token("alice", &json!({}));
+    let forged = {
+        let (head, _) = app_token.rsplit_once('.').unwrap();
+        format!("{head}.AAAA")
+    };
+
+    let jwt = within(app.get("/api/ably-jwt", Some(&app_token)).await.text())
+        .await
+        .unwrap();
+    let token_request: Value = within(
+        app.post_form("/api/ably-token-request", &app_token, &[("ttl", "60000")])
+            .await
+            .json(),
+    )
+    .await
+    .unwrap();
+    let refused = app.get("/api/ably-jwt", Some(&forged)).await;
+    assert_eq!(refused.status(), 401);
+    drop(app);
+
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("issued"), "the capture works:\n{logs}");
+    assert!(logs.contains("alice"));
+    let signature = |token: &str| token.rsplit_once('.').unwrap().1.to_owned();
+    for (what, secret) in [
+        ("app token", app_token.clone()),
+        ("app token signature", signature(&app_token)),
+        ("forged token", forged),
+        ("issued JWT", jwt.clone()),
+        ("issued JWT signature", signature(&jwt)),
+        (
+            "TokenRequest mac",
+            token_request["mac"].as_str().unwrap().to_owned(),
+        ),
+        ("Ably key secret", "ably-key-secret-value".to_owned()),
+        ("app JWT secret", APP_SECRET.to_owned()),
+    ] {
+        assert!(
+            !logs.contains(&secret),
+            "{what} leaked into the logs:\n{logs}"
+        );
+    }
+}

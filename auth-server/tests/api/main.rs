@@ -1,0 +1,13 @@
+//! HTTP tests of the auth server over real sockets on 127.0.0.1 port 0.
+//!
+//! Run with `cargo test -p auth-server`. One binary, one module per area.
+
+mod ably_token;
+mod binary;
+mod helpers;
+mod http;
+mod jwks;
+mod logs;
+mod mock_ably;
+mod refusals;
+mod tokens;
