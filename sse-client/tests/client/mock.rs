@@ -309,3 +309,25 @@ async fn unenveloped_payloads_arrive_bare() {
     assert_eq!(text(&message(&mut sub).await.1), "bare text");
     assert_eq!(text(&message(&mut sub).await.1), r#"{"a":1}"#);
 }
+
+#[tokio::test]
+async fn a_token_request_is_exchanged_at_the_mock_and_a_jwt_is_accepted() {
+    let mock = mock().await;
+    let key = ApiKey::parse(KEY).unwrap();
+    let now_ms = mock.now_ms();
+    let request_key = key.clone();
+    let by_request = Auth::callback(move |params| {
+        let request = shared::TokenRequest::new_signed(&request_key, params, now_ms).unwrap();
+        async move { Ok(TokenReply::Request(request)) }
+    });
+    let claims = shared::AblyJwtClaims::new(now_ms / 1000, now_ms / 1000 + 3600, r#"{"*":["*"]}"#);
+    let jwt = shared::jwt::encode_jwt(&key, &claims).unwrap();
+
+    for auth in [by_request, Auth::token(jwt)] {
+        let mut sub = client(&mock, auth).subscribe(SubscribeOptions::new(["chat"]));
+        connected(&mut sub).await;
+        mock.publish_data("chat", "", "through");
+
+        assert_eq!(text(&message(&mut sub).await.1), "through");
+    }
+}
