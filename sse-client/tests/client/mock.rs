@@ -331,3 +331,30 @@ async fn a_token_request_is_exchanged_at_the_mock_and_a_jwt_is_accepted() {
         assert_eq!(text(&message(&mut sub).await.1), "through");
     }
 }
+
+#[tokio::test]
+async fn heartbeats_keep_a_quiet_stream_alive_under_a_short_read_timeout() {
+    let mock = Arc::new(
+        MockAbly::builder()
+            .key(KEY)
+            .keepalive(Duration::from_millis(50))
+            .start()
+            .await,
+    );
+    let (auth, _) = callback_auth(&mock, None);
+    let client = Client::builder()
+        .endpoint(mock.base_url())
+        .auth(auth)
+        .read_timeout(Some(Duration::from_millis(250)))
+        .build()
+        .unwrap();
+    let mut sub = client.subscribe(SubscribeOptions::new(["chat"]).heartbeats(true));
+    connected(&mut sub).await;
+
+    // Four read timeouts' worth of silence but for heartbeats: no update.
+    let quiet = tokio::time::timeout(Duration::from_millis(1000), sub.next()).await;
+
+    assert!(quiet.is_err(), "expected no update, got {quiet:?}");
+    mock.publish_data("chat", "", "still here");
+    assert_eq!(text(&message(&mut sub).await.1), "still here");
+}
