@@ -1,4 +1,51 @@
-//! A client for Ably's SSE streams that renews tokens and resumes without
-//! losing or repeating a message.
+//! A client for server-sent events, and for Ably's SSE endpoint on top of
+//! it, that renews tokens and resumes without losing or repeating a message.
 //!
-//! Placeholder until the sse-client issue lands.
+//! The [`sse`] layer is a generic event-stream client: a sans-IO parser that
+//! follows the WHATWG algorithm exactly in linear time and bounded memory,
+//! and a reconnecting stream that honours `retry:` and `Last-Event-ID`. The
+//! [`ably`] layer subscribes to Ably channels with it: it fetches tokens,
+//! builds each attempt's URL, decodes messages (encodings and vcdiff deltas),
+//! delivers each exactly once and renews tokens before or when they expire.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use sse_client::ably::{Auth, AuthUrl, Client, StateChange, SubscribeOptions, Update};
+//!
+//! # async fn run() -> sse_client::Result<()> {
+//! let client = Client::builder()
+//!     .auth(Auth::auth_url(
+//!         AuthUrl::new("https://example.com/api/ably-jwt")?
+//!             .header("Authorization", "Bearer my-session")?,
+//!     ))
+//!     .build()?;
+//! let mut subscription = client.subscribe(SubscribeOptions::new(["chat:lobby"]).rewind("10"));
+//! while let Some(update) = subscription.next().await {
+//!     match update? {
+//!         Update::Message(message) => println!("{:?}: {:?}", message.channel, message.payload),
+//!         Update::State(StateChange::ContinuityLost) => eprintln!("some messages may be missing"),
+//!         Update::State(state) => eprintln!("{state:?}"),
+//!         _ => {}
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Layout
+//!
+//! - [`sse`]: bytes → events ([`sse::Parser`]), and the reconnecting
+//!   [`sse::EventSource`] with its per-attempt request hook.
+//! - [`ably`]: credentials ([`ably::Auth`]), the [`ably::Client`], and the
+//!   [`ably::Subscription`] that decodes, deduplicates and renews.
+//! - [`Error`]: the one error type, with [`Error::is_retryable`],
+//!   [`Error::is_token_error`] and [`Error::status`].
+
+#![cfg_attr(not(test), warn(clippy::print_stdout, clippy::dbg_macro))]
+
+pub mod ably;
+mod error;
+pub mod sse;
+
+pub use error::{Error, Result};

@@ -1,0 +1,47 @@
+//! Ably's SSE endpoint on top of [`sse`](crate::sse): credentials, the
+//! per-attempt URL, message decoding, exactly-once delivery and token renewal
+//! (`ABLY-PROTOCOL.md` §1, §7, §9, §10.1).
+//!
+//! - [`Auth`]: an auth URL ([`AuthUrl`]), an async callback, a fixed token or
+//!   an API key. Auth URL replies are read by `Content-Type` as ably-js reads
+//!   them: `application/jwt` or `text/plain` is a token string, JSON is
+//!   TokenDetails (has `issued`) or a TokenRequest (has `keyName`, exchanged
+//!   at `POST {endpoint}/keys/{keyName}/requestToken`).
+//! - [`Client`] and [`SubscribeOptions`]: `GET {endpoint}/sse?v=1.2&channels=…`
+//!   with `accessToken`, `lastEvent`, `rewind`, `delta=vcdiff`,
+//!   `enveloped=false` and `heartbeats` as asked.
+//! - [`Subscription`]: yields [`Update`]s, decoded [`ChannelMessage`]s and
+//!   [`StateChange`]s.
+//!
+//! # What the subscription guarantees
+//!
+//! - **Token errors** (40140–40149, as an `error` event or an error response
+//!   before the stream, envelope or `X-Ably-ErrorCode`): the stream is closed,
+//!   a *new* token fetched and the stream reopened with `lastEvent`. After
+//!   [`ClientBuilder::max_token_renewals`] of them in a row with no message in
+//!   between, the subscription ends with the Ably error.
+//! - **Known expiry** (JWT `exp`, TokenDetails `expires`): the token is
+//!   renewed before it, while the old stream is still open, and the stream is
+//!   switched with `lastEvent`, so nothing is missed.
+//! - **Network errors, 5xx, 5xxxx**: retried with jittered backoff, resuming
+//!   with `lastEvent`; once disconnected for longer than the two-minute
+//!   resume window, [`StateChange::ContinuityLost`] and a fresh start. Any
+//!   other 4xx/4xxxx ends the subscription with that error.
+//! - **Exactly once, in order**: the cursor moves only when a message is
+//!   handed out, and recent message ids are remembered (a bounded set), so
+//!   replays after a resume are dropped. A stream that drops before its
+//!   first message leaves no cursor (Ably ids only messages): the
+//!   reconnection then asks for `rewind=<seconds since the first stream
+//!   opened>`, and the ids drop what was already seen. A delta that cannot be applied
+//!   (wrong base, corrupt) is never delivered: the stream resumes from the
+//!   last good message.
+
+mod auth;
+mod client;
+mod decode;
+mod subscription;
+
+pub use auth::{Auth, AuthMethod, AuthUrl, TokenReply};
+pub use client::{Client, ClientBuilder, DEFAULT_ENDPOINT, RESUME_WINDOW, SubscribeOptions};
+pub use decode::ChannelMessage;
+pub use subscription::{StateChange, Subscription, Update};

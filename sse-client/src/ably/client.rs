@@ -1,0 +1,367 @@
+//! The Ably client: configuration shared by every subscription.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Url;
+
+use super::auth::Auth;
+use super::subscription::Subscription;
+use crate::error::{Error, Result};
+use crate::sse::{Limits, ReconnectOptions};
+
+/// Ably's production endpoint.
+pub const DEFAULT_ENDPOINT: &str = "https://main.realtime.ably.net";
+
+/// How long Ably keeps a connection's state for a resume (§1.6.1).
+pub const RESUME_WINDOW: Duration = Duration::from_secs(120);
+
+/// What every subscription of a [`Client`] shares.
+#[derive(Debug)]
+pub(crate) struct Config {
+    pub(crate) endpoint: Url,
+    pub(crate) auth: Auth,
+    pub(crate) reconnect: ReconnectOptions,
+    pub(crate) read_timeout: Option<Duration>,
+    pub(crate) limits: Limits,
+    pub(crate) resume_window: Duration,
+    pub(crate) max_token_renewals: u32,
+    pub(crate) renew_before: Duration,
+    pub(crate) recent_ids: usize,
+}
+
+/// Subscribes to Ably channels over SSE. Cheap to clone; build one and reuse
+/// it.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) http: reqwest::Client,
+    pub(crate) config: Arc<Config>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// A builder with every default.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// Subscribes to the channels in `options`. Nothing is sent until the
+    /// subscription is first polled.
+    pub fn subscribe(&self, options: SubscribeOptions) -> Subscription {
+        Subscription::new(self.clone(), options)
+    }
+}
+
+/// Builds a [`Client`]. Every setter's doc gives its default.
+pub struct ClientBuilder {
+    endpoint: String,
+    auth: Option<Auth>,
+    reconnect: ReconnectOptions,
+    read_timeout: Option<Duration>,
+    limits: Limits,
+    resume_window: Duration,
+    max_token_renewals: u32,
+    renew_before: Duration,
+    recent_ids: usize,
+    http: Option<reqwest::Client>,
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("endpoint", &self.endpoint)
+            .field("auth", &self.auth)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        Self {
+            endpoint: DEFAULT_ENDPOINT.to_owned(),
+            auth: None,
+            reconnect: ReconnectOptions::default(),
+            read_timeout: Some(Duration::from_secs(60)),
+            limits: Limits::default(),
+            resume_window: RESUME_WINDOW,
+            max_token_renewals: 3,
+            renew_before: Duration::from_secs(30),
+            recent_ids: 10_000,
+            http: None,
+        }
+    }
+}
+
+impl ClientBuilder {
+    /// The Ably endpoint serving `/sse` and `/keys/…/requestToken`. Default
+    /// [`DEFAULT_ENDPOINT`].
+    #[must_use]
+    pub fn endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = endpoint.into();
+        self
+    }
+
+    /// Where credentials come from. Required.
+    #[must_use]
+    pub fn auth(mut self, auth: Auth) -> Self {
+        self.auth = Some(auth);
+        self
+    }
+
+    /// Backoff for network errors and 5xx: `initial_delay`, `max_delay`,
+    /// `jitter` and `max_retries` apply (Ably's `retry:` is not used, and
+    /// which errors are retried is Ably's rule, not `retry_server_errors`).
+    /// Default [`ReconnectOptions::default`]; keep `max_delay` well inside
+    /// the two-minute resume window.
+    #[must_use]
+    pub fn reconnect(mut self, options: ReconnectOptions) -> Self {
+        self.reconnect = options;
+        self
+    }
+
+    /// The longest silence on an open stream before it is treated as dead.
+    /// Default 60 s (Ably sends keepalives far more often).
+    #[must_use]
+    pub fn read_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.read_timeout = timeout;
+        self
+    }
+
+    /// Caps on line and event size. Default [`Limits::default`].
+    #[must_use]
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// How long after a disconnection a resume with `lastEvent` is still
+    /// attempted; past it the subscription reports
+    /// [`StateChange::ContinuityLost`](super::StateChange::ContinuityLost)
+    /// and starts fresh. Default [`RESUME_WINDOW`] (two minutes).
+    #[must_use]
+    pub fn resume_window(mut self, window: Duration) -> Self {
+        self.resume_window = window;
+        self
+    }
+
+    /// How many token errors in a row, with no message in between, are
+    /// answered with a new token before giving up (a wrong signing secret
+    /// would otherwise loop forever). Default 3.
+    #[must_use]
+    pub fn max_token_renewals(mut self, renewals: u32) -> Self {
+        self.max_token_renewals = renewals;
+        self
+    }
+
+    /// How long before a known expiry (JWT `exp`, TokenDetails `expires`) the
+    /// token is renewed and the stream switched. Default 30 s, and never more
+    /// than half the token's remaining life.
+    #[must_use]
+    pub fn renew_before(mut self, margin: Duration) -> Self {
+        self.renew_before = margin;
+        self
+    }
+
+    /// How many recent message ids are remembered to drop duplicates across
+    /// reconnections. Default 10 000.
+    #[must_use]
+    pub fn recent_ids(mut self, count: usize) -> Self {
+        self.recent_ids = count;
+        self
+    }
+
+    /// The reqwest client to use. It must have no total timeout. Default: a
+    /// 10 s connect timeout.
+    #[must_use]
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http = Some(client);
+        self
+    }
+
+    /// Builds the client.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] if no auth was given, the endpoint is not an
+    /// `http`/`https` URL, or the HTTP client cannot be built.
+    pub fn build(self) -> Result<Client> {
+        let auth = self.auth.ok_or_else(|| {
+            Error::Config("no auth: give an auth URL, callback, token or key".into())
+        })?;
+        let endpoint = Url::parse(&self.endpoint)
+            .map_err(|err| Error::Config(format!("invalid endpoint {:?}: {err}", self.endpoint)))?;
+        if !matches!(endpoint.scheme(), "http" | "https") || endpoint.cannot_be_a_base() {
+            return Err(Error::Config(format!(
+                "endpoint must be an http or https URL, got {:?}",
+                self.endpoint
+            )));
+        }
+        let http = match self.http {
+            Some(http) => http,
+            None => crate::sse::default_client()?,
+        };
+        Ok(Client {
+            http,
+            config: Arc::new(Config {
+                endpoint,
+                auth,
+                reconnect: self.reconnect,
+                read_timeout: self.read_timeout,
+                limits: self.limits,
+                resume_window: self.resume_window,
+                max_token_renewals: self.max_token_renewals,
+                renew_before: self.renew_before,
+                recent_ids: self.recent_ids,
+            }),
+        })
+    }
+}
+
+/// What to subscribe to, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscribeOptions {
+    pub(crate) channels: Vec<String>,
+    pub(crate) rewind: Option<String>,
+    pub(crate) delta: bool,
+    pub(crate) enveloped: bool,
+    pub(crate) heartbeats: bool,
+    pub(crate) last_event: Option<String>,
+}
+
+impl SubscribeOptions {
+    /// One or more channels. A name may carry a qualifier, such as
+    /// `[?rewind=1]news` or `[?delta=vcdiff]scores` (§1.2.1), or be a
+    /// metachannel such as `[meta]stats:minute`.
+    pub fn new<I, S>(channels: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self {
+            channels: channels.into_iter().map(Into::into).collect(),
+            rewind: None,
+            delta: false,
+            enveloped: true,
+            heartbeats: false,
+            last_event: None,
+        }
+    }
+
+    /// Backlog on a fresh start: a count (`"10"`) or a duration (`"2m"`).
+    /// Ignored while resuming. Default none.
+    #[must_use]
+    pub fn rewind(mut self, rewind: impl Into<String>) -> Self {
+        self.rewind = Some(rewind.into());
+        self
+    }
+
+    /// Ask for vcdiff deltas (`delta=vcdiff`). Default off.
+    #[must_use]
+    pub fn delta(mut self, delta: bool) -> Self {
+        self.delta = delta;
+        self
+    }
+
+    /// Messages wrapped in their envelope (the default) or bare payloads
+    /// (`enveloped=false`).
+    #[must_use]
+    pub fn enveloped(mut self, enveloped: bool) -> Self {
+        self.enveloped = enveloped;
+        self
+    }
+
+    /// Ask for explicit heartbeat events (`heartbeats=true`). Default off.
+    #[must_use]
+    pub fn heartbeats(mut self, heartbeats: bool) -> Self {
+        self.heartbeats = heartbeats;
+        self
+    }
+
+    /// Resume after this SSE event id (`lastEvent`), e.g. one saved from
+    /// [`ChannelMessage::event_id`](super::ChannelMessage::event_id).
+    #[must_use]
+    pub fn last_event(mut self, id: impl Into<String>) -> Self {
+        self.last_event = Some(id.into()).filter(|id| !id.is_empty());
+        self
+    }
+
+    /// The channel every message comes from, when there is only one: its
+    /// name without a `[?…]` qualifier.
+    pub(crate) fn only_channel(&self) -> Option<String> {
+        match self.channels.as_slice() {
+            [one] => Some(
+                match one.strip_prefix("[?") {
+                    Some(rest) => rest.split_once(']').map_or(one.as_str(), |(_, name)| name),
+                    None => one,
+                }
+                .to_owned(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// The `channels` value and, when a name contains a comma, the
+    /// `separator` that keeps the names apart (§1.2.3).
+    pub(crate) fn channels_param(&self) -> (String, Option<&'static str>) {
+        if !self.channels.iter().any(|name| name.contains(',')) {
+            return (self.channels.join(","), None);
+        }
+        let separator = ["|", ";", "~", "^", "\u{1}"]
+            .into_iter()
+            .find(|sep| !self.channels.iter().any(|name| name.contains(sep)))
+            .unwrap_or("\u{1}");
+        (self.channels.join(separator), Some(separator))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_only_channel_loses_its_qualifier() {
+        assert_eq!(
+            SubscribeOptions::new(["[?rewind=1]news"])
+                .only_channel()
+                .as_deref(),
+            Some("news")
+        );
+        assert_eq!(
+            SubscribeOptions::new(["[meta]log"])
+                .only_channel()
+                .as_deref(),
+            Some("[meta]log")
+        );
+        assert_eq!(SubscribeOptions::new(["a", "b"]).only_channel(), None);
+    }
+
+    #[test]
+    fn names_with_commas_get_a_separator() {
+        assert_eq!(
+            SubscribeOptions::new(["a", "b"]).channels_param(),
+            ("a,b".to_owned(), None)
+        );
+        assert_eq!(
+            SubscribeOptions::new(["fo,o", "ba,r"]).channels_param(),
+            ("fo,o|ba,r".to_owned(), Some("|"))
+        );
+    }
+
+    #[test]
+    fn build_needs_auth_and_an_http_endpoint() {
+        assert!(matches!(Client::builder().build(), Err(Error::Config(_))));
+        let bad = Client::builder()
+            .auth(Auth::token("t"))
+            .endpoint("mailto:x@example.com")
+            .build();
+        assert!(matches!(bad, Err(Error::Config(_))));
+    }
+}

@@ -1,0 +1,353 @@
+//! From an SSE `message` event to a decoded [`ChannelMessage`]: the
+//! `encoding` chain, vcdiff deltas with their per-channel base (§7.2.3,
+//! §7.2.4), and the memory of recent message ids that keeps delivery
+//! exactly-once.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use base64::Engine as _;
+use serde_json::Value;
+use shared::message::{Message, Payload};
+use shared::{Error as SharedError, vcdiff};
+
+use crate::error::{Error, Result};
+
+/// A message as delivered to the application.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct ChannelMessage {
+    /// The channel it came from: the envelope's `channel`, or the only
+    /// channel subscribed to when the stream is unenveloped.
+    pub channel: Option<String>,
+    /// The SSE event id: the resume cursor, not `Message.id`.
+    pub event_id: String,
+    /// The wire message (`data` still encoded). Unenveloped streams carry no
+    /// envelope, so only `data` is set.
+    pub message: Message,
+    /// The decoded payload; `None` when the message has no data.
+    pub payload: Option<Payload>,
+    /// Encoding steps left undone (an unsupported `cipher+…`), left-most
+    /// first; `None` when the whole chain was undone.
+    pub encoding: Option<String>,
+}
+
+/// The decoder's memory: one delta base per channel.
+#[derive(Debug, Default)]
+pub(crate) struct Decoder {
+    /// Channel (or `""` when unknown) → (base id, base bytes).
+    bases: HashMap<String, (Option<String>, Vec<u8>)>,
+}
+
+impl Decoder {
+    /// Forgets every base, after a discontinuity.
+    pub(crate) fn clear(&mut self) {
+        self.bases.clear();
+    }
+
+    /// Decodes an enveloped message (§7.2.3). A delta whose `from` is not
+    /// the stored base, or that does not apply, is an error: the caller must
+    /// not deliver anything and must resume from the last good message.
+    pub(crate) fn decode_enveloped(
+        &mut self,
+        message: Message,
+        event_id: String,
+        only_channel: Option<&str>,
+    ) -> Result<ChannelMessage> {
+        let channel = message
+            .channel
+            .clone()
+            .or_else(|| only_channel.map(str::to_owned));
+        let slot = channel.clone().unwrap_or_default();
+        let delta_from = message.delta().map(|delta| delta.from);
+        let mut new_base: Option<Vec<u8>> = None;
+        let decoded = {
+            let base = self.bases.get(&slot);
+            message
+                .decode_data_with(|step, payload| match (step, payload) {
+                    ("vcdiff", Payload::Binary(delta)) => {
+                        let result = apply_delta(base, delta_from.as_deref(), delta);
+                        if let Ok(target) = &result {
+                            new_base = Some(target.clone());
+                        }
+                        Some(result.map(Payload::Binary))
+                    }
+                    _ => None,
+                })
+                .map_err(Error::Decode)?
+        };
+        // The base for the next delta: the data with only an outermost
+        // base64 removed (or the delta's result).
+        let base = match new_base {
+            Some(base) => Some(base),
+            None => base_of(&message)?,
+        };
+        if let Some(base) = base {
+            self.bases.insert(slot, (message.id.clone(), base));
+        }
+        let (payload, encoding) = match decoded {
+            Some(decoded) => (Some(decoded.payload), decoded.encoding),
+            None => (None, None),
+        };
+        Ok(ChannelMessage {
+            channel,
+            event_id,
+            message,
+            payload,
+            encoding,
+        })
+    }
+
+    /// Decodes an unenveloped payload (§7.2.4): the event data is the payload
+    /// itself; a delta is recognised by its `1sPE` (vcdiff magic) prefix and
+    /// applied to the previous payload.
+    pub(crate) fn decode_unenveloped(
+        &mut self,
+        data: String,
+        event_id: String,
+        only_channel: Option<&str>,
+    ) -> Result<ChannelMessage> {
+        let slot = only_channel.unwrap_or_default().to_owned();
+        let (payload, base) = if vcdiff::is_base64_delta(&data) {
+            let delta = base64::engine::general_purpose::STANDARD
+                .decode(&data)
+                .map_err(|err| {
+                    Error::Decode(SharedError::Vcdiff(format!("invalid base64: {err}")))
+                })?;
+            let target = apply_delta(self.bases.get(&slot), None, &delta).map_err(Error::Decode)?;
+            let payload = match String::from_utf8(target.clone()) {
+                Ok(text) => Payload::Text(text),
+                Err(_) => Payload::Binary(target.clone()),
+            };
+            (payload, target)
+        } else {
+            let base = data.as_bytes().to_vec();
+            (Payload::Text(data.clone()), base)
+        };
+        self.bases.insert(slot, (None, base));
+        let mut message = Message::default();
+        message.data = Some(Value::String(data));
+        message.channel = only_channel.map(str::to_owned);
+        Ok(ChannelMessage {
+            channel: only_channel.map(str::to_owned),
+            event_id,
+            message,
+            payload: Some(payload),
+            encoding: None,
+        })
+    }
+}
+
+/// Applies a delta to the stored base, checking `extras.delta.from` when
+/// there is one.
+fn apply_delta(
+    base: Option<&(Option<String>, Vec<u8>)>,
+    from: Option<&str>,
+    delta: &[u8],
+) -> Result<Vec<u8>, SharedError> {
+    let Some((base_id, base)) = base else {
+        return Err(SharedError::Vcdiff("delta received with no base".into()));
+    };
+    if let Some(from) = from
+        && base_id.as_deref() != Some(from)
+    {
+        return Err(SharedError::Vcdiff(format!(
+            "delta is against {from:?} but the base is {base_id:?}"
+        )));
+    }
+    vcdiff::decode(base, delta)
+}
+
+/// The delta base of a full message: its data with only an outermost
+/// `base64` removed (§7.2.3).
+fn base_of(message: &Message) -> Result<Option<Vec<u8>>> {
+    let Some(data) = &message.data else {
+        return Ok(None);
+    };
+    let outer_base64 = message
+        .encoding
+        .as_deref()
+        .is_some_and(|encoding| encoding.rsplit('/').next() == Some("base64"));
+    Ok(Some(match data {
+        Value::String(text) if outer_base64 => base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(|err| Error::Decode(SharedError::InvalidEncoding(err.to_string())))?,
+        Value::String(text) => text.as_bytes().to_vec(),
+        other => other.to_string().into_bytes(),
+    }))
+}
+
+/// The ids of recently delivered messages, bounded: the oldest are forgotten
+/// first.
+#[derive(Debug)]
+pub(crate) struct RecentIds {
+    order: VecDeque<String>,
+    set: HashSet<String>,
+    capacity: usize,
+}
+
+impl RecentIds {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            order: VecDeque::with_capacity(capacity.min(1024)),
+            set: HashSet::with_capacity(capacity.min(1024)),
+            capacity,
+        }
+    }
+
+    pub(crate) fn contains(&self, id: &str) -> bool {
+        self.set.contains(id)
+    }
+
+    pub(crate) fn insert(&mut self, id: String) {
+        if self.capacity == 0 || self.set.contains(&id) {
+            return;
+        }
+        if self.order.len() == self.capacity
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.set.remove(&oldest);
+        }
+        self.set.insert(id.clone());
+        self.order.push_back(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use shared::message::DeltaExtras;
+
+    use super::*;
+
+    fn message(value: Value) -> Message {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn delta_message(id: &str, from: &str, base: &[u8], target: &[u8], encoding: &str) -> Message {
+        let delta = vcdiff::encode(base, target);
+        let mut m = message(json!({
+            "id": id,
+            "channel": "c",
+            "data": base64::engine::general_purpose::STANDARD.encode(delta),
+            "encoding": encoding,
+        }));
+        m.set_delta(DeltaExtras::vcdiff(from));
+        m
+    }
+
+    #[test]
+    fn a_json_delta_applies_to_the_previous_json_text() {
+        let mut decoder = Decoder::default();
+        let full = message(
+            json!({"id": "m1", "channel": "c", "data": r#"{"score":1}"#, "encoding": "json"}),
+        );
+        decoder.decode_enveloped(full, "e1".into(), None).unwrap();
+
+        let delta = delta_message(
+            "m2",
+            "m1",
+            br#"{"score":1}"#,
+            br#"{"score":2}"#,
+            "json/utf-8/vcdiff/base64",
+        );
+        let decoded = decoder.decode_enveloped(delta, "e2".into(), None).unwrap();
+
+        assert_eq!(decoded.payload, Some(Payload::Json(json!({"score": 2}))));
+        assert_eq!(decoded.encoding, None);
+        // Chains: the next delta applies to the result.
+        let next = delta_message(
+            "m3",
+            "m2",
+            br#"{"score":2}"#,
+            br#"{"score":3}"#,
+            "json/utf-8/vcdiff/base64",
+        );
+        let decoded = decoder.decode_enveloped(next, "e3".into(), None).unwrap();
+        assert_eq!(decoded.payload, Some(Payload::Json(json!({"score": 3}))));
+    }
+
+    #[test]
+    fn a_binary_delta_applies_to_the_decoded_bytes() {
+        let mut decoder = Decoder::default();
+        let full =
+            message(json!({"id": "m1", "channel": "c", "data": "AAECAw==", "encoding": "base64"}));
+        decoder.decode_enveloped(full, "e1".into(), None).unwrap();
+
+        let delta = delta_message("m2", "m1", &[0, 1, 2, 3], &[0, 1, 2, 4], "vcdiff/base64");
+        let decoded = decoder.decode_enveloped(delta, "e2".into(), None).unwrap();
+
+        assert_eq!(decoded.payload, Some(Payload::Binary(vec![0, 1, 2, 4])));
+    }
+
+    #[test]
+    fn a_delta_against_the_wrong_base_is_refused() {
+        let mut decoder = Decoder::default();
+        let full = message(json!({"id": "m1", "channel": "c", "data": "hello"}));
+        decoder.decode_enveloped(full, "e1".into(), None).unwrap();
+
+        let delta = delta_message("m3", "m2", b"hello", b"hello!", "utf-8/vcdiff/base64");
+        let err = decoder
+            .decode_enveloped(delta, "e3".into(), None)
+            .unwrap_err();
+
+        assert!(
+            matches!(err, Error::Decode(SharedError::Vcdiff(_))),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_delta_with_no_base_is_refused() {
+        let mut decoder = Decoder::default();
+
+        let delta = delta_message("m2", "m1", b"hello", b"hello!", "utf-8/vcdiff/base64");
+
+        assert!(decoder.decode_enveloped(delta, "e".into(), None).is_err());
+    }
+
+    #[test]
+    fn bases_are_kept_per_channel() {
+        let mut decoder = Decoder::default();
+        for (id, channel, data) in [("a1", "a", "aaaa"), ("b1", "b", "bbbb")] {
+            let full = message(json!({"id": id, "channel": channel, "data": data}));
+            decoder.decode_enveloped(full, id.into(), None).unwrap();
+        }
+
+        let mut delta = delta_message("a2", "a1", b"aaaa", b"aaaab", "utf-8/vcdiff/base64");
+        delta.channel = Some("a".into());
+        let decoded = decoder.decode_enveloped(delta, "e".into(), None).unwrap();
+
+        assert_eq!(decoded.payload, Some(Payload::Text("aaaab".into())));
+    }
+
+    #[test]
+    fn unenveloped_deltas_are_recognised_by_their_prefix() {
+        let mut decoder = Decoder::default();
+        decoder
+            .decode_unenveloped(r#"{"n":1}"#.into(), "e1".into(), Some("c"))
+            .unwrap();
+        let delta = base64::engine::general_purpose::STANDARD
+            .encode(vcdiff::encode(br#"{"n":1}"#, br#"{"n":2}"#));
+        assert!(delta.starts_with("1sPE"));
+
+        let decoded = decoder
+            .decode_unenveloped(delta, "e2".into(), Some("c"))
+            .unwrap();
+
+        assert_eq!(decoded.payload, Some(Payload::Text(r#"{"n":2}"#.into())));
+        assert_eq!(decoded.channel.as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn recent_ids_forget_the_oldest_first() {
+        let mut ids = RecentIds::new(2);
+
+        ids.insert("a".into());
+        ids.insert("b".into());
+        ids.insert("a".into());
+        ids.insert("c".into());
+
+        assert!(!ids.contains("a"));
+        assert!(ids.contains("b") && ids.contains("c"));
+    }
+}

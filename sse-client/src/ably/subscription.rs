@@ -1,0 +1,549 @@
+//! The subscription driver: connect, decode, deliver exactly once, renew
+//! tokens, resume (`ABLY-PROTOCOL.md` §10.1).
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use futures_util::Stream;
+use reqwest::header::AUTHORIZATION;
+use shared::message::Message;
+use shared::{ErrorInfo, ErrorResponse};
+use tokio::time::Sleep;
+
+use super::auth::{Credential, error_from_response};
+use super::client::{Client, SubscribeOptions};
+use super::decode::{ChannelMessage, Decoder, RecentIds};
+use crate::error::{Error, Result};
+use crate::sse::connection::{self, Body, Request};
+use crate::sse::{Event, Frame, Jitter, Parser};
+
+/// What a subscription yields, besides a final [`Error`].
+// Messages are the common case: boxing them to shrink the rare state
+// changes would cost an allocation per message.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Update {
+    /// A message, decoded, delivered once and in order.
+    Message(ChannelMessage),
+    /// The connection changed state.
+    State(StateChange),
+}
+
+/// A change in the subscription's connection.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum StateChange {
+    /// A stream is open.
+    Connected,
+    /// The stream ended or could not be opened; the subscription reconnects
+    /// after `retry_in`, resuming after the last delivered message.
+    Disconnected {
+        /// Why.
+        reason: Arc<Error>,
+        /// The wait before the next attempt.
+        retry_in: Duration,
+    },
+    /// A new token was fetched: before the old one expired (`proactive`), or
+    /// because the server rejected it.
+    TokenRenewed {
+        /// Whether the renewal came before any rejection.
+        proactive: bool,
+    },
+    /// The subscription was disconnected for longer than the resume window:
+    /// messages sent meanwhile may be lost, and it starts afresh.
+    ContinuityLost,
+}
+
+/// A token with less life left than this is not renewed early, so that an
+/// issuer of nearly expired tokens cannot cause a loop of stream switches.
+const MIN_EARLY_RENEWAL: Duration = Duration::from_millis(500);
+
+/// Ably keeps two minutes of messages for a rewind (§1.2).
+const MAX_REWIND_SECS: u64 = 120;
+
+enum State {
+    Connecting,
+    Waiting(Pin<Box<Sleep>>),
+    Open {
+        body: Body,
+        renew_at: Option<Pin<Box<Sleep>>>,
+    },
+    Closed,
+}
+
+/// A live subscription to Ably channels. Read it with
+/// [`Subscription::next`] or as a [`Stream`] via
+/// [`Subscription::into_stream`]; an `Err` is always the last item.
+/// Dropping it closes the stream.
+pub struct Subscription {
+    client: Client,
+    options: SubscribeOptions,
+    only_channel: Option<String>,
+    parser: Parser,
+    credential: Option<Credential>,
+    fetched_tokens: u32,
+    state: State,
+    /// The SSE id of the last delivered message: `lastEvent` for a resume.
+    cursor: Option<String>,
+    /// When the first stream of this run opened: with no cursor yet, a
+    /// reconnection rewinds to it so that nothing published since is lost.
+    connected_at: Option<Instant>,
+    failures: u32,
+    token_errors: u32,
+    disconnected_since: Option<Instant>,
+    decoder: Decoder,
+    recent: RecentIds,
+    pending: VecDeque<Update>,
+    /// The error that ends the subscription once the queued messages are out.
+    fatal: Option<Error>,
+    jitter: Jitter,
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("channels", &self.options.channels)
+            .field("cursor", &self.cursor)
+            .field("failures", &self.failures)
+            .field("token_errors", &self.token_errors)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Subscription {
+    pub(crate) fn new(client: Client, options: SubscribeOptions) -> Self {
+        let config = &client.config;
+        Self {
+            parser: Parser::new(config.limits),
+            recent: RecentIds::new(config.recent_ids),
+            only_channel: options.only_channel(),
+            cursor: options.last_event.clone(),
+            connected_at: None,
+            options,
+            credential: None,
+            fetched_tokens: 0,
+            state: State::Connecting,
+            failures: 0,
+            token_errors: 0,
+            disconnected_since: None,
+            decoder: Decoder::default(),
+            pending: VecDeque::new(),
+            fatal: None,
+            jitter: Jitter::new(),
+            client,
+        }
+    }
+
+    /// The SSE id of the last delivered message: save it to resume later
+    /// with [`SubscribeOptions::last_event`].
+    pub fn cursor(&self) -> Option<&str> {
+        self.cursor.as_deref()
+    }
+
+    /// The subscription as a [`Stream`].
+    pub fn into_stream(self) -> impl Stream<Item = Result<Update>> + Send + Unpin {
+        Box::pin(futures_util::stream::unfold(self, |mut sub| async move {
+            let item = sub.next().await?;
+            Some((item, sub))
+        }))
+    }
+
+    /// The next message or state change; `None` once the subscription has
+    /// ended. An `Err` is always followed by `None`.
+    pub async fn next(&mut self) -> Option<Result<Update>> {
+        loop {
+            if let Some(update) = self.pending.pop_front() {
+                return Some(Ok(update));
+            }
+            if let Some(frame) = self.parser.next_frame() {
+                let Frame::Event(event) = frame else {
+                    // Comments are keepalives; Ably's `retry:` is not used,
+                    // our own backoff decides.
+                    continue;
+                };
+                match self.on_event(event) {
+                    Ok(Some(message)) => return Some(Ok(Update::Message(message))),
+                    Ok(None) => continue,
+                    Err(err) => match self.fail(err) {
+                        Some(fatal) => return Some(fatal),
+                        None => continue,
+                    },
+                }
+            }
+            match &mut self.state {
+                State::Closed => return self.fatal.take().map(Err),
+                State::Waiting(sleep) => {
+                    sleep.as_mut().await;
+                    self.state = State::Connecting;
+                }
+                State::Connecting => {
+                    if let Err(err) = self.connect().await
+                        && let Some(fatal) = self.fail(err)
+                    {
+                        return Some(fatal);
+                    }
+                }
+                State::Open { body, renew_at } => {
+                    let read = match renew_at {
+                        Some(deadline) => tokio::select! {
+                            read = body.chunk() => Some(read),
+                            () = deadline.as_mut() => None,
+                        },
+                        None => Some(body.chunk().await),
+                    };
+                    match read {
+                        None => self.renew_early().await,
+                        Some(Ok(Some(chunk))) => {
+                            if let Err(err) = self.parser.feed(&chunk) {
+                                // Deliver what came before the offending
+                                // line, then end.
+                                self.state = State::Closed;
+                                self.fatal = Some(err);
+                            }
+                        }
+                        Some(Ok(None)) => {
+                            if let Some(fatal) = self.fail(Error::StreamEnded) {
+                                return Some(fatal);
+                            }
+                        }
+                        Some(Err(err)) => {
+                            if let Some(fatal) = self.fail(err) {
+                                return Some(fatal);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Opens a stream: credential, URL, request, status and type checks.
+    async fn connect(&mut self) -> Result<()> {
+        let config = Arc::clone(&self.client.config);
+        if let Some(since) = self.disconnected_since
+            && self.cursor.is_some()
+            && since.elapsed() > config.resume_window
+        {
+            // Ably has forgotten the connection: start afresh, and say so.
+            self.cursor = None;
+            self.connected_at = None;
+            self.decoder.clear();
+            self.disconnected_since = Some(Instant::now());
+            self.pending
+                .push_back(Update::State(StateChange::ContinuityLost));
+        }
+        let expired = self
+            .credential
+            .as_ref()
+            .and_then(Credential::expires)
+            .is_some_and(|expires| expires <= SystemTime::now());
+        if self.credential.is_none() || (expired && config.auth.can_renew()) {
+            let credential = config
+                .auth
+                .credential(&self.client.http, &config.endpoint)
+                .await?;
+            self.fetched_tokens = self.fetched_tokens.saturating_add(1);
+            if self.fetched_tokens > 1 {
+                self.pending
+                    .push_back(Update::State(StateChange::TokenRenewed {
+                        proactive: false,
+                    }));
+            }
+            self.credential = Some(credential);
+        }
+        let credential = self
+            .credential
+            .clone()
+            .expect("a credential was just fetched");
+        let request = self.request(&credential);
+        let response = connection::send(&self.client.http, &request, "").await?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            return Err(error_from_response(response, u32::from(status) * 100).await);
+        }
+        if !connection::is_event_stream(response.headers()) {
+            return Err(Error::ContentType(connection::content_type(
+                response.headers(),
+            )));
+        }
+        self.parser.reset();
+        self.disconnected_since = None;
+        self.connected_at.get_or_insert_with(Instant::now);
+        let renew_at = self.renewal_deadline(&credential);
+        self.state = State::Open {
+            body: Body::new(response, config.read_timeout),
+            renew_at,
+        };
+        self.pending
+            .push_back(Update::State(StateChange::Connected));
+        Ok(())
+    }
+
+    /// `GET {endpoint}/sse?v=1.2&channels=…&accessToken=…[&lastEvent=…]…`.
+    fn request(&self, credential: &Credential) -> Request {
+        let config = &self.client.config;
+        let mut url = config.endpoint.clone();
+        url.path_segments_mut()
+            .expect("the endpoint is a base URL (checked in build)")
+            .pop_if_empty()
+            .push("sse");
+        let mut request_headers = reqwest::header::HeaderMap::new();
+        {
+            let (channels, separator) = self.options.channels_param();
+            let mut query = url.query_pairs_mut();
+            query.append_pair("v", "1.2");
+            query.append_pair("channels", &channels);
+            if let Some(separator) = separator {
+                query.append_pair("separator", separator);
+            }
+            match credential {
+                Credential::Token { token, .. } => {
+                    query.append_pair("accessToken", token);
+                }
+                Credential::Basic(key) => {
+                    request_headers.insert(AUTHORIZATION, Credential::basic_header(key));
+                }
+            }
+            match (&self.cursor, &self.options.rewind, self.connected_at) {
+                (Some(cursor), _, _) => {
+                    query.append_pair("lastEvent", cursor);
+                }
+                (None, Some(rewind), _) => {
+                    query.append_pair("rewind", rewind);
+                }
+                // Connected before but nothing delivered yet, so there is no
+                // cursor: ask for everything since then. Repeats are dropped
+                // by message id.
+                (None, None, Some(since)) => {
+                    let secs = (since.elapsed().as_secs() + 1).min(MAX_REWIND_SECS);
+                    query.append_pair("rewind", &format!("{secs}s"));
+                }
+                (None, None, None) => {}
+            }
+            if self.options.delta {
+                query.append_pair("delta", "vcdiff");
+            }
+            if !self.options.enveloped {
+                query.append_pair("enveloped", "false");
+            }
+            if self.options.heartbeats {
+                query.append_pair("heartbeats", "true");
+            }
+        }
+        Request::new(reqwest::Method::GET, url).headers(request_headers)
+    }
+
+    /// When to renew a token whose expiry is known: `renew_before` ahead of
+    /// it, but never more than half its remaining life ahead.
+    fn renewal_deadline(&self, credential: &Credential) -> Option<Pin<Box<Sleep>>> {
+        let config = &self.client.config;
+        if !config.auth.can_renew() {
+            return None;
+        }
+        let left = credential
+            .expires()?
+            .duration_since(SystemTime::now())
+            .ok()?;
+        if left < MIN_EARLY_RENEWAL {
+            // Too close to expiry to be worth a switch: the server's
+            // rejection (and the renewal cap) takes over.
+            return None;
+        }
+        let margin = config.renew_before.min(left / 2);
+        let wait = left - margin;
+        Some(Box::pin(tokio::time::sleep(wait)))
+    }
+
+    /// The token is about to expire: fetch the next one while the old stream
+    /// is still open, then switch, resuming after the last delivered message.
+    async fn renew_early(&mut self) {
+        let config = Arc::clone(&self.client.config);
+        match config
+            .auth
+            .credential(&self.client.http, &config.endpoint)
+            .await
+        {
+            Ok(credential) => {
+                tracing::debug!("token renewed before expiry; switching streams");
+                self.credential = Some(credential);
+                self.fetched_tokens = self.fetched_tokens.saturating_add(1);
+                // Frames already parsed stay queued and are delivered first;
+                // the new stream resumes from the last delivered one, and
+                // any overlap is dropped by message id.
+                self.state = State::Connecting;
+                self.pending
+                    .push_back(Update::State(StateChange::TokenRenewed { proactive: true }));
+            }
+            Err(err) => {
+                // Keep the old stream until the server ends it; the renewal
+                // happens then.
+                tracing::warn!(error = %err, "early token renewal failed");
+                if let State::Open { renew_at, .. } = &mut self.state {
+                    *renew_at = None;
+                }
+            }
+        }
+    }
+
+    /// Handles one SSE event: a message to deliver, an error that ends the
+    /// stream, or something to skip.
+    fn on_event(&mut self, event: Event) -> Result<Option<ChannelMessage>> {
+        match event.event_type() {
+            "message" => self.on_message(event),
+            "error" => Err(Error::Ably(error_event(event.data()))),
+            "heartbeat" => {
+                self.token_errors = 0;
+                Ok(None)
+            }
+            other => {
+                tracing::debug!(event = other, "ignoring event");
+                Ok(None)
+            }
+        }
+    }
+
+    fn on_message(&mut self, event: Event) -> Result<Option<ChannelMessage>> {
+        let event_id = event.id().to_owned();
+        let message = if self.options.enveloped {
+            let message: Message = serde_json::from_str(event.data()).map_err(|err| {
+                Error::Decode(shared::Error::InvalidEncoding(format!(
+                    "message is not a JSON Message: {err}"
+                )))
+            })?;
+            let key = message.id.clone().unwrap_or_else(|| event_id.clone());
+            if self.is_duplicate(&key, &event_id) {
+                return Ok(None);
+            }
+            let decoded = self.decoder.decode_enveloped(
+                message,
+                event_id.clone(),
+                self.only_channel.as_deref(),
+            )?;
+            (key, decoded)
+        } else {
+            if self.is_duplicate(&event_id, &event_id) {
+                return Ok(None);
+            }
+            let decoded = self.decoder.decode_unenveloped(
+                event.into_data(),
+                event_id.clone(),
+                self.only_channel.as_deref(),
+            )?;
+            (event_id.clone(), decoded)
+        };
+        let (key, decoded) = message;
+        if !key.is_empty() {
+            self.recent.insert(key);
+        }
+        // Delivered: only now does the resume cursor move.
+        self.advance(&event_id);
+        self.failures = 0;
+        self.token_errors = 0;
+        Ok(Some(decoded))
+    }
+
+    /// Whether a message was already delivered; if so, the cursor still moves
+    /// past it.
+    fn is_duplicate(&mut self, key: &str, event_id: &str) -> bool {
+        if key.is_empty() || !self.recent.contains(key) {
+            return false;
+        }
+        tracing::debug!(id = key, "dropping a message delivered before");
+        self.advance(event_id);
+        true
+    }
+
+    fn advance(&mut self, event_id: &str) {
+        if !event_id.is_empty() {
+            self.cursor = Some(event_id.to_owned());
+        }
+    }
+
+    /// Ends the current connection because of `err`: renews, schedules a
+    /// retry, or returns the error that ends the subscription.
+    fn fail(&mut self, err: Error) -> Option<Result<Update>> {
+        if let Some(fatal) = self.fatal.take() {
+            // Already ending: nothing revives the subscription.
+            return Some(self.close(fatal));
+        }
+        // Nothing parsed after a failure is trusted: it is replayed from the
+        // cursor.
+        while self.parser.next_frame().is_some() {}
+        self.parser.reset();
+        self.state = State::Connecting;
+        if self.disconnected_since.is_none() {
+            self.disconnected_since = Some(Instant::now());
+        }
+        let config = Arc::clone(&self.client.config);
+        let delay = if err.is_token_error() {
+            self.token_errors = self.token_errors.saturating_add(1);
+            if !config.auth.can_renew() || self.token_errors > config.max_token_renewals {
+                return Some(self.close(err));
+            }
+            self.credential = None;
+            // The first renewal reconnects at once (as ably-js does); a token
+            // rejected again waits like any other failure.
+            if self.token_errors == 1 {
+                Duration::ZERO
+            } else {
+                self.backoff()
+            }
+        } else if err.is_retryable() || matches!(err, Error::Decode(_)) {
+            self.failures = self.failures.saturating_add(1);
+            if let Some(max) = config.reconnect.max_retries
+                && self.failures > max
+            {
+                let attempts = self.failures;
+                return Some(self.close(Error::RetriesExhausted {
+                    attempts,
+                    last: Box::new(err),
+                }));
+            }
+            self.backoff()
+        } else {
+            return Some(self.close(err));
+        };
+        tracing::debug!(error = %err, ?delay, "disconnected");
+        if !delay.is_zero() {
+            self.state = State::Waiting(Box::pin(tokio::time::sleep(delay)));
+        }
+        self.pending
+            .push_back(Update::State(StateChange::Disconnected {
+                reason: Arc::new(err),
+                retry_in: delay,
+            }));
+        None
+    }
+
+    fn backoff(&mut self) -> Duration {
+        let reconnect = &self.client.config.reconnect;
+        reconnect.delay(
+            reconnect.initial_delay,
+            self.failures.max(self.token_errors).saturating_sub(1),
+            self.jitter.sample(),
+        )
+    }
+
+    fn close(&mut self, err: Error) -> Result<Update> {
+        self.state = State::Closed;
+        self.pending.clear();
+        Err(err)
+    }
+}
+
+/// The ErrorInfo of an `error` event: a bare ErrorInfo (§1.4.4), or an
+/// envelope, or text we cannot read (then a generic 50000, retried).
+fn error_event(data: &str) -> ErrorInfo {
+    serde_json::from_str::<ErrorInfo>(data)
+        .or_else(|_| serde_json::from_str::<ErrorResponse>(data).map(|envelope| envelope.error))
+        .unwrap_or_else(|_| {
+            ErrorInfo::from_code(
+                shared::codes::INTERNAL_ERROR,
+                format!("unreadable error event: {data:.200}"),
+            )
+        })
+}
