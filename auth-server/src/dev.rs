@@ -51,9 +51,6 @@ use crate::state::AppState;
 /// works after a restart.
 pub const DEV_APP_SECRET: &str = "auth-server-dev-app-secret-loopback-only";
 
-/// Where the embedded mock Ably listens unless `--mock-bind` says otherwise.
-pub const DEFAULT_MOCK_BIND: &str = "127.0.0.1:8090";
-
 /// The channel the demo publisher sends to.
 pub const DEMO_CHANNEL: &str = "demo";
 
@@ -206,24 +203,8 @@ impl Dev {
         self.shared.mock.base_url()
     }
 
-    /// The auth server's state.
-    pub fn state(&self) -> &AppState {
-        &self.state
-    }
-
-    /// An app token for `user` with `roles`, valid for [`LOGIN_TTL`]: what
-    /// `POST /dev/login` answers.
-    ///
-    /// # Errors
-    ///
-    /// [`ApiError::BadRequest`] for an empty, over-long or wildcard user, or
-    /// bad roles.
-    pub fn login(&self, user: &str, roles: &[String]) -> Result<String, ApiError> {
-        self.shared.login.sign(user, roles)
-    }
-
     /// The production router plus dev mode's routes and the demo page.
-    pub fn router(&self) -> Router {
+    fn router(&self) -> Router {
         crate::routes::router_with(self.state.clone(), routes::router(Arc::clone(&self.shared)))
     }
 
@@ -242,12 +223,13 @@ impl Dev {
         Ok(Banner {
             auth_url: format!("http://{addr}"),
             mock_url: self.mock_url().to_owned(),
-            token: self.login(BANNER_USER, &[])?,
+            token: self.shared.login.sign(BANNER_USER, &[])?,
         })
     }
 
-    /// Serves [`Dev::router`] on `listener` until `shutdown` completes, then
-    /// stops the publisher and the mock.
+    /// Serves the production router plus dev mode's routes and the demo page
+    /// on `listener` until `shutdown` completes, then stops the publisher and
+    /// the mock.
     ///
     /// # Errors
     ///
@@ -284,8 +266,9 @@ async fn publish_demo(dev: Arc<DevShared>) {
     }
 }
 
-/// Signs dev mode's app tokens with the claims the verifier reads: the
-/// clientId and roles claims as configured, and `iss`/`aud` when required.
+/// Signs dev mode's app tokens (`/dev/login`, the banner) for [`LOGIN_TTL`]
+/// with the claims the verifier reads: the clientId and roles claims as
+/// configured, and `iss`/`aud` when required.
 #[derive(Debug)]
 struct LoginSigner {
     rules: AppJwtRules,
@@ -366,7 +349,7 @@ pub struct Banner {
 impl Banner {
     /// The ready-to-paste command streaming [`DEMO_CHANNEL`] through the auth
     /// server.
-    pub fn sse_client_command(&self) -> String {
+    fn sse_client_command(&self) -> String {
         format!(
             "cargo run --release -p sse-client -- subscribe --channel {DEMO_CHANNEL} \
              --endpoint {mock} --auth-url {auth}/api/ably-jwt \
