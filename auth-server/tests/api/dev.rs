@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 use url::Url;
 
 use crate::helpers::*;
+use crate::logs::Capture;
 
 /// A dev-mode server on port 0 (mock on port 0 too); dropping it stops both.
 struct DevApp {
@@ -270,6 +271,46 @@ async fn forcing_expiry_ends_open_streams_with_40142_and_a_new_jwt_works() {
     }
     let mut renewed = dev.open_demo_stream(&dev.ably_jwt("alice").await).await;
     assert_eq!(renewed.next_event().await.0, "message");
+}
+
+// Current-thread: the server, the mock and their tasks all run on this
+// thread, so the thread-local subscriber sees them (as in `logs`).
+#[tokio::test(flavor = "current_thread")]
+async fn dev_mode_logs_never_contain_its_tokens_or_secrets() {
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(capture.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let dev = spawn_dev().await;
+
+    let app_token = dev.login("alice", &["admin"]).await;
+    let response = dev.app.get("/api/ably-jwt", Some(&app_token)).await;
+    let jwt = within(response.text()).await.unwrap();
+    let mut stream = dev.open_demo_stream(&jwt).await;
+    stream.next_event().await;
+    dev.post("/dev/expire-credentials", &json!({})).await;
+    drop(stream);
+    drop(dev);
+
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("dev login"), "the capture works:\n{logs}");
+    let signature = |token: &str| token.rsplit_once('.').unwrap().1.to_owned();
+    for (what, secret) in [
+        ("app token signature", signature(&app_token)),
+        ("Ably JWT signature", signature(&jwt)),
+        (
+            "dev app secret",
+            auth_server::dev::DEV_APP_SECRET.to_owned(),
+        ),
+        ("mock key secret", "mock-ably-dev-secret".to_owned()),
+    ] {
+        assert!(
+            !logs.contains(&secret),
+            "{what} leaked into the logs:\n{logs}"
+        );
+    }
 }
 
 #[tokio::test]
