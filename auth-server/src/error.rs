@@ -64,6 +64,9 @@ pub enum ApiError {
     /// No such endpoint: 404, 40400.
     #[error("not found: see the README for the endpoints")]
     NotFound,
+    /// The endpoint exists but not with this method: 405, 40500.
+    #[error("method not allowed: see the README for the endpoints")]
+    MethodNotAllowed,
     /// The request took longer than the configured timeout: 503, 50003.
     #[error("request timed out")]
     Timeout,
@@ -119,6 +122,7 @@ impl ApiError {
             }
             ApiError::RateLimited { .. } => ErrorInfo::new(codes::RATE_LIMIT, 429, message),
             ApiError::NotFound => ErrorInfo::new(codes::NOT_FOUND, 404, message),
+            ApiError::MethodNotAllowed => ErrorInfo::new(40500, 405, message),
             ApiError::Timeout => ErrorInfo::new(codes::TIMEOUT, 503, message),
             ApiError::Unavailable { status, code, .. } => {
                 ErrorInfo::new(*code, status.as_u16(), message)
@@ -145,6 +149,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Timeout => "timeout",
             ApiError::Unavailable { .. } => "unavailable",
             ApiError::Ably(_) => "ably_refused",
@@ -225,6 +230,8 @@ mod tests {
                 429,
                 42910,
             ),
+            (ApiError::NotFound, 404, 40400),
+            (ApiError::MethodNotAllowed, 405, 40500),
             (ApiError::Timeout, 503, 50003),
             (
                 ApiError::Internal(anyhow::anyhow!("secret detail")),
