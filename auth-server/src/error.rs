@@ -122,7 +122,7 @@ impl ApiError {
             }
             ApiError::RateLimited { .. } => ErrorInfo::new(codes::RATE_LIMIT, 429, message),
             ApiError::NotFound => ErrorInfo::new(codes::NOT_FOUND, 404, message),
-            ApiError::MethodNotAllowed => ErrorInfo::new(40500, 405, message),
+            ApiError::MethodNotAllowed => ErrorInfo::new(codes::METHOD_NOT_ALLOWED, 405, message),
             ApiError::Timeout => ErrorInfo::new(codes::TIMEOUT, 503, message),
             ApiError::Unavailable { status, code, .. } => {
                 ErrorInfo::new(*code, status.as_u16(), message)

@@ -39,6 +39,8 @@ pub(crate) fn router_with(state: AppState, extra: Router) -> Router {
         .with_state(state.clone())
         .merge(extra)
         .fallback(not_found)
+        // After every merge: it applies to the routes registered so far.
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state, track))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request| {
@@ -86,6 +88,11 @@ fn cors(origins: &CorsOrigins) -> Option<CorsLayer> {
 /// Unknown paths get the Ably envelope too.
 async fn not_found() -> ApiError {
     ApiError::NotFound
+}
+
+/// And so do known paths with the wrong method.
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
 }
 
 /// Ends a request that takes longer than `AUTH_REQUEST_TIMEOUT` (the Ably

@@ -121,5 +121,5 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(40500, "Method not allowed")
+    ApiError::new(codes::METHOD_NOT_ALLOWED, "Method not allowed")
 }

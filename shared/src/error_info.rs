@@ -79,6 +79,8 @@ pub mod codes {
     pub const FORBIDDEN: u32 = 40300;
     /// 40400: not found (also an unknown key).
     pub const NOT_FOUND: u32 = 40400;
+    /// 40500: method not allowed.
+    pub const METHOD_NOT_ALLOWED: u32 = 40500;
     /// 42910: rate limit.
     pub const RATE_LIMIT: u32 = 42910;
     /// 50000: internal error.

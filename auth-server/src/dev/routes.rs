@@ -28,7 +28,6 @@ pub(super) fn router(dev: Arc<DevShared>) -> Router {
         .route("/dev/login", post(login))
         .route("/dev/publish", post(publish))
         .route("/dev/expire-credentials", post(expire_credentials))
-        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(dev)
 }
@@ -107,8 +106,4 @@ async fn expire_credentials(State(dev): State<Arc<DevShared>>) -> StatusCode {
 
 fn bad_body(rejection: &JsonRejection) -> ApiError {
     ApiError::BadRequest(format!("bad JSON body: {}", rejection.body_text()))
-}
-
-async fn method_not_allowed() -> ApiError {
-    ApiError::MethodNotAllowed
 }

@@ -308,3 +308,14 @@ async fn unknown_paths_are_404_with_the_envelope() {
 
     assert_ably_error(response, 404, 40400, "not found").await;
 }
+
+#[tokio::test]
+async fn a_wrong_method_on_a_production_route_is_405_with_the_envelope() {
+    let app = spawn_app(config()).await;
+
+    let response = within(app.client.put(app.url("/api/ably-jwt")).send())
+        .await
+        .unwrap();
+
+    assert_ably_error(response, 405, 40500, "method not allowed").await;
+}
