@@ -7,4 +7,5 @@
 //! (default 10 000).
 
 mod login;
+mod refusals;
 mod token_kinds;
