@@ -244,10 +244,9 @@ fn publish_steadily(env: Arc<TestEnv>) -> (oneshot::Sender<()>, JoinHandle<usize
 /// message on its new stream, inject the fault and check its consequences;
 /// then stop publishing and check every message and every count.
 async fn run_with_faults(faults: &[Fault]) {
-    let env = Arc::new(TestEnv::start().await);
-    let login = env
-        .login("sam", &[])
-        .param("ttl", TOKEN_TTL.as_millis().to_string());
+    // The server's default TTL (`AUTH_TOKEN_TTL`): the client asks for none.
+    let env = Arc::new(TestEnv::builder().token_ttl(TOKEN_TTL).start().await);
+    let login = env.login("sam", &[]);
     let mut run = Run {
         sub: env
             .client(&login)
