@@ -18,7 +18,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use integration_tests::{TestEnv, TokenEndpoint, next_update, text, within};
+use integration_tests::{
+    TestEnv, TokenEndpoint, connected, next_message, next_update, text, within,
+};
 use mock_ably::{FailNext, FailTarget, MockAbly};
 use shared::{ErrorInfo, codes};
 use sse_client::ably::{StateChange, SubscribeOptions, Subscription, Update};
@@ -369,4 +371,57 @@ async fn a_minute_of_short_tokens_and_faults_delivers_every_message_once_in_orde
         Fault::Unavailable(1),
     ];
     run_with_faults(&faults.repeat(9)).await;
+}
+
+/// Ably answers 503 while a token is being issued: behind the auth server
+/// (`/api/ably-token`, which answers 502) or at the client's own exchange of
+/// a TokenRequest. Either is a retryable failure: backoff, then a new
+/// attempt that fetches a new credential, until one is issued.
+#[tokio::test]
+async fn ably_failing_to_issue_a_token_is_retried_with_backoff() {
+    for (endpoint, code) in [
+        (TokenEndpoint::TokenDetails, codes::INTERNAL_ERROR),
+        (TokenEndpoint::TokenRequest, UNAVAILABLE),
+    ] {
+        let env = TestEnv::start().await;
+        env.mock().fail_next(
+            FailNext::new(ErrorInfo::new(
+                UNAVAILABLE,
+                503,
+                "Service unavailable (injected)",
+            ))
+            .count(2)
+            .target(FailTarget::Rest),
+        );
+        let mut sub = env
+            .client(&env.login("sam", &[]).endpoint(endpoint))
+            .subscribe(SubscribeOptions::new([CHANNEL]));
+
+        let before = connected(&mut sub).await;
+
+        let before: Vec<Seen> = before.iter().map(Seen::of).collect();
+        assert_eq!(
+            before,
+            [
+                Seen::Disconnected(Some(code), BACKOFF),
+                Seen::Disconnected(Some(code), BACKOFF * 2),
+            ],
+            "{endpoint:?}"
+        );
+        env.publish(CHANNEL, "through").await;
+        assert_eq!(text(&next_message(&mut sub).await.1), "through");
+        let metrics = env.auth_metrics().await;
+        match endpoint {
+            // The auth server asked Ably three times and issued once.
+            TokenEndpoint::TokenDetails => {
+                assert_eq!(metrics.issued(endpoint), 1);
+                assert_eq!(metrics.refusals("unavailable"), 2);
+            }
+            // A TokenRequest is single-use: each attempt fetched a new one.
+            _ => {
+                assert_eq!(metrics.issued(endpoint), 3);
+                assert_eq!(metrics.refusals_total(), 0);
+            }
+        }
+    }
 }

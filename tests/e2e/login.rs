@@ -12,8 +12,8 @@ use shared::codes;
 use sse_client::ably::SubscribeOptions;
 
 /// alice subscribes through `endpoint`; the backend publishes with the key
-/// (no clientId), bob publishes with his own token (clientId `bob`), and bob
-/// may not pass himself off as alice.
+/// (no clientId), bob and alice with their own tokens (clientIds `bob` and
+/// `alice`), and bob may not pass himself off as alice.
 pub(crate) async fn messages_arrive_with_their_publishers_client_id(endpoint: TokenEndpoint) {
     let env = TestEnv::start().await;
     let alice = env.login("alice", &[]).endpoint(endpoint);
@@ -35,6 +35,10 @@ pub(crate) async fn messages_arrive_with_their_publishers_client_id(endpoint: To
         )
         .await
         .expect("bob may publish in chat:*");
+    let alice_id = env
+        .publish_as(&alice, "chat:lobby", json!({"data": "hi, I'm alice"}))
+        .await
+        .expect("alice may publish in chat:*");
     let impostor = env
         .publish_as(
             &bob,
@@ -53,6 +57,14 @@ pub(crate) async fn messages_arrive_with_their_publishers_client_id(endpoint: To
     assert_eq!(from_bob.message.name.as_deref(), Some("hello"));
     assert_eq!(from_bob.message.id.as_deref(), Some(bob_id.as_str()));
     assert_eq!(from_bob.message.client_id.as_deref(), Some("bob"));
+    let (_, own) = next_message(&mut sub).await;
+    assert_eq!(text(&own), "hi, I'm alice");
+    assert_eq!(own.message.id.as_deref(), Some(alice_id.as_str()));
+    assert_eq!(
+        own.message.client_id.as_deref(),
+        Some("alice"),
+        "the clientId the auth server put in alice's token"
+    );
     let refusal = impostor.expect_err("bob's token is bound to the clientId bob");
     assert_eq!(refusal.code, codes::INCOMPATIBLE_CREDENTIALS);
 }
