@@ -271,7 +271,9 @@ impl Config {
     }
 
     /// [`Config::from_env`] over any variable lookup (tests pass a map).
-    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub(crate) fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let env = Env(&lookup);
         let api_key: ApiKey = env.required_var_parsed("ABLY_API_KEY")?;
         let app_auth = match (

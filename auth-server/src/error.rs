@@ -14,12 +14,13 @@ use std::time::Duration;
 
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use shared::error_info::{ERROR_CODE_HEADER, ERROR_MESSAGE_HEADER};
 use shared::{ErrorInfo, codes};
 
 /// `X-Ably-ErrorCode`.
-pub(crate) const X_ABLY_ERRORCODE: HeaderName = HeaderName::from_static("x-ably-errorcode");
+pub(crate) const X_ABLY_ERRORCODE: HeaderName = HeaderName::from_static(ERROR_CODE_HEADER);
 /// `X-Ably-ErrorMessage`.
-pub(crate) const X_ABLY_ERRORMESSAGE: HeaderName = HeaderName::from_static("x-ably-errormessage");
+pub(crate) const X_ABLY_ERRORMESSAGE: HeaderName = HeaderName::from_static(ERROR_MESSAGE_HEADER);
 
 /// A failed request, as the client will see it.
 ///
@@ -63,6 +64,9 @@ pub enum ApiError {
     /// No such endpoint: 404, 40400.
     #[error("not found: see the README for the endpoints")]
     NotFound,
+    /// The endpoint exists but not with this method: 405, 40500.
+    #[error("method not allowed: see the README for the endpoints")]
+    MethodNotAllowed,
     /// The request took longer than the configured timeout: 503, 50003.
     #[error("request timed out")]
     Timeout,
@@ -118,6 +122,7 @@ impl ApiError {
             }
             ApiError::RateLimited { .. } => ErrorInfo::new(codes::RATE_LIMIT, 429, message),
             ApiError::NotFound => ErrorInfo::new(codes::NOT_FOUND, 404, message),
+            ApiError::MethodNotAllowed => ErrorInfo::new(40500, 405, message),
             ApiError::Timeout => ErrorInfo::new(codes::TIMEOUT, 503, message),
             ApiError::Unavailable { status, code, .. } => {
                 ErrorInfo::new(*code, status.as_u16(), message)
@@ -144,6 +149,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Timeout => "timeout",
             ApiError::Unavailable { .. } => "unavailable",
             ApiError::Ably(_) => "ably_refused",
@@ -163,7 +169,8 @@ impl IntoResponse for ApiError {
         let status =
             StatusCode::from_u16(info.status_code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let code = HeaderValue::from(info.code);
-        let message = header_safe(&info.message);
+        let message = HeaderValue::from_str(&info.header_message())
+            .expect("ErrorInfo::header_message is visible ASCII");
         let body =
             serde_json::to_vec(&info.into_response()).expect("ErrorInfo always serialises to JSON");
 
@@ -196,23 +203,6 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// `message` as a header value: visible ASCII only (anything else becomes
-/// `?`), at most 512 bytes.
-fn header_safe(message: &str) -> HeaderValue {
-    let text: String = message
-        .chars()
-        .take(512)
-        .map(|c| {
-            if c.is_ascii_graphic() || c == ' ' {
-                c
-            } else {
-                '?'
-            }
-        })
-        .collect();
-    HeaderValue::from_str(&text).expect("visible ASCII is a valid header value")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,6 +230,8 @@ mod tests {
                 429,
                 42910,
             ),
+            (ApiError::NotFound, 404, 40400),
+            (ApiError::MethodNotAllowed, 405, 40500),
             (ApiError::Timeout, 503, 50003),
             (
                 ApiError::Internal(anyhow::anyhow!("secret detail")),
@@ -261,10 +253,5 @@ mod tests {
         let info = ApiError::Internal(anyhow::anyhow!("secret detail")).error_info();
 
         assert_eq!(info.message, "internal error");
-    }
-
-    #[test]
-    fn header_message_is_visible_ascii() {
-        assert_eq!(header_safe("caf\u{e9}\nok"), "caf??ok");
     }
 }

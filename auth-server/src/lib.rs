@@ -38,12 +38,16 @@
 //! - `routes`: the endpoints and their middleware; `rate_limit`, `client_ip`,
 //!   `metrics`.
 //! - [`error`]: [`ApiError`], rendered as Ably's error envelope.
+//! - [`dev`] (feature `dev`, on by default): `--dev`, the embedded mock Ably,
+//!   `/dev/*` and the demo page.
 
 #![cfg_attr(not(test), warn(clippy::print_stdout, clippy::dbg_macro))]
 
 mod app_jwt;
 mod client_ip;
 pub mod config;
+#[cfg(feature = "dev")]
+pub mod dev;
 pub mod error;
 mod jwks;
 mod metrics;
@@ -89,6 +93,17 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    let app = router(state.clone());
+    serve_app(listener, state, app, shutdown).await
+}
+
+/// [`serve`] with `app` as the router (dev mode adds routes to it).
+async fn serve_app(
+    listener: TcpListener,
+    state: AppState,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
     let refresher = state.jwks().map(|jwks| {
         let jwks = std::sync::Arc::clone(jwks);
         let interval = state.config().jwks_refresh_interval;
@@ -104,7 +119,7 @@ pub async fn serve(
             }
         })
     });
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;

@@ -1,17 +1,44 @@
 //! `auth-server`: verifies the app's users and mints Ably credentials for them.
 //!
 //! Run with `cargo run --release -p auth-server` after setting `ABLY_API_KEY`
-//! and `AUTH_APP_JWT_SECRET` or `AUTH_JWKS_URL` (see `.env.example`).
+//! and `AUTH_APP_JWT_SECRET` or `AUTH_JWKS_URL` (see `.env.example`), or
+//! with `cargo run --release -p auth-server -- --dev` to try it locally with
+//! nothing set (an embedded mock Ably, a demo publisher and a demo page).
 
 use std::io::{IsTerminal as _, Write as _};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use auth_server::{AppState, Config};
+use clap::Parser;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
+/// Verifies your app's users and mints Ably credentials for them.
+///
+/// Configured by environment variables (see `.env.example`); with `--dev` it
+/// needs none.
+#[derive(Debug, Parser)]
+#[command(name = "auth-server", version, about, long_about = None)]
+struct Args {
+    /// Dev mode: also run a local mock Ably and a demo publisher, and serve
+    /// the demo page on `/`. Loopback addresses only; needs no variables.
+    #[arg(long)]
+    dev: bool,
+
+    /// Dev mode: where the embedded mock Ably listens.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        requires = "dev",
+        default_value = "127.0.0.1:8090"
+    )]
+    mock_bind: SocketAddr,
+}
+
 fn main() -> ExitCode {
+    let args = Args::parse();
     // A missing `.env` is fine: the environment may be set another way.
     dotenvy::dotenv().ok();
     if let Err(err) = init_tracing() {
@@ -25,7 +52,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run()) {
+    match runtime.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             // One line, naming what to fix (`{:#}` joins the context chain).
@@ -35,7 +62,10 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run() -> anyhow::Result<()> {
+async fn run(args: Args) -> anyhow::Result<()> {
+    if args.dev {
+        return run_dev(args.mock_bind).await;
+    }
     let config = Config::from_env().context("configuration")?;
     let bind = config.bind;
     let state = AppState::new(config).context("configuration")?;
@@ -55,6 +85,55 @@ async fn run() -> anyhow::Result<()> {
         .context("serving")?;
     tracing::info!("shut down");
     Ok(())
+}
+
+/// `--dev`: the mock, the auth server on it, the demo publisher and page.
+#[cfg(feature = "dev")]
+async fn run_dev(mock_bind: SocketAddr) -> anyhow::Result<()> {
+    use auth_server::dev::{self, Dev};
+
+    let (config, ignored) = dev::config_from_env().context("configuration")?;
+    for name in ignored {
+        tracing::warn!(
+            "dev mode ignores {name}: it uses the embedded mock Ably and its own app secret"
+        );
+    }
+    // Refused before anything is bound: dev mode has an unauthenticated login.
+    dev::check_loopback("AUTH_BIND", config.bind).context("configuration")?;
+    dev::check_loopback("--mock-bind", mock_bind).context("configuration")?;
+    let mock_listener = std::net::TcpListener::bind(mock_bind)
+        .with_context(|| format!("cannot listen on {mock_bind} (--mock-bind)"))?;
+    let bind = config.bind;
+    let listener = TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("cannot listen on {bind} (AUTH_BIND)"))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    let dev = Dev::start(config, mock_listener)
+        .await
+        .context("configuration")?;
+    let banner = dev.banner(addr).context("minting the banner's app token")?;
+    // The production ready line first, whatever follows: scripts wait for it.
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "auth-server listening on http://{addr}")
+        .and_then(|()| writeln!(stdout, "mock-ably listening on {}", dev.mock_url()))
+        .and_then(|()| write!(stdout, "{banner}"))
+        .and_then(|()| stdout.flush())
+        .context("writing to stdout")?;
+    drop(stdout);
+    tracing::info!(%addr, mock = dev.mock_url(), "listening in dev mode");
+    dev.serve(listener, shutdown_signal())
+        .await
+        .context("serving")?;
+    tracing::info!("shut down");
+    Ok(())
+}
+
+#[cfg(not(feature = "dev"))]
+async fn run_dev(_mock_bind: SocketAddr) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "--dev: this auth-server was built without the `dev` feature \
+         (--no-default-features); build it with default features for dev mode"
+    )
 }
 
 /// `LOG_FORMAT=json|pretty` (default pretty), filtered by `RUST_LOG`

@@ -21,7 +21,13 @@ use crate::error::{ApiError, RefusalReason, X_ABLY_ERRORCODE, X_ABLY_ERRORMESSAG
 
 /// The whole application: routes, limits, CORS, tracing and metrics.
 pub(crate) fn router(state: AppState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// [`router`] with `extra` routes (dev mode's) behind the same middleware.
+pub(crate) fn router_with(state: AppState, extra: Router) -> Router {
     let config = state.config();
+    let cors = cors(&config.cors_origins);
     let api = token::router()
         // Per-IP limits sit in front of JWT verification, so one address
         // cannot spend the server's CPU on signatures.
@@ -30,8 +36,10 @@ pub(crate) fn router(state: AppState) -> Router {
     let mut app = Router::new()
         .merge(api)
         .merge(health::router())
+        .with_state(state.clone())
+        .merge(extra)
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(middleware::from_fn_with_state(state, track))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request| {
                 // The path only: no query string, no headers (the app JWT
@@ -41,10 +49,10 @@ pub(crate) fn router(state: AppState) -> Router {
                 tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
             }),
         );
-    if let Some(cors) = cors(&config.cors_origins) {
+    if let Some(cors) = cors {
         app = app.layer(cors);
     }
-    app.with_state(state)
+    app
 }
 
 /// `AUTH_CORS_ORIGINS` as a layer. authUrl requests carry no cookies, so no

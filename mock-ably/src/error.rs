@@ -14,15 +14,13 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use shared::error_info::{ERROR_CODE_HEADER, ERROR_MESSAGE_HEADER};
 use shared::{ErrorInfo, ErrorResponse, codes};
 
 /// `X-Ably-ErrorCode`.
-pub(crate) const X_ABLY_ERRORCODE: HeaderName = HeaderName::from_static("x-ably-errorcode");
+pub(crate) const X_ABLY_ERRORCODE: HeaderName = HeaderName::from_static(ERROR_CODE_HEADER);
 /// `X-Ably-ErrorMessage`.
-pub(crate) const X_ABLY_ERRORMESSAGE: HeaderName = HeaderName::from_static("x-ably-errormessage");
-
-/// Header values are limited to visible ASCII; longer messages are cut.
-const MAX_HEADER_MESSAGE: usize = 512;
+pub(crate) const X_ABLY_ERRORMESSAGE: HeaderName = HeaderName::from_static(ERROR_MESSAGE_HEADER);
 
 /// An Ably error on its way out as an HTTP response.
 #[derive(Debug)]
@@ -56,7 +54,8 @@ impl IntoResponse for ApiError {
         let status =
             StatusCode::from_u16(info.status_code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let code = HeaderValue::from(info.code);
-        let message = header_safe(&info.message);
+        let message = HeaderValue::from_str(&info.header_message())
+            .expect("ErrorInfo::header_message is visible ASCII");
         let body = serde_json::to_vec(&ErrorResponse { error: info })
             .expect("an ErrorInfo always serialises");
         let mut response = (status, body).into_response();
@@ -81,33 +80,4 @@ pub(crate) fn body(body: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
             ApiError::new(codes::BAD_REQUEST, rejection.body_text())
         }
     })
-}
-
-/// `message` as a header value: visible ASCII and spaces kept, anything else
-/// replaced by `?`, cut at [`MAX_HEADER_MESSAGE`] bytes.
-fn header_safe(message: &str) -> HeaderValue {
-    let text: String = message
-        .chars()
-        .take(MAX_HEADER_MESSAGE)
-        .map(|c| {
-            if c == ' ' || c.is_ascii_graphic() {
-                c
-            } else {
-                '?'
-            }
-        })
-        .collect();
-    HeaderValue::from_str(&text).expect("visible ASCII is a valid header value")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn header_message_replaces_what_a_header_cannot_carry() {
-        let value = header_safe("channel “café”\nbad");
-
-        assert_eq!(value.to_str().unwrap(), "channel ?caf???bad");
-    }
 }

@@ -11,6 +11,18 @@ use serde::{Deserialize, Serialize};
 /// The base of the help link Ably puts in `href` (`https://help.ably.io/error/40142`).
 pub const HELP_BASE_URL: &str = "https://help.ably.io/error/";
 
+/// The response header that repeats an error's code on REST and pre-stream
+/// errors (§1.4.6), lowercase as HTTP/2 requires. ably-js falls back to it
+/// when the body is not exactly `application/json` (§5.1).
+pub const ERROR_CODE_HEADER: &str = "x-ably-errorcode";
+
+/// The response header that repeats an error's message (§1.4.6); see
+/// [`ErrorInfo::header_message`] for the form it takes.
+pub const ERROR_MESSAGE_HEADER: &str = "x-ably-errormessage";
+
+/// The longest [`ERROR_MESSAGE_HEADER`] value we send, in bytes.
+pub const MAX_HEADER_MESSAGE_LEN: usize = 512;
+
 /// Ably error codes this project uses, named (`ABLY-PROTOCOL.md` §5.3).
 pub mod codes {
     /// 40000: bad request (generic).
@@ -137,6 +149,24 @@ impl ErrorInfo {
     /// `Auth.isTokenErr`, §5.2): the client should renew its token and retry.
     pub fn is_token_error(&self) -> bool {
         is_token_error_code(self.code)
+    }
+
+    /// The message as an [`ERROR_MESSAGE_HEADER`] value: visible ASCII and
+    /// spaces kept, anything else (non-ASCII, control characters, newlines)
+    /// replaced by `?`, cut at [`MAX_HEADER_MESSAGE_LEN`] bytes. Any HTTP
+    /// library accepts the result as a header value.
+    pub fn header_message(&self) -> String {
+        self.message
+            .chars()
+            .take(MAX_HEADER_MESSAGE_LEN)
+            .map(|c| {
+                if c == ' ' || c.is_ascii_graphic() {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .collect()
     }
 
     /// Wraps the error in the `{"error": ...}` envelope of REST responses.
@@ -297,6 +327,21 @@ mod tests {
         ] {
             assert_eq!(status_for_code(code), status, "{code}");
         }
+    }
+
+    #[test]
+    fn header_message_replaces_what_a_header_cannot_carry() {
+        let err =
+            ErrorInfo::from_code(codes::BAD_REQUEST, "channel \u{201c}caf\u{e9}\u{201d}\nbad");
+
+        assert_eq!(err.header_message(), "channel ?caf???bad");
+    }
+
+    #[test]
+    fn header_message_is_cut_at_the_limit() {
+        let err = ErrorInfo::from_code(codes::BAD_REQUEST, "x".repeat(MAX_HEADER_MESSAGE_LEN + 10));
+
+        assert_eq!(err.header_message().len(), MAX_HEADER_MESSAGE_LEN);
     }
 
     #[test]

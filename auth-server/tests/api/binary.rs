@@ -137,3 +137,19 @@ async fn an_unknown_log_format_stops_start_up() {
         "auth-server: LOG_FORMAT: expected json or pretty, got \"xml\"\n"
     );
 }
+
+/// Only in `cargo test -p auth-server --no-default-features`.
+#[cfg(not(feature = "dev"))]
+#[tokio::test]
+async fn dev_mode_says_when_the_binary_was_built_without_it() {
+    let output = within(command().arg("--dev").output()).await.unwrap();
+
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.starts_with(
+            "auth-server: --dev: this auth-server was built without the `dev` feature"
+        ),
+        "{stderr}"
+    );
+}

@@ -76,7 +76,7 @@ pub(crate) fn sign(alg: Algorithm, kid: Option<&str>, key: &EncodingKey, claims:
 pub(crate) struct TestApp {
     pub(crate) addr: SocketAddr,
     pub(crate) client: reqwest::Client,
-    _shutdown: oneshot::Sender<()>,
+    pub(crate) _shutdown: oneshot::Sender<()>,
 }
 
 pub(crate) async fn spawn_app(config: Config) -> TestApp {

@@ -9,8 +9,9 @@ use tracing_subscriber::fmt::MakeWriter;
 
 use crate::helpers::*;
 
+/// Log output captured in memory (for a thread-local subscriber).
 #[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
+pub(crate) struct Capture(pub(crate) Arc<Mutex<Vec<u8>>>);
 
 impl io::Write for Capture {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {

@@ -4,6 +4,8 @@
 
 mod ably_token;
 mod binary;
+#[cfg(feature = "dev")]
+mod dev;
 mod helpers;
 mod http;
 mod jwks;

@@ -10,6 +10,7 @@ use futures_util::future::BoxFuture;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, Url};
 use secrecy::ExposeSecret;
+use shared::error_info::{ERROR_CODE_HEADER, ERROR_MESSAGE_HEADER};
 use shared::{ApiKey, ErrorInfo, ErrorResponse, TokenDetails, TokenParams, TokenRequest, codes};
 
 use crate::error::{Error, Result};
@@ -451,8 +452,8 @@ pub(crate) fn error_info_from_parts(
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned)
     };
-    if let Some(code) = header("x-ably-errorcode").and_then(|code| code.trim().parse().ok()) {
-        let message = header("x-ably-errormessage").unwrap_or_else(|| format!("HTTP {status}"));
+    if let Some(code) = header(ERROR_CODE_HEADER).and_then(|code| code.trim().parse().ok()) {
+        let message = header(ERROR_MESSAGE_HEADER).unwrap_or_else(|| format!("HTTP {status}"));
         return ErrorInfo::new(code, status, message);
     }
     let code = if status >= 500 {
