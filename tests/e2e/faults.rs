@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use integration_tests::{
-    TestEnv, TokenEndpoint, connected, next_message, next_update, text, within,
+    TestEnv, TokenEndpoint, connected, eventually, next_message, next_update, text, within,
 };
 use mock_ably::{FailNext, FailTarget, MockAbly};
 use shared::{ErrorInfo, codes};
@@ -266,6 +266,13 @@ async fn run_with_faults(faults: &[Fault]) {
         fault.inject(env.mock());
         run.expect(&fault.expected()).await;
     }
+    // No stream was left behind by the switches and faults (§10.1: never
+    // two at once). The mock notices a closed socket when it next writes
+    // to it, which the steady publishing makes happen soon.
+    eventually("the mock to count one open stream", || {
+        env.mock().stats().open_streams == 1
+    })
+    .await;
     stop.send(()).expect("the publisher is running");
     let published = within("the publisher to stop", publisher)
         .await

@@ -39,7 +39,7 @@
 //! - `env`: [`TestEnv`], its builder, [`Login`] and [`TokenEndpoint`].
 //! - `metrics`: [`AuthMetrics`], the auth server's counters read from
 //!   `/metrics`.
-//! - `wait`: [`within`] and the subscription helpers ([`connected`],
+//! - `wait`: [`within`], [`eventually`] and the subscription helpers ([`connected`],
 //!   [`next_message`], [`final_error`], ...).
 
 mod env;
@@ -51,4 +51,6 @@ pub use env::{
     app_token_signed_with,
 };
 pub use metrics::AuthMetrics;
-pub use wait::{connected, final_error, next_message, next_update, patience, text, within};
+pub use wait::{
+    connected, eventually, final_error, next_message, next_update, patience, text, within,
+};

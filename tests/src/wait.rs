@@ -41,6 +41,21 @@ pub async fn within<F: Future>(what: &str, future: F) -> F::Output {
         })
 }
 
+/// Waits until `check` is true, checking every 10 ms: for what a test can
+/// only observe from outside, such as a server noticing a closed socket.
+///
+/// # Panics
+///
+/// If `check` is still false after [`patience`], naming `what`.
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    within(what, async {
+        while !check() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
 /// The subscription's next item, which must exist.
 ///
 /// # Panics
