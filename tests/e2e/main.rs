@@ -1,4 +1,14 @@
-//! The end-to-end suite: one test binary, one module per flow.
+//! The end-to-end suite: mock-ably and the auth server on loopback ports in
+//! this process, driven through the sse-client library as an app's users
+//! would drive them. One test binary, one module per flow.
 //!
-//! Run with `cargo test -p integration-tests --test e2e`. Flows arrive with the
-//! auth-server, mock-ably and sse-client issues.
+//! Run it on its own with `cargo test -p integration-tests --test e2e`, and
+//! the minute-long soak with `cargo test -p integration-tests --test e2e --
+//! --ignored`.
+//! `TEST_LOG=1` shows tracing; `TEST_PATIENCE_MS` bounds every wait
+//! (default 10 000).
+
+mod faults;
+mod login;
+mod refusals;
+mod token_kinds;
