@@ -1,0 +1,274 @@
+// Chromium (Debian's, driven by playwright-core) against our servers: its
+// own EventSource on mock-ably's /sse with a token from auth-server, the
+// browser build of ably-js across origins, and the dev-mode demo page.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { createRequire } from 'node:module';
+import { after, before, describe, test } from 'node:test';
+
+import { PATIENCE_MS, appToken, control, publish, startDev, startPair } from './harness.mjs';
+
+const require = createRequire(import.meta.url);
+const { chromium } = require('playwright-core');
+const ABLY_BROWSER_BUILD = readFileSync(new URL('./node_modules/ably/build/ably.js', import.meta.url));
+
+/** Debian's chromium (REAL-CLIENTS.md §8); CHROMIUM overrides the path. */
+function chromiumPath() {
+  if (process.env.CHROMIUM) return process.env.CHROMIUM;
+  return execFileSync('sh', ['-c', 'command -v chromium || command -v chromium-browser'], { encoding: 'utf8' }).trim();
+}
+
+/** A page origin of its own: an empty page and the ably-js browser build. */
+async function startPageServer() {
+  const server = createServer((request, response) => {
+    if (request.url === '/ably.js') {
+      response.writeHead(200, { 'content-type': 'text/javascript' }).end(ABLY_BROWSER_BUILD);
+    } else if (request.url === '/') {
+      response.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><title>interop</title><script src="/ably.js"></script>');
+    } else {
+      response.writeHead(404).end();
+    }
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    origin: `http://127.0.0.1:${server.address().port}`,
+    stop: () => new Promise((resolve) => server.close(resolve)),
+  };
+}
+
+let browser;
+before(async () => {
+  browser = await chromium.launch({
+    executablePath: chromiumPath(),
+    headless: true,
+    // The flags of REAL-CLIENTS.md §8: nothing reaches off the box.
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+});
+after(() => browser?.close());
+
+/** A fresh browser context and page; its console goes to `console` for the failure log. */
+async function newPage(t) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.setDefaultTimeout(PATIENCE_MS);
+  const lines = [];
+  page.on('console', (message) => lines.push(message.text()));
+  page.on('pageerror', (err) => lines.push(`pageerror: ${err.message}`));
+  t.after(async () => {
+    if (t.passed === false) console.log(lines.join('\n'));
+    await context.close();
+  });
+  return { page, lines };
+}
+
+describe("Chromium's EventSource and ably-js on our servers", () => {
+  let site;
+  let pair;
+  before(async () => {
+    site = await startPageServer();
+    // Cross-origin on purpose: the page, the auth server and the mock each have their own port.
+    pair = await startPair({ corsOrigins: site.origin });
+  });
+  after(async () => {
+    await pair?.stop();
+    await site?.stop();
+  });
+
+  test('EventSource: messages arrive, a forced expiry is a 40142 error event, lastEvent resumes', async (t) => {
+    const { page } = await newPage(t);
+    await page.goto(site.origin);
+    const channel = 'chat:eventsource';
+    // The page's own script, as an app would write it: fetch a JWT, open the stream.
+    await page.evaluate(
+      async ({ authUrl, mockUrl, token, channel }) => {
+        window.received = [];
+        window.errors = [];
+        window.opens = 0;
+        window.jwtFor = async () => {
+          const response = await fetch(`${authUrl}/api/ably-jwt`, { headers: { Authorization: `Bearer ${token}` } });
+          if (response.status !== 200) throw new Error(`ably-jwt: ${response.status}`);
+          return { type: response.headers.get('content-type'), jwt: await response.text() };
+        };
+        window.openStream = async (lastEvent) => {
+          const { type, jwt } = await window.jwtFor();
+          window.jwtType = type;
+          const params = new URLSearchParams({ v: '1.2', channels: channel, accessToken: jwt });
+          if (lastEvent) params.set('lastEvent', lastEvent);
+          const es = new EventSource(`${mockUrl}/sse?${params}`);
+          window.source = es;
+          es.onopen = () => (window.opens += 1);
+          es.onmessage = (e) => window.received.push({ id: e.lastEventId, message: JSON.parse(e.data) });
+          es.onerror = (e) =>
+            window.errors.push({
+              isMessageEvent: e instanceof MessageEvent,
+              data: e.data ?? null,
+              readyState: es.readyState,
+            });
+        };
+        await window.openStream(null);
+      },
+      { authUrl: pair.authUrl, mockUrl: pair.mockUrl, token: appToken('alice'), channel },
+    );
+    await page.waitForFunction(() => window.opens === 1);
+    assert.equal(await page.evaluate(() => window.jwtType), 'application/jwt');
+
+    // A 200 means attached: what is published now reaches the stream.
+    await publish(pair.mockUrl, channel, [
+      { name: 'one', data: 'first' },
+      { name: 'two', data: { n: 2 } },
+    ]);
+    await page.waitForFunction(() => window.received.length === 2);
+    const firstTwo = await page.evaluate(() => window.received);
+    assert.deepEqual(
+      firstTwo.map(({ message }) => [message.name, message.data, message.encoding ?? null, message.channel]),
+      [
+        ['one', 'first', null, channel],
+        ['two', '{"n":2}', 'json', channel],
+      ],
+    );
+    assert.ok(firstTwo.every(({ id }) => id !== ''), 'every message event carries an id');
+
+    // Force expiry: Ably's error event, a MessageEvent while the stream is still OPEN.
+    await control(pair.mockUrl, 'expire-credentials');
+    await page.waitForFunction(() => window.errors.length >= 1);
+    const [error] = await page.evaluate(() => window.errors);
+    assert.equal(error.isMessageEvent, true);
+    assert.equal(error.readyState, 1);
+    assert.deepEqual(JSON.parse(error.data), {
+      code: 40142,
+      statusCode: 401,
+      message: 'Token expired',
+      href: 'https://help.ably.io/error/40142',
+    });
+
+    // As Ably's SSE docs say: close, fetch a new token, reopen with lastEvent.
+    // What is published in between arrives once, then the stream goes on live.
+    const lastId = firstTwo[1].id;
+    await page.evaluate(() => window.source.close());
+    await publish(pair.mockUrl, channel, { name: 'three', data: 'while away' });
+    await page.evaluate((id) => window.openStream(id), lastId);
+    await page.waitForFunction(() => window.opens === 2);
+    await publish(pair.mockUrl, channel, { name: 'four', data: 'live again' });
+    await page.waitForFunction(() => window.received.length >= 4);
+    const all = await page.evaluate(() => window.received);
+    assert.deepEqual(
+      all.map(({ message }) => message.name),
+      ['one', 'two', 'three', 'four'],
+    );
+    assert.equal(new Set(all.map(({ id }) => id)).size, 4, 'four distinct event ids');
+  });
+
+  test('EventSource: a refused stream (a channel outside the policy) closes without data', async (t) => {
+    const { page } = await newPage(t);
+    await page.goto(site.origin);
+    const result = await page.evaluate(
+      async ({ authUrl, mockUrl, token }) => {
+        const response = await fetch(`${authUrl}/api/ably-jwt`, { headers: { Authorization: `Bearer ${token}` } });
+        const jwt = await response.text();
+        const es = new EventSource(`${mockUrl}/sse?v=1.2&channels=ops:deploys&accessToken=${jwt}`);
+        return new Promise((resolve) => {
+          es.onerror = (e) => resolve({ data: e.data ?? null, readyState: es.readyState });
+        });
+      },
+      { authUrl: pair.authUrl, mockUrl: pair.mockUrl, token: appToken('alice') },
+    );
+    // REAL-CLIENTS.md §7: a non-200 is one plain error and CLOSED, never a reconnect.
+    assert.deepEqual(result, { data: null, readyState: 2 });
+  });
+
+  test('ably-js browser build: authUrl across origins, publish, history and a 40160 refusal', async (t) => {
+    const { page } = await newPage(t);
+    await page.goto(site.origin);
+    const result = await page.evaluate(
+      async ({ authUrl, mockUrl, token }) => {
+        const url = new URL(mockUrl);
+        const rest = new Ably.Rest({
+          endpoint: url.hostname,
+          port: Number(url.port),
+          tls: false,
+          logLevel: 0,
+          authUrl: `${authUrl}/api/ably-token-request`,
+          authHeaders: { Authorization: `Bearer ${token}` },
+        });
+        const channel = rest.channels.get('chat:browser');
+        await channel.publish('hello', { from: 'the browser' });
+        const page = await channel.history();
+        let refusal = null;
+        try {
+          await rest.channels.get('ops:deploys').publish('x', 'y');
+        } catch (err) {
+          refusal = { code: err.code, statusCode: err.statusCode };
+        }
+        const item = page.items[0];
+        return { name: item.name, data: item.data, clientId: item.clientId, refusal };
+      },
+      { authUrl: pair.authUrl, mockUrl: pair.mockUrl, token: appToken('grace') },
+    );
+    assert.deepEqual(result, {
+      name: 'hello',
+      data: { from: 'the browser' },
+      clientId: 'grace',
+      refusal: { code: 40160, statusCode: 401 },
+    });
+  });
+});
+
+describe('the dev-mode demo page', () => {
+  let dev;
+  before(async () => {
+    dev = await startDev();
+  });
+  after(() => dev?.stop());
+
+  test('log in, watch the ticks, force expiry, see one renewal and no gap', async (t) => {
+    const { page } = await newPage(t);
+    await page.goto(dev.authUrl);
+    await page.fill('#user', 'alice');
+    await page.click('#login');
+    await page.waitForFunction(() => document.getElementById('state').dataset.state === 'connected');
+    assert.equal(await page.textContent('#client-id'), 'alice');
+    assert.deepEqual(JSON.parse(await page.textContent('#capability')), {
+      '*': ['history', 'presence', 'publish', 'subscribe'],
+    });
+
+    const ticks = () =>
+      page.$$eval('#messages li[data-name="tick"]', (rows) => rows.map((row) => Number(row.dataset.n)).reverse());
+    // The publisher ticks once a second: two ticks, then the expiry.
+    await page.waitForFunction(() => document.querySelectorAll('#messages li[data-name="tick"]').length >= 2);
+    await page.click('#expire');
+    await page.waitForFunction(() => document.getElementById('renewals').textContent === '1');
+    const atRenewal = (await ticks()).length;
+    // Two ticks after the renewal prove it resumed live.
+    await page.waitForFunction(
+      (count) => document.querySelectorAll('#messages li[data-name="tick"]').length >= count + 2,
+      atRenewal,
+    );
+
+    // A message published from the page comes back on the stream.
+    await page.fill('#publish-text', 'hello from the page');
+    await page.click('#publish');
+    await page.waitForSelector('#messages li[data-name="page"]');
+
+    const seen = await ticks();
+    assert.deepEqual(
+      seen,
+      Array.from({ length: seen.length }, (_, i) => seen[0] + i),
+      'consecutive ticks: none missed or repeated across the renewal',
+    );
+    assert.equal(await page.textContent('#gaps'), '0');
+    assert.equal(await page.getAttribute('#state', 'data-state'), 'connected');
+    const kinds = await page.$$eval('#log li', (rows) => rows.map((row) => row.dataset.kind).reverse());
+    assert.deepEqual(kinds.filter((kind) => kind !== 'info'), ['connected', 'renewing', 'renewed']);
+  });
+});
