@@ -1,6 +1,7 @@
 //! `POST /keys/{keyName}/requestToken` (`ABLY-PROTOCOL.md` §3.3).
 //!
-//! Checks, in order: the body parses (40001); `keyName` in the body is the
+//! Checks, in order: the body parses (40001; 40003 for a `ttl` that is
+//! negative or not a number, §3.3); `keyName` in the body is the
 //! one in the path (40001); field rules and the ±2 minute timestamp window
 //! (40001, 40012, 40003, 40104); the key exists (40400); a signed request's
 //! MAC (40101) or an unsigned request's Basic or token auth (40101, 40102);
