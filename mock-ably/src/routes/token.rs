@@ -14,19 +14,19 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use shared::token::{TIMESTAMP_TOLERANCE_MS, TokenDetails, TokenRequest};
 use shared::{Capability, codes};
 
 use crate::auth::{CredentialKind, authenticate, find_credential, find_key, issue_token};
-use crate::error::{self, ApiError, ApiResult};
+use crate::error::{self, ApiError, ApiResult, PathParam};
 use crate::params::Query;
 use crate::state::{AppState, lock};
 
 pub(super) async fn request_token(
     State(state): State<AppState>,
-    Path(key_name): Path<String>,
+    PathParam(key_name): PathParam,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
     body: Result<Bytes, BytesRejection>,

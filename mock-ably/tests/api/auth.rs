@@ -373,6 +373,34 @@ async fn unknown_paths_and_methods_get_the_envelope() {
 }
 
 #[tokio::test]
+async fn a_path_segment_that_does_not_decode_gets_the_envelope_with_40003() {
+    let app = spawn().await;
+    let history = app
+        .get(&format!("/channels/%FF/messages?key={}", enc(KEY)))
+        .await;
+    let publish = timeout(
+        app.client
+            .post(app.url("/channels/caf%C3/messages"))
+            .basic_auth(KEY_NAME, Some("test-secret"))
+            .json(&json!({"data": "x"}))
+            .send(),
+    )
+    .await
+    .unwrap();
+    let token = app.request_token("%FE.key", &json!({})).await;
+
+    for response in [history, publish, token] {
+        let error = assert_error(response, 400, 40003).await;
+        assert!(
+            error.message.starts_with("Invalid path: "),
+            "{}",
+            error.message
+        );
+    }
+    assert_eq!(app.mock.stats().published, 0);
+}
+
+#[tokio::test]
 async fn unsupported_authorization_schemes_are_40101() {
     let app = spawn().await;
 
