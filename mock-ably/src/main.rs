@@ -33,8 +33,9 @@ struct Args {
     #[arg(long, env = "MOCK_ABLY_RETENTION", default_value = "2m", value_parser = duration)]
     retention: Duration,
 
-    /// Keepalive interval: an idle stream gets a `:keepalive` comment each
-    /// interval in which it carried no message.
+    /// Keepalive interval: a stream gets a `:keepalive` comment (a heartbeat
+    /// event with `heartbeats=true`) once it has sent nothing for this long,
+    /// that is one interval after its last frame.
     #[arg(long, env = "MOCK_ABLY_KEEPALIVE", default_value = "15s", value_parser = duration)]
     keepalive: Duration,
 }

@@ -105,9 +105,9 @@ impl MockAblyBuilder {
         self
     }
 
-    /// How often an idle stream gets a `:keepalive` (or a heartbeat): every
-    /// interval in which it carried no message (default
-    /// [`DEFAULT_KEEPALIVE`], 15 s).
+    /// How long a stream may stay silent before it gets a `:keepalive` (or
+    /// a heartbeat): one goes out one interval after the stream's last frame,
+    /// message or keepalive (default [`DEFAULT_KEEPALIVE`], 15 s).
     pub fn keepalive(mut self, keepalive: Duration) -> Self {
         self.keepalive = keepalive;
         self
