@@ -7,8 +7,9 @@
 //!   `expire_credentials` is called): an `error` event with 40142, then the
 //!   response ends cleanly;
 //! - **abort**: `drop_streams`, the handle being dropped, or the stream
-//!   falling more than `lag_limit` messages behind: the connection is cut
-//!   mid-body with no error event, as a network failure would;
+//!   falling more than `lag_limit` messages behind (backlog still to send
+//!   included): the connection is cut mid-body with no error event, as a
+//!   network failure would;
 //! - the client goes away.
 
 use std::collections::VecDeque;
@@ -24,7 +25,7 @@ use shared::{ErrorInfo, codes};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, Sleep};
 
-use crate::channel::{Attachment, StoredMessage};
+use crate::channel::{Attachment, Owed, StoredMessage};
 use crate::delta::Deltas;
 use crate::frame::Framing;
 use crate::state::{AppState, Control, lock};
@@ -74,6 +75,7 @@ struct Streamer {
     backlog: VecDeque<Arc<StoredMessage>>,
     rx: mpsc::Receiver<Arc<StoredMessage>>,
     lagged: Arc<AtomicBool>,
+    owed: Owed,
     control: watch::Receiver<Control>,
     seen: Control,
     expiry: Option<Pin<Box<Sleep>>>,
@@ -112,6 +114,7 @@ pub(crate) fn body(
         backlog: attachment.backlog,
         rx: attachment.rx,
         lagged: attachment.lagged,
+        owed: attachment.owed,
         control,
         seen,
         expiry: None,
@@ -169,6 +172,7 @@ impl Streamer {
                 return self.expired();
             }
             if let Some(message) = self.backlog.pop_front() {
+                self.owed.paid();
                 return Step::Chunk(self.message_frame(&message));
             }
             tokio::select! {
@@ -190,7 +194,10 @@ impl Streamer {
                 }
                 message = self.rx.recv() => {
                     return match message {
-                        Some(message) => Step::Chunk(self.message_frame(&message)),
+                        Some(message) => {
+                            self.owed.paid();
+                            Step::Chunk(self.message_frame(&message))
+                        }
                         None => Step::Abort,
                     };
                 }

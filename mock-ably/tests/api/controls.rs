@@ -191,26 +191,45 @@ async fn stats_count_streams_messages_and_deliveries_per_channel() {
 }
 
 #[tokio::test]
-async fn a_stream_that_falls_too_far_behind_is_cut_and_can_resume() {
+async fn a_stream_that_falls_too_far_behind_is_cut_and_resumes_with_exactly_what_it_missed() {
     let app = with(MockAbly::builder().key(KEY).lag_limit(4)).await;
     let mut slow = app.sse("channels=c").await;
     app.mock.publish_data("c", "", "first");
-    let last = slow.event().await.id.unwrap();
+    let first = slow.event().await.id.unwrap();
 
-    // Enough data to fill the socket buffers, so the queue overflows.
+    // Enough data to fill the socket buffers, so the stream falls behind
+    // whether or not the runtime gets to run it between publishes.
     let big = "x".repeat(60_000);
-    for _ in 0..400 {
-        app.mock.publish_data("c", "", big.as_str());
+    let published: Vec<String> = (0..400).map(|i| format!("{i}:{big}")).collect();
+    for data in &published {
+        app.mock.publish_data("c", "", data.as_str());
     }
     let (events, ending) = slow.rest().await;
-
-    assert!(matches!(ending, Next::Cut), "{ending:?}");
-    assert!(events.len() < 400, "{} events", events.len());
-    assert_eq!(app.mock.stats().channels["c"].subscribers, 0);
-    let resumed = app
+    let seen: Vec<&Frame> = events
+        .iter()
+        .filter(|f| f.event.as_deref() == Some("message"))
+        .collect();
+    let last = seen.last().map_or(first, |f| f.id.clone().unwrap());
+    let mut resumed = app
         .sse(&format!("channels=c&lastEvent={}", enc(&last)))
         .await;
-    drop(resumed);
+    let mut replayed = Vec::new();
+    for _ in seen.len()..published.len() {
+        replayed.push(resumed.message().await["data"].as_str().unwrap().to_owned());
+    }
+    let nothing_more = resumed.within(QUIET).await;
+    app.mock.publish_data("c", "", "live");
+
+    assert!(matches!(ending, Next::Cut), "{ending:?}");
+    assert!(seen.len() < published.len(), "{} events", seen.len());
+    // What came before the cut was the start of what was published, in order.
+    for (frame, data) in seen.iter().zip(&published) {
+        assert_eq!(frame.json()["data"], data.as_str());
+    }
+    // The resume sends exactly the rest, in order, then nothing, then live.
+    assert!(replayed == published[seen.len()..], "replay differs");
+    assert!(nothing_more.is_none(), "{nothing_more:?}");
+    assert_eq!(resumed.message().await["data"], "live");
 }
 
 #[tokio::test]
