@@ -53,6 +53,10 @@
 //! - **Bearer tokens** are tried raw, then base64-decoded; `accessToken` and
 //!   `access_token` are both accepted.
 //! - **JWTs** are verified with no clock leeway.
+//! - **No token revocation**: nothing revokes a token or JWT, so 40141
+//!   (token revoked) is never sent; `x-ably-revocation-key` is only checked
+//!   for shape. [`MockAbly::expire_credentials`] ends credentials early, with
+//!   40142.
 //! - **Subscribe capability** is checked for every channel before the
 //!   stream starts: 401 with a 40160 envelope, no stream.
 //! - **`lastEvent`** that is unknown or no longer covered by retention starts
