@@ -12,6 +12,11 @@
 //!   accepted as query parameters (§1.2, \[U\]).
 //! - JWTs are verified with no clock leeway: a JWT is rejected from the
 //!   second its `exp` names.
+//! - There is no token revocation (§2.2's 40141 row): a JWT's
+//!   `x-ably-revocation-key` is checked for shape (a non-empty string) and
+//!   otherwise ignored, no endpoint revokes tokens, and 40141 is never sent.
+//!   To end credentials early, tests use `expire_credentials`, which answers
+//!   40142 as expiry does.
 
 use std::collections::HashMap;
 

@@ -7,13 +7,23 @@
 //! single number: "everything after message N" (`ABLY-PROTOCOL.md` §1.6).
 //!
 //! Memory is bounded twice over: each channel keeps at most
-//! `retention_count` messages for at most `retention`, and each stream has a
-//! queue of at most `lag_limit` messages; a stream whose queue is full is cut
-//! off (and may resume with `lastEvent` while retention allows) rather than
-//! buffered without limit.
+//! `retention_count` messages for at most `retention`, and each stream owes
+//! at most `lag_limit` messages. What a stream owes is everything it has yet
+//! to send: the backlog of a resume or rewind still to go, plus the live
+//! messages queued for it. A message that arrives while a stream already
+//! owes `lag_limit` cuts the stream off (it may resume with `lastEvent` while
+//! retention allows) rather than being buffered without limit.
+//!
+//! A backlog is what retention holds for the stream's channels, so it may
+//! itself exceed `lag_limit` (several channels, or a `retention_count` above
+//! the lag limit). Such a stream is not cut for it: it sends its backlog,
+//! and is cut only if a live message arrives before it is back under the
+//! limit. Each resume then starts further on, so a client reading as fast
+//! as it can always catches up, and no stream ever holds more than its
+//! backlog (at most `retention_count` per channel) or `lag_limit` messages.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use bytes::Bytes;
@@ -142,12 +152,40 @@ pub(crate) enum StartAt {
     },
 }
 
+/// How many messages a stream owes: its backlog still to send plus its
+/// queued live messages. Shared by the stream and its subscriber entries.
+#[derive(Debug, Clone)]
+pub(crate) struct Owed(Arc<AtomicUsize>);
+
+impl Owed {
+    fn new(count: usize) -> Self {
+        Self(Arc::new(AtomicUsize::new(count)))
+    }
+
+    /// How many messages are owed now.
+    pub(crate) fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// The stream sent one of them (backlog or live).
+    pub(crate) fn paid(&self) {
+        // Never below zero: every count is added before its message can be
+        // taken (the backlog at attach, a live one before it is queued).
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn owe_one(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// A stream's place in a channel's subscriber list.
 #[derive(Debug)]
 struct Subscriber {
     id: u64,
     tx: mpsc::Sender<Arc<StoredMessage>>,
     lagged: Arc<AtomicBool>,
+    owed: Owed,
 }
 
 #[derive(Debug)]
@@ -229,10 +267,14 @@ pub(crate) struct Attachment {
     pub(crate) subscriber: u64,
     /// Live messages, in sequence order.
     pub(crate) rx: mpsc::Receiver<Arc<StoredMessage>>,
-    /// Set when the queue overflowed and the stream was cut off.
+    /// Set when the stream came to owe more than `lag_limit` messages and
+    /// was cut off.
     pub(crate) lagged: Arc<AtomicBool>,
     /// Messages owed before the live ones, in sequence order.
     pub(crate) backlog: VecDeque<Arc<StoredMessage>>,
+    /// The backlog's length plus the live messages queued; the stream calls
+    /// [`Owed::paid`] for each message it takes from either.
+    pub(crate) owed: Owed,
 }
 
 /// Every channel, and the global sequence.
@@ -314,6 +356,13 @@ impl Registry {
             }
             entry.ring.push_back(Arc::clone(&stored_message));
             entry.subscribers.retain(|subscriber| {
+                // This message would put the stream more than `lag_limit`
+                // behind, counting the backlog it has not sent yet.
+                if subscriber.owed.get() >= settings.lag_limit {
+                    subscriber.lagged.store(true, Ordering::Relaxed);
+                    return false;
+                }
+                subscriber.owed.owe_one();
                 match subscriber.tx.try_send(Arc::clone(&stored_message)) {
                     Ok(()) => true,
                     Err(TrySendError::Full(_)) => {
@@ -370,6 +419,8 @@ impl Registry {
     ) -> Attachment {
         self.next_subscriber += 1;
         let subscriber = self.next_subscriber;
+        // The owed count keeps the live queue within `lag_limit`; the
+        // channel's own bound is only a second line.
         let (tx, rx) = mpsc::channel(settings.lag_limit.max(1));
         let lagged = Arc::new(AtomicBool::new(false));
         let mut backlog = Vec::new();
@@ -380,21 +431,29 @@ impl Registry {
                 .or_insert_with(|| Channel::new(name));
             entry.evict(settings, now_ms);
             backlog.extend(entry.backlog(*start));
+        }
+        backlog.sort_by_key(|m| m.seq);
+        backlog.dedup_by_key(|m| m.seq);
+        // Counted before the stream is subscribed anywhere, so the first
+        // live message already sees the backlog.
+        let owed = Owed::new(backlog.len());
+        for (name, _) in channels {
+            let entry = self.channels.get_mut(name).expect("created above");
             if !entry.subscribers.iter().any(|s| s.id == subscriber) {
                 entry.subscribers.push(Subscriber {
                     id: subscriber,
                     tx: tx.clone(),
                     lagged: Arc::clone(&lagged),
+                    owed: owed.clone(),
                 });
             }
         }
-        backlog.sort_by_key(|m| m.seq);
-        backlog.dedup_by_key(|m| m.seq);
         Attachment {
             subscriber,
             rx,
             lagged,
             backlog: backlog.into(),
+            owed,
         }
     }
 
@@ -435,19 +494,121 @@ impl Registry {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
+    use crate::server::{
+        DEFAULT_KEEPALIVE, DEFAULT_LAG_LIMIT, DEFAULT_RETENTION, DEFAULT_RETENTION_COUNT,
+    };
     use crate::state::Settings;
 
-    fn settings() -> Settings {
+    /// The settings a mock gets when the builder is not told otherwise.
+    fn defaults() -> Settings {
         Settings {
             keys: Vec::new(),
-            retention: Duration::from_secs(120),
-            retention_count: 10_000,
-            keepalive: Duration::from_secs(15),
-            lag_limit: 10_000,
+            retention: DEFAULT_RETENTION,
+            retention_count: DEFAULT_RETENTION_COUNT,
+            keepalive: DEFAULT_KEEPALIVE,
+            lag_limit: DEFAULT_LAG_LIMIT,
         }
+    }
+
+    fn publish_all(registry: &mut Registry, settings: &Settings, channel: &str, texts: &[String]) {
+        for text in texts {
+            registry.publish(settings, channel, vec![message(text)], 0);
+        }
+    }
+
+    fn texts(prefix: &str, count: usize) -> Vec<String> {
+        (0..count).map(|i| format!("{prefix}{i}")).collect()
+    }
+
+    fn data_of(messages: impl IntoIterator<Item = Arc<StoredMessage>>) -> Vec<String> {
+        messages
+            .into_iter()
+            .map(|m| {
+                m.message
+                    .data
+                    .as_ref()
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    fn lagged(stream: &Attachment) -> bool {
+        stream.lagged.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn a_live_stream_is_cut_by_the_message_that_puts_it_over_the_default_lag_limit() {
+        let settings = defaults();
+        assert_eq!(settings.lag_limit, 10_000);
+        let mut registry = Registry::new("test".into());
+        let mut stream = registry.attach(&settings, &[("c".into(), StartAt::Fresh)], 0);
+
+        publish_all(&mut registry, &settings, "c", &texts("m", 10_000));
+        let full = (lagged(&stream), stream.owed.get(), stream.rx.len());
+        // The stream sends one: room for exactly one more.
+        let first = stream.rx.try_recv().unwrap();
+        stream.owed.paid();
+        publish_all(&mut registry, &settings, "c", &texts("late", 1));
+        let after_one = lagged(&stream);
+        publish_all(&mut registry, &settings, "c", &texts("over", 1));
+
+        assert_eq!(full, (false, 10_000, 10_000));
+        assert_eq!(data_of([first]), ["m0"]);
+        assert!(!after_one);
+        assert!(lagged(&stream));
+        assert_eq!(registry.channels["c"].subscribers.len(), 0);
+    }
+
+    #[test]
+    fn a_resumed_streams_backlog_counts_towards_the_default_lag_limit() {
+        let settings = defaults();
+        assert!(settings.retention_count >= 10_000);
+        let mut registry = Registry::new("test".into());
+        let seen = registry.publish(&settings, "c", vec![message("seen")], 0)[0].seq;
+        let missed = texts("missed", 10_000);
+        publish_all(&mut registry, &settings, "c", &missed);
+
+        let mut stream = registry.attach(&settings, &[("c".into(), StartAt::After(seen))], 0);
+        let owed_at_attach = stream.owed.get();
+        // The stream sends one message of its backlog: room for one live.
+        stream.backlog.pop_front();
+        stream.owed.paid();
+        publish_all(&mut registry, &settings, "c", &texts("live", 1));
+        let after_one = lagged(&stream);
+        publish_all(&mut registry, &settings, "c", &texts("over", 1));
+
+        assert_eq!(owed_at_attach, 10_000);
+        assert_eq!(stream.backlog.len(), 9_999);
+        assert_eq!(data_of(stream.backlog.iter().cloned()), missed[1..]);
+        assert!(!after_one);
+        assert!(lagged(&stream));
+    }
+
+    #[test]
+    fn a_backlog_over_the_lag_limit_is_owed_in_full_and_any_live_message_cuts() {
+        let settings = defaults();
+        let mut registry = Registry::new("test".into());
+        publish_all(&mut registry, &settings, "a", &texts("a", 10_000));
+        publish_all(&mut registry, &settings, "b", &texts("b", 10_000));
+
+        let stream = registry.attach(
+            &settings,
+            &[
+                ("a".into(), StartAt::After(0)),
+                ("b".into(), StartAt::After(0)),
+            ],
+            0,
+        );
+        let at_attach = (lagged(&stream), stream.owed.get());
+        publish_all(&mut registry, &settings, "b", &texts("live", 1));
+
+        assert_eq!(at_attach, (false, 20_000));
+        assert_eq!(stream.backlog.len(), 20_000);
+        assert!(lagged(&stream));
     }
 
     fn message(text: &str) -> Message {
@@ -459,7 +620,7 @@ mod tests {
 
     #[test]
     fn channels_nobody_touches_are_swept_once_retention_passes() {
-        let settings = settings();
+        let settings = defaults();
         let mut registry = Registry::new("test".into());
         registry.publish(&settings, "once", vec![message("a")], 0);
 
@@ -474,7 +635,7 @@ mod tests {
 
     #[test]
     fn a_cursor_is_ours_only_with_our_instance_and_a_reached_number() {
-        let settings = settings();
+        let settings = defaults();
         let mut registry = Registry::new("inst".into());
         let stored = registry.publish(&settings, "c", vec![message("a")], 0);
 

@@ -9,9 +9,19 @@
 //! - `X-Ably-ErrorCode` and `X-Ably-ErrorMessage`, which the browser build
 //!   needs before it reads the body at all;
 //! - the body `{"error": ErrorInfo}`.
+//!
+//! That includes requests axum cannot read. Handlers therefore take only
+//! extractors that cannot fail (`State`, `HeaderMap`, `RawQuery`; query
+//! strings are decoded by `params::Query`, leniently) or whose failure is
+//! mapped here: [`PathParam`] instead of axum's `Path` (40003), and
+//! `Result<Bytes, BytesRejection>` through [`body`] (40009, 40000). axum's
+//! `Query`, `Json` and `Form` extractors, whose rejections are `text/plain`,
+//! are not used.
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{FromRequestParts, Path};
+use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use shared::error_info::{ERROR_CODE_HEADER, ERROR_MESSAGE_HEADER};
@@ -80,4 +90,35 @@ pub(crate) fn body(body: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
             ApiError::new(codes::BAD_REQUEST, rejection.body_text())
         }
     })
+}
+
+/// The one parameter of a route's path (`{channel}`, `{key_name}`),
+/// percent-decoded: axum's `Path<String>` with the mock's envelope for a
+/// segment that does not decode (`/channels/%FF/messages`: not UTF-8), 40003
+/// (400), instead of axum's `text/plain` 400.
+#[derive(Debug)]
+pub(crate) struct PathParam(pub(crate) String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathParam {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(Self(value)),
+            Err(rejection) => Err(path_rejection(&rejection)),
+        }
+    }
+}
+
+/// A path that does not decode is the client's fault (40003); anything else
+/// axum can reject a `Path` for (a route without the parameter) is ours.
+fn path_rejection(rejection: &PathRejection) -> ApiError {
+    if rejection.status().is_client_error() {
+        ApiError::new(
+            codes::INVALID_PARAMETER_VALUE,
+            format!("Invalid path: {}", rejection.body_text()),
+        )
+    } else {
+        ApiError::new(codes::INTERNAL_ERROR, rejection.body_text())
+    }
 }

@@ -7,7 +7,7 @@
 //! event: message
 //! data: <one-line JSON>
 //!
-//! :keepalive            each `--keepalive` interval with no message
+//! :keepalive            one `--keepalive` interval after the last frame
 //!
 //! event: heartbeat      instead of :keepalive when heartbeats=true
 //! data:

@@ -53,6 +53,10 @@
 //! - **Bearer tokens** are tried raw, then base64-decoded; `accessToken` and
 //!   `access_token` are both accepted.
 //! - **JWTs** are verified with no clock leeway.
+//! - **No token revocation**: nothing revokes a token or JWT, so 40141
+//!   (token revoked) is never sent; `x-ably-revocation-key` is only checked
+//!   for shape. [`MockAbly::expire_credentials`] ends credentials early, with
+//!   40142.
 //! - **Subscribe capability** is checked for every channel before the
 //!   stream starts: 401 with a 40160 envelope, no stream.
 //! - **`lastEvent`** that is unknown or no longer covered by retention starts
@@ -73,7 +77,11 @@
 //!   clientId that the credential does not allow is refused with 40102; an
 //!   empty one with 40012.
 //! - **Slow streams** more than `lag_limit` messages behind are cut off
-//!   abruptly (no error event), and can resume with `lastEvent`.
+//!   abruptly (no error event), and can resume with `lastEvent`. "Behind"
+//!   counts what the stream has yet to send: the backlog of a resume or
+//!   rewind as well as queued live messages. A backlog over the limit (one
+//!   resume over several full channels) is still sent; a live message that
+//!   arrives before it is back under the limit cuts the stream.
 //! - **Publishing to `[meta]` channels** is refused with 40160; **msgpack**
 //!   bodies with 40000 and a hint to set `useBinaryProtocol: false`.
 //!

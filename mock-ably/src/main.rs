@@ -33,8 +33,9 @@ struct Args {
     #[arg(long, env = "MOCK_ABLY_RETENTION", default_value = "2m", value_parser = duration)]
     retention: Duration,
 
-    /// Keepalive interval: an idle stream gets a `:keepalive` comment each
-    /// interval in which it carried no message.
+    /// Keepalive interval: a stream gets a `:keepalive` comment (a heartbeat
+    /// event with `heartbeats=true`) once it has sent nothing for this long,
+    /// that is one interval after its last frame.
     #[arg(long, env = "MOCK_ABLY_KEEPALIVE", default_value = "15s", value_parser = duration)]
     keepalive: Duration,
 }
@@ -104,4 +105,92 @@ async fn shutdown_signal() -> anyhow::Result<()> {
         .await
         .context("cannot listen for Ctrl-C")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    /// The default and the variable of `--name`, read from the parser's
+    /// definition (parsing would consult the test's own environment).
+    fn default_and_env(name: &str) -> (Vec<String>, Option<String>) {
+        let command = Args::command();
+        let arg = command
+            .get_arguments()
+            .find(|arg| arg.get_long() == Some(name))
+            .unwrap_or_else(|| panic!("no --{name}"));
+        let defaults = arg
+            .get_default_values()
+            .iter()
+            .map(|v| v.to_string_lossy().into_owned())
+            .collect();
+        let env = arg.get_env().map(|v| v.to_string_lossy().into_owned());
+        (defaults, env)
+    }
+
+    #[test]
+    fn the_parser_is_well_formed() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_have_the_documented_defaults_and_variables() {
+        assert_eq!(
+            default_and_env("bind"),
+            (
+                vec!["127.0.0.1:8090".to_owned()],
+                Some("MOCK_ABLY_BIND".to_owned())
+            )
+        );
+        assert_eq!(
+            default_and_env("key"),
+            (Vec::new(), Some("MOCK_ABLY_KEYS".to_owned()))
+        );
+        assert_eq!(
+            default_and_env("retention"),
+            (
+                vec!["2m".to_owned()],
+                Some("MOCK_ABLY_RETENTION".to_owned())
+            )
+        );
+        assert_eq!(
+            default_and_env("keepalive"),
+            (
+                vec!["15s".to_owned()],
+                Some("MOCK_ABLY_KEEPALIVE".to_owned())
+            )
+        );
+    }
+
+    #[test]
+    fn flags_parse_into_their_values() {
+        let args = Args::try_parse_from([
+            "mock-ably",
+            "--bind",
+            "127.0.0.1:9000",
+            "--key",
+            "a.b:c",
+            "--key",
+            "d.e:f",
+            "--retention",
+            "500ms",
+            "--keepalive",
+            "1s",
+        ])
+        .unwrap();
+
+        assert_eq!(args.bind, "127.0.0.1:9000".parse::<SocketAddr>().unwrap());
+        assert_eq!(args.keys, ["a.b:c", "d.e:f"]);
+        assert_eq!(args.retention, Duration::from_millis(500));
+        assert_eq!(args.keepalive, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_duration_without_a_unit_is_refused() {
+        let err = Args::try_parse_from(["mock-ably", "--keepalive", "15"]).unwrap_err();
+
+        assert!(err.to_string().contains("is not a duration"), "{err}");
+    }
 }

@@ -33,8 +33,8 @@ pub const DEFAULT_RETENTION_COUNT: usize = 10_000;
 /// The keepalive interval of an idle stream, by default.
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(15);
 
-/// How many messages a stream may fall behind before it is disconnected, by
-/// default.
+/// How many messages a stream may fall behind (backlog yet to send
+/// included) before it is disconnected, by default.
 pub const DEFAULT_LAG_LIMIT: usize = 10_000;
 
 /// Configures and starts a [`MockAbly`]. Made by [`MockAbly::builder`].
@@ -105,16 +105,17 @@ impl MockAblyBuilder {
         self
     }
 
-    /// How often an idle stream gets a `:keepalive` (or a heartbeat): every
-    /// interval in which it carried no message (default
-    /// [`DEFAULT_KEEPALIVE`], 15 s).
+    /// How long a stream may stay silent before it gets a `:keepalive` (or
+    /// a heartbeat): one goes out one interval after the stream's last frame,
+    /// message or keepalive (default [`DEFAULT_KEEPALIVE`], 15 s).
     pub fn keepalive(mut self, keepalive: Duration) -> Self {
         self.keepalive = keepalive;
         self
     }
 
-    /// How many undelivered messages a stream may have before it is
-    /// disconnected (default [`DEFAULT_LAG_LIMIT`]).
+    /// How many unsent messages a stream may owe, its backlog from a resume
+    /// or rewind included, before a new message disconnects it (default
+    /// [`DEFAULT_LAG_LIMIT`]).
     pub fn lag_limit(mut self, limit: usize) -> Self {
         self.lag_limit = limit.max(1);
         self

@@ -7,8 +7,9 @@
 //!   `expire_credentials` is called): an `error` event with 40142, then the
 //!   response ends cleanly;
 //! - **abort**: `drop_streams`, the handle being dropped, or the stream
-//!   falling more than `lag_limit` messages behind: the connection is cut
-//!   mid-body with no error event, as a network failure would;
+//!   falling more than `lag_limit` messages behind (backlog still to send
+//!   included): the connection is cut mid-body with no error event, as a
+//!   network failure would;
 //! - the client goes away.
 
 use std::collections::VecDeque;
@@ -24,7 +25,7 @@ use shared::{ErrorInfo, codes};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, Sleep};
 
-use crate::channel::{Attachment, StoredMessage};
+use crate::channel::{Attachment, Owed, StoredMessage};
 use crate::delta::Deltas;
 use crate::frame::Framing;
 use crate::state::{AppState, Control, lock};
@@ -74,12 +75,14 @@ struct Streamer {
     backlog: VecDeque<Arc<StoredMessage>>,
     rx: mpsc::Receiver<Arc<StoredMessage>>,
     lagged: Arc<AtomicBool>,
+    owed: Owed,
     control: watch::Receiver<Control>,
     seen: Control,
     expiry: Option<Pin<Box<Sleep>>>,
+    /// Fires when a keepalive may be due; see [`Streamer::keepalive_due`].
     keepalive: Pin<Box<Sleep>>,
-    /// Whether a message went out since the keepalive timer last fired.
-    active: bool,
+    /// When the stream last produced a frame (message or keepalive).
+    last_write: Instant,
     deltas: Deltas,
     done: bool,
     _subscription: Subscription,
@@ -111,11 +114,12 @@ pub(crate) fn body(
         backlog: attachment.backlog,
         rx: attachment.rx,
         lagged: attachment.lagged,
+        owed: attachment.owed,
         control,
         seen,
         expiry: None,
         keepalive,
-        active: false,
+        last_write: Instant::now(),
         deltas,
         done: false,
         config,
@@ -168,6 +172,7 @@ impl Streamer {
                 return self.expired();
             }
             if let Some(message) = self.backlog.pop_front() {
+                self.owed.paid();
                 return Step::Chunk(self.message_frame(&message));
             }
             tokio::select! {
@@ -189,20 +194,19 @@ impl Streamer {
                 }
                 message = self.rx.recv() => {
                     return match message {
-                        Some(message) => Step::Chunk(self.message_frame(&message)),
+                        Some(message) => {
+                            self.owed.paid();
+                            Step::Chunk(self.message_frame(&message))
+                        }
                         None => Step::Abort,
                     };
                 }
                 () = &mut self.keepalive => {
-                    self.reset_keepalive();
-                    // A stream that carried messages needs no keepalive. Not
-                    // resetting the timer on every message keeps timer-wheel
-                    // work off the fan-out path; the cost is that an idle
-                    // stream's first keepalive comes one to two intervals
-                    // after its last message.
-                    if std::mem::take(&mut self.active) {
+                    if !self.keepalive_due() {
                         continue;
                     }
+                    self.last_write = Instant::now();
+                    self.reset_keepalive();
                     return Step::Chunk(if self.config.heartbeats {
                         self.config.framing.heartbeat()
                     } else {
@@ -255,9 +259,25 @@ impl Streamer {
         self.keepalive.as_mut().reset(deadline);
     }
 
+    /// Called when the keepalive timer fires: true when the stream has been
+    /// silent for a whole interval, so a keepalive goes out now. Otherwise a
+    /// frame went out since the timer was set, and the timer moves to one
+    /// interval after that frame. Messages only note the time: resetting the
+    /// timer on every message would put timer-wheel work on the fan-out path,
+    /// and this way a keepalive still goes out exactly one interval after the
+    /// last frame.
+    fn keepalive_due(&mut self) -> bool {
+        let due = self.last_write + self.state.settings.keepalive;
+        if due > Instant::now() {
+            self.keepalive.as_mut().reset(due);
+            return false;
+        }
+        true
+    }
+
     /// The event for `message`, counted as delivered.
     fn message_frame(&mut self, message: &StoredMessage) -> Bytes {
-        self.active = true;
+        self.last_write = Instant::now();
         self.state.delivered.fetch_add(1, Ordering::Relaxed);
         message.channel.delivered.fetch_add(1, Ordering::Relaxed);
         let framing = self.config.framing;

@@ -1,7 +1,8 @@
 //! Ably's `ErrorInfo` (`ABLY-PROTOCOL.md` §5): the error shape on the wire.
 //!
 //! REST and pre-stream failures wrap it as `{"error": {...}}` ([`ErrorResponse`]);
-//! SSE `error` events carry it bare.
+//! SSE `error` events carry it bare. Either may come without `statusCode`;
+//! reading derives it from the code ([`status_for_code`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -95,13 +96,19 @@ pub mod codes {
 
 /// An Ably error: `{"code", "statusCode", "message", "href"}` in camelCase,
 /// optional fields omitted when absent.
+///
+/// Reading accepts an error without `statusCode` (or with `null`), as some
+/// error bodies and SSE `error` events come: the status is then derived from
+/// the code with [`status_for_code`], so `{"code":40142}` reads as status 401.
+/// Writing always includes `statusCode`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", from = "WireErrorInfo")]
 #[non_exhaustive]
 pub struct ErrorInfo {
     /// The Ably error code, e.g. `40142`.
     pub code: u32,
-    /// The HTTP status that goes with it, e.g. `401`.
+    /// The HTTP status that goes with it, e.g. `401`; when the wire form has
+    /// none, [`status_for_code`] of `code`.
     pub status_code: u16,
     /// A human-readable message.
     #[serde(default)]
@@ -118,6 +125,41 @@ pub struct ErrorInfo {
     /// Extra string details; left out when empty.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub detail: BTreeMap<String, String>,
+}
+
+/// [`ErrorInfo`] as read from the wire, where `statusCode` may be missing.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireErrorInfo {
+    code: u32,
+    #[serde(default)]
+    status_code: Option<u16>,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    href: Option<String>,
+    #[serde(default)]
+    cause: Option<Box<ErrorInfo>>,
+    #[serde(default)]
+    request_id: Option<String>,
+    #[serde(default)]
+    detail: BTreeMap<String, String>,
+}
+
+impl From<WireErrorInfo> for ErrorInfo {
+    fn from(wire: WireErrorInfo) -> Self {
+        Self {
+            status_code: wire
+                .status_code
+                .unwrap_or_else(|| status_for_code(wire.code)),
+            code: wire.code,
+            message: wire.message,
+            href: wire.href,
+            cause: wire.cause,
+            request_id: wire.request_id,
+            detail: wire.detail,
+        }
+    }
 }
 
 impl ErrorInfo {
@@ -205,10 +247,16 @@ pub fn href_for(code: u32) -> String {
 
 /// The HTTP status the ably-common registry gives `code` (§5.3).
 ///
-/// Most codes carry their status in their first three digits (`40142` → 401);
-/// the exceptions are listed explicitly. Codes outside 40000..=59999 (the
-/// `8xxxx` connection codes) have no registry status: ably-js uses 400 for them,
-/// and so does this function.
+/// Most codes carry their status in their first three digits (`40142` → 401,
+/// `50000` → 500); the registry's exceptions are listed explicitly (`40009` →
+/// 413, `50003` → 503, `80016`/`80022` → 410, `80021` → 429). Other codes
+/// outside 40000..=59999 (most `8xxxx` connection codes, and anything
+/// unknown) have no registry status: ably-js uses 400 for them, and so does
+/// this function. It never answers 500 for a code that does not say so: a
+/// made-up server error would make a client retry a request that cannot
+/// succeed.
+///
+/// [`ErrorInfo`] uses it for an error read without `statusCode`.
 pub fn status_for_code(code: u32) -> u16 {
     match code {
         codes::MESSAGE_TOO_LARGE => 413,
@@ -264,6 +312,59 @@ mod tests {
             Some("https://help.ably.io/error/40142")
         );
         assert!(err.is_token_error());
+    }
+
+    #[test]
+    fn a_missing_or_null_status_code_is_derived_from_the_code() {
+        let cases = [
+            (r#"{"code":40142,"message":"Token expired"}"#, 40142, 401),
+            (r#"{"code":40160,"statusCode":null}"#, 40160, 401),
+            (r#"{"code":40001}"#, 40001, 400),
+            (r#"{"code":40400}"#, 40400, 404),
+            (r#"{"code":40009}"#, 40009, 413),
+            (r#"{"code":42910}"#, 42910, 429),
+            (r#"{"code":50000}"#, 50000, 500),
+            (r#"{"code":50003}"#, 50003, 503),
+            (r#"{"code":80003}"#, 80003, 400),
+            (r#"{"code":80016}"#, 80016, 410),
+            (r#"{"code":12345}"#, 12345, 400),
+        ];
+
+        for (text, code, status) in cases {
+            let err: ErrorInfo = serde_json::from_str(text).unwrap();
+
+            assert_eq!((err.code, err.status_code), (code, status), "{text}");
+        }
+    }
+
+    #[test]
+    fn an_explicit_status_code_wins_over_the_derived_one() {
+        let err: ErrorInfo = serde_json::from_str(r#"{"code":40400,"statusCode":401}"#).unwrap();
+
+        assert_eq!((err.code, err.status_code), (40400, 401));
+    }
+
+    #[test]
+    fn an_envelope_and_a_cause_without_status_code_parse_and_write_it_back() {
+        let text = r#"{"error":{"code":40144,"message":"bad jwt","cause":{"code":50003}}}"#;
+
+        let body: ErrorResponse = serde_json::from_str(text).unwrap();
+
+        assert_eq!(body.error.status_code, 401);
+        assert_eq!(body.error.message, "bad jwt");
+        assert_eq!(body.error.href, None);
+        assert_eq!(body.error.cause.as_ref().unwrap().status_code, 503);
+        assert_eq!(
+            serde_json::to_string(&body).unwrap(),
+            r#"{"error":{"code":40144,"statusCode":401,"message":"bad jwt","cause":{"code":50003,"statusCode":503,"message":""}}}"#
+        );
+    }
+
+    #[test]
+    fn an_error_without_a_code_is_still_refused() {
+        let result = serde_json::from_str::<ErrorInfo>(r#"{"statusCode":401,"message":"x"}"#);
+
+        assert!(result.is_err());
     }
 
     #[test]

@@ -17,7 +17,8 @@
 //! and verification uses the text exactly as received (§3.2.1).
 //!
 //! A receiver (the mock) should check in this order:
-//! [`TokenRequest::from_json`] (40001 for a missing or mistyped field),
+//! [`TokenRequest::from_json`] (40001 for a missing or mistyped field, 40003
+//! for a `ttl` that is negative or not a number),
 //! [`TokenRequest::validate`] (field ranges and the ±2 minute timestamp
 //! window), key lookup, [`TokenRequest::verify_mac`] (40101), and finally the
 //! nonce-replay check (40105), which needs state and so is the caller's job.
@@ -176,14 +177,36 @@ impl TokenRequest {
 
     /// Parses a request body (JSON, whatever its `Content-Type` said).
     ///
+    /// `ttl` may be a number or a string of decimal digits (the docs' unsigned
+    /// example sends `"ttl":"3600000"`, §3.1); `null` counts as absent.
+    ///
     /// # Errors
     ///
-    /// [`Error::InvalidTokenRequest`] (→ 40001, 400) if the body is not JSON,
-    /// misses `keyName`, `timestamp` or `nonce`, or has a field of the wrong
-    /// type (including a negative or non-numeric `ttl`).
+    /// - [`Error::InvalidTokenRequest`] (→ 40001, 400) if the body is not a
+    ///   JSON object, misses `keyName`, `timestamp` or `nonce`, or has a field
+    ///   other than `ttl` of the wrong type;
+    /// - then [`Error::Rejected`] with 40003 (400) "Invalid value for TTL" if
+    ///   `ttl` is negative or not a number (§3.3: "ttl negative or not a
+    ///   number → 40003"), including a fraction, a string that is not all
+    ///   digits and a value past `u64`.
     pub fn from_json(body: impl AsRef<[u8]>) -> Result<Self> {
-        serde_json::from_slice(body.as_ref())
-            .map_err(|err| Error::InvalidTokenRequest(err.to_string()))
+        let invalid = |err: serde_json::Error| Error::InvalidTokenRequest(err.to_string());
+        let mut value: serde_json::Value =
+            serde_json::from_slice(body.as_ref()).map_err(invalid)?;
+        // `ttl` is set aside so that a bad one gets its own code, after the
+        // structural checks (a body missing `nonce` is 40001 whatever its ttl).
+        let ttl = value
+            .as_object_mut()
+            .and_then(|object| object.remove("ttl"))
+            .filter(|ttl| !ttl.is_null());
+        let mut request: Self = serde_json::from_value(value).map_err(invalid)?;
+        request.ttl = ttl
+            .map(|ttl| {
+                lenient_u64::required(&ttl)
+                    .map_err(|_| rejected(codes::INVALID_PARAMETER_VALUE, "Invalid value for TTL"))
+            })
+            .transpose()?;
+        Ok(request)
     }
 
     /// The text the MAC covers (§3.2):
@@ -599,9 +622,11 @@ mod tests {
             r#"{"timestamp":1,"nonce":"0123456789abcdef"}"#,
             r#"{"keyName":"a.b","nonce":"0123456789abcdef"}"#,
             r#"{"keyName":"a.b","timestamp":1}"#,
-            r#"{"keyName":"a.b","timestamp":1,"nonce":"0123456789abcdef","ttl":-5}"#,
-            r#"{"keyName":"a.b","timestamp":1,"nonce":"0123456789abcdef","ttl":"+5"}"#,
-            r#"{"keyName":"a.b","timestamp":1,"nonce":"0123456789abcdef","ttl":"1h"}"#,
+            r#"{"keyName":"a.b","timestamp":-1,"nonce":"0123456789abcdef"}"#,
+            r#"{"keyName":"a.b","timestamp":1,"nonce":7}"#,
+            // Structure is checked before ttl.
+            r#"{"keyName":"a.b","timestamp":1,"ttl":-5}"#,
+            "[]",
             "not json",
         ];
 
@@ -610,6 +635,58 @@ mod tests {
 
             assert!(matches!(err, Error::InvalidTokenRequest(_)), "{body}");
             assert_eq!(err.error_info().code, 40001, "{body}");
+        }
+    }
+
+    #[test]
+    fn a_negative_or_non_numeric_ttl_is_40003() {
+        let ttls = [
+            "-5",
+            "-1",
+            "1.5",
+            "3600000.0",
+            "1e3",
+            "18446744073709551616",
+            r#""+5""#,
+            r#""-1""#,
+            r#""1h""#,
+            r#""""#,
+            r#""18446744073709551616""#,
+            "true",
+            "[3600000]",
+            r#"{"ms":1}"#,
+        ];
+
+        for ttl in ttls {
+            let body = format!(
+                r#"{{"keyName":"a.b","timestamp":1,"nonce":"0123456789abcdef","ttl":{ttl}}}"#
+            );
+
+            let err = TokenRequest::from_json(&body).unwrap_err();
+
+            let info = err.error_info();
+            assert_eq!((info.code, info.status_code), (40003, 400), "{ttl}");
+            assert_eq!(info.message, "Invalid value for TTL", "{ttl}");
+        }
+    }
+
+    #[test]
+    fn a_ttl_as_a_number_a_digit_string_or_null_is_accepted() {
+        let cases = [
+            ("3600000", Some(3_600_000)),
+            (r#""3600000""#, Some(3_600_000)),
+            ("0", Some(0)),
+            ("null", None),
+        ];
+
+        for (ttl, expected) in cases {
+            let body = format!(
+                r#"{{"keyName":"a.b","timestamp":1,"nonce":"0123456789abcdef","ttl":{ttl}}}"#
+            );
+
+            let request = TokenRequest::from_json(&body).unwrap();
+
+            assert_eq!(request.ttl, expected, "{ttl}");
         }
     }
 

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -14,7 +14,7 @@ use shared::capability::Operation;
 use shared::{Message, codes};
 
 use crate::auth::authenticate;
-use crate::error::{self, ApiError, ApiResult};
+use crate::error::{self, ApiError, ApiResult, PathParam};
 use crate::params::{Query, invalid_param, validate_channel_name};
 use crate::publish::{self, Publisher};
 use crate::state::{AppState, lock};
@@ -33,7 +33,7 @@ pub(super) async fn time(State(state): State<AppState>) -> Json<[u64; 1]> {
 /// serials}`.
 pub(super) async fn publish(
     State(state): State<AppState>,
-    Path(channel): Path<String>,
+    PathParam(channel): PathParam,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
     body: Result<Bytes, BytesRejection>,
@@ -142,7 +142,7 @@ fn parse_messages(body: &[u8]) -> ApiResult<Vec<Message>> {
 /// `forwards`), `start`/`end` (ms, inclusive) and relative `Link` paging.
 pub(super) async fn history(
     State(state): State<AppState>,
-    Path(channel): Path<String>,
+    PathParam(channel): PathParam,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Response> {

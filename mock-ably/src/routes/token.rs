@@ -1,6 +1,7 @@
 //! `POST /keys/{keyName}/requestToken` (`ABLY-PROTOCOL.md` §3.3).
 //!
-//! Checks, in order: the body parses (40001); `keyName` in the body is the
+//! Checks, in order: the body parses (40001; 40003 for a `ttl` that is
+//! negative or not a number, §3.3); `keyName` in the body is the
 //! one in the path (40001); field rules and the ±2 minute timestamp window
 //! (40001, 40012, 40003, 40104); the key exists (40400); a signed request's
 //! MAC (40101) or an unsigned request's Basic or token auth (40101, 40102);
@@ -13,19 +14,19 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use shared::token::{TIMESTAMP_TOLERANCE_MS, TokenDetails, TokenRequest};
 use shared::{Capability, codes};
 
 use crate::auth::{CredentialKind, authenticate, find_credential, find_key, issue_token};
-use crate::error::{self, ApiError, ApiResult};
+use crate::error::{self, ApiError, ApiResult, PathParam};
 use crate::params::Query;
 use crate::state::{AppState, lock};
 
 pub(super) async fn request_token(
     State(state): State<AppState>,
-    Path(key_name): Path<String>,
+    PathParam(key_name): PathParam,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
     body: Result<Bytes, BytesRejection>,

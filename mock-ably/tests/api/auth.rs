@@ -207,6 +207,61 @@ async fn jwts_are_rejected_with_the_codes_of_section_2_2() {
     assert_error(app.get(&path("a.b.c")).await, 401, 40144).await;
 }
 
+/// An HS256 JWT signed with [`KEY`]'s secret, with `kid` (or none) and any
+/// payload: what `encode_jwt` refuses to make.
+fn hand_signed(kid: Option<&str>, payload: &Value) -> String {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = kid.map(str::to_owned);
+    let secret = EncodingKey::from_secret(b"test-secret").unwrap();
+    jsonwebtoken::encode(&header, payload, &secret).unwrap()
+}
+
+#[tokio::test]
+async fn jwts_missing_kid_iat_or_exp_or_with_an_empty_capability_are_40144() {
+    let app = spawn().await;
+    let now = app.mock.now_ms() / 1000;
+    let any = r#"{"*":["*"]}"#;
+    let complete = json!({"iat": now, "exp": now + 60, "x-ably-capability": any});
+    let without = |claim: &str| {
+        let mut payload = complete.clone();
+        payload.as_object_mut().unwrap().remove(claim);
+        hand_signed(Some(KEY_NAME), &payload)
+    };
+    let empty_capability = json!({"iat": now, "exp": now + 60, "x-ably-capability": ""});
+    let cases = [
+        (
+            hand_signed(None, &complete),
+            "Invalid JWT; no kid in the header",
+        ),
+        (without("iat"), "Invalid token; iat must be specified"),
+        (without("exp"), "Invalid token; exp must be specified"),
+        (
+            hand_signed(Some(KEY_NAME), &empty_capability),
+            "Invalid token; x-ably-capability must not be empty",
+        ),
+    ];
+    // The same signing with every claim is accepted: each refusal is down to
+    // the one thing missing.
+    let valid = hand_signed(Some(KEY_NAME), &complete);
+    let history =
+        |jwt: &str| app.get_owned(format!("/channels/chat/messages?accessToken={}", enc(jwt)));
+    assert_eq!(history(&valid).await.status(), 200);
+
+    for (jwt, message) in cases {
+        let rest = history(&jwt).await;
+        let bearer = app.get_bearer("/channels/chat/messages", &b64(&jwt)).await;
+        let stream = app
+            .sse_response(&format!("channels=chat&accessToken={}", enc(&jwt)))
+            .await;
+
+        for response in [rest, bearer, stream] {
+            let error = assert_error(response, 401, 40144).await;
+            assert_eq!(error.message, message);
+        }
+    }
+}
+
 fn b64url(text: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
@@ -370,6 +425,34 @@ async fn unknown_paths_and_methods_get_the_envelope() {
 
     assert_error(missing, 404, 40400).await;
     assert_error(wrong_method, 405, 40500).await;
+}
+
+#[tokio::test]
+async fn a_path_segment_that_does_not_decode_gets_the_envelope_with_40003() {
+    let app = spawn().await;
+    let history = app
+        .get(&format!("/channels/%FF/messages?key={}", enc(KEY)))
+        .await;
+    let publish = timeout(
+        app.client
+            .post(app.url("/channels/caf%C3/messages"))
+            .basic_auth(KEY_NAME, Some("test-secret"))
+            .json(&json!({"data": "x"}))
+            .send(),
+    )
+    .await
+    .unwrap();
+    let token = app.request_token("%FE.key", &json!({})).await;
+
+    for response in [history, publish, token] {
+        let error = assert_error(response, 400, 40003).await;
+        assert!(
+            error.message.starts_with("Invalid path: "),
+            "{}",
+            error.message
+        );
+    }
+    assert_eq!(app.mock.stats().published, 0);
 }
 
 #[tokio::test]

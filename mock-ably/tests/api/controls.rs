@@ -1,8 +1,8 @@
 //! The `/_mock/` switchboard and the handle's fault controls, stats, slow
 //! streams, and the binary.
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Command, Stdio};
+use std::io::{BufRead as _, BufReader, Read as _};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use mock_ably::{FailNext, FailTarget, MockAbly, Stats};
@@ -191,26 +191,45 @@ async fn stats_count_streams_messages_and_deliveries_per_channel() {
 }
 
 #[tokio::test]
-async fn a_stream_that_falls_too_far_behind_is_cut_and_can_resume() {
+async fn a_stream_that_falls_too_far_behind_is_cut_and_resumes_with_exactly_what_it_missed() {
     let app = with(MockAbly::builder().key(KEY).lag_limit(4)).await;
     let mut slow = app.sse("channels=c").await;
     app.mock.publish_data("c", "", "first");
-    let last = slow.event().await.id.unwrap();
+    let first = slow.event().await.id.unwrap();
 
-    // Enough data to fill the socket buffers, so the queue overflows.
+    // Enough data to fill the socket buffers, so the stream falls behind
+    // whether or not the runtime gets to run it between publishes.
     let big = "x".repeat(60_000);
-    for _ in 0..400 {
-        app.mock.publish_data("c", "", big.as_str());
+    let published: Vec<String> = (0..400).map(|i| format!("{i}:{big}")).collect();
+    for data in &published {
+        app.mock.publish_data("c", "", data.as_str());
     }
     let (events, ending) = slow.rest().await;
-
-    assert!(matches!(ending, Next::Cut), "{ending:?}");
-    assert!(events.len() < 400, "{} events", events.len());
-    assert_eq!(app.mock.stats().channels["c"].subscribers, 0);
-    let resumed = app
+    let seen: Vec<&Frame> = events
+        .iter()
+        .filter(|f| f.event.as_deref() == Some("message"))
+        .collect();
+    let last = seen.last().map_or(first, |f| f.id.clone().unwrap());
+    let mut resumed = app
         .sse(&format!("channels=c&lastEvent={}", enc(&last)))
         .await;
-    drop(resumed);
+    let mut replayed = Vec::new();
+    for _ in seen.len()..published.len() {
+        replayed.push(resumed.message().await["data"].as_str().unwrap().to_owned());
+    }
+    let nothing_more = resumed.within(QUIET).await;
+    app.mock.publish_data("c", "", "live");
+
+    assert!(matches!(ending, Next::Cut), "{ending:?}");
+    assert!(seen.len() < published.len(), "{} events", seen.len());
+    // What came before the cut was the start of what was published, in order.
+    for (frame, data) in seen.iter().zip(&published) {
+        assert_eq!(frame.json()["data"], data.as_str());
+    }
+    // The resume sends exactly the rest, in order, then nothing, then live.
+    assert!(replayed == published[seen.len()..], "replay differs");
+    assert!(nothing_more.is_none(), "{nothing_more:?}");
+    assert_eq!(resumed.message().await["data"], "live");
 }
 
 #[tokio::test]
@@ -245,99 +264,271 @@ async fn a_given_listener_is_used() {
     assert_eq!(mock.base_url(), format!("http://{addr}"));
 }
 
-/// Starts the binary with `args` and `env`, returning it and its base URL.
-fn start_binary(args: &[&str], env: &[(&str, &str)]) -> (std::process::Child, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mock-ably"));
-    command
-        .args(args)
-        .env_remove("MOCK_ABLY_KEYS")
-        .env_remove("MOCK_ABLY_BIND")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (name, value) in env {
-        command.env(name, value);
+/// The `mock-ably` binary, running, with its ready line read.
+struct Binary {
+    child: Child,
+    /// From the ready line.
+    url: String,
+    /// Whatever follows the ready line on stdout.
+    stdout: BufReader<ChildStdout>,
+}
+
+/// How a [`Binary`] ended.
+#[derive(Debug)]
+struct Stopped {
+    status: ExitStatus,
+    /// stdout after the ready line.
+    stdout: String,
+    stderr: String,
+}
+
+impl Binary {
+    /// Starts the binary with `args` and `env` (and none of the
+    /// `MOCK_ABLY_*` variables of the test's own environment), and reads the
+    /// ready line.
+    fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_mock-ably"));
+        command
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for name in [
+            "MOCK_ABLY_BIND",
+            "MOCK_ABLY_KEYS",
+            "MOCK_ABLY_RETENTION",
+            "MOCK_ABLY_KEEPALIVE",
+        ] {
+            command.env_remove(name);
+        }
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let url = line
+            .strip_suffix('\n')
+            .and_then(|line| line.strip_prefix("mock-ably listening on "))
+            .unwrap_or_else(|| panic!("unexpected ready line {line:?}"))
+            .to_owned();
+        Self { child, url, stdout }
     }
-    let mut child = command.spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim_end()
-        .strip_prefix("mock-ably listening on ")
-        .unwrap_or_else(|| panic!("unexpected ready line {line:?}"))
-        .to_owned();
-    (child, url)
+
+    /// Stops the binary as `kill` or `docker stop` would (SIGTERM), waits
+    /// for it to exit, and reads the rest of its output to the end.
+    fn stop(&mut self) -> Stopped {
+        #[cfg(unix)]
+        {
+            let sent = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(sent.success(), "kill -TERM failed");
+        }
+        #[cfg(not(unix))]
+        self.child.kill().unwrap();
+        let mut stdout = String::new();
+        self.stdout.read_to_string(&mut stdout).unwrap();
+        let mut stderr = String::new();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        let status = self.child.wait().unwrap();
+        Stopped {
+            status,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+impl Drop for Binary {
+    /// A failed test still leaves no process behind.
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs `future` on a runtime of its own, for the synchronous binary tests.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
 }
 
 fn status_of(url: &str) -> u16 {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async { timeout(reqwest::get(url)).await.unwrap().status().as_u16() })
+    block_on(async { timeout(reqwest::get(url)).await.unwrap().status().as_u16() })
+}
+
+/// Opens `/sse` on channel `c` of the binary at `url` with `key`, and waits
+/// for `count` keepalives (and nothing else), returning the time before
+/// each: the first from the response, the others from the one before.
+async fn keepalive_gaps(url: &str, key: &str, count: usize) -> Vec<Duration> {
+    let response = timeout(reqwest::get(format!(
+        "{url}/sse?v=1.2&channels=c&key={}",
+        enc(key)
+    )))
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut frames = Frames::new(response);
+    let mut last = std::time::Instant::now();
+    let mut gaps = Vec::new();
+    for _ in 0..count {
+        let frame = frames.frame().await;
+        assert_eq!(frame.raw, ":keepalive");
+        gaps.push(last.elapsed());
+        last = std::time::Instant::now();
+    }
+    gaps
 }
 
 #[test]
-fn the_binary_prints_one_ready_line_and_serves() {
-    let (mut child, url) = start_binary(
+fn the_binary_prints_exactly_one_ready_line_serves_and_stops_on_sigterm() {
+    let mut binary = Binary::start(&["--bind", "127.0.0.1:0", "--key", KEY], &[]);
+    let url = binary.url.clone();
+
+    let status = status_of(&format!("{url}/channels/c/messages?key={}", enc(KEY)));
+    let stopped = binary.stop();
+
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    assert_eq!(status, 200);
+    assert_eq!(stopped.stdout, "", "stdout after the ready line");
+    assert!(stopped.status.success(), "{stopped:?}");
+}
+
+#[test]
+fn the_binary_keepalive_flag_sets_the_keepalive_interval() {
+    let mut binary = Binary::start(
         &[
             "--bind",
             "127.0.0.1:0",
             "--key",
             KEY,
-            "--retention",
-            "30s",
             "--keepalive",
-            "1s",
+            "200ms",
         ],
         &[],
     );
 
-    let status = status_of(&format!("{url}/channels/c/messages?key={}", enc(KEY)));
-    child.kill().unwrap();
-    child.wait().unwrap();
+    // With the default of 15 s, none would come within the test's patience.
+    let gaps = block_on(keepalive_gaps(&binary.url, KEY, 3));
+    binary.stop();
 
-    assert!(url.starts_with("http://127.0.0.1:"));
-    assert_eq!(status, 200);
+    for gap in &gaps[1..] {
+        assert!(
+            *gap >= Duration::from_millis(150) && *gap < Duration::from_secs(1),
+            "{gaps:?}"
+        );
+    }
 }
 
 #[test]
-fn the_binary_reads_bind_and_keys_from_the_environment() {
-    let (mut child, url) = start_binary(
+fn the_binary_retention_flag_lets_an_old_last_event_start_fresh() {
+    let mut binary = Binary::start(
+        &["--bind", "127.0.0.1:0", "--key", KEY, "--retention", "1s"],
+        &[],
+    );
+    let url = binary.url.clone();
+
+    let first = block_on(async {
+        let client = reqwest::Client::new();
+        let publish = |data: &'static str| {
+            timeout(
+                client
+                    .post(format!("{url}/channels/c/messages"))
+                    .basic_auth(KEY_NAME, Some("test-secret"))
+                    .json(&json!({"data": data}))
+                    .send(),
+            )
+        };
+        let sse = |query: String| {
+            timeout(
+                client
+                    .get(format!(
+                        "{url}/sse?v=1.2&channels=c&key={}{query}",
+                        enc(KEY)
+                    ))
+                    .send(),
+            )
+        };
+        let mut stream = Frames::new(sse(String::new()).await.unwrap());
+        publish("seen").await.unwrap();
+        let seen = stream.event().await.id.unwrap();
+        publish("missed").await.unwrap();
+        drop(stream);
+        // Past the 1 s retention, well inside the default 2 minutes.
+        let advanced = timeout(
+            client
+                .post(format!("{url}/_mock/advance-clock"))
+                .json(&json!({"ms": 2_000}))
+                .send(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(advanced.status(), 204);
+        let mut resumed = Frames::new(sse(format!("&lastEvent={}", enc(&seen))).await.unwrap());
+        publish("live").await.unwrap();
+        resumed.message().await["data"].as_str().unwrap().to_owned()
+    });
+    binary.stop();
+
+    assert_eq!(first, "live", "\"missed\" is past retention");
+}
+
+#[test]
+fn the_binary_reads_bind_keys_and_keepalive_from_the_environment() {
+    let mut binary = Binary::start(
         &[],
         &[
             ("MOCK_ABLY_BIND", "127.0.0.1:0"),
             ("MOCK_ABLY_KEYS", "envApp.one:s1,envApp.two:s2"),
+            ("MOCK_ABLY_KEEPALIVE", "200ms"),
         ],
     );
+    let url = binary.url.clone();
 
+    let first = status_of(&format!("{url}/channels/c/messages?key=envApp.one%3As1"));
     let second = status_of(&format!("{url}/channels/c/messages?key=envApp.two%3As2"));
     let dev = status_of(&format!(
         "{url}/channels/c/messages?key={}",
         enc(mock_ably::DEV_KEY)
     ));
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let gaps = block_on(keepalive_gaps(&url, "envApp.one:s1", 2));
+    binary.stop();
 
-    assert_eq!(second, 200);
+    // The default bind would be 127.0.0.1:8090.
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    assert_ne!(url, "http://127.0.0.1:8090");
+    assert_eq!((first, second), (200, 200));
     assert_eq!(dev, 404);
+    assert!(gaps[1] < Duration::from_secs(1), "{gaps:?}");
 }
 
 #[test]
 fn the_binary_without_keys_accepts_and_prints_the_dev_key() {
-    let (mut child, url) = start_binary(&["--bind", "127.0.0.1:0"], &[]);
+    let mut binary = Binary::start(&["--bind", "127.0.0.1:0"], &[]);
 
     let dev = status_of(&format!(
-        "{url}/channels/c/messages?key={}",
+        "{}/channels/c/messages?key={}",
+        binary.url,
         enc(mock_ably::DEV_KEY)
     ));
-    child.kill().unwrap();
-    let output = child.wait_with_output().unwrap();
+    let stopped = binary.stop();
 
     assert_eq!(dev, 200);
-    assert!(String::from_utf8_lossy(&output.stderr).contains(mock_ably::DEV_KEY));
+    assert!(stopped.stderr.contains(mock_ably::DEV_KEY), "{stopped:?}");
+    assert_eq!(stopped.stdout, "");
 }
 
 #[test]

@@ -191,6 +191,36 @@ async fn rewind_counts_are_capped_at_100() {
 }
 
 #[tokio::test]
+async fn rewind_by_time_is_capped_at_100_messages_too() {
+    let app = spawn().await;
+    let messages: Vec<shared::Message> = (0..120)
+        .map(|i| {
+            let mut m = shared::Message::default();
+            m.data = Some(i.to_string().into());
+            m
+        })
+        .collect();
+    app.mock.try_publish("c", messages).unwrap();
+    let queries = [
+        "channels=c&rewind=2m".to_owned(),
+        "channels=c&rewind=2m&rewindLimit=500".to_owned(),
+        format!("channels={}", enc("[?rewind=2m]c")),
+    ];
+
+    for query in queries {
+        let mut frames = app.sse(&query).await;
+
+        let mut got = Vec::new();
+        for _ in 0..100 {
+            got.push(frames.message().await["data"].as_str().unwrap().to_owned());
+        }
+        let expected: Vec<String> = (20..120).map(|i| i.to_string()).collect();
+        assert_eq!(got, expected, "{query}");
+        assert!(frames.within(QUIET).await.is_none(), "{query}");
+    }
+}
+
+#[tokio::test]
 async fn rewind_by_time_takes_what_arrived_in_that_window_up_to_rewind_limit() {
     let app = spawn().await;
     app.mock.publish_data("c", "", "old");

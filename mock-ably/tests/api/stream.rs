@@ -168,6 +168,30 @@ async fn keepalives_are_comments_sent_after_silence() {
 }
 
 #[tokio::test]
+async fn an_idle_stream_gets_a_keepalive_one_interval_after_its_last_message() {
+    const INTERVAL: Duration = Duration::from_millis(600);
+    let app = with(MockAbly::builder().key(KEY).keepalive(INTERVAL)).await;
+    let mut frames = app.sse("channels=c").await;
+    // Right after a keepalive a new interval starts; a message early in it
+    // is the case a fixed once-per-interval tick would make wait two.
+    assert_eq!(frames.frame().await.raw, ":keepalive");
+
+    app.mock.publish_data("c", "", "m");
+    let message = frames.frame().await;
+    let received = std::time::Instant::now();
+    let keepalive = frames.frame().await;
+    let silence = received.elapsed();
+
+    assert_eq!(message.json()["data"], "m");
+    assert_eq!(keepalive.raw, ":keepalive");
+    // One interval after the message, give or take scheduling: never two.
+    assert!(
+        silence >= INTERVAL - Duration::from_millis(100) && silence < INTERVAL * 3 / 2,
+        "keepalive {silence:?} after the message, interval {INTERVAL:?}"
+    );
+}
+
+#[tokio::test]
 async fn plain_keepalives_are_empty_lines() {
     let app = with(
         MockAbly::builder()

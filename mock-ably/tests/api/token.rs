@@ -145,15 +145,28 @@ async fn a_ttl_over_24_hours_is_40003() {
 }
 
 #[tokio::test]
-async fn a_negative_ttl_or_missing_field_is_40001() {
+async fn a_negative_or_non_numeric_ttl_is_40003() {
     let app = spawn().await;
     let now = app.mock.now_ms();
 
-    let negative = json!({"keyName": KEY_NAME, "ttl": -1, "timestamp": now, "nonce": "1234567890123456", "mac": "x"});
+    for ttl in [json!(-1), json!("1h"), json!(1.5), json!(true)] {
+        let body = json!({"keyName": KEY_NAME, "ttl": ttl, "timestamp": now, "nonce": "1234567890123456", "mac": "x"});
+
+        let response = app.request_token(KEY_NAME, &body).await;
+
+        let error = assert_error(response, 400, 40003).await;
+        assert_eq!(error.message, "Invalid value for TTL", "{ttl}");
+    }
+}
+
+#[tokio::test]
+async fn a_missing_field_is_40001() {
+    let app = spawn().await;
+    let now = app.mock.now_ms();
+
     let no_nonce = json!({"keyName": KEY_NAME, "timestamp": now, "mac": "x"});
     let short_nonce = json!({"keyName": KEY_NAME, "timestamp": now, "nonce": "123", "mac": "x"});
 
-    assert_error(app.request_token(KEY_NAME, &negative).await, 400, 40001).await;
     assert_error(app.request_token(KEY_NAME, &no_nonce).await, 400, 40001).await;
     assert_error(app.request_token(KEY_NAME, &short_nonce).await, 400, 40001).await;
     let not_json = timeout(
