@@ -47,6 +47,12 @@ impl Request {
     /// [`Error::Config`] if `url` does not parse or is not `http`/`https`.
     pub fn get(url: &str) -> Result<Self> {
         let url = Url::parse(url).map_err(|err| Error::Config(format!("invalid URL: {err}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(Error::Config(format!(
+                "expected an http or https URL, got a {}: URL",
+                url.scheme()
+            )));
+        }
         Ok(Self::new(Method::GET, url))
     }
 
@@ -218,6 +224,14 @@ mod tests {
     #[test]
     fn bad_urls_and_headers_are_config_errors() {
         assert!(matches!(Request::get("not a url"), Err(Error::Config(_))));
+        for other in ["ftp://127.0.0.1/", "file:///etc/passwd", "mailto:a@b.c"] {
+            let err = Request::get(other).unwrap_err();
+            assert!(
+                matches!(&err, Error::Config(text) if text.starts_with("expected an http or https URL")),
+                "{other}: {err:?}"
+            );
+        }
+        assert!(Request::get("HTTPS://127.0.0.1/").is_ok());
         let request = Request::get("http://127.0.0.1/").unwrap();
         assert!(matches!(
             request.clone().header("bad name", "v"),

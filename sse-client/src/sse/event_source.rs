@@ -238,7 +238,7 @@ impl EventSource {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] if `url` does not parse.
+    /// [`Error::Config`] if `url` does not parse or is not `http`/`https`.
     pub fn get(url: &str) -> Result<EventSourceBuilder> {
         let request = Request::get(url)?;
         Ok(Self::with_request(request))
