@@ -27,6 +27,12 @@
 //!   with `lastEvent`; once disconnected for longer than the two-minute
 //!   resume window, [`StateChange::ContinuityLost`] and a fresh start. Any
 //!   other 4xx/4xxxx ends the subscription with that error.
+//! - **Stalled servers**: a stream request answered by nothing within
+//!   [`ClientBuilder::headers_timeout`] (10 s), or a credential step (auth
+//!   URL, `requestToken`, callback) that takes longer than
+//!   [`ClientBuilder::auth_timeout`] (10 s), fails that attempt and is
+//!   retried like a network error. An open stream is limited only by
+//!   [`ClientBuilder::read_timeout`], never by a total-request timeout.
 //! - **Exactly once, in order**: the cursor moves only when a message is
 //!   handed out, and recent message ids are remembered (a bounded set), so
 //!   replays after a resume are dropped. A stream that drops before its
@@ -42,6 +48,8 @@ mod decode;
 mod subscription;
 
 pub use auth::{Auth, AuthMethod, AuthUrl, TokenReply};
-pub use client::{Client, ClientBuilder, DEFAULT_ENDPOINT, RESUME_WINDOW, SubscribeOptions};
+pub use client::{
+    Client, ClientBuilder, DEFAULT_AUTH_TIMEOUT, DEFAULT_ENDPOINT, RESUME_WINDOW, SubscribeOptions,
+};
 pub use decode::ChannelMessage;
 pub use subscription::{StateChange, Subscription, Update};

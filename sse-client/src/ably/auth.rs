@@ -14,6 +14,7 @@ use shared::error_info::{ERROR_CODE_HEADER, ERROR_MESSAGE_HEADER};
 use shared::{ApiKey, ErrorInfo, ErrorResponse, TokenDetails, TokenParams, TokenRequest, codes};
 
 use crate::error::{Error, Result};
+use crate::sse::connection::within;
 
 /// ably-js refuses token strings longer than this (`MAX_TOKEN_LENGTH`).
 const MAX_TOKEN_LEN: usize = 1 << 17;
@@ -206,17 +207,28 @@ impl Auth {
         matches!(self.0, Source::Url(_) | Source::Callback(_))
     }
 
-    /// Gets a credential for the next connection.
+    /// Gets a credential for the next connection. Each step (the auth URL,
+    /// the callback, the `requestToken` exchange) gets at most `timeout`.
     pub(crate) async fn credential(
         &self,
         http: &reqwest::Client,
         endpoint: &Url,
+        timeout: Option<Duration>,
     ) -> Result<Credential> {
         let reply = match &self.0 {
             Source::Key(key) => return Ok(Credential::Basic(key.clone())),
             Source::Token(token) => TokenReply::Token(token.clone()),
-            Source::Url(url) => fetch_auth_url(http, url).await?,
-            Source::Callback(callback) => callback(TokenParams::default()).await?,
+            Source::Url(url) => {
+                within(timeout, Error::AuthTimeout, fetch_auth_url(http, url)).await?
+            }
+            Source::Callback(callback) => {
+                within(
+                    timeout,
+                    Error::AuthTimeout,
+                    callback(TokenParams::default()),
+                )
+                .await?
+            }
         };
         let details = match reply {
             TokenReply::Token(token) => {
@@ -226,7 +238,14 @@ impl Auth {
                 return Ok(Credential::Token { token, expires });
             }
             TokenReply::Details(details) => details,
-            TokenReply::Request(request) => request_token(http, endpoint, &request).await?,
+            TokenReply::Request(request) => {
+                within(
+                    timeout,
+                    Error::AuthTimeout,
+                    request_token(http, endpoint, &request),
+                )
+                .await?
+            }
         };
         Ok(Credential::Token {
             expires: (details.expires > 0)

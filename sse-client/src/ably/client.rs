@@ -9,7 +9,7 @@ use reqwest::Url;
 use super::auth::Auth;
 use super::subscription::Subscription;
 use crate::error::{Error, Result};
-use crate::sse::{Limits, ReconnectOptions};
+use crate::sse::{DEFAULT_HEADERS_TIMEOUT, Limits, ReconnectOptions};
 
 /// Ably's production endpoint.
 pub const DEFAULT_ENDPOINT: &str = "https://main.realtime.ably.net";
@@ -17,13 +17,20 @@ pub const DEFAULT_ENDPOINT: &str = "https://main.realtime.ably.net";
 /// How long Ably keeps a connection's state for a resume (§1.6.1).
 pub const RESUME_WINDOW: Duration = Duration::from_secs(120);
 
+/// The default limit on each step of getting a credential (auth URL,
+/// `requestToken`, auth callback): 10 s, as ably-js's `authCallback`
+/// timeout and `httpRequestTimeout`.
+pub const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// What every subscription of a [`Client`] shares.
 #[derive(Debug)]
 pub(crate) struct Config {
     pub(crate) endpoint: Url,
     pub(crate) auth: Auth,
     pub(crate) reconnect: ReconnectOptions,
+    pub(crate) headers_timeout: Option<Duration>,
     pub(crate) read_timeout: Option<Duration>,
+    pub(crate) auth_timeout: Option<Duration>,
     pub(crate) limits: Limits,
     pub(crate) resume_window: Duration,
     pub(crate) max_token_renewals: u32,
@@ -65,7 +72,9 @@ pub struct ClientBuilder {
     endpoint: String,
     auth: Option<Auth>,
     reconnect: ReconnectOptions,
+    headers_timeout: Option<Duration>,
     read_timeout: Option<Duration>,
+    auth_timeout: Option<Duration>,
     limits: Limits,
     resume_window: Duration,
     max_token_renewals: u32,
@@ -89,7 +98,9 @@ impl Default for ClientBuilder {
             endpoint: DEFAULT_ENDPOINT.to_owned(),
             auth: None,
             reconnect: ReconnectOptions::default(),
+            headers_timeout: Some(DEFAULT_HEADERS_TIMEOUT),
             read_timeout: Some(Duration::from_secs(60)),
+            auth_timeout: Some(DEFAULT_AUTH_TIMEOUT),
             limits: Limits::default(),
             resume_window: RESUME_WINDOW,
             max_token_renewals: 3,
@@ -124,6 +135,29 @@ impl ClientBuilder {
     #[must_use]
     pub fn reconnect(mut self, options: ReconnectOptions) -> Self {
         self.reconnect = options;
+        self
+    }
+
+    /// The longest wait for the response to a stream request (its headers,
+    /// and the body of an error response) before the attempt fails with
+    /// [`Error::HeadersTimeout`] and is retried. It does not limit an open
+    /// stream: that is [`ClientBuilder::read_timeout`]. Default
+    /// [`DEFAULT_HEADERS_TIMEOUT`] (10 s, ably-js's `httpRequestTimeout`);
+    /// `None` waits forever.
+    #[must_use]
+    pub fn headers_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.headers_timeout = timeout;
+        self
+    }
+
+    /// The longest wait for each step of getting a credential: the auth URL
+    /// request (reply included), the `requestToken` exchange, the auth
+    /// callback. A step that takes longer fails with [`Error::AuthTimeout`],
+    /// which is retried. Default [`DEFAULT_AUTH_TIMEOUT`] (10 s, as ably-js
+    /// waits for an `authCallback`); `None` waits forever.
+    #[must_use]
+    pub fn auth_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.auth_timeout = timeout;
         self
     }
 
@@ -214,7 +248,9 @@ impl ClientBuilder {
                 endpoint,
                 auth,
                 reconnect: self.reconnect,
+                headers_timeout: self.headers_timeout,
                 read_timeout: self.read_timeout,
+                auth_timeout: self.auth_timeout,
                 limits: self.limits,
                 resume_window: self.resume_window,
                 max_token_renewals: self.max_token_renewals,

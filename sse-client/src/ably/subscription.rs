@@ -244,7 +244,7 @@ impl Subscription {
         if self.credential.is_none() || (expired && config.auth.can_renew()) {
             let credential = config
                 .auth
-                .credential(&self.client.http, &config.endpoint)
+                .credential(&self.client.http, &config.endpoint, config.auth_timeout)
                 .await?;
             self.fetched_tokens = self.fetched_tokens.saturating_add(1);
             if self.fetched_tokens > 1 {
@@ -260,11 +260,17 @@ impl Subscription {
             .clone()
             .expect("a credential was just fetched");
         let request = self.request(&credential);
-        let response = connection::send(&self.client.http, &request, "").await?;
-        let status = response.status().as_u16();
-        if status != 200 {
-            return Err(error_from_response(response, u32::from(status) * 100).await);
-        }
+        // The headers, and an error response's body, within the limit: a
+        // server that accepts and stalls must not hang the subscription.
+        let response = connection::within(config.headers_timeout, Error::HeadersTimeout, async {
+            let response = connection::send(&self.client.http, &request, "").await?;
+            let status = response.status().as_u16();
+            if status != 200 {
+                return Err(error_from_response(response, u32::from(status) * 100).await);
+            }
+            Ok(response)
+        })
+        .await?;
         if !connection::is_event_stream(response.headers()) {
             return Err(Error::ContentType(connection::content_type(
                 response.headers(),
@@ -364,7 +370,7 @@ impl Subscription {
         let config = Arc::clone(&self.client.config);
         match config
             .auth
-            .credential(&self.client.http, &config.endpoint)
+            .credential(&self.client.http, &config.endpoint, config.auth_timeout)
             .await
         {
             Ok(credential) => {

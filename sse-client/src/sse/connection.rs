@@ -2,6 +2,7 @@
 //! with an idle timeout.
 
 use std::fmt;
+use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -97,6 +98,21 @@ impl Request {
     /// The URL.
     pub fn url(&self) -> &Url {
         &self.url
+    }
+}
+
+/// Runs `future` for at most `limit` (`None`: no limit), failing with
+/// `timed_out(limit)` when it takes longer.
+pub(crate) async fn within<T>(
+    limit: Option<Duration>,
+    timed_out: fn(Duration) -> Error,
+    future: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, future)
+            .await
+            .map_err(|_| timed_out(limit))?,
+        None => future.await,
     }
 }
 

@@ -994,3 +994,143 @@ async fn a_drop_before_the_first_message_rewinds_to_the_first_connection() {
     assert_eq!(second.query("rewind").as_deref(), Some("1s"));
     assert_eq!(second.query("lastEvent"), None);
 }
+
+fn reason(state: &StateChange) -> &Error {
+    match state {
+        StateChange::Disconnected { reason, .. } => reason,
+        other => panic!("expected disconnected, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_stream_request_left_unanswered_times_out_and_is_retried() {
+    // First no answer at all, then an error status whose body never ends.
+    let mut f = Fixture::start(vec![
+        Script::stalled(),
+        Script::status(503).hang(),
+        sse(&[message_frame("e1", &text_message("m1", "one"))]),
+    ])
+    .await;
+    let client = f
+        .client()
+        .headers_timeout(Some(Duration::from_millis(100)))
+        .build()
+        .unwrap();
+    let mut sub = client.subscribe(SubscribeOptions::new(["ch"]));
+
+    let (states, message) = states_then_message(&mut sub).await;
+
+    assert_eq!(text(&message), "one");
+    assert_eq!(
+        names(&states),
+        ["disconnected", "disconnected", "connected"]
+    );
+    for state in &states[..2] {
+        let reason = reason(state);
+        assert!(
+            matches!(reason, Error::HeadersTimeout(limit) if *limit == Duration::from_millis(100)),
+            "{reason:?}"
+        );
+    }
+    for _ in 0..3 {
+        sse_request(&mut f.server).await;
+    }
+    assert_eq!(f.auth_calls(), 1, "a timeout keeps the token");
+}
+
+/// A server whose `/auth` (text/plain `T1`, `T2`…) and `requestToken`
+/// (`EXCHANGED`) stall on their first call and answer every later one.
+async fn first_auth_call_stalls() -> ScriptServer {
+    let auth_calls = Arc::new(AtomicUsize::new(0));
+    let exchanges = Arc::new(AtomicUsize::new(0));
+    let routes = Router::new()
+        .route(
+            "/auth",
+            get(move || {
+                let n = auth_calls.fetch_add(1, Ordering::SeqCst) + 1;
+                async move {
+                    if n == 1 {
+                        std::future::pending::<()>().await;
+                    }
+                    ([("content-type", "text/plain")], format!("T{n}"))
+                }
+            }),
+        )
+        .route(
+            "/keys/{key}/requestToken",
+            post(move || {
+                let n = exchanges.fetch_add(1, Ordering::SeqCst) + 1;
+                async move {
+                    if n == 1 {
+                        std::future::pending::<()>().await;
+                    }
+                    let details = json!({"token": "EXCHANGED", "issued": 1, "expires": 0});
+                    ([("content-type", "application/json")], details.to_string())
+                }
+            }),
+        );
+    ScriptServer::start_with(vec![], Script::sse(&[b""]).hang(), routes).await
+}
+
+#[tokio::test]
+async fn auth_url_request_token_and_callback_steps_time_out_and_are_retried() {
+    let key = ApiKey::parse("app.key:secret").unwrap();
+    let callback_calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&callback_calls);
+    let stalling_callback = Auth::callback(move |_| {
+        let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+        async move {
+            if n == 1 {
+                std::future::pending::<()>().await;
+            }
+            Ok(TokenReply::Token(format!("CB{n}")))
+        }
+    });
+    let request_callback = Auth::callback(move |params| {
+        let request = TokenRequest::new_signed(&key, params, 1_700_000_000_000).unwrap();
+        async move { Ok(TokenReply::Request(request)) }
+    });
+
+    for (case, expected) in [
+        ("auth URL", "T2"),
+        ("callback", "CB2"),
+        ("requestToken", "EXCHANGED"),
+    ] {
+        let mut server = first_auth_call_stalls().await;
+        let auth = match case {
+            "auth URL" => Auth::auth_url(AuthUrl::new(&server.url("/auth")).unwrap()),
+            "callback" => stalling_callback.clone(),
+            _ => request_callback.clone(),
+        };
+        let client = Client::builder()
+            .endpoint(server.url(""))
+            .auth(auth)
+            .reconnect(fast())
+            .auth_timeout(Some(Duration::from_millis(100)))
+            .build()
+            .unwrap();
+        let mut sub = client.subscribe(SubscribeOptions::new(["ch"]));
+
+        let first = next_update(&mut sub).await;
+        let second = next_update(&mut sub).await;
+
+        let Update::State(first) = first else {
+            panic!("{case}: {first:?}")
+        };
+        let reason = reason(&first);
+        assert!(
+            matches!(reason, Error::AuthTimeout(limit) if *limit == Duration::from_millis(100)),
+            "{case}: {reason:?}"
+        );
+        assert!(
+            matches!(second, Update::State(StateChange::Connected)),
+            "{case}: {second:?}"
+        );
+        let request = sse_request(&mut server).await;
+        assert_eq!(
+            request.query("accessToken").as_deref(),
+            Some(expected),
+            "{case}"
+        );
+    }
+}

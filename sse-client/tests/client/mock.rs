@@ -358,3 +358,24 @@ async fn heartbeats_keep_a_quiet_stream_alive_under_a_short_read_timeout() {
     mock.publish_data("chat", "", "still here");
     assert_eq!(text(&message(&mut sub).await.1), "still here");
 }
+
+#[tokio::test]
+async fn the_headers_timeout_does_not_limit_an_open_stream() {
+    let mock = mock().await;
+    let client = Client::builder()
+        .endpoint(mock.base_url())
+        .auth(Auth::key(ApiKey::parse(KEY).unwrap()))
+        .headers_timeout(Some(Duration::from_millis(50)))
+        .build()
+        .unwrap();
+    let mut sub = client.subscribe(SubscribeOptions::new(["ch"]));
+    connected(&mut sub).await;
+
+    // Many headers timeouts' worth of a quiet, open stream: nothing happens.
+    let quiet = tokio::time::timeout(Duration::from_millis(400), sub.next()).await;
+
+    assert!(quiet.is_err(), "expected no update, got {quiet:?}");
+    mock.publish_data("ch", "", "still the first stream");
+    assert_eq!(text(&message(&mut sub).await.1), "still the first stream");
+    assert_eq!(mock.stats().open_streams, 1);
+}
