@@ -5,8 +5,10 @@
 //! - [`Auth`]: an auth URL ([`AuthUrl`]), an async callback, a fixed token or
 //!   an API key. Auth URL replies are read by `Content-Type` as ably-js reads
 //!   them: `application/jwt` or `text/plain` is a token string, JSON is
-//!   TokenDetails (has `issued`) or a TokenRequest (has `keyName`, exchanged
-//!   at `POST {endpoint}/keys/{keyName}/requestToken`).
+//!   TokenDetails (has `issued`), a TokenRequest (has `keyName`, exchanged
+//!   at `POST {endpoint}/keys/{keyName}/requestToken`) or a JSON string (the
+//!   token). A token string from JSON or a callback that starts with `{` is
+//!   refused as double-encoded (40170), as ably-js refuses it.
 //! - [`Client`] and [`SubscribeOptions`]: `GET {endpoint}/sse?v=1.2&channels=…`
 //!   with `accessToken`, `lastEvent`, `rewind`, `delta=vcdiff`,
 //!   `enveloped=false` and `heartbeats` as asked.

@@ -222,12 +222,19 @@ impl Auth {
                 within(timeout, Error::AuthTimeout, fetch_auth_url(http, url)).await?
             }
             Source::Callback(callback) => {
-                within(
+                let reply = within(
                     timeout,
                     Error::AuthTimeout,
                     callback(TokenParams::default()),
                 )
-                .await?
+                .await?;
+                if let TokenReply::Token(token) = &reply {
+                    // A callback's string is checked as ably-js checks it
+                    // (§9.1.2): one starting with `{` is TokenDetails or a
+                    // TokenRequest JSON-encoded by mistake.
+                    check_token_string(token, false)?;
+                }
+                reply
             }
         };
         let details = match reply {
@@ -370,11 +377,19 @@ async fn fetch_auth_url(http: &reqwest::Client, auth: &AuthUrl) -> Result<TokenR
     )))
 }
 
-/// Classifies a JSON reply: TokenDetails (has `issued`) or TokenRequest (has
-/// `keyName`), as ably-js does.
+/// Classifies a JSON reply as ably-js does (§9.1.2, §9.2.2): a JSON string is
+/// a token string (checked like one, `{` refused since the type is not
+/// `application/jwt`), an object is TokenDetails (has `issued`) or a
+/// TokenRequest (has `keyName`).
 fn token_reply_from_json(value: serde_json::Value) -> Result<TokenReply> {
+    if let serde_json::Value::String(token) = value {
+        check_token_string(&token, false)?;
+        return Ok(TokenReply::Token(token));
+    }
     let Some(object) = value.as_object() else {
-        return Err(auth_failed("authUrl returned JSON that is not an object"));
+        return Err(auth_failed(
+            "authUrl returned JSON that is neither a string nor an object",
+        ));
     };
     if object.contains_key("issued") {
         let details = serde_json::from_value(value)
@@ -546,7 +561,8 @@ mod tests {
             Ok(TokenReply::Request(_))
         ));
         assert!(token_reply_from_json(serde_json::json!({"other": 1})).is_err());
-        assert!(token_reply_from_json(serde_json::json!("a string")).is_err());
+        assert!(token_reply_from_json(serde_json::json!(42)).is_err());
+        assert!(token_reply_from_json(serde_json::json!(null)).is_err());
     }
 
     #[test]

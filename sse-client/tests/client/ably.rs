@@ -776,6 +776,12 @@ async fn auth_url_replies_are_read_by_content_type_like_ably_js() {
             serde_json::to_string(&token_request).unwrap(),
             "EXCHANGED",
         ),
+        // A JSON string is the token itself, as ably-js's JSON.parse makes it.
+        (
+            Some("application/json"),
+            json!("json.string.token").to_string(),
+            "json.string.token",
+        ),
     ];
     for (content_type, body, expected) in cases {
         let (mut server, _) = auth_reply_server(content_type, body).await;
@@ -796,6 +802,13 @@ async fn unusable_auth_url_replies_fail_with_40170() {
         (Some("text/plain"), token_request.to_string()),
         (Some("text/html"), "<html>".to_owned()),
         (Some("text/plain"), String::new()),
+        // A TokenRequest encoded twice: a JSON string holding JSON.
+        (
+            Some("application/json"),
+            json!(token_request.to_string()).to_string(),
+        ),
+        (Some("application/json"), json!("null").to_string()),
+        (Some("application/json"), "42".to_owned()),
     ] {
         let (mut server, _) = auth_reply_server(content_type, body).await;
         let auth = Auth::auth_url(AuthUrl::new(&server.url("/auth")).unwrap());
@@ -886,6 +899,23 @@ async fn a_callback_may_return_a_token_details_or_a_request() {
     }
 
     assert_eq!(tokens, ["CB", "CBD", "EXCHANGED"]);
+}
+
+#[tokio::test]
+async fn a_callback_string_holding_json_is_refused_as_double_encoded() {
+    let (mut server, _) = auth_reply_server(Some("text/plain"), String::new()).await;
+    let details = json!({"token": "CBD", "issued": 1, "expires": 0}).to_string();
+    let auth = Auth::callback(move |_| {
+        let details = details.clone();
+        async move { Ok(TokenReply::Token(details)) }
+    });
+
+    let err = token_used(&mut server, auth).await.unwrap_err();
+
+    let info = err.error_info().expect("an Ably error");
+    assert_eq!((info.code, info.status_code), (40170, 401));
+    assert!(info.message.contains("double-encoded"), "{info:?}");
+    assert!(server.pending_requests().is_empty(), "no stream was opened");
 }
 
 #[tokio::test]
