@@ -125,8 +125,9 @@ impl AuthUrl {
         Ok(self)
     }
 
-    /// Adds a parameter: to the query for GET (after the URL's own, so it
-    /// wins a clash), to the form body for POST.
+    /// Adds a parameter: to the query for GET, to the form body for POST. A
+    /// parameter replaces one of the same name in the URL's own query (for
+    /// GET) or added before, as ably-js's `authParams` do (§9.2.1).
     #[must_use]
     pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.params.push((name.into(), value.into()));
@@ -335,11 +336,17 @@ async fn fetch_auth_url(http: &reqwest::Client, auth: &AuthUrl) -> Result<TokenR
     let mut request = match auth.method {
         AuthMethod::Get => {
             if !auth.params.is_empty() {
-                url.query_pairs_mut().extend_pairs(&auth.params);
+                let own: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+                let query = merge_params(own.iter().chain(&auth.params));
+                url.set_query(None);
+                url.query_pairs_mut().extend_pairs(&query);
             }
             http.request(Method::GET, url)
         }
-        AuthMethod::Post => http.request(Method::POST, url).form(&auth.params),
+        // The URL keeps its own query; the parameters go in the body.
+        AuthMethod::Post => http
+            .request(Method::POST, url)
+            .form(&merge_params(&auth.params)),
     };
     request = request
         .headers(auth.headers.clone())
@@ -375,6 +382,21 @@ async fn fetch_auth_url(http: &reqwest::Client, auth: &AuthUrl) -> Result<TokenR
     Err(auth_failed(format!(
         "authUrl returned an unsupported Content-Type {content_type:?}"
     )))
+}
+
+/// Parameters mixed as ably-js mixes objects (§9.2.1, RSA8c1c): on a name
+/// clash the later value wins, in the place of the first.
+fn merge_params<'a>(
+    params: impl IntoIterator<Item = &'a (String, String)>,
+) -> Vec<(&'a str, &'a str)> {
+    let mut merged: Vec<(&str, &str)> = Vec::new();
+    for (name, value) in params {
+        match merged.iter_mut().find(|(seen, _)| seen == name) {
+            Some(slot) => slot.1 = value,
+            None => merged.push((name, value)),
+        }
+    }
+    merged
 }
 
 /// Classifies a JSON reply as ably-js does (§9.1.2, §9.2.2): a JSON string is

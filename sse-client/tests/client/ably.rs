@@ -856,6 +856,28 @@ async fn auth_url_get_and_post_carry_headers_and_params() {
 }
 
 #[tokio::test]
+async fn auth_params_replace_same_named_parameters_and_the_last_one_wins() {
+    let (mut server, seen) = auth_reply_server(Some("text/plain"), "t".to_owned()).await;
+    let get_auth = AuthUrl::new(&server.url("/auth?room=old&fromUrl=1&room=older"))
+        .unwrap()
+        .param("room", "r1")
+        .param("extra", "a")
+        .param("extra", "b");
+    let post_auth = get_auth.clone().method(AuthMethod::Post);
+
+    token_used(&mut server, Auth::auth_url(get_auth))
+        .await
+        .unwrap();
+    token_used(&mut server, Auth::auth_url(post_auth))
+        .await
+        .unwrap();
+
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen[0].1, "/auth?room=r1&fromUrl=1&extra=b");
+    assert_eq!(seen[1].1, "room=r1&extra=b");
+}
+
+#[tokio::test]
 async fn an_auth_url_error_envelope_is_passed_through() {
     let routes = Router::new().route(
         "/auth",
