@@ -8,7 +8,10 @@
 //!   TokenDetails (has `issued`), a TokenRequest (has `keyName`, exchanged
 //!   at `POST {endpoint}/keys/{keyName}/requestToken`) or a JSON string (the
 //!   token). A token string from JSON or a callback that starts with `{` is
-//!   refused as double-encoded (40170), as ably-js refuses it.
+//!   refused as double-encoded (40170), as ably-js refuses it. An auth URL's
+//!   error response (300 or above) gives its `{"error": …}` envelope only
+//!   with exactly `Content-Type: application/json`, as ably-js reads it;
+//!   else its `X-Ably-ErrorCode`; else a 40170 naming the status.
 //! - [`Client`] and [`SubscribeOptions`]: `GET {endpoint}/sse?v=1.2&channels=…`
 //!   with `accessToken`, `lastEvent`, `rewind`, `delta=vcdiff`,
 //!   `enveloped=false` and `heartbeats` as asked.

@@ -358,7 +358,7 @@ async fn fetch_auth_url(http: &reqwest::Client, auth: &AuthUrl) -> Result<TokenR
         .get(CONTENT_TYPE)
         .map(|value| String::from_utf8_lossy(value.as_bytes()).to_ascii_lowercase());
     if status >= 300 {
-        return Err(error_from_response(response, codes::AUTH_CALLBACK_FAILED).await);
+        return Err(auth_url_error(response).await);
     }
     let body = read_limited(response, MAX_TOKEN_LEN + 1024).await?;
     let Some(content_type) = content_type else {
@@ -382,6 +382,33 @@ async fn fetch_auth_url(http: &reqwest::Client, auth: &AuthUrl) -> Result<TokenR
     Err(auth_failed(format!(
         "authUrl returned an unsupported Content-Type {content_type:?}"
     )))
+}
+
+/// The error an auth URL answered with (§9.2.2): its `{"error": …}` envelope
+/// only when the `Content-Type` is exactly `application/json`, as ably-js
+/// reads it; else the `X-Ably-ErrorCode` header; else 40170 (5xx: the status
+/// × 100, retried) naming the status.
+async fn auth_url_error(response: reqwest::Response) -> Error {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let exactly_json = headers
+        .get(CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"application/json"));
+    let body = if exactly_json {
+        read_limited(response, MAX_ERROR_BODY)
+            .await
+            .unwrap_or_default()
+    } else {
+        bytes::Bytes::new()
+    };
+    let info = reported_error(status, &headers, &body).unwrap_or_else(|| {
+        fallback_error(
+            status,
+            codes::AUTH_CALLBACK_FAILED,
+            format!("authUrl responded with HTTP {status}"),
+        )
+    });
+    Error::Ably(info)
 }
 
 /// Parameters mixed as ably-js mixes objects (§9.2.1, RSA8c1c): on a name
@@ -499,8 +526,15 @@ pub(crate) fn error_info_from_parts(
     body: &[u8],
     fallback_code: u32,
 ) -> ErrorInfo {
+    reported_error(status, headers, body)
+        .unwrap_or_else(|| fallback_error(status, fallback_code, format!("HTTP {status}")))
+}
+
+/// The error a response reports itself: the `{"error": …}` envelope in
+/// `body`, else the `X-Ably-ErrorCode` header.
+fn reported_error(status: u16, headers: &HeaderMap, body: &[u8]) -> Option<ErrorInfo> {
     if let Ok(envelope) = serde_json::from_slice::<ErrorResponse>(body) {
-        return envelope.error;
+        return Some(envelope.error);
     }
     let header = |name: &str| {
         headers
@@ -508,16 +542,20 @@ pub(crate) fn error_info_from_parts(
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned)
     };
-    if let Some(code) = header(ERROR_CODE_HEADER).and_then(|code| code.trim().parse().ok()) {
-        let message = header(ERROR_MESSAGE_HEADER).unwrap_or_else(|| format!("HTTP {status}"));
-        return ErrorInfo::new(code, status, message);
-    }
+    let code = header(ERROR_CODE_HEADER).and_then(|code| code.trim().parse().ok())?;
+    let message = header(ERROR_MESSAGE_HEADER).unwrap_or_else(|| format!("HTTP {status}"));
+    Some(ErrorInfo::new(code, status, message))
+}
+
+/// An error made up from the status: `fallback_code` for 4xx, the status ×
+/// 100 for 5xx, so that they stay retryable.
+fn fallback_error(status: u16, fallback_code: u32, message: String) -> ErrorInfo {
     let code = if status >= 500 {
         u32::from(status) * 100
     } else {
         fallback_code
     };
-    ErrorInfo::new(code, status, format!("HTTP {status}"))
+    ErrorInfo::new(code, status, message)
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::Router;
 use axum::extract::Path;
 use axum::http::HeaderMap;
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use base64::Engine as _;
 use serde_json::{Value, json};
@@ -878,24 +879,52 @@ async fn auth_params_replace_same_named_parameters_and_the_last_one_wins() {
 }
 
 #[tokio::test]
-async fn an_auth_url_error_envelope_is_passed_through() {
-    let routes = Router::new().route(
-        "/auth",
-        get(|| async {
-            let info = ErrorInfo::from_code(40400, "no such user");
-            (
-                axum::http::StatusCode::NOT_FOUND,
-                [("content-type", "application/json")],
-                serde_json::to_string(&info.into_response()).unwrap(),
-            )
-        }),
-    );
-    let mut server = ScriptServer::start_with(vec![], Script::status(500), routes).await;
-    let auth = Auth::auth_url(AuthUrl::new(&server.url("/auth")).unwrap());
+async fn an_auth_url_error_envelope_is_read_only_from_exactly_application_json() {
+    let envelope =
+        serde_json::to_string(&ErrorInfo::from_code(40400, "no such user").into_response())
+            .unwrap();
+    let cases = [
+        ("application/json", None, (40400, 404, "no such user")),
+        // ably-js (Node) reads the body only for exactly application/json.
+        (
+            "application/json; charset=utf-8",
+            None,
+            (40170, 404, "authUrl responded with HTTP 404"),
+        ),
+        (
+            "text/html",
+            None,
+            (40170, 404, "authUrl responded with HTTP 404"),
+        ),
+        // The header is read whatever the type.
+        ("text/html", Some("40160"), (40160, 404, "HTTP 404")),
+    ];
+    for (content_type, code_header, expected) in cases {
+        let envelope = envelope.clone();
+        let routes = Router::new().route(
+            "/auth",
+            get(move || async move {
+                let mut response = (axum::http::StatusCode::NOT_FOUND, envelope).into_response();
+                let headers = response.headers_mut();
+                headers.insert("content-type", content_type.parse().unwrap());
+                if let Some(code) = code_header {
+                    headers.insert("x-ably-errorcode", code.parse().unwrap());
+                }
+                response
+            }),
+        );
+        let mut server = ScriptServer::start_with(vec![], Script::status(500), routes).await;
+        let auth = Auth::auth_url(AuthUrl::new(&server.url("/auth")).unwrap());
 
-    let err = token_used(&mut server, auth).await.unwrap_err();
+        let err = token_used(&mut server, auth).await.unwrap_err();
 
-    assert_eq!(err.error_info().map(|i| i.code), Some(40400));
+        let info = err.error_info().expect("an Ably error");
+        assert_eq!(
+            (info.code, info.status_code, info.message.as_str()),
+            expected,
+            "{content_type} {code_header:?}"
+        );
+    }
 }
 
 #[tokio::test]
