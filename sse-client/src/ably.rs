@@ -46,6 +46,10 @@
 //!   opened>`, and the ids drop what was already seen. A delta that cannot be applied
 //!   (wrong base, corrupt) is never delivered: the stream resumes from the
 //!   last good message.
+//! - **Deltas and unenveloped messages**: an unenveloped message carries no
+//!   channel and no base id, so deltas are applied to the previous payload;
+//!   [`SubscribeOptions::validate`] refuses deltas with unenveloped messages
+//!   on more than one channel, where that payload may be another channel's.
 
 mod auth;
 mod client;

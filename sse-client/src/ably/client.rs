@@ -61,7 +61,9 @@ impl Client {
     }
 
     /// Subscribes to the channels in `options`. Nothing is sent until the
-    /// subscription is first polled.
+    /// subscription is first polled. Options that
+    /// [`SubscribeOptions::validate`] refuses make the subscription yield
+    /// that [`Error::Config`] as its only item, before any request.
     pub fn subscribe(&self, options: SubscribeOptions) -> Subscription {
         Subscription::new(self.clone(), options)
     }
@@ -299,7 +301,9 @@ impl SubscribeOptions {
         self
     }
 
-    /// Ask for vcdiff deltas (`delta=vcdiff`). Default off.
+    /// Ask for vcdiff deltas (`delta=vcdiff`). Default off. With
+    /// unenveloped messages, only on a single channel (see
+    /// [`SubscribeOptions::validate`]).
     #[must_use]
     pub fn delta(mut self, delta: bool) -> Self {
         self.delta = delta;
@@ -327,6 +331,37 @@ impl SubscribeOptions {
     pub fn last_event(mut self, id: impl Into<String>) -> Self {
         self.last_event = Some(id.into()).filter(|id| !id.is_empty());
         self
+    }
+
+    /// Checks that the options can work safely.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for deltas (`delta(true)` or a `[?delta=…]`
+    /// qualifier) with unenveloped messages on more than one channel: an
+    /// unenveloped frame does not say which channel it comes from, so a
+    /// delta could be applied to another channel's payload and deliver
+    /// wrong data. Use enveloped messages, or one subscription per channel.
+    pub fn validate(&self) -> Result<()> {
+        if !self.enveloped && self.channels.len() > 1 && self.wants_deltas() {
+            return Err(Error::Config(
+                "deltas with unenveloped messages need a single channel: an unenveloped message \
+                 does not name its channel, so a delta could apply to another channel's payload"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether deltas are asked for: on every channel, or on one by a
+    /// `[?delta=…]` qualifier (§1.2.1).
+    pub(crate) fn wants_deltas(&self) -> bool {
+        self.delta
+            || self.channels.iter().any(|name| {
+                name.strip_prefix('[')
+                    .and_then(|rest| rest.split_once(']'))
+                    .is_some_and(|(qualifier, _)| qualifier.contains("delta="))
+            })
     }
 
     /// The channel every message comes from, when there is only one: its
@@ -389,6 +424,33 @@ mod tests {
             SubscribeOptions::new(["fo,o", "ba,r"]).channels_param(),
             ("fo,o|ba,r".to_owned(), Some("|"))
         );
+    }
+
+    #[test]
+    fn unenveloped_deltas_are_refused_on_more_than_one_channel() {
+        let refused = [
+            SubscribeOptions::new(["a", "b"])
+                .enveloped(false)
+                .delta(true),
+            SubscribeOptions::new(["[?delta=vcdiff]a", "b"]).enveloped(false),
+            SubscribeOptions::new(["a", "[meta?delta=vcdiff]b"]).enveloped(false),
+        ];
+        for options in refused {
+            assert!(
+                matches!(options.validate(), Err(Error::Config(_))),
+                "{options:?}"
+            );
+        }
+        let fine = [
+            SubscribeOptions::new(["a"]).enveloped(false).delta(true),
+            SubscribeOptions::new(["[?delta=vcdiff]a"]).enveloped(false),
+            SubscribeOptions::new(["a", "b"]).delta(true),
+            SubscribeOptions::new(["a", "b"]).enveloped(false),
+            SubscribeOptions::new(["[?rewind=1]a", "b"]).enveloped(false),
+        ];
+        for options in fine {
+            assert!(options.validate().is_ok(), "{options:?}");
+        }
     }
 
     #[test]

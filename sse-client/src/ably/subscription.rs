@@ -117,7 +117,10 @@ impl fmt::Debug for Subscription {
 impl Subscription {
     pub(crate) fn new(client: Client, options: SubscribeOptions) -> Self {
         let config = &client.config;
-        Self {
+        // Options that cannot work safely end the subscription before any
+        // request: its only item is the error.
+        let refused = options.validate().err();
+        let mut subscription = Self {
             parser: Parser::new(config.limits),
             recent: RecentIds::new(config.recent_ids),
             only_channel: options.only_channel(),
@@ -135,7 +138,12 @@ impl Subscription {
             fatal: None,
             jitter: Jitter::new(),
             client,
+        };
+        if let Some(err) = refused {
+            subscription.state = State::Closed;
+            subscription.fatal = Some(err);
         }
+        subscription
     }
 
     /// The SSE id of the last delivered message: save it to resume later

@@ -192,6 +192,13 @@ async fn main() -> ExitCode {
             )
             .exit();
     }
+    if let Command::Subscribe(args) = &cli.command
+        && let Err(err) = subscribe_options(args).validate()
+    {
+        Cli::command()
+            .error(clap::error::ErrorKind::ArgumentConflict, err)
+            .exit();
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
@@ -271,16 +278,7 @@ async fn subscribe(args: SubscribeArgs, out: &mut Output) -> Result<(), Failure>
         .endpoint(args.endpoint.clone())
         .auth(auth)
         .build()?;
-    let mut options = SubscribeOptions::new(args.channels.iter().cloned())
-        .delta(args.delta)
-        .enveloped(!args.unenveloped);
-    if let Some(rewind) = &args.rewind {
-        options = options.rewind(rewind.clone());
-    }
-    if let Some(last_event) = &args.last_event {
-        options = options.last_event(last_event.clone());
-    }
-    let mut subscription = client.subscribe(options);
+    let mut subscription = client.subscribe(subscribe_options(&args));
     let mut printed = 0;
     if args.limit == Some(0) {
         return Ok(());
@@ -299,6 +297,19 @@ async fn subscribe(args: SubscribeArgs, out: &mut Output) -> Result<(), Failure>
         }
     }
     Ok(())
+}
+
+fn subscribe_options(args: &SubscribeArgs) -> SubscribeOptions {
+    let mut options = SubscribeOptions::new(args.channels.iter().cloned())
+        .delta(args.delta)
+        .enveloped(!args.unenveloped);
+    if let Some(rewind) = &args.rewind {
+        options = options.rewind(rewind.clone());
+    }
+    if let Some(last_event) = &args.last_event {
+        options = options.last_event(last_event.clone());
+    }
+    options
 }
 
 fn auth(args: &SubscribeArgs) -> anyhow::Result<Auth> {

@@ -564,6 +564,25 @@ async fn unenveloped_payloads_and_deltas_are_decoded() {
 }
 
 #[tokio::test]
+async fn unenveloped_deltas_on_several_channels_are_refused_before_any_request() {
+    let mut f = Fixture::start(vec![]).await;
+    let mut sub = f.subscribe(
+        SubscribeOptions::new(["a", "b"])
+            .enveloped(false)
+            .delta(true),
+    );
+
+    let err = fatal(&mut sub).await;
+
+    assert!(
+        matches!(&err, Error::Config(text) if text.contains("single channel")),
+        "{err:?}"
+    );
+    assert_eq!(f.auth_calls(), 0);
+    assert!(f.server.pending_requests().is_empty());
+}
+
+#[tokio::test]
 async fn a_long_outage_reports_continuity_lost_and_starts_fresh() {
     // Waits of 10, 20, 40, 80 and 160 ms: the sixth connection comes at least
     // 310 ms after the drop, past the 300 ms window, whatever the load; the

@@ -153,6 +153,17 @@ async fn bad_usage_exits_2() {
         &["subscribe", "--channel", "c", "--auth-url", "ftp://x/"],
         &["raw", "not a url"],
         &["frobnicate"],
+        &[
+            "subscribe",
+            "--channel",
+            "a",
+            "--channel",
+            "b",
+            "--delta",
+            "--unenveloped",
+            "--token",
+            "t",
+        ],
     ] {
         let output = run(args, &[]).await;
 
