@@ -83,6 +83,9 @@ pub struct Subscription {
     client: Client,
     options: SubscribeOptions,
     only_channel: Option<String>,
+    /// Whether deltas were asked for (unenveloped payloads are sniffed for
+    /// one only then).
+    deltas: bool,
     parser: Parser,
     credential: Option<Credential>,
     fetched_tokens: u32,
@@ -124,6 +127,7 @@ impl Subscription {
             parser: Parser::new(config.limits),
             recent: RecentIds::new(config.recent_ids),
             only_channel: options.only_channel(),
+            deltas: options.wants_deltas(),
             cursor: options.last_event.clone(),
             connected_at: None,
             options,
@@ -446,6 +450,7 @@ impl Subscription {
                 event.into_data(),
                 event_id.clone(),
                 self.only_channel.as_deref(),
+                self.deltas,
             )?;
             (event_id.clone(), decoded)
         };

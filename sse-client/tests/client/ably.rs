@@ -564,6 +564,22 @@ async fn unenveloped_payloads_and_deltas_are_decoded() {
 }
 
 #[tokio::test]
+async fn without_deltas_an_unenveloped_payload_that_looks_like_one_is_delivered_as_is() {
+    let looks_like_a_delta =
+        base64::engine::general_purpose::STANDARD.encode(vcdiff::encode(b"", b"text"));
+    assert!(looks_like_a_delta.starts_with("1sPE"));
+    let f = Fixture::start(vec![sse(&[format!(
+        "id: e1\nevent: message\ndata: {looks_like_a_delta}\n\n"
+    )])])
+    .await;
+    let mut sub = f.subscribe(SubscribeOptions::new(["a", "b"]).enveloped(false));
+
+    let message = next_message(&mut sub).await;
+
+    assert_eq!(text(&message), looks_like_a_delta);
+}
+
+#[tokio::test]
 async fn unenveloped_deltas_on_several_channels_are_refused_before_any_request() {
     let mut f = Fixture::start(vec![]).await;
     let mut sub = f.subscribe(
