@@ -65,7 +65,14 @@ impl Decoder {
             message
                 .decode_data_with(|step, payload| match (step, payload) {
                     ("vcdiff", Payload::Binary(delta)) => {
-                        let result = apply_delta(base, delta_from.as_deref(), delta);
+                        let result = match delta_from.as_deref() {
+                            Some(from) => apply_delta(base, Some(from), delta),
+                            // A delta names its base (§7.2.2); one that does
+                            // not cannot be checked against ours.
+                            None => Err(SharedError::Vcdiff(
+                                "vcdiff message without extras.delta.from".into(),
+                            )),
+                        };
                         if let Ok(target) = &result {
                             new_base = Some(target.clone());
                         }
@@ -294,6 +301,24 @@ mod tests {
 
         assert!(
             matches!(err, Error::Decode(SharedError::Vcdiff(_))),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_delta_that_does_not_name_its_base_is_refused() {
+        let mut decoder = Decoder::default();
+        let full = message(json!({"id": "m1", "channel": "c", "data": "hello"}));
+        decoder.decode_enveloped(full, "e1".into(), None).unwrap();
+        let mut delta = delta_message("m2", "m1", b"hello", b"hello!", "utf-8/vcdiff/base64");
+        delta.extras = None;
+
+        let err = decoder
+            .decode_enveloped(delta, "e2".into(), None)
+            .unwrap_err();
+
+        assert!(
+            matches!(&err, Error::Decode(SharedError::Vcdiff(text)) if text.contains("extras.delta.from")),
             "{err:?}"
         );
     }

@@ -536,6 +536,42 @@ async fn deltas_are_applied_and_a_bad_one_resumes_from_the_last_good_message() {
 }
 
 #[tokio::test]
+async fn a_delta_that_does_not_name_its_base_is_not_applied_and_resumes() {
+    let (s1, s2) = (r#"{"score":1}"#, r#"{"score":2}"#);
+    let unchecked = message_frame(
+        "e2",
+        &json!({
+            "id": "m2",
+            "channel": "ch",
+            "data": base64::engine::general_purpose::STANDARD
+                .encode(vcdiff::encode(s1.as_bytes(), s2.as_bytes())),
+            "encoding": "json/utf-8/vcdiff/base64",
+        }),
+    );
+    let mut f = Fixture::start(vec![
+        sse(&[json_frame("e1", "m1", s1), unchecked]),
+        sse(&[json_frame("e2", "m2", s2)]),
+    ])
+    .await;
+    let mut sub = f.subscribe(SubscribeOptions::new(["ch"]).delta(true));
+
+    let first = next_message(&mut sub).await;
+    let (states, second) = states_then_message(&mut sub).await;
+
+    assert_eq!(first.payload, Some(Payload::Json(json!({"score": 1}))));
+    assert_eq!(second.payload, Some(Payload::Json(json!({"score": 2}))));
+    assert_eq!(names(&states), ["disconnected", "connected"]);
+    assert!(
+        matches!(reason(&states[0]), Error::Decode(_)),
+        "{:?}",
+        states[0]
+    );
+    sse_request(&mut f.server).await;
+    let resumed = sse_request(&mut f.server).await;
+    assert_eq!(resumed.query("lastEvent").as_deref(), Some("e1"));
+}
+
+#[tokio::test]
 async fn unenveloped_payloads_and_deltas_are_decoded() {
     let first = r#"{"n":1}"#;
     let delta = base64::engine::general_purpose::STANDARD
