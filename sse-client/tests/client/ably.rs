@@ -600,6 +600,41 @@ async fn unenveloped_payloads_and_deltas_are_decoded() {
 }
 
 #[tokio::test]
+async fn a_bad_unenveloped_delta_is_never_delivered_and_the_stream_resumes() {
+    let (first, second) = (r#"{"n":1}"#, r#"{"n":2}"#);
+    // Made against a base we never had, copying from past the end of ours:
+    // it cannot apply.
+    let bad = base64::engine::general_purpose::STANDARD.encode(vcdiff::encode(
+        br#"{"a long prefix that the delta copies":1}"#,
+        br#"{"a long prefix that the delta copies":2}"#,
+    ));
+    let frame = |id: &str, data: &str| format!("id: {id}\nevent: message\ndata: {data}\n\n");
+    let mut f = Fixture::start(vec![
+        sse(&[frame("e1", first), frame("e2", &bad)]),
+        // The resumed stream starts with a full payload (§7.2.1).
+        sse(&[frame("e2", second)]),
+    ])
+    .await;
+    let mut sub = f.subscribe(SubscribeOptions::new(["ch"]).enveloped(false).delta(true));
+
+    let one = next_message(&mut sub).await;
+    let (states, two) = states_then_message(&mut sub).await;
+
+    assert_eq!((text(&one), one.event_id.as_str()), (first, "e1"));
+    assert_eq!((text(&two), two.event_id.as_str()), (second, "e2"));
+    assert_eq!(names(&states), ["disconnected", "connected"]);
+    assert!(
+        matches!(reason(&states[0]), Error::Decode(_)),
+        "{:?}",
+        states[0]
+    );
+    assert_eq!(sse_request(&mut f.server).await.query("lastEvent"), None);
+    let resumed = sse_request(&mut f.server).await;
+    assert_eq!(resumed.query("lastEvent").as_deref(), Some("e1"));
+    assert_eq!(resumed.query("delta").as_deref(), Some("vcdiff"));
+}
+
+#[tokio::test]
 async fn without_deltas_an_unenveloped_payload_that_looks_like_one_is_delivered_as_is() {
     let looks_like_a_delta =
         base64::engine::general_purpose::STANDARD.encode(vcdiff::encode(b"", b"text"));
