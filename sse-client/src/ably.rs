@@ -43,9 +43,13 @@
 //!   replays after a resume are dropped. A stream that drops before its
 //!   first message leaves no cursor (Ably ids only messages): the
 //!   reconnection then asks for `rewind=<seconds since the first stream
-//!   opened>`, and the ids drop what was already seen. A delta that cannot be applied
-//!   (wrong base, corrupt) is never delivered: the stream resumes from the
-//!   last good message.
+//!   opened>`, and the ids drop what was already seen. A message that cannot
+//!   be decoded (a delta with the wrong base or none named, data that does
+//!   not match its `encoding`) is never delivered: the stream resumes from
+//!   the last good message. If the same message fails three times in a row
+//!   from the same point it never will: the subscription reports
+//!   [`StateChange::ContinuityLost`] and starts fresh, without `lastEvent`
+//!   or `rewind`, skipping it and whatever was sent meanwhile.
 //! - **Deltas and unenveloped messages**: an unenveloped message carries no
 //!   channel and no base id, so deltas are applied to the previous payload;
 //!   [`SubscribeOptions::validate`] refuses deltas with unenveloped messages

@@ -53,8 +53,10 @@ pub enum StateChange {
         /// Whether the renewal came before any rejection.
         proactive: bool,
     },
-    /// The subscription was disconnected for longer than the resume window:
-    /// messages sent meanwhile may be lost, and it starts afresh.
+    /// The subscription starts afresh, without resuming: it was
+    /// disconnected for longer than the resume window, or it skips a message
+    /// that failed to decode several times in a row. Messages sent meanwhile
+    /// may be lost.
     ContinuityLost,
 }
 
@@ -64,6 +66,10 @@ const MIN_EARLY_RENEWAL: Duration = Duration::from_millis(500);
 
 /// Ably keeps two minutes of messages for a rewind (§1.2).
 const MAX_REWIND_SECS: u64 = 120;
+
+/// A message that fails to decode this many times in a row, resuming from
+/// the same point, never will: the subscription then skips it (§7.2.3 [I]).
+const MAX_DECODE_FAILURES: u32 = 3;
 
 enum State {
     Connecting,
@@ -98,6 +104,12 @@ pub struct Subscription {
     failures: u32,
     token_errors: u32,
     disconnected_since: Option<Instant>,
+    /// Decode failures in a row, all resuming from `decode_failed_at`.
+    decode_failures: u32,
+    decode_failed_at: Option<String>,
+    /// The next stream starts without `lastEvent` or `rewind`: continuity
+    /// was given up to skip a message that cannot be decoded.
+    skip_backlog: bool,
     decoder: Decoder,
     recent: RecentIds,
     pending: VecDeque<Update>,
@@ -137,6 +149,9 @@ impl Subscription {
             failures: 0,
             token_errors: 0,
             disconnected_since: None,
+            decode_failures: 0,
+            decode_failed_at: None,
+            skip_backlog: false,
             decoder: Decoder::default(),
             pending: VecDeque::new(),
             fatal: None,
@@ -241,12 +256,8 @@ impl Subscription {
             && since.elapsed() > config.resume_window
         {
             // Ably has forgotten the connection: start afresh, and say so.
-            self.cursor = None;
-            self.connected_at = None;
-            self.decoder.clear();
+            self.lose_continuity();
             self.disconnected_since = Some(Instant::now());
-            self.pending
-                .push_back(Update::State(StateChange::ContinuityLost));
         }
         let expired = self
             .credential
@@ -290,6 +301,7 @@ impl Subscription {
         }
         self.parser.reset();
         self.disconnected_since = None;
+        self.skip_backlog = false;
         self.connected_at.get_or_insert_with(Instant::now);
         let renew_at = self.renewal_deadline(&credential);
         self.state = State::Open {
@@ -327,6 +339,9 @@ impl Subscription {
                 }
             }
             match (&self.cursor, &self.options.rewind, self.connected_at) {
+                // Starting fresh past a message that cannot be decoded: no
+                // backlog, which would hold it again.
+                _ if self.skip_backlog => {}
                 (Some(cursor), _, _) => {
                     query.append_pair("lastEvent", cursor);
                 }
@@ -462,6 +477,7 @@ impl Subscription {
         self.advance(&event_id);
         self.failures = 0;
         self.token_errors = 0;
+        self.decode_failures = 0;
         Ok(Some(decoded))
     }
 
@@ -498,6 +514,23 @@ impl Subscription {
             self.disconnected_since = Some(Instant::now());
         }
         let config = Arc::clone(&self.client.config);
+        let mut skipped = false;
+        if matches!(err, Error::Decode(_)) {
+            if self.decode_failures == 0 || self.decode_failed_at != self.cursor {
+                self.decode_failures = 0;
+                self.decode_failed_at.clone_from(&self.cursor);
+            }
+            self.decode_failures += 1;
+            if self.decode_failures >= MAX_DECODE_FAILURES {
+                // Resuming from here replays the same message, which will
+                // not decode: give up the resume point rather than loop or
+                // deliver it wrong, and say so.
+                tracing::warn!(error = %err, "skipping a message that cannot be decoded");
+                self.decode_failures = 0;
+                self.skip_backlog = true;
+                skipped = true;
+            }
+        }
         let delay = if err.is_token_error() {
             self.token_errors = self.token_errors.saturating_add(1);
             if !config.auth.can_renew() || self.token_errors > config.max_token_renewals {
@@ -535,7 +568,20 @@ impl Subscription {
                 reason: Arc::new(err),
                 retry_in: delay,
             }));
+        if skipped {
+            self.lose_continuity();
+        }
         None
+    }
+
+    /// Forgets the resume point and the delta bases: the next stream starts
+    /// fresh, and the application is told messages may be missing.
+    fn lose_continuity(&mut self) {
+        self.cursor = None;
+        self.connected_at = None;
+        self.decoder.clear();
+        self.pending
+            .push_back(Update::State(StateChange::ContinuityLost));
     }
 
     fn backoff(&mut self) -> Duration {

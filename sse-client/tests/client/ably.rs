@@ -600,6 +600,60 @@ async fn unenveloped_payloads_and_deltas_are_decoded() {
 }
 
 #[tokio::test]
+async fn a_message_that_never_decodes_is_skipped_after_three_tries_with_continuity_lost() {
+    let poison = message_frame(
+        "e2",
+        &json!({"id": "m2", "channel": "ch", "data": "not json", "encoding": "json"}),
+    );
+    let mut f = Fixture::start(vec![
+        sse(&[
+            message_frame("e1", &text_message("m1", "one")),
+            poison.clone(),
+        ]),
+        sse(std::slice::from_ref(&poison)),
+        sse(std::slice::from_ref(&poison)),
+        sse(&[message_frame("e3", &text_message("m3", "three"))]),
+    ])
+    .await;
+    let mut sub = f.subscribe(SubscribeOptions::new(["ch"]).rewind("5"));
+
+    assert_eq!(text(&next_message(&mut sub).await), "one");
+    let (states, after) = states_then_message(&mut sub).await;
+
+    assert_eq!(text(&after), "three");
+    assert_eq!(
+        names(&states),
+        [
+            "disconnected",
+            "connected",
+            "disconnected",
+            "connected",
+            "disconnected",
+            "continuity lost",
+            "connected"
+        ]
+    );
+    for state in states
+        .iter()
+        .filter(|s| matches!(s, StateChange::Disconnected { .. }))
+    {
+        assert!(matches!(reason(state), Error::Decode(_)), "{state:?}");
+    }
+    let first = sse_request(&mut f.server).await;
+    assert_eq!(first.query("rewind").as_deref(), Some("5"));
+    for _ in 0..2 {
+        let resumed = sse_request(&mut f.server).await;
+        assert_eq!(resumed.query("lastEvent").as_deref(), Some("e1"));
+    }
+    // Fresh: neither the resume point nor a backlog that holds the message.
+    let fresh = sse_request(&mut f.server).await;
+    assert_eq!(
+        (fresh.query("lastEvent"), fresh.query("rewind")),
+        (None, None)
+    );
+}
+
+#[tokio::test]
 async fn a_bad_unenveloped_delta_is_never_delivered_and_the_stream_resumes() {
     let (first, second) = (r#"{"n":1}"#, r#"{"n":2}"#);
     // Made against a base we never had, copying from past the end of ours:
