@@ -30,7 +30,8 @@
 //!   switched with `lastEvent`, so nothing is missed.
 //! - **Network errors, 5xx, 5xxxx**: retried with jittered backoff, resuming
 //!   with `lastEvent`; once disconnected for longer than the two-minute
-//!   resume window, [`StateChange::ContinuityLost`] and a fresh start. Any
+//!   resume window, [`StateChange::ContinuityLost`] and a fresh start (also
+//!   when the stream dropped before its first message, with no cursor). Any
 //!   other 4xx/4xxxx ends the subscription with that error.
 //! - **Stalled servers**: a stream request answered by nothing within
 //!   [`ClientBuilder::headers_timeout`] (10 s), or a credential step (auth

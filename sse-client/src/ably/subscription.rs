@@ -251,8 +251,10 @@ impl Subscription {
     /// Opens a stream: credential, URL, request, status and type checks.
     async fn connect(&mut self) -> Result<()> {
         let config = Arc::clone(&self.client.config);
+        // A resume point is a cursor, or, when a stream dropped before its
+        // first message, the time it opened (the reconnection rewinds to it).
         if let Some(since) = self.disconnected_since
-            && self.cursor.is_some()
+            && (self.cursor.is_some() || self.connected_at.is_some())
             && since.elapsed() > config.resume_window
         {
             // Ably has forgotten the connection: start afresh, and say so.

@@ -764,6 +764,48 @@ async fn a_long_outage_reports_continuity_lost_and_starts_fresh() {
 }
 
 #[tokio::test]
+async fn a_long_outage_before_the_first_message_also_reports_continuity_lost() {
+    // As above, but the first stream ends before any message, so there is
+    // no cursor: the reconnections rewind to the first connection, until
+    // the outage outlasts the window.
+    let mut scripts = vec![Script::sse(&[b":keepalive\n"])];
+    scripts.extend((0..4).map(|_| Script::status(503)));
+    scripts.push(sse(&[message_frame("e9", &text_message("m9", "fresh"))]));
+    let mut f = Fixture::start(scripts).await;
+    let client = f
+        .client()
+        .reconnect(
+            fast()
+                .initial_delay(Duration::from_millis(10))
+                .max_delay(Duration::from_millis(160)),
+        )
+        .resume_window(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let mut sub = client.subscribe(SubscribeOptions::new(["ch"]));
+
+    let (states, message) = states_then_message(&mut sub).await;
+
+    assert_eq!(text(&message), "fresh");
+    let names = names(&states);
+    assert_eq!(
+        names.iter().filter(|n| **n == "continuity lost").count(),
+        1,
+        "{names:?}"
+    );
+    assert_eq!(&names[names.len() - 2..], ["continuity lost", "connected"]);
+    let mut rewinds = Vec::new();
+    for _ in 0..6 {
+        let request = sse_request(&mut f.server).await;
+        assert_eq!(request.query("lastEvent"), None);
+        rewinds.push(request.query("rewind"));
+    }
+    assert_eq!(rewinds[0], None);
+    assert_eq!(rewinds[1].as_deref(), Some("1s"));
+    assert_eq!(rewinds[5], None, "a fresh start rewinds to nothing");
+}
+
+#[tokio::test]
 async fn a_token_with_a_known_expiry_is_renewed_before_it_and_the_stream_switched() {
     let issued = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&issued);
