@@ -176,6 +176,73 @@ async fn bad_usage_exits_2() {
     }
 }
 
+#[tokio::test]
+async fn bad_headers_keys_and_params_are_usage_errors_that_never_echo_the_value() {
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["raw", "http://127.0.0.1:1/", "--header", "bad name: v"],
+            "error: --header <NAME: VALUE>: invalid header name \"bad name\"",
+        ),
+        (
+            &[
+                "raw",
+                "http://127.0.0.1:1/",
+                "--header",
+                "X-Secret: hunter2\u{1}",
+            ],
+            "error: --header <NAME: VALUE>: invalid value for header X-Secret",
+        ),
+        (
+            &[
+                "subscribe",
+                "--channel",
+                "c",
+                "--auth-url",
+                "http://127.0.0.1:1/",
+                "--auth-header",
+                "Authorization: Bearer hunter2\nx",
+            ],
+            "error: --auth-header <NAME: VALUE>: invalid value for header Authorization",
+        ),
+        (
+            &[
+                "subscribe",
+                "--channel",
+                "c",
+                "--auth-url",
+                "http://127.0.0.1:1/",
+                "--auth-header",
+                "hunter2-without-a-name",
+            ],
+            "error: --auth-header <NAME: VALUE>: expected \"Name: value\"",
+        ),
+        (
+            &["subscribe", "--channel", "c", "--key", "appkey:hunter2"],
+            "error: --key <KEY>: invalid API key: key name must be appId.keyId",
+        ),
+        (
+            &[
+                "subscribe",
+                "--channel",
+                "c",
+                "--auth-url",
+                "http://127.0.0.1:1/",
+                "--auth-param",
+                "hunter2",
+            ],
+            "error: --auth-param <K=V>: expected k=v",
+        ),
+    ];
+    for (args, expected) in cases {
+        let output = run(args, &[]).await;
+
+        let log = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {log}");
+        assert_eq!(log.lines().next(), Some(expected), "{args:?}");
+        assert!(!log.contains("hunter2"), "{log}");
+    }
+}
+
 /// A server with `/auth` handing out `T1`, `T2`… and `/sse` scripted.
 async fn ably_server(scripts: Vec<Script>) -> ScriptServer {
     let calls = Arc::new(AtomicUsize::new(0));
