@@ -5,8 +5,13 @@
 //! - [`Auth`]: an auth URL ([`AuthUrl`]), an async callback, a fixed token or
 //!   an API key. Auth URL replies are read by `Content-Type` as ably-js reads
 //!   them: `application/jwt` or `text/plain` is a token string, JSON is
-//!   TokenDetails (has `issued`) or a TokenRequest (has `keyName`, exchanged
-//!   at `POST {endpoint}/keys/{keyName}/requestToken`).
+//!   TokenDetails (has `issued`), a TokenRequest (has `keyName`, exchanged
+//!   at `POST {endpoint}/keys/{keyName}/requestToken`) or a JSON string (the
+//!   token). A token string from JSON or a callback that starts with `{` is
+//!   refused as double-encoded (40170), as ably-js refuses it. An auth URL's
+//!   error response (300 or above) gives its `{"error": …}` envelope only
+//!   with exactly `Content-Type: application/json`, as ably-js reads it;
+//!   else its `X-Ably-ErrorCode`; else a 40170 naming the status.
 //! - [`Client`] and [`SubscribeOptions`]: `GET {endpoint}/sse?v=1.2&channels=…`
 //!   with `accessToken`, `lastEvent`, `rewind`, `delta=vcdiff`,
 //!   `enveloped=false` and `heartbeats` as asked.
@@ -25,16 +30,31 @@
 //!   switched with `lastEvent`, so nothing is missed.
 //! - **Network errors, 5xx, 5xxxx**: retried with jittered backoff, resuming
 //!   with `lastEvent`; once disconnected for longer than the two-minute
-//!   resume window, [`StateChange::ContinuityLost`] and a fresh start. Any
+//!   resume window, [`StateChange::ContinuityLost`] and a fresh start (also
+//!   when the stream dropped before its first message, with no cursor). Any
 //!   other 4xx/4xxxx ends the subscription with that error.
+//! - **Stalled servers**: a stream request answered by nothing within
+//!   [`ClientBuilder::headers_timeout`] (10 s), or a credential step (auth
+//!   URL, `requestToken`, callback) that takes longer than
+//!   [`ClientBuilder::auth_timeout`] (10 s), fails that attempt and is
+//!   retried like a network error. An open stream is limited only by
+//!   [`ClientBuilder::read_timeout`], never by a total-request timeout.
 //! - **Exactly once, in order**: the cursor moves only when a message is
 //!   handed out, and recent message ids are remembered (a bounded set), so
 //!   replays after a resume are dropped. A stream that drops before its
 //!   first message leaves no cursor (Ably ids only messages): the
 //!   reconnection then asks for `rewind=<seconds since the first stream
-//!   opened>`, and the ids drop what was already seen. A delta that cannot be applied
-//!   (wrong base, corrupt) is never delivered: the stream resumes from the
-//!   last good message.
+//!   opened>`, and the ids drop what was already seen. A message that cannot
+//!   be decoded (a delta with the wrong base or none named, data that does
+//!   not match its `encoding`) is never delivered: the stream resumes from
+//!   the last good message. If the same message fails three times in a row
+//!   from the same point it never will: the subscription reports
+//!   [`StateChange::ContinuityLost`] and starts fresh, without `lastEvent`
+//!   or `rewind`, skipping it and whatever was sent meanwhile.
+//! - **Deltas and unenveloped messages**: an unenveloped message carries no
+//!   channel and no base id, so deltas are applied to the previous payload;
+//!   [`SubscribeOptions::validate`] refuses deltas with unenveloped messages
+//!   on more than one channel, where that payload may be another channel's.
 
 mod auth;
 mod client;
@@ -42,6 +62,8 @@ mod decode;
 mod subscription;
 
 pub use auth::{Auth, AuthMethod, AuthUrl, TokenReply};
-pub use client::{Client, ClientBuilder, DEFAULT_ENDPOINT, RESUME_WINDOW, SubscribeOptions};
+pub use client::{
+    Client, ClientBuilder, DEFAULT_AUTH_TIMEOUT, DEFAULT_ENDPOINT, RESUME_WINDOW, SubscribeOptions,
+};
 pub use decode::ChannelMessage;
 pub use subscription::{StateChange, Subscription, Update};

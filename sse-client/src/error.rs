@@ -35,6 +35,16 @@ pub enum Error {
     /// No bytes arrived for the configured read timeout.
     #[error("no data for {0:?}")]
     ReadTimeout(Duration),
+    /// The server took the request but sent no response headers within the
+    /// configured headers timeout (for an Ably stream: no complete error
+    /// response either). Retried like a network error.
+    #[error("no response headers within {0:?}")]
+    HeadersTimeout(Duration),
+    /// The auth URL, the `requestToken` exchange or the auth callback gave
+    /// no answer within the configured auth timeout. Retried like a network
+    /// error.
+    #[error("no credential within {0:?}")]
+    AuthTimeout(Duration),
     /// The server closed the stream.
     #[error("the server closed the stream")]
     StreamEnded,
@@ -86,7 +96,10 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Transport(err) => !(err.is_builder() || err.is_redirect()),
-            Error::ReadTimeout(_) | Error::StreamEnded => true,
+            Error::ReadTimeout(_)
+            | Error::HeadersTimeout(_)
+            | Error::AuthTimeout(_)
+            | Error::StreamEnded => true,
             Error::Status { status } => *status >= 500 || *status == 429,
             Error::Ably(info) => info.status_code >= 500 || (50000..60000).contains(&info.code),
             Error::RetriesExhausted { .. }
@@ -134,6 +147,8 @@ mod tests {
     fn retryable_errors_are_the_transient_ones() {
         assert!(Error::StreamEnded.is_retryable());
         assert!(Error::ReadTimeout(Duration::from_secs(1)).is_retryable());
+        assert!(Error::HeadersTimeout(Duration::from_secs(1)).is_retryable());
+        assert!(Error::AuthTimeout(Duration::from_secs(1)).is_retryable());
         assert!(Error::Status { status: 503 }.is_retryable());
         assert!(Error::Status { status: 429 }.is_retryable());
         assert!(Error::Ably(ErrorInfo::from_code(50003, "timeout")).is_retryable());

@@ -49,3 +49,11 @@ mod error;
 pub mod sse;
 
 pub use error::{Error, Result};
+
+// The README's Rust examples are compiled as doctests of this crate, so they
+// cannot drift from the API. Snippets for the other crates there (top-level
+// `.await` or `?`) are fenced `rust,ignore`; their own crate docs compile
+// them.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

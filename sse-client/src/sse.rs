@@ -31,5 +31,7 @@ pub(crate) use backoff::Jitter;
 pub use backoff::ReconnectOptions;
 pub use connection::Request;
 pub(crate) use event_source::default_client;
-pub use event_source::{Attempt, DEFAULT_READ_TIMEOUT, EventSource, EventSourceBuilder, Item};
+pub use event_source::{
+    Attempt, DEFAULT_HEADERS_TIMEOUT, DEFAULT_READ_TIMEOUT, EventSource, EventSourceBuilder, Item,
+};
 pub use parser::{DEFAULT_MAX_SIZE, Event, Frame, Limits, Parser};

@@ -14,6 +14,7 @@ use shared::error_info::{ERROR_CODE_HEADER, ERROR_MESSAGE_HEADER};
 use shared::{ApiKey, ErrorInfo, ErrorResponse, TokenDetails, TokenParams, TokenRequest, codes};
 
 use crate::error::{Error, Result};
+use crate::sse::connection::within;
 
 /// ably-js refuses token strings longer than this (`MAX_TOKEN_LENGTH`).
 const MAX_TOKEN_LEN: usize = 1 << 17;
@@ -124,8 +125,9 @@ impl AuthUrl {
         Ok(self)
     }
 
-    /// Adds a parameter: to the query for GET (after the URL's own, so it
-    /// wins a clash), to the form body for POST.
+    /// Adds a parameter: to the query for GET, to the form body for POST. A
+    /// parameter replaces one of the same name in the URL's own query (for
+    /// GET) or added before, as ably-js's `authParams` do (§9.2.1).
     #[must_use]
     pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.params.push((name.into(), value.into()));
@@ -206,17 +208,35 @@ impl Auth {
         matches!(self.0, Source::Url(_) | Source::Callback(_))
     }
 
-    /// Gets a credential for the next connection.
+    /// Gets a credential for the next connection. Each step (the auth URL,
+    /// the callback, the `requestToken` exchange) gets at most `timeout`.
     pub(crate) async fn credential(
         &self,
         http: &reqwest::Client,
         endpoint: &Url,
+        timeout: Option<Duration>,
     ) -> Result<Credential> {
         let reply = match &self.0 {
             Source::Key(key) => return Ok(Credential::Basic(key.clone())),
             Source::Token(token) => TokenReply::Token(token.clone()),
-            Source::Url(url) => fetch_auth_url(http, url).await?,
-            Source::Callback(callback) => callback(TokenParams::default()).await?,
+            Source::Url(url) => {
+                within(timeout, Error::AuthTimeout, fetch_auth_url(http, url)).await?
+            }
+            Source::Callback(callback) => {
+                let reply = within(
+                    timeout,
+                    Error::AuthTimeout,
+                    callback(TokenParams::default()),
+                )
+                .await?;
+                if let TokenReply::Token(token) = &reply {
+                    // A callback's string is checked as ably-js checks it
+                    // (§9.1.2): one starting with `{` is TokenDetails or a
+                    // TokenRequest JSON-encoded by mistake.
+                    check_token_string(token, false)?;
+                }
+                reply
+            }
         };
         let details = match reply {
             TokenReply::Token(token) => {
@@ -226,7 +246,14 @@ impl Auth {
                 return Ok(Credential::Token { token, expires });
             }
             TokenReply::Details(details) => details,
-            TokenReply::Request(request) => request_token(http, endpoint, &request).await?,
+            TokenReply::Request(request) => {
+                within(
+                    timeout,
+                    Error::AuthTimeout,
+                    request_token(http, endpoint, &request),
+                )
+                .await?
+            }
         };
         Ok(Credential::Token {
             expires: (details.expires > 0)
@@ -309,11 +336,17 @@ async fn fetch_auth_url(http: &reqwest::Client, auth: &AuthUrl) -> Result<TokenR
     let mut request = match auth.method {
         AuthMethod::Get => {
             if !auth.params.is_empty() {
-                url.query_pairs_mut().extend_pairs(&auth.params);
+                let own: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+                let query = merge_params(own.iter().chain(&auth.params));
+                url.set_query(None);
+                url.query_pairs_mut().extend_pairs(&query);
             }
             http.request(Method::GET, url)
         }
-        AuthMethod::Post => http.request(Method::POST, url).form(&auth.params),
+        // The URL keeps its own query; the parameters go in the body.
+        AuthMethod::Post => http
+            .request(Method::POST, url)
+            .form(&merge_params(&auth.params)),
     };
     request = request
         .headers(auth.headers.clone())
@@ -325,7 +358,7 @@ async fn fetch_auth_url(http: &reqwest::Client, auth: &AuthUrl) -> Result<TokenR
         .get(CONTENT_TYPE)
         .map(|value| String::from_utf8_lossy(value.as_bytes()).to_ascii_lowercase());
     if status >= 300 {
-        return Err(error_from_response(response, codes::AUTH_CALLBACK_FAILED).await);
+        return Err(auth_url_error(response).await);
     }
     let body = read_limited(response, MAX_TOKEN_LEN + 1024).await?;
     let Some(content_type) = content_type else {
@@ -351,11 +384,61 @@ async fn fetch_auth_url(http: &reqwest::Client, auth: &AuthUrl) -> Result<TokenR
     )))
 }
 
-/// Classifies a JSON reply: TokenDetails (has `issued`) or TokenRequest (has
-/// `keyName`), as ably-js does.
+/// The error an auth URL answered with (§9.2.2): its `{"error": …}` envelope
+/// only when the `Content-Type` is exactly `application/json`, as ably-js
+/// reads it; else the `X-Ably-ErrorCode` header; else 40170 (5xx: the status
+/// × 100, retried) naming the status.
+async fn auth_url_error(response: reqwest::Response) -> Error {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let exactly_json = headers
+        .get(CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"application/json"));
+    let body = if exactly_json {
+        read_limited(response, MAX_ERROR_BODY)
+            .await
+            .unwrap_or_default()
+    } else {
+        bytes::Bytes::new()
+    };
+    let info = reported_error(status, &headers, &body).unwrap_or_else(|| {
+        fallback_error(
+            status,
+            codes::AUTH_CALLBACK_FAILED,
+            format!("authUrl responded with HTTP {status}"),
+        )
+    });
+    Error::Ably(info)
+}
+
+/// Parameters mixed as ably-js mixes objects (§9.2.1, RSA8c1c): on a name
+/// clash the later value wins, in the place of the first.
+fn merge_params<'a>(
+    params: impl IntoIterator<Item = &'a (String, String)>,
+) -> Vec<(&'a str, &'a str)> {
+    let mut merged: Vec<(&str, &str)> = Vec::new();
+    for (name, value) in params {
+        match merged.iter_mut().find(|(seen, _)| seen == name) {
+            Some(slot) => slot.1 = value,
+            None => merged.push((name, value)),
+        }
+    }
+    merged
+}
+
+/// Classifies a JSON reply as ably-js does (§9.1.2, §9.2.2): a JSON string is
+/// a token string (checked like one, `{` refused since the type is not
+/// `application/jwt`), an object is TokenDetails (has `issued`) or a
+/// TokenRequest (has `keyName`).
 fn token_reply_from_json(value: serde_json::Value) -> Result<TokenReply> {
+    if let serde_json::Value::String(token) = value {
+        check_token_string(&token, false)?;
+        return Ok(TokenReply::Token(token));
+    }
     let Some(object) = value.as_object() else {
-        return Err(auth_failed("authUrl returned JSON that is not an object"));
+        return Err(auth_failed(
+            "authUrl returned JSON that is neither a string nor an object",
+        ));
     };
     if object.contains_key("issued") {
         let details = serde_json::from_value(value)
@@ -443,8 +526,15 @@ pub(crate) fn error_info_from_parts(
     body: &[u8],
     fallback_code: u32,
 ) -> ErrorInfo {
+    reported_error(status, headers, body)
+        .unwrap_or_else(|| fallback_error(status, fallback_code, format!("HTTP {status}")))
+}
+
+/// The error a response reports itself: the `{"error": …}` envelope in
+/// `body`, else the `X-Ably-ErrorCode` header.
+fn reported_error(status: u16, headers: &HeaderMap, body: &[u8]) -> Option<ErrorInfo> {
     if let Ok(envelope) = serde_json::from_slice::<ErrorResponse>(body) {
-        return envelope.error;
+        return Some(envelope.error);
     }
     let header = |name: &str| {
         headers
@@ -452,16 +542,20 @@ pub(crate) fn error_info_from_parts(
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned)
     };
-    if let Some(code) = header(ERROR_CODE_HEADER).and_then(|code| code.trim().parse().ok()) {
-        let message = header(ERROR_MESSAGE_HEADER).unwrap_or_else(|| format!("HTTP {status}"));
-        return ErrorInfo::new(code, status, message);
-    }
+    let code = header(ERROR_CODE_HEADER).and_then(|code| code.trim().parse().ok())?;
+    let message = header(ERROR_MESSAGE_HEADER).unwrap_or_else(|| format!("HTTP {status}"));
+    Some(ErrorInfo::new(code, status, message))
+}
+
+/// An error made up from the status: `fallback_code` for 4xx, the status ×
+/// 100 for 5xx, so that they stay retryable.
+fn fallback_error(status: u16, fallback_code: u32, message: String) -> ErrorInfo {
     let code = if status >= 500 {
         u32::from(status) * 100
     } else {
         fallback_code
     };
-    ErrorInfo::new(code, status, format!("HTTP {status}"))
+    ErrorInfo::new(code, status, message)
 }
 
 #[cfg(test)]
@@ -527,7 +621,8 @@ mod tests {
             Ok(TokenReply::Request(_))
         ));
         assert!(token_reply_from_json(serde_json::json!({"other": 1})).is_err());
-        assert!(token_reply_from_json(serde_json::json!("a string")).is_err());
+        assert!(token_reply_from_json(serde_json::json!(42)).is_err());
+        assert!(token_reply_from_json(serde_json::json!(null)).is_err());
     }
 
     #[test]

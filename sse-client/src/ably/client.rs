@@ -9,7 +9,7 @@ use reqwest::Url;
 use super::auth::Auth;
 use super::subscription::Subscription;
 use crate::error::{Error, Result};
-use crate::sse::{Limits, ReconnectOptions};
+use crate::sse::{DEFAULT_HEADERS_TIMEOUT, Limits, ReconnectOptions};
 
 /// Ably's production endpoint.
 pub const DEFAULT_ENDPOINT: &str = "https://main.realtime.ably.net";
@@ -17,13 +17,20 @@ pub const DEFAULT_ENDPOINT: &str = "https://main.realtime.ably.net";
 /// How long Ably keeps a connection's state for a resume (§1.6.1).
 pub const RESUME_WINDOW: Duration = Duration::from_secs(120);
 
+/// The default limit on each step of getting a credential (auth URL,
+/// `requestToken`, auth callback): 10 s, as ably-js's `authCallback`
+/// timeout and `httpRequestTimeout`.
+pub const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// What every subscription of a [`Client`] shares.
 #[derive(Debug)]
 pub(crate) struct Config {
     pub(crate) endpoint: Url,
     pub(crate) auth: Auth,
     pub(crate) reconnect: ReconnectOptions,
+    pub(crate) headers_timeout: Option<Duration>,
     pub(crate) read_timeout: Option<Duration>,
+    pub(crate) auth_timeout: Option<Duration>,
     pub(crate) limits: Limits,
     pub(crate) resume_window: Duration,
     pub(crate) max_token_renewals: u32,
@@ -54,7 +61,9 @@ impl Client {
     }
 
     /// Subscribes to the channels in `options`. Nothing is sent until the
-    /// subscription is first polled.
+    /// subscription is first polled. Options that
+    /// [`SubscribeOptions::validate`] refuses make the subscription yield
+    /// that [`Error::Config`] as its only item, before any request.
     pub fn subscribe(&self, options: SubscribeOptions) -> Subscription {
         Subscription::new(self.clone(), options)
     }
@@ -65,7 +74,9 @@ pub struct ClientBuilder {
     endpoint: String,
     auth: Option<Auth>,
     reconnect: ReconnectOptions,
+    headers_timeout: Option<Duration>,
     read_timeout: Option<Duration>,
+    auth_timeout: Option<Duration>,
     limits: Limits,
     resume_window: Duration,
     max_token_renewals: u32,
@@ -89,7 +100,9 @@ impl Default for ClientBuilder {
             endpoint: DEFAULT_ENDPOINT.to_owned(),
             auth: None,
             reconnect: ReconnectOptions::default(),
+            headers_timeout: Some(DEFAULT_HEADERS_TIMEOUT),
             read_timeout: Some(Duration::from_secs(60)),
+            auth_timeout: Some(DEFAULT_AUTH_TIMEOUT),
             limits: Limits::default(),
             resume_window: RESUME_WINDOW,
             max_token_renewals: 3,
@@ -124,6 +137,29 @@ impl ClientBuilder {
     #[must_use]
     pub fn reconnect(mut self, options: ReconnectOptions) -> Self {
         self.reconnect = options;
+        self
+    }
+
+    /// The longest wait for the response to a stream request (its headers,
+    /// and the body of an error response) before the attempt fails with
+    /// [`Error::HeadersTimeout`] and is retried. It does not limit an open
+    /// stream: that is [`ClientBuilder::read_timeout`]. Default
+    /// [`DEFAULT_HEADERS_TIMEOUT`] (10 s, ably-js's `httpRequestTimeout`);
+    /// `None` waits forever.
+    #[must_use]
+    pub fn headers_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.headers_timeout = timeout;
+        self
+    }
+
+    /// The longest wait for each step of getting a credential: the auth URL
+    /// request (reply included), the `requestToken` exchange, the auth
+    /// callback. A step that takes longer fails with [`Error::AuthTimeout`],
+    /// which is retried. Default [`DEFAULT_AUTH_TIMEOUT`] (10 s, as ably-js
+    /// waits for an `authCallback`); `None` waits forever.
+    #[must_use]
+    pub fn auth_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.auth_timeout = timeout;
         self
     }
 
@@ -214,7 +250,9 @@ impl ClientBuilder {
                 endpoint,
                 auth,
                 reconnect: self.reconnect,
+                headers_timeout: self.headers_timeout,
                 read_timeout: self.read_timeout,
+                auth_timeout: self.auth_timeout,
                 limits: self.limits,
                 resume_window: self.resume_window,
                 max_token_renewals: self.max_token_renewals,
@@ -263,7 +301,9 @@ impl SubscribeOptions {
         self
     }
 
-    /// Ask for vcdiff deltas (`delta=vcdiff`). Default off.
+    /// Ask for vcdiff deltas (`delta=vcdiff`). Default off. With
+    /// unenveloped messages, only on a single channel (see
+    /// [`SubscribeOptions::validate`]).
     #[must_use]
     pub fn delta(mut self, delta: bool) -> Self {
         self.delta = delta;
@@ -291,6 +331,37 @@ impl SubscribeOptions {
     pub fn last_event(mut self, id: impl Into<String>) -> Self {
         self.last_event = Some(id.into()).filter(|id| !id.is_empty());
         self
+    }
+
+    /// Checks that the options can work safely.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for deltas (`delta(true)` or a `[?delta=…]`
+    /// qualifier) with unenveloped messages on more than one channel: an
+    /// unenveloped frame does not say which channel it comes from, so a
+    /// delta could be applied to another channel's payload and deliver
+    /// wrong data. Use enveloped messages, or one subscription per channel.
+    pub fn validate(&self) -> Result<()> {
+        if !self.enveloped && self.channels.len() > 1 && self.wants_deltas() {
+            return Err(Error::Config(
+                "deltas with unenveloped messages need a single channel: an unenveloped message \
+                 does not name its channel, so a delta could apply to another channel's payload"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether deltas are asked for: on every channel, or on one by a
+    /// `[?delta=…]` qualifier (§1.2.1).
+    pub(crate) fn wants_deltas(&self) -> bool {
+        self.delta
+            || self.channels.iter().any(|name| {
+                name.strip_prefix('[')
+                    .and_then(|rest| rest.split_once(']'))
+                    .is_some_and(|(qualifier, _)| qualifier.contains("delta="))
+            })
     }
 
     /// The channel every message comes from, when there is only one: its
@@ -353,6 +424,33 @@ mod tests {
             SubscribeOptions::new(["fo,o", "ba,r"]).channels_param(),
             ("fo,o|ba,r".to_owned(), Some("|"))
         );
+    }
+
+    #[test]
+    fn unenveloped_deltas_are_refused_on_more_than_one_channel() {
+        let refused = [
+            SubscribeOptions::new(["a", "b"])
+                .enveloped(false)
+                .delta(true),
+            SubscribeOptions::new(["[?delta=vcdiff]a", "b"]).enveloped(false),
+            SubscribeOptions::new(["a", "[meta?delta=vcdiff]b"]).enveloped(false),
+        ];
+        for options in refused {
+            assert!(
+                matches!(options.validate(), Err(Error::Config(_))),
+                "{options:?}"
+            );
+        }
+        let fine = [
+            SubscribeOptions::new(["a"]).enveloped(false).delta(true),
+            SubscribeOptions::new(["[?delta=vcdiff]a"]).enveloped(false),
+            SubscribeOptions::new(["a", "b"]).delta(true),
+            SubscribeOptions::new(["a", "b"]).enveloped(false),
+            SubscribeOptions::new(["[?rewind=1]a", "b"]).enveloped(false),
+        ];
+        for options in fine {
+            assert!(options.validate().is_ok(), "{options:?}");
+        }
     }
 
     #[test]

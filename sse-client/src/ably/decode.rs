@@ -65,7 +65,14 @@ impl Decoder {
             message
                 .decode_data_with(|step, payload| match (step, payload) {
                     ("vcdiff", Payload::Binary(delta)) => {
-                        let result = apply_delta(base, delta_from.as_deref(), delta);
+                        let result = match delta_from.as_deref() {
+                            Some(from) => apply_delta(base, Some(from), delta),
+                            // A delta names its base (§7.2.2); one that does
+                            // not cannot be checked against ours.
+                            None => Err(SharedError::Vcdiff(
+                                "vcdiff message without extras.delta.from".into(),
+                            )),
+                        };
                         if let Ok(target) = &result {
                             new_base = Some(target.clone());
                         }
@@ -98,16 +105,18 @@ impl Decoder {
     }
 
     /// Decodes an unenveloped payload (§7.2.4): the event data is the payload
-    /// itself; a delta is recognised by its `1sPE` (vcdiff magic) prefix and
-    /// applied to the previous payload.
+    /// itself. When deltas were asked for (`deltas`), a delta is recognised
+    /// by its `1sPE` (vcdiff magic) prefix and applied to the previous
+    /// payload; otherwise every payload is taken as it is.
     pub(crate) fn decode_unenveloped(
         &mut self,
         data: String,
         event_id: String,
         only_channel: Option<&str>,
+        deltas: bool,
     ) -> Result<ChannelMessage> {
         let slot = only_channel.unwrap_or_default().to_owned();
-        let (payload, base) = if vcdiff::is_base64_delta(&data) {
+        let (payload, base) = if deltas && vcdiff::is_base64_delta(&data) {
             let delta = base64::engine::general_purpose::STANDARD
                 .decode(&data)
                 .map_err(|err| {
@@ -297,6 +306,24 @@ mod tests {
     }
 
     #[test]
+    fn a_delta_that_does_not_name_its_base_is_refused() {
+        let mut decoder = Decoder::default();
+        let full = message(json!({"id": "m1", "channel": "c", "data": "hello"}));
+        decoder.decode_enveloped(full, "e1".into(), None).unwrap();
+        let mut delta = delta_message("m2", "m1", b"hello", b"hello!", "utf-8/vcdiff/base64");
+        delta.extras = None;
+
+        let err = decoder
+            .decode_enveloped(delta, "e2".into(), None)
+            .unwrap_err();
+
+        assert!(
+            matches!(&err, Error::Decode(SharedError::Vcdiff(text)) if text.contains("extras.delta.from")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
     fn a_delta_with_no_base_is_refused() {
         let mut decoder = Decoder::default();
 
@@ -324,18 +351,23 @@ mod tests {
     fn unenveloped_deltas_are_recognised_by_their_prefix() {
         let mut decoder = Decoder::default();
         decoder
-            .decode_unenveloped(r#"{"n":1}"#.into(), "e1".into(), Some("c"))
+            .decode_unenveloped(r#"{"n":1}"#.into(), "e1".into(), Some("c"), true)
             .unwrap();
         let delta = base64::engine::general_purpose::STANDARD
             .encode(vcdiff::encode(br#"{"n":1}"#, br#"{"n":2}"#));
         assert!(delta.starts_with("1sPE"));
 
         let decoded = decoder
-            .decode_unenveloped(delta, "e2".into(), Some("c"))
+            .decode_unenveloped(delta.clone(), "e2".into(), Some("c"), true)
             .unwrap();
 
         assert_eq!(decoded.payload, Some(Payload::Text(r#"{"n":2}"#.into())));
         assert_eq!(decoded.channel.as_deref(), Some("c"));
+        // Without deltas asked for, the same text is a payload like any other.
+        let plain = decoder
+            .decode_unenveloped(delta.clone(), "e3".into(), Some("c"), false)
+            .unwrap();
+        assert_eq!(plain.payload, Some(Payload::Text(delta)));
     }
 
     #[test]

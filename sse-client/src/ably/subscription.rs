@@ -53,8 +53,10 @@ pub enum StateChange {
         /// Whether the renewal came before any rejection.
         proactive: bool,
     },
-    /// The subscription was disconnected for longer than the resume window:
-    /// messages sent meanwhile may be lost, and it starts afresh.
+    /// The subscription starts afresh, without resuming: it was
+    /// disconnected for longer than the resume window, or it skips a message
+    /// that failed to decode several times in a row. Messages sent meanwhile
+    /// may be lost.
     ContinuityLost,
 }
 
@@ -64,6 +66,10 @@ const MIN_EARLY_RENEWAL: Duration = Duration::from_millis(500);
 
 /// Ably keeps two minutes of messages for a rewind (§1.2).
 const MAX_REWIND_SECS: u64 = 120;
+
+/// A message that fails to decode this many times in a row, resuming from
+/// the same point, never will: the subscription then skips it (§7.2.3 [I]).
+const MAX_DECODE_FAILURES: u32 = 3;
 
 enum State {
     Connecting,
@@ -83,6 +89,9 @@ pub struct Subscription {
     client: Client,
     options: SubscribeOptions,
     only_channel: Option<String>,
+    /// Whether deltas were asked for (unenveloped payloads are sniffed for
+    /// one only then).
+    deltas: bool,
     parser: Parser,
     credential: Option<Credential>,
     fetched_tokens: u32,
@@ -95,6 +104,12 @@ pub struct Subscription {
     failures: u32,
     token_errors: u32,
     disconnected_since: Option<Instant>,
+    /// Decode failures in a row, all resuming from `decode_failed_at`.
+    decode_failures: u32,
+    decode_failed_at: Option<String>,
+    /// The next stream starts without `lastEvent` or `rewind`: continuity
+    /// was given up to skip a message that cannot be decoded.
+    skip_backlog: bool,
     decoder: Decoder,
     recent: RecentIds,
     pending: VecDeque<Update>,
@@ -117,10 +132,14 @@ impl fmt::Debug for Subscription {
 impl Subscription {
     pub(crate) fn new(client: Client, options: SubscribeOptions) -> Self {
         let config = &client.config;
-        Self {
+        // Options that cannot work safely end the subscription before any
+        // request: its only item is the error.
+        let refused = options.validate().err();
+        let mut subscription = Self {
             parser: Parser::new(config.limits),
             recent: RecentIds::new(config.recent_ids),
             only_channel: options.only_channel(),
+            deltas: options.wants_deltas(),
             cursor: options.last_event.clone(),
             connected_at: None,
             options,
@@ -130,12 +149,20 @@ impl Subscription {
             failures: 0,
             token_errors: 0,
             disconnected_since: None,
+            decode_failures: 0,
+            decode_failed_at: None,
+            skip_backlog: false,
             decoder: Decoder::default(),
             pending: VecDeque::new(),
             fatal: None,
             jitter: Jitter::new(),
             client,
+        };
+        if let Some(err) = refused {
+            subscription.state = State::Closed;
+            subscription.fatal = Some(err);
         }
+        subscription
     }
 
     /// The SSE id of the last delivered message: save it to resume later
@@ -224,17 +251,15 @@ impl Subscription {
     /// Opens a stream: credential, URL, request, status and type checks.
     async fn connect(&mut self) -> Result<()> {
         let config = Arc::clone(&self.client.config);
+        // A resume point is a cursor, or, when a stream dropped before its
+        // first message, the time it opened (the reconnection rewinds to it).
         if let Some(since) = self.disconnected_since
-            && self.cursor.is_some()
+            && (self.cursor.is_some() || self.connected_at.is_some())
             && since.elapsed() > config.resume_window
         {
             // Ably has forgotten the connection: start afresh, and say so.
-            self.cursor = None;
-            self.connected_at = None;
-            self.decoder.clear();
+            self.lose_continuity();
             self.disconnected_since = Some(Instant::now());
-            self.pending
-                .push_back(Update::State(StateChange::ContinuityLost));
         }
         let expired = self
             .credential
@@ -244,7 +269,7 @@ impl Subscription {
         if self.credential.is_none() || (expired && config.auth.can_renew()) {
             let credential = config
                 .auth
-                .credential(&self.client.http, &config.endpoint)
+                .credential(&self.client.http, &config.endpoint, config.auth_timeout)
                 .await?;
             self.fetched_tokens = self.fetched_tokens.saturating_add(1);
             if self.fetched_tokens > 1 {
@@ -260,11 +285,17 @@ impl Subscription {
             .clone()
             .expect("a credential was just fetched");
         let request = self.request(&credential);
-        let response = connection::send(&self.client.http, &request, "").await?;
-        let status = response.status().as_u16();
-        if status != 200 {
-            return Err(error_from_response(response, u32::from(status) * 100).await);
-        }
+        // The headers, and an error response's body, within the limit: a
+        // server that accepts and stalls must not hang the subscription.
+        let response = connection::within(config.headers_timeout, Error::HeadersTimeout, async {
+            let response = connection::send(&self.client.http, &request, "").await?;
+            let status = response.status().as_u16();
+            if status != 200 {
+                return Err(error_from_response(response, u32::from(status) * 100).await);
+            }
+            Ok(response)
+        })
+        .await?;
         if !connection::is_event_stream(response.headers()) {
             return Err(Error::ContentType(connection::content_type(
                 response.headers(),
@@ -272,6 +303,7 @@ impl Subscription {
         }
         self.parser.reset();
         self.disconnected_since = None;
+        self.skip_backlog = false;
         self.connected_at.get_or_insert_with(Instant::now);
         let renew_at = self.renewal_deadline(&credential);
         self.state = State::Open {
@@ -309,6 +341,9 @@ impl Subscription {
                 }
             }
             match (&self.cursor, &self.options.rewind, self.connected_at) {
+                // Starting fresh past a message that cannot be decoded: no
+                // backlog, which would hold it again.
+                _ if self.skip_backlog => {}
                 (Some(cursor), _, _) => {
                     query.append_pair("lastEvent", cursor);
                 }
@@ -364,7 +399,7 @@ impl Subscription {
         let config = Arc::clone(&self.client.config);
         match config
             .auth
-            .credential(&self.client.http, &config.endpoint)
+            .credential(&self.client.http, &config.endpoint, config.auth_timeout)
             .await
         {
             Ok(credential) => {
@@ -432,6 +467,7 @@ impl Subscription {
                 event.into_data(),
                 event_id.clone(),
                 self.only_channel.as_deref(),
+                self.deltas,
             )?;
             (event_id.clone(), decoded)
         };
@@ -443,6 +479,7 @@ impl Subscription {
         self.advance(&event_id);
         self.failures = 0;
         self.token_errors = 0;
+        self.decode_failures = 0;
         Ok(Some(decoded))
     }
 
@@ -479,6 +516,23 @@ impl Subscription {
             self.disconnected_since = Some(Instant::now());
         }
         let config = Arc::clone(&self.client.config);
+        let mut skipped = false;
+        if matches!(err, Error::Decode(_)) {
+            if self.decode_failures == 0 || self.decode_failed_at != self.cursor {
+                self.decode_failures = 0;
+                self.decode_failed_at.clone_from(&self.cursor);
+            }
+            self.decode_failures += 1;
+            if self.decode_failures >= MAX_DECODE_FAILURES {
+                // Resuming from here replays the same message, which will
+                // not decode: give up the resume point rather than loop or
+                // deliver it wrong, and say so.
+                tracing::warn!(error = %err, "skipping a message that cannot be decoded");
+                self.decode_failures = 0;
+                self.skip_backlog = true;
+                skipped = true;
+            }
+        }
         let delay = if err.is_token_error() {
             self.token_errors = self.token_errors.saturating_add(1);
             if !config.auth.can_renew() || self.token_errors > config.max_token_renewals {
@@ -516,7 +570,20 @@ impl Subscription {
                 reason: Arc::new(err),
                 retry_in: delay,
             }));
+        if skipped {
+            self.lose_continuity();
+        }
         None
+    }
+
+    /// Forgets the resume point and the delta bases: the next stream starts
+    /// fresh, and the application is told messages may be missing.
+    fn lose_continuity(&mut self) {
+        self.cursor = None;
+        self.connected_at = None;
+        self.decoder.clear();
+        self.pending
+            .push_back(Update::State(StateChange::ContinuityLost));
     }
 
     fn backoff(&mut self) -> Duration {

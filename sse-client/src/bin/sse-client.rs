@@ -12,7 +12,10 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use base64::Engine as _;
+use clap::builder::TypedValueParser;
+use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use reqwest::header::{HeaderName, HeaderValue};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use shared::ApiKey;
@@ -58,13 +61,13 @@ struct SubscribeArgs {
     #[arg(long, env = "ABLY_AUTH_URL", value_name = "URL", value_parser = parse_url)]
     auth_url: Option<String>,
     /// A header for the auth URL request, `"Name: value"` (repeatable).
-    #[arg(long = "auth-header", value_name = "NAME: VALUE", value_parser = parse_header)]
+    #[arg(long = "auth-header", value_name = "NAME: VALUE", value_parser = Quiet(parse_header))]
     auth_headers: Vec<(String, String)>,
     /// GET (default) or POST for the auth URL.
     #[arg(long, value_enum, default_value_t = Method::Get)]
     auth_method: Method,
     /// A parameter for the auth URL request, `k=v` (repeatable).
-    #[arg(long = "auth-param", value_name = "K=V", value_parser = parse_param)]
+    #[arg(long = "auth-param", value_name = "K=V", value_parser = Quiet(parse_param))]
     auth_params: Vec<(String, String)>,
     /// A fixed token or Ably JWT (cannot be renewed). Takes precedence over
     /// --auth-url and --key.
@@ -72,7 +75,7 @@ struct SubscribeArgs {
     token: Option<String>,
     /// An Ably API key `appId.keyId:secret`, sent as Basic auth (for servers).
     /// Used when neither --token nor --auth-url is given.
-    #[arg(long, env = "ABLY_API_KEY", value_name = "KEY", hide_env_values = true, value_parser = parse_key)]
+    #[arg(long, env = "ABLY_API_KEY", value_name = "KEY", hide_env_values = true, value_parser = Quiet(parse_key))]
     key: Option<String>,
     /// Backlog on start: a message count (`10`) or a duration (`30s`, `2m`).
     #[arg(long, value_name = "N|DURATION", value_parser = parse_rewind)]
@@ -97,7 +100,7 @@ struct RawArgs {
     #[arg(value_parser = parse_url)]
     url: String,
     /// A request header, `"Name: value"` (repeatable).
-    #[arg(long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
+    #[arg(long = "header", value_name = "NAME: VALUE", value_parser = Quiet(parse_header))]
     headers: Vec<(String, String)>,
     /// The last event ID to start from.
     #[arg(long, value_name = "ID")]
@@ -113,15 +116,46 @@ enum Method {
     Post,
 }
 
+/// A value parser whose errors never show the value, unlike clap's own
+/// `invalid value '…'` (headers, keys and parameters may carry secrets).
+/// Bad usage all the same: exit 2.
+#[derive(Clone)]
+struct Quiet<T>(fn(&str) -> Result<T, String>);
+
+impl<T: Clone + Send + Sync + 'static> TypedValueParser for Quiet<T> {
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<T, clap::Error> {
+        let flag = arg.map_or_else(String::new, |arg| format!("{arg}: "));
+        value
+            .to_str()
+            .ok_or_else(|| "not valid UTF-8".to_owned())
+            .and_then(self.0)
+            .map_err(|message| {
+                clap::Error::raw(ErrorKind::ValueValidation, format!("{flag}{message}\n"))
+                    .with_cmd(cmd)
+            })
+    }
+}
+
+/// `"Name: value"`, both valid HTTP: a bad header is bad usage (exit 2),
+/// not a failure of the stream. The value is never echoed.
 fn parse_header(text: &str) -> Result<(String, String), String> {
     let (name, value) = text
         .split_once(':')
-        .ok_or_else(|| format!("expected \"Name: value\", got {text:?}"))?;
-    let name = name.trim();
+        .ok_or_else(|| "expected \"Name: value\"".to_owned())?;
+    let (name, value) = (name.trim(), value.trim());
     if name.is_empty() {
         return Err("header name is empty".to_owned());
     }
-    Ok((name.to_owned(), value.trim().to_owned()))
+    HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("invalid header name {name:?}"))?;
+    HeaderValue::from_str(value).map_err(|_| format!("invalid value for header {name}"))?;
+    Ok((name.to_owned(), value.to_owned()))
 }
 
 fn parse_url(text: &str) -> Result<String, String> {
@@ -138,11 +172,12 @@ fn parse_key(text: &str) -> Result<String, String> {
     Ok(text.to_owned())
 }
 
+/// `k=v`; the error never echoes it (the value may be a secret).
 fn parse_param(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .filter(|(name, _)| !name.is_empty())
         .map(|(name, value)| (name.to_owned(), value.to_owned()))
-        .ok_or_else(|| format!("expected k=v, got {text:?}"))
+        .ok_or_else(|| "expected k=v".to_owned())
 }
 
 fn parse_rewind(text: &str) -> Result<String, String> {
@@ -187,9 +222,16 @@ async fn main() -> ExitCode {
     {
         Cli::command()
             .error(
-                clap::error::ErrorKind::MissingRequiredArgument,
+                ErrorKind::MissingRequiredArgument,
                 "no credentials: give --auth-url, --token or --key (or ABLY_AUTH_URL, ABLY_API_KEY)",
             )
+            .exit();
+    }
+    if let Command::Subscribe(args) = &cli.command
+        && let Err(err) = subscribe_options(args).validate()
+    {
+        Cli::command()
+            .error(ErrorKind::ArgumentConflict, err)
             .exit();
     }
     tracing_subscriber::fmt()
@@ -271,16 +313,7 @@ async fn subscribe(args: SubscribeArgs, out: &mut Output) -> Result<(), Failure>
         .endpoint(args.endpoint.clone())
         .auth(auth)
         .build()?;
-    let mut options = SubscribeOptions::new(args.channels.iter().cloned())
-        .delta(args.delta)
-        .enveloped(!args.unenveloped);
-    if let Some(rewind) = &args.rewind {
-        options = options.rewind(rewind.clone());
-    }
-    if let Some(last_event) = &args.last_event {
-        options = options.last_event(last_event.clone());
-    }
-    let mut subscription = client.subscribe(options);
+    let mut subscription = client.subscribe(subscribe_options(&args));
     let mut printed = 0;
     if args.limit == Some(0) {
         return Ok(());
@@ -299,6 +332,19 @@ async fn subscribe(args: SubscribeArgs, out: &mut Output) -> Result<(), Failure>
         }
     }
     Ok(())
+}
+
+fn subscribe_options(args: &SubscribeArgs) -> SubscribeOptions {
+    let mut options = SubscribeOptions::new(args.channels.iter().cloned())
+        .delta(args.delta)
+        .enveloped(!args.unenveloped);
+    if let Some(rewind) = &args.rewind {
+        options = options.rewind(rewind.clone());
+    }
+    if let Some(last_event) = &args.last_event {
+        options = options.last_event(last_event.clone());
+    }
+    options
 }
 
 fn auth(args: &SubscribeArgs) -> anyhow::Result<Auth> {

@@ -2,6 +2,7 @@
 //! with an idle timeout.
 
 use std::fmt;
+use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -47,6 +48,12 @@ impl Request {
     /// [`Error::Config`] if `url` does not parse or is not `http`/`https`.
     pub fn get(url: &str) -> Result<Self> {
         let url = Url::parse(url).map_err(|err| Error::Config(format!("invalid URL: {err}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(Error::Config(format!(
+                "expected an http or https URL, got a {}: URL",
+                url.scheme()
+            )));
+        }
         Ok(Self::new(Method::GET, url))
     }
 
@@ -91,6 +98,21 @@ impl Request {
     /// The URL.
     pub fn url(&self) -> &Url {
         &self.url
+    }
+}
+
+/// Runs `future` for at most `limit` (`None`: no limit), failing with
+/// `timed_out(limit)` when it takes longer.
+pub(crate) async fn within<T>(
+    limit: Option<Duration>,
+    timed_out: fn(Duration) -> Error,
+    future: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, future)
+            .await
+            .map_err(|_| timed_out(limit))?,
+        None => future.await,
     }
 }
 
@@ -218,6 +240,14 @@ mod tests {
     #[test]
     fn bad_urls_and_headers_are_config_errors() {
         assert!(matches!(Request::get("not a url"), Err(Error::Config(_))));
+        for other in ["ftp://127.0.0.1/", "file:///etc/passwd", "mailto:a@b.c"] {
+            let err = Request::get(other).unwrap_err();
+            assert!(
+                matches!(&err, Error::Config(text) if text.starts_with("expected an http or https URL")),
+                "{other}: {err:?}"
+            );
+        }
+        assert!(Request::get("HTTPS://127.0.0.1/").is_ok());
         let request = Request::get("http://127.0.0.1/").unwrap();
         assert!(matches!(
             request.clone().header("bad name", "v"),

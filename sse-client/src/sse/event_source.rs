@@ -58,6 +58,7 @@ pub struct EventSourceBuilder {
     client: Option<reqwest::Client>,
     hook: Hook,
     reconnect: ReconnectOptions,
+    headers_timeout: Option<Duration>,
     read_timeout: Option<Duration>,
     limits: Limits,
     last_event_id: String,
@@ -67,6 +68,7 @@ impl fmt::Debug for EventSourceBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EventSourceBuilder")
             .field("reconnect", &self.reconnect)
+            .field("headers_timeout", &self.headers_timeout)
             .field("read_timeout", &self.read_timeout)
             .field("limits", &self.limits)
             .finish_non_exhaustive()
@@ -76,6 +78,10 @@ impl fmt::Debug for EventSourceBuilder {
 /// The default read timeout: five minutes without a byte means the
 /// connection is dead.
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The default headers timeout: a server that has not answered a request
+/// within 10 s (ably-js's `httpRequestTimeout`) is treated as down.
+pub const DEFAULT_HEADERS_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl EventSourceBuilder {
     /// The reqwest client to use. Default: one with a 10 s connect timeout
@@ -91,6 +97,18 @@ impl EventSourceBuilder {
     #[must_use]
     pub fn reconnect(mut self, options: ReconnectOptions) -> Self {
         self.reconnect = options;
+        self
+    }
+
+    /// The longest wait for the response headers of each attempt, from
+    /// when the request is sent; a server that accepts the connection and
+    /// stalls fails the attempt with [`Error::HeadersTimeout`], which is
+    /// retried. It does not limit the body: that is
+    /// [`EventSourceBuilder::read_timeout`]. Default
+    /// [`DEFAULT_HEADERS_TIMEOUT`]; `None` waits forever.
+    #[must_use]
+    pub fn headers_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.headers_timeout = timeout;
         self
     }
 
@@ -136,6 +154,7 @@ impl EventSourceBuilder {
             hook: self.hook,
             reconnection_time: self.reconnect.initial_delay,
             reconnect: self.reconnect,
+            headers_timeout: self.headers_timeout,
             read_timeout: self.read_timeout,
             parser,
             state: State::Connecting,
@@ -173,9 +192,9 @@ enum State {
 ///   after a connection that delivered an event.
 /// - The last event ID carries over every reconnection and is sent as
 ///   `Last-Event-ID` only when it is not empty.
-/// - A network error, a read timeout or the body ending reconnects. Any
-///   status but 200 (204 is how a server says stop), or a content type other
-///   than `text/event-stream`, ends the stream, unless
+/// - A network error, a headers or read timeout, or the body ending
+///   reconnects. Any status but 200 (204 is how a server says stop), or a
+///   content type other than `text/event-stream`, ends the stream, unless
 ///   [`ReconnectOptions::retry_server_errors`] retries 5xx and 429.
 /// - Redirects are followed; every reconnection starts from the hook again,
 ///   so it goes to the original URL.
@@ -201,6 +220,7 @@ pub struct EventSource {
     client: reqwest::Client,
     hook: Hook,
     reconnect: ReconnectOptions,
+    headers_timeout: Option<Duration>,
     read_timeout: Option<Duration>,
     reconnection_time: Duration,
     parser: Parser,
@@ -238,7 +258,7 @@ impl EventSource {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] if `url` does not parse.
+    /// [`Error::Config`] if `url` does not parse or is not `http`/`https`.
     pub fn get(url: &str) -> Result<EventSourceBuilder> {
         let request = Request::get(url)?;
         Ok(Self::with_request(request))
@@ -281,6 +301,7 @@ impl EventSource {
             client: None,
             hook: Box::new(move |attempt| Box::pin(hook(attempt))),
             reconnect: ReconnectOptions::default(),
+            headers_timeout: Some(DEFAULT_HEADERS_TIMEOUT),
             read_timeout: Some(DEFAULT_READ_TIMEOUT),
             limits: Limits::default(),
             last_event_id: String::new(),
@@ -386,8 +407,12 @@ impl EventSource {
             previous_error: self.previous_error.clone(),
         };
         let request = (self.hook)(attempt).await?;
-        let response =
-            connection::send(&self.client, &request, self.parser.last_event_id()).await?;
+        let response = connection::within(
+            self.headers_timeout,
+            Error::HeadersTimeout,
+            connection::send(&self.client, &request, self.parser.last_event_id()),
+        )
+        .await?;
         let status = response.status().as_u16();
         if status != 200 {
             return Err(Error::Status { status });

@@ -66,7 +66,10 @@ impl Limits {
 const MOVE_THRESHOLD: usize = 4096;
 
 /// One dispatched event, as a browser's `MessageEvent` reports it.
-#[derive(Clone, PartialEq, Eq)]
+///
+/// Two events are equal when their type, data and id are: an explicit
+/// `event: message` equals an event with no `event:` field.
+#[derive(Clone)]
 pub struct Event {
     /// `None` means `message`. Shared with the previous event when the type
     /// repeats, so a stream of one type allocates no type strings.
@@ -116,6 +119,16 @@ impl Event {
         &self.id
     }
 }
+
+// By meaning, not representation: the parser keeps an explicit `message`
+// type as it came, `Event::new` folds it into the default.
+impl PartialEq for Event {
+    fn eq(&self, other: &Self) -> bool {
+        self.event_type() == other.event_type() && self.data == other.data && self.id == other.id
+    }
+}
+
+impl Eq for Event {}
 
 impl fmt::Debug for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -522,6 +535,15 @@ mod tests {
         let (frames, _) = parse(&[b"data: a\r", b"\ndata: b\r", b"\n\r", b"\n"]);
 
         assert_eq!(frames, [Frame::Event(Event::new("", "a\nb", ""))]);
+    }
+
+    #[test]
+    fn an_explicit_message_type_equals_the_default_one() {
+        let (frames, _) = parse(&[b"event: message\ndata: a\n\n"]);
+
+        assert_eq!(frames, [Frame::Event(Event::new("", "a", ""))]);
+        assert_eq!(frames, [Frame::Event(Event::new("message", "a", ""))]);
+        assert_ne!(Event::new("other", "a", ""), Event::new("", "a", ""));
     }
 
     #[test]

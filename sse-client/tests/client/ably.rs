@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::Router;
 use axum::extract::Path;
 use axum::http::HeaderMap;
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use base64::Engine as _;
 use serde_json::{Value, json};
@@ -535,6 +536,42 @@ async fn deltas_are_applied_and_a_bad_one_resumes_from_the_last_good_message() {
 }
 
 #[tokio::test]
+async fn a_delta_that_does_not_name_its_base_is_not_applied_and_resumes() {
+    let (s1, s2) = (r#"{"score":1}"#, r#"{"score":2}"#);
+    let unchecked = message_frame(
+        "e2",
+        &json!({
+            "id": "m2",
+            "channel": "ch",
+            "data": base64::engine::general_purpose::STANDARD
+                .encode(vcdiff::encode(s1.as_bytes(), s2.as_bytes())),
+            "encoding": "json/utf-8/vcdiff/base64",
+        }),
+    );
+    let mut f = Fixture::start(vec![
+        sse(&[json_frame("e1", "m1", s1), unchecked]),
+        sse(&[json_frame("e2", "m2", s2)]),
+    ])
+    .await;
+    let mut sub = f.subscribe(SubscribeOptions::new(["ch"]).delta(true));
+
+    let first = next_message(&mut sub).await;
+    let (states, second) = states_then_message(&mut sub).await;
+
+    assert_eq!(first.payload, Some(Payload::Json(json!({"score": 1}))));
+    assert_eq!(second.payload, Some(Payload::Json(json!({"score": 2}))));
+    assert_eq!(names(&states), ["disconnected", "connected"]);
+    assert!(
+        matches!(reason(&states[0]), Error::Decode(_)),
+        "{:?}",
+        states[0]
+    );
+    sse_request(&mut f.server).await;
+    let resumed = sse_request(&mut f.server).await;
+    assert_eq!(resumed.query("lastEvent").as_deref(), Some("e1"));
+}
+
+#[tokio::test]
 async fn unenveloped_payloads_and_deltas_are_decoded() {
     let first = r#"{"n":1}"#;
     let delta = base64::engine::general_purpose::STANDARD
@@ -560,6 +597,130 @@ async fn unenveloped_payloads_and_deltas_are_decoded() {
     let request = sse_request(&mut f.server).await;
     assert_eq!(request.query("enveloped").as_deref(), Some("false"));
     assert_eq!(request.query("channels").as_deref(), Some("[?rewind=1]ch"));
+}
+
+#[tokio::test]
+async fn a_message_that_never_decodes_is_skipped_after_three_tries_with_continuity_lost() {
+    let poison = message_frame(
+        "e2",
+        &json!({"id": "m2", "channel": "ch", "data": "not json", "encoding": "json"}),
+    );
+    let mut f = Fixture::start(vec![
+        sse(&[
+            message_frame("e1", &text_message("m1", "one")),
+            poison.clone(),
+        ]),
+        sse(std::slice::from_ref(&poison)),
+        sse(std::slice::from_ref(&poison)),
+        sse(&[message_frame("e3", &text_message("m3", "three"))]),
+    ])
+    .await;
+    let mut sub = f.subscribe(SubscribeOptions::new(["ch"]).rewind("5"));
+
+    assert_eq!(text(&next_message(&mut sub).await), "one");
+    let (states, after) = states_then_message(&mut sub).await;
+
+    assert_eq!(text(&after), "three");
+    assert_eq!(
+        names(&states),
+        [
+            "disconnected",
+            "connected",
+            "disconnected",
+            "connected",
+            "disconnected",
+            "continuity lost",
+            "connected"
+        ]
+    );
+    for state in states
+        .iter()
+        .filter(|s| matches!(s, StateChange::Disconnected { .. }))
+    {
+        assert!(matches!(reason(state), Error::Decode(_)), "{state:?}");
+    }
+    let first = sse_request(&mut f.server).await;
+    assert_eq!(first.query("rewind").as_deref(), Some("5"));
+    for _ in 0..2 {
+        let resumed = sse_request(&mut f.server).await;
+        assert_eq!(resumed.query("lastEvent").as_deref(), Some("e1"));
+    }
+    // Fresh: neither the resume point nor a backlog that holds the message.
+    let fresh = sse_request(&mut f.server).await;
+    assert_eq!(
+        (fresh.query("lastEvent"), fresh.query("rewind")),
+        (None, None)
+    );
+}
+
+#[tokio::test]
+async fn a_bad_unenveloped_delta_is_never_delivered_and_the_stream_resumes() {
+    let (first, second) = (r#"{"n":1}"#, r#"{"n":2}"#);
+    // Made against a base we never had, copying from past the end of ours:
+    // it cannot apply.
+    let bad = base64::engine::general_purpose::STANDARD.encode(vcdiff::encode(
+        br#"{"a long prefix that the delta copies":1}"#,
+        br#"{"a long prefix that the delta copies":2}"#,
+    ));
+    let frame = |id: &str, data: &str| format!("id: {id}\nevent: message\ndata: {data}\n\n");
+    let mut f = Fixture::start(vec![
+        sse(&[frame("e1", first), frame("e2", &bad)]),
+        // The resumed stream starts with a full payload (§7.2.1).
+        sse(&[frame("e2", second)]),
+    ])
+    .await;
+    let mut sub = f.subscribe(SubscribeOptions::new(["ch"]).enveloped(false).delta(true));
+
+    let one = next_message(&mut sub).await;
+    let (states, two) = states_then_message(&mut sub).await;
+
+    assert_eq!((text(&one), one.event_id.as_str()), (first, "e1"));
+    assert_eq!((text(&two), two.event_id.as_str()), (second, "e2"));
+    assert_eq!(names(&states), ["disconnected", "connected"]);
+    assert!(
+        matches!(reason(&states[0]), Error::Decode(_)),
+        "{:?}",
+        states[0]
+    );
+    assert_eq!(sse_request(&mut f.server).await.query("lastEvent"), None);
+    let resumed = sse_request(&mut f.server).await;
+    assert_eq!(resumed.query("lastEvent").as_deref(), Some("e1"));
+    assert_eq!(resumed.query("delta").as_deref(), Some("vcdiff"));
+}
+
+#[tokio::test]
+async fn without_deltas_an_unenveloped_payload_that_looks_like_one_is_delivered_as_is() {
+    let looks_like_a_delta =
+        base64::engine::general_purpose::STANDARD.encode(vcdiff::encode(b"", b"text"));
+    assert!(looks_like_a_delta.starts_with("1sPE"));
+    let f = Fixture::start(vec![sse(&[format!(
+        "id: e1\nevent: message\ndata: {looks_like_a_delta}\n\n"
+    )])])
+    .await;
+    let mut sub = f.subscribe(SubscribeOptions::new(["a", "b"]).enveloped(false));
+
+    let message = next_message(&mut sub).await;
+
+    assert_eq!(text(&message), looks_like_a_delta);
+}
+
+#[tokio::test]
+async fn unenveloped_deltas_on_several_channels_are_refused_before_any_request() {
+    let mut f = Fixture::start(vec![]).await;
+    let mut sub = f.subscribe(
+        SubscribeOptions::new(["a", "b"])
+            .enveloped(false)
+            .delta(true),
+    );
+
+    let err = fatal(&mut sub).await;
+
+    assert!(
+        matches!(&err, Error::Config(text) if text.contains("single channel")),
+        "{err:?}"
+    );
+    assert_eq!(f.auth_calls(), 0);
+    assert!(f.server.pending_requests().is_empty());
 }
 
 #[tokio::test]
@@ -600,6 +761,48 @@ async fn a_long_outage_reports_continuity_lost_and_starts_fresh() {
     }
     assert_eq!(last_events[1].as_deref(), Some("e1"));
     assert_eq!(last_events[5], None, "a fresh start has no lastEvent");
+}
+
+#[tokio::test]
+async fn a_long_outage_before_the_first_message_also_reports_continuity_lost() {
+    // As above, but the first stream ends before any message, so there is
+    // no cursor: the reconnections rewind to the first connection, until
+    // the outage outlasts the window.
+    let mut scripts = vec![Script::sse(&[b":keepalive\n"])];
+    scripts.extend((0..4).map(|_| Script::status(503)));
+    scripts.push(sse(&[message_frame("e9", &text_message("m9", "fresh"))]));
+    let mut f = Fixture::start(scripts).await;
+    let client = f
+        .client()
+        .reconnect(
+            fast()
+                .initial_delay(Duration::from_millis(10))
+                .max_delay(Duration::from_millis(160)),
+        )
+        .resume_window(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let mut sub = client.subscribe(SubscribeOptions::new(["ch"]));
+
+    let (states, message) = states_then_message(&mut sub).await;
+
+    assert_eq!(text(&message), "fresh");
+    let names = names(&states);
+    assert_eq!(
+        names.iter().filter(|n| **n == "continuity lost").count(),
+        1,
+        "{names:?}"
+    );
+    assert_eq!(&names[names.len() - 2..], ["continuity lost", "connected"]);
+    let mut rewinds = Vec::new();
+    for _ in 0..6 {
+        let request = sse_request(&mut f.server).await;
+        assert_eq!(request.query("lastEvent"), None);
+        rewinds.push(request.query("rewind"));
+    }
+    assert_eq!(rewinds[0], None);
+    assert_eq!(rewinds[1].as_deref(), Some("1s"));
+    assert_eq!(rewinds[5], None, "a fresh start rewinds to nothing");
 }
 
 #[tokio::test]
@@ -776,6 +979,12 @@ async fn auth_url_replies_are_read_by_content_type_like_ably_js() {
             serde_json::to_string(&token_request).unwrap(),
             "EXCHANGED",
         ),
+        // A JSON string is the token itself, as ably-js's JSON.parse makes it.
+        (
+            Some("application/json"),
+            json!("json.string.token").to_string(),
+            "json.string.token",
+        ),
     ];
     for (content_type, body, expected) in cases {
         let (mut server, _) = auth_reply_server(content_type, body).await;
@@ -796,6 +1005,13 @@ async fn unusable_auth_url_replies_fail_with_40170() {
         (Some("text/plain"), token_request.to_string()),
         (Some("text/html"), "<html>".to_owned()),
         (Some("text/plain"), String::new()),
+        // A TokenRequest encoded twice: a JSON string holding JSON.
+        (
+            Some("application/json"),
+            json!(token_request.to_string()).to_string(),
+        ),
+        (Some("application/json"), json!("null").to_string()),
+        (Some("application/json"), "42".to_owned()),
     ] {
         let (mut server, _) = auth_reply_server(content_type, body).await;
         let auth = Auth::auth_url(AuthUrl::new(&server.url("/auth")).unwrap());
@@ -843,24 +1059,74 @@ async fn auth_url_get_and_post_carry_headers_and_params() {
 }
 
 #[tokio::test]
-async fn an_auth_url_error_envelope_is_passed_through() {
-    let routes = Router::new().route(
-        "/auth",
-        get(|| async {
-            let info = ErrorInfo::from_code(40400, "no such user");
-            (
-                axum::http::StatusCode::NOT_FOUND,
-                [("content-type", "application/json")],
-                serde_json::to_string(&info.into_response()).unwrap(),
-            )
-        }),
-    );
-    let mut server = ScriptServer::start_with(vec![], Script::status(500), routes).await;
-    let auth = Auth::auth_url(AuthUrl::new(&server.url("/auth")).unwrap());
+async fn auth_params_replace_same_named_parameters_and_the_last_one_wins() {
+    let (mut server, seen) = auth_reply_server(Some("text/plain"), "t".to_owned()).await;
+    let get_auth = AuthUrl::new(&server.url("/auth?room=old&fromUrl=1&room=older"))
+        .unwrap()
+        .param("room", "r1")
+        .param("extra", "a")
+        .param("extra", "b");
+    let post_auth = get_auth.clone().method(AuthMethod::Post);
 
-    let err = token_used(&mut server, auth).await.unwrap_err();
+    token_used(&mut server, Auth::auth_url(get_auth))
+        .await
+        .unwrap();
+    token_used(&mut server, Auth::auth_url(post_auth))
+        .await
+        .unwrap();
 
-    assert_eq!(err.error_info().map(|i| i.code), Some(40400));
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen[0].1, "/auth?room=r1&fromUrl=1&extra=b");
+    assert_eq!(seen[1].1, "room=r1&extra=b");
+}
+
+#[tokio::test]
+async fn an_auth_url_error_envelope_is_read_only_from_exactly_application_json() {
+    let envelope =
+        serde_json::to_string(&ErrorInfo::from_code(40400, "no such user").into_response())
+            .unwrap();
+    let cases = [
+        ("application/json", None, (40400, 404, "no such user")),
+        // ably-js (Node) reads the body only for exactly application/json.
+        (
+            "application/json; charset=utf-8",
+            None,
+            (40170, 404, "authUrl responded with HTTP 404"),
+        ),
+        (
+            "text/html",
+            None,
+            (40170, 404, "authUrl responded with HTTP 404"),
+        ),
+        // The header is read whatever the type.
+        ("text/html", Some("40160"), (40160, 404, "HTTP 404")),
+    ];
+    for (content_type, code_header, expected) in cases {
+        let envelope = envelope.clone();
+        let routes = Router::new().route(
+            "/auth",
+            get(move || async move {
+                let mut response = (axum::http::StatusCode::NOT_FOUND, envelope).into_response();
+                let headers = response.headers_mut();
+                headers.insert("content-type", content_type.parse().unwrap());
+                if let Some(code) = code_header {
+                    headers.insert("x-ably-errorcode", code.parse().unwrap());
+                }
+                response
+            }),
+        );
+        let mut server = ScriptServer::start_with(vec![], Script::status(500), routes).await;
+        let auth = Auth::auth_url(AuthUrl::new(&server.url("/auth")).unwrap());
+
+        let err = token_used(&mut server, auth).await.unwrap_err();
+
+        let info = err.error_info().expect("an Ably error");
+        assert_eq!(
+            (info.code, info.status_code, info.message.as_str()),
+            expected,
+            "{content_type} {code_header:?}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -886,6 +1152,23 @@ async fn a_callback_may_return_a_token_details_or_a_request() {
     }
 
     assert_eq!(tokens, ["CB", "CBD", "EXCHANGED"]);
+}
+
+#[tokio::test]
+async fn a_callback_string_holding_json_is_refused_as_double_encoded() {
+    let (mut server, _) = auth_reply_server(Some("text/plain"), String::new()).await;
+    let details = json!({"token": "CBD", "issued": 1, "expires": 0}).to_string();
+    let auth = Auth::callback(move |_| {
+        let details = details.clone();
+        async move { Ok(TokenReply::Token(details)) }
+    });
+
+    let err = token_used(&mut server, auth).await.unwrap_err();
+
+    let info = err.error_info().expect("an Ably error");
+    assert_eq!((info.code, info.status_code), (40170, 401));
+    assert!(info.message.contains("double-encoded"), "{info:?}");
+    assert!(server.pending_requests().is_empty(), "no stream was opened");
 }
 
 #[tokio::test]
@@ -993,4 +1276,144 @@ async fn a_drop_before_the_first_message_rewinds_to_the_first_connection() {
     let second = sse_request(&mut f.server).await;
     assert_eq!(second.query("rewind").as_deref(), Some("1s"));
     assert_eq!(second.query("lastEvent"), None);
+}
+
+fn reason(state: &StateChange) -> &Error {
+    match state {
+        StateChange::Disconnected { reason, .. } => reason,
+        other => panic!("expected disconnected, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_stream_request_left_unanswered_times_out_and_is_retried() {
+    // First no answer at all, then an error status whose body never ends.
+    let mut f = Fixture::start(vec![
+        Script::stalled(),
+        Script::status(503).hang(),
+        sse(&[message_frame("e1", &text_message("m1", "one"))]),
+    ])
+    .await;
+    let client = f
+        .client()
+        .headers_timeout(Some(Duration::from_millis(100)))
+        .build()
+        .unwrap();
+    let mut sub = client.subscribe(SubscribeOptions::new(["ch"]));
+
+    let (states, message) = states_then_message(&mut sub).await;
+
+    assert_eq!(text(&message), "one");
+    assert_eq!(
+        names(&states),
+        ["disconnected", "disconnected", "connected"]
+    );
+    for state in &states[..2] {
+        let reason = reason(state);
+        assert!(
+            matches!(reason, Error::HeadersTimeout(limit) if *limit == Duration::from_millis(100)),
+            "{reason:?}"
+        );
+    }
+    for _ in 0..3 {
+        sse_request(&mut f.server).await;
+    }
+    assert_eq!(f.auth_calls(), 1, "a timeout keeps the token");
+}
+
+/// A server whose `/auth` (text/plain `T1`, `T2`…) and `requestToken`
+/// (`EXCHANGED`) stall on their first call and answer every later one.
+async fn first_auth_call_stalls() -> ScriptServer {
+    let auth_calls = Arc::new(AtomicUsize::new(0));
+    let exchanges = Arc::new(AtomicUsize::new(0));
+    let routes = Router::new()
+        .route(
+            "/auth",
+            get(move || {
+                let n = auth_calls.fetch_add(1, Ordering::SeqCst) + 1;
+                async move {
+                    if n == 1 {
+                        std::future::pending::<()>().await;
+                    }
+                    ([("content-type", "text/plain")], format!("T{n}"))
+                }
+            }),
+        )
+        .route(
+            "/keys/{key}/requestToken",
+            post(move || {
+                let n = exchanges.fetch_add(1, Ordering::SeqCst) + 1;
+                async move {
+                    if n == 1 {
+                        std::future::pending::<()>().await;
+                    }
+                    let details = json!({"token": "EXCHANGED", "issued": 1, "expires": 0});
+                    ([("content-type", "application/json")], details.to_string())
+                }
+            }),
+        );
+    ScriptServer::start_with(vec![], Script::sse(&[b""]).hang(), routes).await
+}
+
+#[tokio::test]
+async fn auth_url_request_token_and_callback_steps_time_out_and_are_retried() {
+    let key = ApiKey::parse("app.key:secret").unwrap();
+    let callback_calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&callback_calls);
+    let stalling_callback = Auth::callback(move |_| {
+        let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+        async move {
+            if n == 1 {
+                std::future::pending::<()>().await;
+            }
+            Ok(TokenReply::Token(format!("CB{n}")))
+        }
+    });
+    let request_callback = Auth::callback(move |params| {
+        let request = TokenRequest::new_signed(&key, params, 1_700_000_000_000).unwrap();
+        async move { Ok(TokenReply::Request(request)) }
+    });
+
+    for (case, expected) in [
+        ("auth URL", "T2"),
+        ("callback", "CB2"),
+        ("requestToken", "EXCHANGED"),
+    ] {
+        let mut server = first_auth_call_stalls().await;
+        let auth = match case {
+            "auth URL" => Auth::auth_url(AuthUrl::new(&server.url("/auth")).unwrap()),
+            "callback" => stalling_callback.clone(),
+            _ => request_callback.clone(),
+        };
+        let client = Client::builder()
+            .endpoint(server.url(""))
+            .auth(auth)
+            .reconnect(fast())
+            .auth_timeout(Some(Duration::from_millis(100)))
+            .build()
+            .unwrap();
+        let mut sub = client.subscribe(SubscribeOptions::new(["ch"]));
+
+        let first = next_update(&mut sub).await;
+        let second = next_update(&mut sub).await;
+
+        let Update::State(first) = first else {
+            panic!("{case}: {first:?}")
+        };
+        let reason = reason(&first);
+        assert!(
+            matches!(reason, Error::AuthTimeout(limit) if *limit == Duration::from_millis(100)),
+            "{case}: {reason:?}"
+        );
+        assert!(
+            matches!(second, Update::State(StateChange::Connected)),
+            "{case}: {second:?}"
+        );
+        let request = sse_request(&mut server).await;
+        assert_eq!(
+            request.query("accessToken").as_deref(),
+            Some(expected),
+            "{case}"
+        );
+    }
 }

@@ -2,16 +2,17 @@
 //! stdout, stderr and exit code checked exactly.
 
 use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{any, get};
+use base64::Engine as _;
 use serde_json::{Value, json};
 use shared::ErrorInfo;
 
-use crate::support::{PATIENCE, Script, ScriptServer};
+use crate::support::{PATIENCE, Recorded, Script, ScriptServer};
 
 /// Runs the binary with `args` and extra environment, killing it if it
 /// outlives the test's patience. The parent's `ABLY_*` variables are
@@ -153,6 +154,17 @@ async fn bad_usage_exits_2() {
         &["subscribe", "--channel", "c", "--auth-url", "ftp://x/"],
         &["raw", "not a url"],
         &["frobnicate"],
+        &[
+            "subscribe",
+            "--channel",
+            "a",
+            "--channel",
+            "b",
+            "--delta",
+            "--unenveloped",
+            "--token",
+            "t",
+        ],
     ] {
         let output = run(args, &[]).await;
 
@@ -163,6 +175,241 @@ async fn bad_usage_exits_2() {
             stderr(&output)
         );
     }
+}
+
+#[tokio::test]
+async fn bad_headers_keys_and_params_are_usage_errors_that_never_echo_the_value() {
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["raw", "http://127.0.0.1:1/", "--header", "bad name: v"],
+            "error: --header <NAME: VALUE>: invalid header name \"bad name\"",
+        ),
+        (
+            &[
+                "raw",
+                "http://127.0.0.1:1/",
+                "--header",
+                "X-Secret: hunter2\u{1}",
+            ],
+            "error: --header <NAME: VALUE>: invalid value for header X-Secret",
+        ),
+        (
+            &[
+                "subscribe",
+                "--channel",
+                "c",
+                "--auth-url",
+                "http://127.0.0.1:1/",
+                "--auth-header",
+                "Authorization: Bearer hunter2\nx",
+            ],
+            "error: --auth-header <NAME: VALUE>: invalid value for header Authorization",
+        ),
+        (
+            &[
+                "subscribe",
+                "--channel",
+                "c",
+                "--auth-url",
+                "http://127.0.0.1:1/",
+                "--auth-header",
+                "hunter2-without-a-name",
+            ],
+            "error: --auth-header <NAME: VALUE>: expected \"Name: value\"",
+        ),
+        (
+            &["subscribe", "--channel", "c", "--key", "appkey:hunter2"],
+            "error: --key <KEY>: invalid API key: key name must be appId.keyId",
+        ),
+        (
+            &[
+                "subscribe",
+                "--channel",
+                "c",
+                "--auth-url",
+                "http://127.0.0.1:1/",
+                "--auth-param",
+                "hunter2",
+            ],
+            "error: --auth-param <K=V>: expected k=v",
+        ),
+    ];
+    for (args, expected) in cases {
+        let output = run(args, &[]).await;
+
+        let log = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {log}");
+        assert_eq!(log.lines().next(), Some(expected), "{args:?}");
+        assert!(!log.contains("hunter2"), "{log}");
+    }
+}
+
+/// An auth URL at `/auth`, any method, that hands out `T1`, `T2`… as
+/// `application/jwt` and records each request; `/sse` scripted.
+async fn recording_auth_server(scripts: Vec<Script>) -> (ScriptServer, Arc<Mutex<Vec<Recorded>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    let routes: Router = Router::new().route(
+        "/auth",
+        any(move |request: axum::extract::Request| {
+            let record = Arc::clone(&record);
+            async move {
+                let (parts, body) = request.into_parts();
+                let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+                let mut seen = record.lock().unwrap();
+                seen.push(Recorded {
+                    method: parts.method.to_string(),
+                    uri: parts.uri.to_string(),
+                    headers: parts.headers,
+                    body,
+                });
+                (
+                    [("content-type", "application/jwt")],
+                    format!("T{}", seen.len()),
+                )
+            }
+        }),
+    );
+    let server = ScriptServer::start_with(scripts, Script::sse(&[b""]).hang(), routes).await;
+    (server, seen)
+}
+
+fn one_message() -> Script {
+    Script::sse(&[frame("e1", &json!({"id": "m1", "channel": "ch", "data": "hi"})).as_bytes()])
+}
+
+#[tokio::test]
+async fn subscribe_sends_auth_headers_and_params_by_get_and_post() {
+    for method in ["get", "post"] {
+        let (mut server, seen) = recording_auth_server(vec![one_message()]).await;
+
+        let output = run(
+            &[
+                "subscribe",
+                "--channel",
+                "ch",
+                "--endpoint",
+                &server.url(""),
+                "--auth-url",
+                &server.url("/auth?fromUrl=1"),
+                "--auth-method",
+                method,
+                "--auth-header",
+                "Authorization: Bearer user-session",
+                "--auth-header",
+                "X-Room:  lobby ",
+                "--auth-param",
+                "room=r1",
+                "--auth-param",
+                "empty=",
+                "--limit",
+                "1",
+            ],
+            &[],
+        )
+        .await;
+
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{method}: {}",
+            stderr(&output)
+        );
+        assert_eq!(
+            stdout_lines(&output),
+            [json!({"channel": "ch", "id": "m1", "data": "hi", "eventId": "e1"})]
+        );
+        let auth = seen.lock().unwrap().remove(0);
+        assert_eq!(auth.method, method.to_uppercase());
+        assert_eq!(auth.header("authorization"), Some("Bearer user-session"));
+        assert_eq!(auth.header("x-room"), Some("lobby"));
+        if method == "get" {
+            assert_eq!(auth.uri, "/auth?fromUrl=1&room=r1&empty=");
+            assert!(auth.body.is_empty());
+        } else {
+            assert_eq!(auth.uri, "/auth?fromUrl=1");
+            assert_eq!(auth.body.as_ref(), b"room=r1&empty=");
+            assert_eq!(
+                auth.header("content-type"),
+                Some("application/x-www-form-urlencoded")
+            );
+        }
+        assert_eq!(
+            server.request().await.query("accessToken").as_deref(),
+            Some("T1")
+        );
+    }
+}
+
+#[tokio::test]
+async fn subscribe_with_a_key_flag_or_a_token_flag() {
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("app.key:secret")
+    );
+    for (flag, value) in [("--key", "app.key:secret"), ("--token", "fixed-token")] {
+        let (mut server, seen) = recording_auth_server(vec![one_message()]).await;
+
+        let output = run(
+            &[
+                "subscribe",
+                "--channel",
+                "ch",
+                "--endpoint",
+                &server.url(""),
+                flag,
+                value,
+                "--limit",
+                "1",
+            ],
+            &[],
+        )
+        .await;
+
+        assert_eq!(output.status.code(), Some(0), "{flag}: {}", stderr(&output));
+        assert_eq!(
+            stdout_lines(&output),
+            [json!({"channel": "ch", "id": "m1", "data": "hi", "eventId": "e1"})]
+        );
+        assert!(!stderr(&output).contains(value), "{}", stderr(&output));
+        let request = server.request().await;
+        if flag == "--key" {
+            assert_eq!(request.header("authorization"), Some(basic.as_str()));
+            assert_eq!(request.query("accessToken"), None);
+        } else {
+            assert_eq!(request.header("authorization"), None);
+            assert_eq!(request.query("accessToken").as_deref(), Some("fixed-token"));
+        }
+        assert!(seen.lock().unwrap().is_empty(), "no auth URL call");
+    }
+}
+
+#[tokio::test]
+async fn subscribe_pretty_prints_over_several_lines() {
+    let (server, _) = recording_auth_server(vec![one_message()]).await;
+
+    let output = run(
+        &[
+            "subscribe",
+            "--channel",
+            "ch",
+            "--endpoint",
+            &server.url(""),
+            "--token",
+            "t",
+            "--limit",
+            "1",
+            "--pretty",
+        ],
+        &[],
+    )
+    .await;
+
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        "{\n  \"channel\": \"ch\",\n  \"id\": \"m1\",\n  \"data\": \"hi\",\n  \"eventId\": \"e1\"\n}\n"
+    );
 }
 
 /// A server with `/auth` handing out `T1`, `T2`… and `/sse` scripted.

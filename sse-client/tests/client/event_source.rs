@@ -496,6 +496,68 @@ async fn a_silent_stream_times_out_and_reconnects() {
 }
 
 #[tokio::test]
+async fn a_server_that_never_answers_times_out_and_is_retried() {
+    let mut server = ScriptServer::start(
+        vec![Script::stalled(), Script::sse(&[b"data: answered\n\n"])],
+        Script::stalled(),
+    )
+    .await;
+    let mut source = EventSource::get(&server.url("/"))
+        .unwrap()
+        .reconnect(fast().max_retries(Some(1)))
+        .headers_timeout(Some(Duration::from_millis(100)))
+        .build()
+        .unwrap();
+
+    let (error, _) = expect_reconnecting(&mut source).await;
+    expect_open(&mut source).await;
+    let event = expect_event(&mut source).await;
+
+    assert!(
+        matches!(*error, Error::HeadersTimeout(limit) if limit == Duration::from_millis(100)),
+        "{error:?}"
+    );
+    assert!(error.is_retryable());
+    assert_eq!(event.data(), "answered");
+    // Then the body ends, and the server stalls for good: the retry limit
+    // ends the stream with the timeout.
+    let (ended, _) = expect_reconnecting(&mut source).await;
+    assert!(matches!(*ended, Error::StreamEnded), "{ended:?}");
+    expect_reconnecting(&mut source).await;
+    let err = expect_fatal(&mut source).await;
+    let Error::RetriesExhausted { last, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(matches!(**last, Error::HeadersTimeout(_)), "{err:?}");
+    assert_eq!(server.pending_requests().len(), 4);
+}
+
+#[tokio::test]
+async fn the_headers_timeout_does_not_limit_an_open_stream() {
+    let mut server = ScriptServer::start(
+        vec![Script::sse(&[b"data: first\n\n"]).hang()],
+        Script::stalled(),
+    )
+    .await;
+    let mut source = EventSource::get(&server.url("/"))
+        .unwrap()
+        .reconnect(fast())
+        .headers_timeout(Some(Duration::from_millis(50)))
+        .read_timeout(None)
+        .build()
+        .unwrap();
+    expect_open(&mut source).await;
+    assert_eq!(expect_event(&mut source).await.data(), "first");
+
+    // Many headers timeouts' worth of a quiet, open stream: nothing happens.
+    let quiet = tokio::time::timeout(Duration::from_millis(400), source.next()).await;
+
+    assert!(quiet.is_err(), "expected no item, got {quiet:?}");
+    server.request().await;
+    assert!(server.pending_requests().is_empty());
+}
+
+#[tokio::test]
 async fn retry_sets_the_reconnection_time_and_bogus_values_are_ignored() {
     // WPT format-field-retry and format-field-retry-bogus.
     let server = ScriptServer::start(

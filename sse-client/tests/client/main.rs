@@ -7,4 +7,5 @@ mod cli;
 mod event_source;
 mod mock;
 mod parser;
+mod parser_properties;
 mod support;

@@ -358,3 +358,115 @@ async fn heartbeats_keep_a_quiet_stream_alive_under_a_short_read_timeout() {
     mock.publish_data("chat", "", "still here");
     assert_eq!(text(&message(&mut sub).await.1), "still here");
 }
+
+#[tokio::test]
+async fn the_headers_timeout_does_not_limit_an_open_stream() {
+    let mock = mock().await;
+    let client = Client::builder()
+        .endpoint(mock.base_url())
+        .auth(Auth::key(ApiKey::parse(KEY).unwrap()))
+        .headers_timeout(Some(Duration::from_millis(50)))
+        .build()
+        .unwrap();
+    let mut sub = client.subscribe(SubscribeOptions::new(["ch"]));
+    connected(&mut sub).await;
+
+    // Many headers timeouts' worth of a quiet, open stream: nothing happens.
+    let quiet = tokio::time::timeout(Duration::from_millis(400), sub.next()).await;
+
+    assert!(quiet.is_err(), "expected no update, got {quiet:?}");
+    mock.publish_data("ch", "", "still the first stream");
+    assert_eq!(text(&message(&mut sub).await.1), "still the first stream");
+    assert_eq!(mock.stats().open_streams, 1);
+}
+
+#[tokio::test]
+async fn a_short_lived_jwt_is_renewed_before_its_exp_with_no_gap_and_no_repeat() {
+    let mock = mock().await;
+    let key = ApiKey::parse(KEY).unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let first_exp = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let auth = {
+        let (mock, calls, first_exp) = (
+            Arc::clone(&mock),
+            Arc::clone(&calls),
+            Arc::clone(&first_exp),
+        );
+        Auth::callback(move |_| {
+            let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+            let now = mock.now_ms() / 1000;
+            // The first JWT expires one to two seconds from now (`exp` is in
+            // whole seconds); the one that replaces it, in an hour. Only the
+            // JWT's own `exp` says so: a bare token string.
+            let exp = if n == 1 { now + 2 } else { now + 3600 };
+            if n == 1 {
+                first_exp.store(exp, Ordering::SeqCst);
+            }
+            let claims = shared::AblyJwtClaims::new(now, exp, r#"{"*":["*"]}"#);
+            let jwt = shared::jwt::encode_jwt(&key, &claims).unwrap();
+            async move { Ok(TokenReply::Token(jwt)) }
+        })
+    };
+    let mut sub = client(&mock, auth).subscribe(SubscribeOptions::new(["chat"]));
+    connected(&mut sub).await;
+
+    // A steady publisher across the switch and past the first JWT's expiry.
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let publisher = {
+        let mock = Arc::clone(&mock);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            let mut sent = 0_usize;
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => return sent,
+                    _ = tick.tick() => {
+                        mock.publish_data("chat", "", sent.to_string());
+                        sent += 1;
+                    }
+                }
+            }
+        })
+    };
+    let first_expired = || {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        now_ms > first_exp.load(Ordering::SeqCst) * 1000 + 200
+    };
+    let (mut states, mut seen) = (Vec::new(), Vec::new());
+    within(async {
+        while !(renewed(&states, true) && first_expired()) {
+            let (before, message) = message(&mut sub).await;
+            states.extend(before);
+            seen.push(text(&message));
+        }
+    })
+    .await;
+    stop.send(()).unwrap();
+    let sent = publisher.await.unwrap();
+    while seen.len() < sent {
+        let (before, message) = message(&mut sub).await;
+        states.extend(before);
+        seen.push(text(&message));
+    }
+
+    assert_eq!(seen, (0..sent).map(|n| n.to_string()).collect::<Vec<_>>());
+    assert_eq!(
+        states
+            .iter()
+            .filter(|s| matches!(s, StateChange::TokenRenewed { proactive: true }))
+            .count(),
+        1,
+        "{states:?}"
+    );
+    assert!(
+        !states
+            .iter()
+            .any(|s| matches!(s, StateChange::Disconnected { .. })),
+        "the old stream was never rejected: {states:?}"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(mock.stats().open_streams, 1);
+}

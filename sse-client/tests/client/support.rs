@@ -33,6 +33,8 @@ pub(crate) struct Script {
     pub(crate) chunks: Vec<Bytes>,
     /// Keep the body open after the chunks instead of ending it.
     pub(crate) hang: bool,
+    /// Read the request and never answer it: no status, no headers.
+    pub(crate) stall: bool,
 }
 
 impl Script {
@@ -43,6 +45,7 @@ impl Script {
             headers: vec![("content-type", "text/event-stream".to_owned())],
             chunks: chunks.iter().map(|c| Bytes::copy_from_slice(c)).collect(),
             hang: false,
+            stall: false,
         }
     }
 
@@ -53,6 +56,15 @@ impl Script {
             headers: Vec::new(),
             chunks: Vec::new(),
             hang: false,
+            stall: false,
+        }
+    }
+
+    /// A server that took the request and never answers it.
+    pub(crate) fn stalled() -> Self {
+        Self {
+            stall: true,
+            ..Self::status(200)
         }
     }
 
@@ -210,6 +222,9 @@ async fn handle(shared: Shared, request: Request) -> Response {
         .unwrap()
         .pop_front()
         .unwrap_or_else(|| shared.fallback.clone());
+    if script.stall {
+        std::future::pending::<()>().await;
+    }
     respond(script, shared.dropped.clone())
 }
 
