@@ -95,6 +95,21 @@ async fn an_expired_token_is_refused_beyond_the_leeway() {
     assert_eq!(accepted.status(), 200);
 }
 
+#[test]
+fn a_leeway_with_a_fraction_of_a_second_is_refused_at_start_up() {
+    let config = Config {
+        app_jwt: AppJwtRules {
+            leeway: std::time::Duration::from_millis(500),
+            ..config().app_jwt
+        },
+        ..config()
+    };
+
+    let err = auth_server::AppState::new(config).unwrap_err();
+
+    assert_eq!(err.name, "AUTH_JWT_LEEWAY");
+}
+
 #[tokio::test]
 async fn a_not_yet_valid_token_is_refused() {
     let app = spawn_app(config()).await;
