@@ -70,9 +70,9 @@ pub(crate) fn token_request(
 /// Exchanges a TokenRequest for `grant` at Ably's
 /// `POST {rest_url}/keys/{keyName}/requestToken`.
 ///
-/// Ably's 4xx errors are passed on as Ably sent them (with the same status);
-/// anything else that goes wrong is ours to report as a 5xx: 502 when Ably
-/// answers with a server error or garbage, 503 when it cannot be reached.
+/// Ably's refusals are mapped by [`refused`]; anything else that goes wrong
+/// is ours to report as a 5xx: 502 when Ably answers with a server error or
+/// garbage, 503 when it cannot be reached.
 pub(crate) async fn request_token(
     client: &reqwest::Client,
     rest_url: &Url,
@@ -131,12 +131,10 @@ pub(crate) async fn request_token(
                 format!("Ably answered {status}"),
             )
         });
-    tracing::warn!(status = status.as_u16(), code = info.code, message = %info.message, "Ably refused requestToken");
     if status.is_client_error() {
-        let mut info = info;
-        info.status_code = status.as_u16();
-        Err(ApiError::Ably(info))
+        Err(refused(status, info))
     } else {
+        tracing::warn!(status = status.as_u16(), code = info.code, message = %info.message, "Ably failed requestToken");
         Err(unavailable(
             StatusCode::BAD_GATEWAY,
             codes::INTERNAL_ERROR,
@@ -145,6 +143,50 @@ pub(crate) async fn request_token(
                 info.message, info.code
             ),
         ))
+    }
+}
+
+/// What Ably's 4xx answer to the server's own `requestToken` means for the
+/// caller. The caller never talks to Ably here: the key, the clock, the
+/// nonce and the grant in the request are all the server's. So a refusal is
+/// the server's problem (500), not bad user credentials: a 401/40101 would
+/// blame the user and make SDKs retry forever (`ABLY-PROTOCOL.md` §9.1.3).
+/// Two refusals keep a meaning for the caller:
+/// - 429 (Ably's rate limit): passed on, so the caller retries later;
+/// - 40160 (the key's own capability allows none of the grant): 403, as when
+///   the policy grants nothing, so SDKs stop retrying.
+fn refused(status: StatusCode, mut info: ErrorInfo) -> ApiError {
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        tracing::warn!(code = info.code, message = %info.message, "Ably rate-limited requestToken");
+        info.status_code = status.as_u16();
+        return ApiError::Ably(info);
+    }
+    if info.code == codes::OPERATION_NOT_PERMITTED {
+        tracing::error!(
+            code = info.code,
+            message = %info.message,
+            "Ably refused the grant's capability: is AUTH_KEY_CAPABILITY wider than the key's own?"
+        );
+        return ApiError::CapabilityDenied(format!(
+            "the auth server's Ably key does not allow the granted capability ({})",
+            info.message
+        ));
+    }
+    let what = if matches!(status.as_u16(), 401 | 403 | 404) {
+        "credentials (check its ABLY_API_KEY and clock)"
+    } else {
+        "token request"
+    };
+    tracing::error!(
+        status = status.as_u16(),
+        code = info.code,
+        message = %info.message,
+        "Ably refused the auth server's own requestToken: {what}"
+    );
+    ApiError::AblyRefusedServer {
+        what,
+        code: info.code,
+        message: info.message,
     }
 }
 

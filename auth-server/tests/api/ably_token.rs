@@ -1,5 +1,5 @@
 //! `/api/ably-token` against a small Ably stand-in on port 0: TokenDetails
-//! on success, Ably's errors passed on, outages as 5xx.
+//! on success, Ably's refusals mapped for the caller, outages as 5xx.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,7 +20,8 @@ use crate::helpers::*;
 #[derive(Clone, Copy)]
 enum Behaviour {
     Issue,
-    Refuse,
+    /// Ably's error envelope with this status, code and message.
+    Refuse(StatusCode, u32, &'static str),
     Fail,
     Hang,
 }
@@ -43,7 +44,9 @@ async fn request_token(
         .push((key_name, request.clone()));
     match stub.behaviour {
         Behaviour::Issue => {
-            request.verify_mac(ably_key().secret()).expect("a valid MAC");
+            request
+                .verify_mac(ably_key().secret())
+                .expect("a valid MAC");
             let issued = request.timestamp;
             (
                 StatusCode::CREATED,
@@ -58,10 +61,14 @@ async fn request_token(
             )
                 .into_response()
         }
-        Behaviour::Refuse => (
-            StatusCode::UNAUTHORIZED,
-            [("content-type", "application/json")],
-            r#"{"error":{"code":40101,"statusCode":401,"message":"Request mac does not match","href":"https://help.ably.io/error/40101"}}"#,
+        Behaviour::Refuse(status, code, message) => (
+            status,
+            axum::Json(json!({"error": {
+                "code": code,
+                "statusCode": status.as_u16(),
+                "message": message,
+                "href": format!("https://help.ably.io/error/{code}"),
+            }})),
         )
             .into_response(),
         Behaviour::Fail => (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response(),
@@ -122,20 +129,79 @@ async fn token_endpoint_returns_ablys_token_details_for_the_grant() {
     assert_eq!(received[0].0, "appA.keyA");
 }
 
-#[tokio::test]
-async fn ablys_refusal_is_passed_on_with_its_status_and_code() {
-    let (ably, _) = ably_stub(Behaviour::Refuse).await;
+/// `/api/ably-token` for alice against a stub that refuses with `refusal`.
+async fn refused_with(refusal: Behaviour) -> reqwest::Response {
+    let (ably, _) = ably_stub(refusal).await;
     let app = spawn_app(Config {
         ably_rest_url: ably,
         ..config()
     })
     .await;
+    app.get("/api/ably-token", Some(&user_token("alice", &json!({}))))
+        .await
+}
 
-    let response = app
-        .get("/api/ably-token", Some(&user_token("alice", &json!({}))))
-        .await;
+#[tokio::test]
+async fn ably_refusing_the_servers_own_key_is_a_500_not_the_users_401() {
+    let response = refused_with(Behaviour::Refuse(
+        StatusCode::UNAUTHORIZED,
+        40101,
+        "Request mac does not match",
+    ))
+    .await;
 
-    assert_ably_error(response, 401, 40101, "Request mac does not match").await;
+    let error = assert_ably_error(response, 500, 50000, "").await;
+    assert_eq!(
+        error["message"],
+        "Ably refused the auth server's credentials (check its ABLY_API_KEY and clock): \
+         Request mac does not match (Ably code 40101)"
+    );
+}
+
+#[tokio::test]
+async fn ably_refusing_the_servers_token_request_is_a_500() {
+    let response = refused_with(Behaviour::Refuse(
+        StatusCode::BAD_REQUEST,
+        40003,
+        "Excessive value for TTL",
+    ))
+    .await;
+
+    let error = assert_ably_error(response, 500, 50000, "").await;
+    assert_eq!(
+        error["message"],
+        "Ably refused the auth server's token request: Excessive value for TTL (Ably code 40003)"
+    );
+}
+
+#[tokio::test]
+async fn ablys_rate_limit_is_passed_on_as_429() {
+    let response = refused_with(Behaviour::Refuse(
+        StatusCode::TOO_MANY_REQUESTS,
+        42910,
+        "Rate limit exceeded",
+    ))
+    .await;
+
+    assert_ably_error(response, 429, 42910, "Rate limit exceeded").await;
+}
+
+#[tokio::test]
+async fn ably_refusing_the_capability_is_403_so_sdks_stop() {
+    let response = refused_with(Behaviour::Refuse(
+        StatusCode::UNAUTHORIZED,
+        40160,
+        "Unable to perform channel operation",
+    ))
+    .await;
+
+    assert_ably_error(
+        response,
+        403,
+        40160,
+        "the auth server's Ably key does not allow the granted capability (Unable to perform channel operation)",
+    )
+    .await;
 }
 
 #[tokio::test]
