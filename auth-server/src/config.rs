@@ -85,6 +85,9 @@ pub struct Config {
     pub jwks_refresh_interval: Duration,
     /// The least time between two refetches triggered by unknown `kid`s (10 s).
     pub jwks_unknown_kid_cooldown: Duration,
+    /// How long after a failed JWKS fetch the first retry comes (1 s); each
+    /// further failure doubles it, up to a minute.
+    pub jwks_retry_backoff: Duration,
 }
 
 /// How the caller's `Authorization: Bearer` app JWT is verified.
@@ -232,6 +235,7 @@ impl Config {
             request_timeout: Duration::from_secs(10),
             jwks_refresh_interval: Duration::from_secs(600),
             jwks_unknown_kid_cooldown: Duration::from_secs(10),
+            jwks_retry_backoff: Duration::from_secs(1),
         }
     }
 

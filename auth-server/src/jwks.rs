@@ -6,7 +6,13 @@
 //! IdP rotated its keys). Unknown-`kid` refetches are rate-limited to one per
 //! `jwks_unknown_kid_cooldown` (10 s), so a flood of tokens with made-up
 //! `kid`s cannot hammer the IdP; the start-up and periodic fetches do not
-//! count towards that limit.
+//! count towards that limit. A failed start-up or periodic fetch is retried
+//! after `jwks_retry_backoff` (1 s), doubling up to [`MAX_RETRY_BACKOFF`].
+//!
+//! Until the first fetch succeeds the server is not ready: `/readyz` and the
+//! token endpoints answer 503, and [`JwksCache::wait_loaded`] (behind
+//! `AppState::ready`, which the binary waits on before its ready line) has
+//! not completed.
 //!
 //! Only public keys meant for signing are kept: `oct` (shared-secret) keys
 //! and keys marked `"use": "enc"` are ignored, so a JWKS can never hand us an
@@ -22,7 +28,7 @@ use anyhow::{Context as _, bail};
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use reqwest::StatusCode;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, watch};
 use tokio::time::Instant;
 use url::Url;
 
@@ -33,6 +39,9 @@ const MAX_JWKS_BYTES: usize = 1024 * 1024;
 
 /// How long one JWKS fetch may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The longest wait between two retries of a failed fetch.
+pub(crate) const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(60);
 
 /// A verification key from the JWKS.
 #[derive(Debug)]
@@ -53,6 +62,8 @@ pub(crate) struct JwksCache {
     last_unknown_kid_fetch: Mutex<Option<Instant>>,
     cooldown: Duration,
     loaded: AtomicBool,
+    /// Turns `true` with the first successful fetch, for [`JwksCache::wait_loaded`].
+    loaded_tx: watch::Sender<bool>,
     fetched: AtomicU64,
     failed: AtomicU64,
 }
@@ -67,6 +78,7 @@ impl JwksCache {
             last_unknown_kid_fetch: Mutex::new(None),
             cooldown,
             loaded: AtomicBool::new(false),
+            loaded_tx: watch::Sender::new(false),
             fetched: AtomicU64::new(0),
             failed: AtomicU64::new(0),
         }
@@ -75,6 +87,51 @@ impl JwksCache {
     /// Whether a fetch has ever succeeded (for `/readyz`).
     pub(crate) fn is_loaded(&self) -> bool {
         self.loaded.load(Ordering::Acquire)
+    }
+
+    /// Completes once a fetch has succeeded.
+    pub(crate) async fn wait_loaded(&self) {
+        let mut loaded = self.loaded_tx.subscribe();
+        // `self` holds the sender, so the channel cannot close while we wait.
+        let _ = loaded.wait_for(|loaded| *loaded).await;
+    }
+
+    /// Fetches the set now and then every `interval`, forever; after a
+    /// failure, retries after `backoff`, doubling up to [`MAX_RETRY_BACKOFF`]
+    /// (and at most `interval`). Run it as a task; abort it to stop.
+    pub(crate) async fn keep_fresh(&self, interval: Duration, backoff: Duration) {
+        let max_backoff = MAX_RETRY_BACKOFF.min(interval);
+        let mut next_backoff = backoff.min(max_backoff);
+        loop {
+            let wait = match self.refresh().await {
+                Ok(()) => {
+                    next_backoff = backoff.min(max_backoff);
+                    interval
+                }
+                Err(err) => {
+                    let wait = next_backoff;
+                    next_backoff = (next_backoff * 2).min(max_backoff);
+                    if self.is_loaded() {
+                        tracing::warn!(
+                            error = format!("{err:#}"),
+                            url = %self.url,
+                            retry_in = ?wait,
+                            "JWKS refresh failed; keeping the cached keys"
+                        );
+                    } else {
+                        tracing::warn!(
+                            error = format!("{err:#}"),
+                            url = %self.url,
+                            retry_in = ?wait,
+                            "JWKS fetch failed; not ready until it succeeds \
+                             (/readyz and the token endpoints answer 503)"
+                        );
+                    }
+                    wait
+                }
+            };
+            tokio::time::sleep(wait).await;
+        }
     }
 
     /// The key `kid`, refetching the set once if it is unknown and the
@@ -202,6 +259,8 @@ impl JwksCache {
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(keys);
         self.loaded.store(true, Ordering::Release);
+        self.loaded_tx
+            .send_if_modified(|loaded| !std::mem::replace(loaded, true));
         Ok(())
     }
 }

@@ -83,7 +83,11 @@ pub fn router(state: AppState) -> Router {
 /// finishes the requests in flight.
 ///
 /// With a JWKS, fetches it at once and then every
-/// [`Config::jwks_refresh_interval`] in the background.
+/// [`Config::jwks_refresh_interval`] in the background, retrying a failed
+/// fetch after [`Config::jwks_retry_backoff`] (doubling, at most a minute
+/// apart). Until the first fetch succeeds, `/healthz` answers while
+/// `/readyz` and the token endpoints answer 503; [`AppState::ready`]
+/// completes when it has.
 ///
 /// # Errors
 ///
@@ -106,18 +110,9 @@ async fn serve_app(
 ) -> io::Result<()> {
     let refresher = state.jwks().map(|jwks| {
         let jwks = std::sync::Arc::clone(jwks);
-        let interval = state.config().jwks_refresh_interval;
-        tokio::spawn(async move {
-            loop {
-                if let Err(err) = jwks.refresh().await {
-                    tracing::warn!(
-                        error = format!("{err:#}"),
-                        "JWKS fetch failed; keeping the cached keys"
-                    );
-                }
-                tokio::time::sleep(interval).await;
-            }
-        })
+        let config = state.config();
+        let (interval, backoff) = (config.jwks_refresh_interval, config.jwks_retry_backoff);
+        tokio::spawn(async move { jwks.keep_fresh(interval, backoff).await })
     });
     let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let result = axum::serve(listener, app)

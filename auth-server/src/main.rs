@@ -73,6 +73,25 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {bind} (AUTH_BIND)"))?;
     let addr = listener.local_addr().context("reading the bound address")?;
+    if !state.is_ready() {
+        tracing::info!(
+            %addr,
+            "serving /healthz; the ready line follows the first JWKS fetch"
+        );
+    }
+    let serving = auth_server::serve(listener, state.clone(), shutdown_signal());
+    tokio::pin!(serving);
+    // Scripts wait for the ready line to send requests, so it comes only
+    // once they can be served: with a JWKS, after its first fetch.
+    tokio::select! {
+        result = &mut serving => {
+            // Stopped (a signal) before ever being ready.
+            result.context("serving")?;
+            tracing::info!("shut down");
+            return Ok(());
+        }
+        () = state.ready() => {}
+    }
     // Scripts wait for this exact line, whatever the log level.
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "auth-server listening on http://{addr}")
@@ -80,9 +99,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .context("writing to stdout")?;
     drop(stdout);
     tracing::info!(%addr, "listening");
-    auth_server::serve(listener, state, shutdown_signal())
-        .await
-        .context("serving")?;
+    serving.await.context("serving")?;
     tracing::info!("shut down");
     Ok(())
 }

@@ -92,6 +92,16 @@ impl AppState {
         self.0.jwks.as_ref().is_none_or(|jwks| jwks.is_loaded())
     }
 
+    /// Completes once the server can issue credentials: at once with an app
+    /// JWT secret; with a JWKS, when the first fetch has succeeded, which
+    /// needs [`serve`](crate::serve) running. The binary prints its ready
+    /// line then.
+    pub async fn ready(&self) {
+        if let Some(jwks) = &self.0.jwks {
+            jwks.wait_loaded().await;
+        }
+    }
+
     pub(crate) fn verifier(&self) -> &AppJwtVerifier {
         &self.0.verifier
     }

@@ -8,7 +8,7 @@ use tokio::process::Command;
 
 use crate::helpers::*;
 
-fn command() -> Command {
+pub(crate) fn command() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_auth-server"));
     command
         .env_clear()
