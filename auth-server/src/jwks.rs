@@ -19,6 +19,7 @@
 //! HMAC secret.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -52,6 +53,17 @@ pub(crate) struct JwkKey {
     pub(crate) alg: Option<Algorithm>,
 }
 
+/// Where the unknown-`kid` cooldown reads the time: tokio's clock, or in
+/// unit tests one they move by hand, so the cooldown is tested without
+/// waiting for it.
+struct Clock(Box<dyn Fn() -> Instant + Send + Sync>);
+
+impl fmt::Debug for Clock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Clock")
+    }
+}
+
 /// The cached key set and how it is kept fresh.
 #[derive(Debug)]
 pub(crate) struct JwksCache {
@@ -61,6 +73,8 @@ pub(crate) struct JwksCache {
     /// Serialises fetches; holds when the last unknown-`kid` fetch started.
     last_unknown_kid_fetch: Mutex<Option<Instant>>,
     cooldown: Duration,
+    /// The clock the cooldown is measured with.
+    clock: Clock,
     loaded: AtomicBool,
     /// Turns `true` with the first successful fetch, for [`JwksCache::wait_loaded`].
     loaded_tx: watch::Sender<bool>,
@@ -77,6 +91,7 @@ impl JwksCache {
             keys: RwLock::new(Arc::new(HashMap::new())),
             last_unknown_kid_fetch: Mutex::new(None),
             cooldown,
+            clock: Clock(Box::new(Instant::now)),
             loaded: AtomicBool::new(false),
             loaded_tx: watch::Sender::new(false),
             fetched: AtomicU64::new(0),
@@ -152,9 +167,10 @@ impl JwksCache {
             if let Some(key) = self.cached(kid) {
                 return Ok(key);
             }
-            let cooling = last.is_some_and(|at| at.elapsed() < self.cooldown);
+            let now = (self.clock.0)();
+            let cooling = last.is_some_and(|at| now.saturating_duration_since(at) < self.cooldown);
             if !cooling {
-                *last = Some(Instant::now());
+                *last = Some(now);
                 tracing::info!(kid, "unknown kid: refetching the JWKS");
                 if let Err(err) = self.fetch().await {
                     tracing::warn!(error = format!("{err:#}"), url = %self.url, "JWKS fetch failed");
@@ -301,4 +317,103 @@ fn usable_keys(set: &JwkSet) -> HashMap<String, Arc<JwkKey>> {
         }
     }
     keys
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use axum::Router;
+    use axum::extract::State;
+    use axum::routing::get;
+    use jsonwebtoken::EncodingKey;
+    use jsonwebtoken::jwk::Jwk;
+
+    use super::*;
+
+    /// A JWKS endpoint on port 0 serving what the test puts in `keys`.
+    #[derive(Clone, Default)]
+    struct Idp {
+        keys: Arc<std::sync::Mutex<Vec<Jwk>>>,
+        fetches: Arc<AtomicUsize>,
+    }
+
+    impl Idp {
+        fn publish(&self, kids: &[&str]) {
+            let pem = include_str!("../tests/fixtures/rsa-1.pem");
+            let key = EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap();
+            *self.keys.lock().unwrap() = kids
+                .iter()
+                .map(|kid| {
+                    let mut jwk = Jwk::from_encoding_key(&key, Algorithm::RS256).unwrap();
+                    jwk.common.key_id = Some((*kid).to_owned());
+                    jwk
+                })
+                .collect();
+        }
+
+        fn fetches(&self) -> usize {
+            self.fetches.load(Ordering::SeqCst)
+        }
+
+        async fn start(&self) -> Url {
+            let app = Router::new()
+                .route(
+                    "/jwks",
+                    get(|State(idp): State<Idp>| async move {
+                        idp.fetches.fetch_add(1, Ordering::SeqCst);
+                        let keys = idp.keys.lock().unwrap().clone();
+                        axum::Json(JwkSet { keys })
+                    }),
+                )
+                .with_state(self.clone());
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            Url::parse(&url).unwrap()
+        }
+    }
+
+    /// Asks `cache` for `kid`, failing the test if it takes over 10 s.
+    async fn key(cache: &JwksCache, kid: &str) -> Result<Arc<JwkKey>, ApiError> {
+        tokio::time::timeout(Duration::from_secs(10), cache.key(kid))
+            .await
+            .expect("timed out")
+    }
+
+    #[tokio::test]
+    async fn an_unknown_kid_may_refetch_again_once_the_cooldown_has_passed() {
+        let idp = Idp::default();
+        idp.publish(&["k1"]);
+        let url = idp.start().await;
+        let start = Instant::now();
+        let now = Arc::new(std::sync::Mutex::new(start));
+        let mut cache = JwksCache::new(url, reqwest::Client::new(), Duration::from_secs(10));
+        let clock = Arc::clone(&now);
+        cache.clock = Clock(Box::new(move || *clock.lock().unwrap()));
+        let set_time = |offset: Duration| *now.lock().unwrap() = start + offset;
+        cache.refresh().await.unwrap();
+
+        // The start-up fetch does not count: the first unknown kid refetches.
+        assert!(key(&cache, "k2").await.is_err());
+        assert_eq!(idp.fetches(), 2);
+        // Then nothing reaches the IdP until the cooldown has passed.
+        idp.publish(&["k1", "k2"]);
+        set_time(Duration::from_millis(9_999));
+        assert!(matches!(
+            key(&cache, "k2").await,
+            Err(ApiError::InvalidCredentials(_))
+        ));
+        assert_eq!(idp.fetches(), 2);
+        set_time(Duration::from_secs(10));
+        assert!(key(&cache, "k2").await.is_ok(), "the rotated key is found");
+        assert_eq!(idp.fetches(), 3);
+        // A known kid needs no fetch; the next unknown one waits again.
+        assert!(key(&cache, "k2").await.is_ok());
+        assert!(key(&cache, "k3").await.is_err());
+        assert_eq!(idp.fetches(), 3);
+        set_time(Duration::from_secs(20));
+        assert!(key(&cache, "k3").await.is_err());
+        assert_eq!(idp.fetches(), 4);
+    }
 }
