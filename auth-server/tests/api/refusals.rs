@@ -121,6 +121,22 @@ async fn a_not_yet_valid_token_is_refused() {
 }
 
 #[tokio::test]
+async fn nbf_within_the_leeway_is_accepted_and_just_beyond_it_refused() {
+    // The default leeway is 30 s. The server reads its clock a moment after
+    // the test, at most a second later: that second is the margin.
+    let app = spawn_app(config()).await;
+    let now = now_secs();
+    let within_leeway = user_token("alice", &json!({"nbf": now + 29}));
+    let beyond_leeway = user_token("alice", &json!({"nbf": now + 32}));
+
+    let accepted = app.get(JWT, Some(&within_leeway)).await;
+    let refused = app.get(JWT, Some(&beyond_leeway)).await;
+
+    assert_eq!(accepted.status(), 200);
+    assert_ably_error(refused, 401, 40101, "not yet valid (nbf is in the future)").await;
+}
+
+#[tokio::test]
 async fn a_token_without_exp_is_refused() {
     let app = spawn_app(config()).await;
     let token = app_token(&json!({"sub": "alice", "iat": now_secs()}));
