@@ -1,12 +1,18 @@
 //! Turning a decided grant into Ably credentials: an Ably JWT (§2), a signed
 //! TokenRequest (§3.1, §3.2), or TokenDetails fetched from Ably (§3.3).
 
+use std::cell::RefCell;
+use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, KeyInit as _, Mac as _};
 use reqwest::StatusCode;
-use shared::jwt::{AblyJwtClaims, encode_jwt};
-use shared::token::generate_nonce;
+use secrecy::ExposeSecret as _;
+use serde::Serialize;
+use sha2::Sha256;
 use shared::{
     ApiKey, Capability, ErrorInfo, ErrorResponse, TokenDetails, TokenParams, TokenRequest, codes,
 };
@@ -37,19 +43,121 @@ fn ttl_ms(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// An Ably JWT for `grant`, issued at `now_secs`: `kid` = key name, HS256
-/// with the key secret, a random `jti` so two tokens minted in the same
-/// second still differ, and `exp = iat + ttl` (rounded up to whole seconds).
-pub(crate) fn jwt(key: &ApiKey, grant: &Grant, now_secs: u64) -> Result<String, ApiError> {
-    let ttl_secs = ttl_ms(grant.ttl).div_ceil(1000).max(1);
-    let mut claims = AblyJwtClaims::new(
-        now_secs,
-        now_secs.saturating_add(ttl_secs),
-        grant.capability.to_canonical_string(),
-    );
-    claims.client_id = Some(grant.client_id.clone());
-    claims.jti = Some(generate_nonce().context("generating a jti")?);
-    Ok(encode_jwt(key, &claims).context("signing the Ably JWT")?)
+/// Signs Ably JWTs (§2.1) with one key, prepared once: the encoded header
+/// `{"alg":"HS256","kid":<key name>,"typ":"JWT"}` and the HMAC-SHA256 state
+/// keyed with the key secret, so a token costs one pass over its claims.
+/// (What `shared::jwt::encode_jwt` does per call, less the per-call header
+/// encoding and HMAC key setup; tests check the result with jsonwebtoken.)
+pub(crate) struct JwtSigner {
+    /// `base64url(header) + "."`.
+    header: String,
+    mac: Hmac<Sha256>,
+}
+
+/// Never shows the keyed HMAC state, which signs like the secret.
+impl fmt::Debug for JwtSigner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtSigner")
+            .field("header", &self.header)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The claims of an Ably JWT as we issue them (§2.1.3), borrowed.
+#[derive(Serialize)]
+struct JwtClaims<'a> {
+    iat: u64,
+    exp: u64,
+    #[serde(rename = "x-ably-capability")]
+    capability: &'a str,
+    #[serde(rename = "x-ably-clientId")]
+    client_id: &'a str,
+    jti: &'a str,
+}
+
+impl JwtSigner {
+    pub(crate) fn new(key: &ApiKey) -> Self {
+        let header = serde_json::json!({"alg": "HS256", "kid": key.key_name(), "typ": "JWT"});
+        let mut encoded = URL_SAFE_NO_PAD.encode(header.to_string());
+        encoded.push('.');
+        let mac = Hmac::<Sha256>::new_from_slice(key.secret().expose_secret().as_bytes())
+            .expect("HMAC takes keys of any length");
+        Self {
+            header: encoded,
+            mac,
+        }
+    }
+
+    /// An Ably JWT for `grant`, issued at `now_secs`: a random `jti` so two
+    /// tokens minted in the same second still differ, and `exp = iat + ttl`
+    /// (rounded up to whole seconds).
+    pub(crate) fn jwt(&self, grant: &Grant, now_secs: u64) -> Result<String, ApiError> {
+        let ttl_secs = ttl_ms(grant.ttl).div_ceil(1000).max(1);
+        let jti = random_hex().context("generating a jti")?;
+        let capability = grant.capability.to_canonical_string();
+        let claims = JwtClaims {
+            iat: now_secs,
+            exp: now_secs.saturating_add(ttl_secs),
+            capability: &capability,
+            client_id: &grant.client_id,
+            jti: jti.as_str(),
+        };
+        let claims = serde_json::to_vec(&claims).context("serialising the JWT claims")?;
+        let mut token = String::with_capacity(self.header.len() + (claims.len() + 32) * 4 / 3 + 50);
+        token.push_str(&self.header);
+        URL_SAFE_NO_PAD.encode_string(&claims, &mut token);
+        let mut mac = self.mac.clone();
+        mac.update(token.as_bytes());
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(mac.finalize().into_bytes(), &mut token);
+        Ok(token)
+    }
+}
+
+/// How many random bytes one `getrandom` call fetches per thread.
+const RANDOM_POOL_BYTES: usize = 1024;
+
+thread_local! {
+    /// Bytes from the operating system's CSPRNG, handed out 16 at a time
+    /// and each used once: one system call per 64 `jti`s or nonces instead
+    /// of one each.
+    static RANDOM_POOL: RefCell<([u8; RANDOM_POOL_BYTES], usize)> =
+        const { RefCell::new(([0; RANDOM_POOL_BYTES], RANDOM_POOL_BYTES)) };
+}
+
+/// 16 fresh bytes from the operating system's CSPRNG as 32 lowercase hex
+/// characters: 128 bits, like `shared::token::generate_nonce`, which it
+/// replaces on the hot path.
+fn random_hex() -> Result<Hex32, getrandom::Error> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut bytes = [0_u8; 16];
+    RANDOM_POOL.with_borrow_mut(|(pool, used)| {
+        if *used + bytes.len() > pool.len() {
+            getrandom::fill(pool)?;
+            *used = 0;
+        }
+        let taken = &mut pool[*used..*used + bytes.len()];
+        bytes.copy_from_slice(taken);
+        // Handed out once: wipe them from the pool.
+        taken.fill(0);
+        *used += bytes.len();
+        Ok::<_, getrandom::Error>(())
+    })?;
+    let mut hex = [0_u8; 32];
+    for (pair, byte) in hex.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = HEX[usize::from(byte >> 4)];
+        pair[1] = HEX[usize::from(byte & 0x0f)];
+    }
+    Ok(Hex32(hex))
+}
+
+/// 32 lowercase hex digits.
+struct Hex32([u8; 32]);
+
+impl Hex32 {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("hex digits are ASCII")
+    }
 }
 
 /// A TokenRequest for `grant`, signed at `now_ms` with a fresh nonce; the
@@ -64,7 +172,11 @@ pub(crate) fn token_request(
         capability: Some(grant.capability.to_canonical_string()),
         client_id: Some(grant.client_id.clone()),
     };
-    Ok(TokenRequest::new_signed(key, params, now_ms).context("signing the TokenRequest")?)
+    let nonce = random_hex().context("generating a nonce")?;
+    Ok(
+        TokenRequest::sign_with_nonce(key, params, now_ms, nonce.as_str().to_owned())
+            .context("signing the TokenRequest")?,
+    )
 }
 
 /// Exchanges a TokenRequest for `grant` at Ably's
@@ -195,5 +307,68 @@ fn unavailable(status: StatusCode, code: u32, message: &str) -> ApiError {
         status,
         code,
         message: message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use shared::jwt::verify_jwt;
+
+    use super::*;
+
+    #[test]
+    fn jwts_verify_with_shared_and_carry_the_grant() {
+        let key: ApiKey = "appA.keyA:s3cr3t".parse().unwrap();
+        let grant = Grant {
+            client_id: "al\"ice".to_owned(),
+            capability: Capability::parse(r#"{"chat:*":["subscribe"]}"#).unwrap(),
+            ttl: Duration::from_millis(1500),
+        };
+
+        let token = JwtSigner::new(&key).jwt(&grant, 1_700_000_000).unwrap();
+
+        let claims = verify_jwt(&token, [&key], 1_700_000_001, 0).unwrap().claims;
+        assert_eq!(claims.iat, 1_700_000_000);
+        assert_eq!(claims.exp, 1_700_000_002, "1.5 s rounds up");
+        assert_eq!(claims.capability, r#"{"chat:*":["subscribe"]}"#);
+        assert_eq!(claims.client_id.as_deref(), Some("al\"ice"));
+        assert_eq!(claims.jti.map(|jti| jti.len()), Some(32));
+        assert_eq!(
+            token.split('.').next(),
+            Some(
+                URL_SAFE_NO_PAD
+                    .encode(r#"{"alg":"HS256","kid":"appA.keyA","typ":"JWT"}"#)
+                    .as_str()
+            )
+        );
+    }
+
+    #[test]
+    fn random_hex_is_fresh_across_pool_refills() {
+        let draws = 3 * RANDOM_POOL_BYTES / 16;
+
+        let seen: HashSet<String> = (0..draws)
+            .map(|_| random_hex().unwrap().as_str().to_owned())
+            .collect();
+
+        assert_eq!(seen.len(), draws);
+        assert!(seen.iter().all(|hex| {
+            hex.len() == 32
+                && hex
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        }));
+    }
+
+    #[test]
+    fn debug_never_shows_the_keyed_state() {
+        let signer = JwtSigner::new(&"appA.keyA:s3cr3t".parse().unwrap());
+
+        let debug = format!("{signer:?}");
+
+        assert!(debug.starts_with("JwtSigner { header: "), "{debug}");
+        assert!(!debug.contains("mac"), "{debug}");
     }
 }

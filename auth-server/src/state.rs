@@ -10,6 +10,7 @@ use crate::config::{AppAuth, Config, ConfigError};
 use crate::error::ApiError;
 use crate::jwks::JwksCache;
 use crate::metrics::Metrics;
+use crate::mint::JwtSigner;
 use crate::rate_limit::{DEFAULT_MAX_KEYS, RateLimiter};
 
 /// Shared state of the server: cheap to clone (one `Arc`).
@@ -19,6 +20,7 @@ pub struct AppState(Arc<Inner>);
 struct Inner {
     config: Config,
     verifier: AppJwtVerifier,
+    signer: JwtSigner,
     jwks: Option<Arc<JwksCache>>,
     http: reqwest::Client,
     user_limiter: Option<RateLimiter<String>>,
@@ -74,6 +76,7 @@ impl AppState {
             ip_limiter: config
                 .rate_limit_per_ip
                 .map(|limit| RateLimiter::new(limit, DEFAULT_MAX_KEYS)),
+            signer: JwtSigner::new(&config.api_key),
             config,
             verifier,
             jwks,
@@ -104,6 +107,11 @@ impl AppState {
 
     pub(crate) fn verifier(&self) -> &AppJwtVerifier {
         &self.0.verifier
+    }
+
+    /// Signs Ably JWTs with `ABLY_API_KEY`.
+    pub(crate) fn signer(&self) -> &JwtSigner {
+        &self.0.signer
     }
 
     pub(crate) fn jwks(&self) -> Option<&Arc<JwksCache>> {

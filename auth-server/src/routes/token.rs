@@ -39,7 +39,7 @@ async fn ably_jwt(
     request: AuthRequest,
 ) -> Result<Response, ApiError> {
     let grant = decide(&state, request).await?;
-    let token = mint::jwt(&state.config().api_key, &grant, mint::now_ms() / 1000)?;
+    let token = state.signer().jwt(&grant, mint::now_ms() / 1000)?;
     issued(&state, TokenKind::Jwt, &grant);
     Ok((
         [
