@@ -139,7 +139,7 @@ async fn decide(state: &AppState, request: AuthRequest) -> Result<Grant, ApiErro
         .map_or(config.token_ttl, Duration::from_millis)
         .min(config.max_token_ttl);
     Ok(Grant {
-        client_id: identity.client_id,
+        client_id: identity.client_id.clone(),
         capability,
         ttl,
     })
