@@ -10,7 +10,7 @@
 //! verifies.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::errors::ErrorKind;
@@ -22,14 +22,29 @@ use sha2::{Digest as _, Sha256};
 use crate::config::{AppJwtRules, ConfigError};
 use crate::error::ApiError;
 use crate::jwks::{JwkKey, JwksCache};
+use crate::policy::Allowed;
 
 /// Who the caller is, as their app JWT says.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) struct Identity {
     /// The Ably clientId: the claim named by `AUTH_CLIENT_ID_CLAIM`.
     pub(crate) client_id: String,
     /// The roles: the claim named by `AUTH_ROLES_CLAIM`.
     pub(crate) roles: Vec<String>,
+    /// What the policy and the key allow this user, worked out on first
+    /// use ([`Allowed::for_user`]). The policy and the key do not change
+    /// while the server runs, so a remembered identity keeps it.
+    pub(crate) allowed: OnceLock<Option<Allowed>>,
+}
+
+impl Identity {
+    pub(crate) fn new(client_id: String, roles: Vec<String>) -> Self {
+        Self {
+            client_id,
+            roles,
+            allowed: OnceLock::new(),
+        }
+    }
 }
 
 /// Checks app JWTs against the configured secret or JWKS.
@@ -251,7 +266,7 @@ impl AppJwtVerifier {
             Some(Value::String(role)) => vec![role.clone()],
             _ => Vec::new(),
         };
-        Ok(Identity { client_id, roles })
+        Ok(Identity::new(client_id, roles))
     }
 }
 
@@ -354,10 +369,7 @@ mod tests {
     #[test]
     fn a_remembered_token_is_used_only_before_its_exp_and_while_its_key_is_current() {
         let tokens = VerifiedTokens::default();
-        let identity = Arc::new(Identity {
-            client_id: "alice".to_owned(),
-            roles: Vec::new(),
-        });
+        let identity = Arc::new(Identity::new("alice".to_owned(), Vec::new()));
         let entry = |key| Verified {
             identity: Arc::clone(&identity),
             exp: 100,

@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
@@ -13,22 +14,29 @@ use reqwest::StatusCode;
 use secrecy::ExposeSecret as _;
 use serde::Serialize;
 use sha2::Sha256;
-use shared::{
-    ApiKey, Capability, ErrorInfo, ErrorResponse, TokenDetails, TokenParams, TokenRequest, codes,
-};
+use shared::{ApiKey, ErrorInfo, ErrorResponse, TokenDetails, TokenParams, TokenRequest, codes};
 use url::Url;
 
+use crate::app_jwt::Identity;
 use crate::error::ApiError;
+use crate::policy::CanonicalCapability;
 
 /// What a user gets: decided by policy, request and key, then minted.
 #[derive(Debug, Clone)]
 pub(crate) struct Grant {
-    /// The verified clientId.
-    pub(crate) client_id: String,
+    /// The verified user.
+    pub(crate) identity: Arc<Identity>,
     /// The capability: policy ∩ request ∩ key, never empty.
-    pub(crate) capability: Capability,
+    pub(crate) capability: Arc<CanonicalCapability>,
     /// The token lifetime, already clamped.
     pub(crate) ttl: Duration,
+}
+
+impl Grant {
+    /// The verified clientId.
+    pub(crate) fn client_id(&self) -> &str {
+        &self.identity.client_id
+    }
 }
 
 /// Milliseconds since the Unix epoch.
@@ -94,12 +102,11 @@ impl JwtSigner {
     pub(crate) fn jwt(&self, grant: &Grant, now_secs: u64) -> Result<String, ApiError> {
         let ttl_secs = ttl_ms(grant.ttl).div_ceil(1000).max(1);
         let jti = random_hex().context("generating a jti")?;
-        let capability = grant.capability.to_canonical_string();
         let claims = JwtClaims {
             iat: now_secs,
             exp: now_secs.saturating_add(ttl_secs),
-            capability: &capability,
-            client_id: &grant.client_id,
+            capability: &grant.capability.text,
+            client_id: grant.client_id(),
             jti: jti.as_str(),
         };
         let claims = serde_json::to_vec(&claims).context("serialising the JWT claims")?;
@@ -169,8 +176,8 @@ pub(crate) fn token_request(
 ) -> Result<TokenRequest, ApiError> {
     let params = TokenParams {
         ttl: Some(ttl_ms(grant.ttl)),
-        capability: Some(grant.capability.to_canonical_string()),
-        client_id: Some(grant.client_id.clone()),
+        capability: Some(grant.capability.text.clone()),
+        client_id: Some(grant.client_id().to_owned()),
     };
     let nonce = random_hex().context("generating a nonce")?;
     Ok(
@@ -314,6 +321,7 @@ fn unavailable(status: StatusCode, code: u32, message: &str) -> ApiError {
 mod tests {
     use std::collections::HashSet;
 
+    use shared::Capability;
     use shared::jwt::verify_jwt;
 
     use super::*;
@@ -322,8 +330,10 @@ mod tests {
     fn jwts_verify_with_shared_and_carry_the_grant() {
         let key: ApiKey = "appA.keyA:s3cr3t".parse().unwrap();
         let grant = Grant {
-            client_id: "al\"ice".to_owned(),
-            capability: Capability::parse(r#"{"chat:*":["subscribe"]}"#).unwrap(),
+            identity: Arc::new(Identity::new("al\"ice".to_owned(), Vec::new())),
+            capability: Arc::new(CanonicalCapability::new(
+                Capability::parse(r#"{"chat:*":["subscribe"]}"#).unwrap(),
+            )),
             ttl: Duration::from_millis(1500),
         };
 

@@ -16,12 +16,14 @@ use axum::{Json, Router};
 use serde_json::Value;
 use shared::Capability;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::metrics::TokenKind;
 use crate::mint::{self, Grant};
+use crate::policy::{Allowed, CanonicalCapability, without_redundant};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -96,8 +98,8 @@ fn issued(state: &AppState, kind: TokenKind, grant: &Grant) {
     tracing::debug!(
         target: "auth_server::audit",
         kind = kind.as_str(),
-        client_id = %grant.client_id,
-        capability = %grant.capability,
+        client_id = %grant.client_id(),
+        capability = %grant.capability.text,
         ttl_ms = u64::try_from(grant.ttl.as_millis()).unwrap_or(u64::MAX),
         "issued"
     );
@@ -117,29 +119,38 @@ async fn decide(state: &AppState, request: AuthRequest) -> Result<Grant, ApiErro
     {
         return Err(ApiError::ClientIdMismatch { requested });
     }
-    let allowed = config
-        .policy
-        .capability_for(&identity.client_id, &identity.roles)
-        .intersect(&config.key_capability)
-        .map_err(|_| {
+    let allowed = identity
+        .allowed
+        .get_or_init(|| {
+            Allowed::for_user(
+                &config.policy,
+                &config.key_capability,
+                &identity.client_id,
+                &identity.roles,
+            )
+        })
+        .as_ref()
+        .ok_or_else(|| {
             ApiError::CapabilityDenied("the policy grants this user nothing".to_owned())
         })?;
     let capability = match params.capability {
-        None => allowed,
+        None => Arc::clone(&allowed.granted),
         // Narrowing only: the result never exceeds `allowed`.
-        Some(requested) => requested.intersect(&allowed).map_err(|_| {
-            ApiError::CapabilityDenied(
-                "nothing in the requested capability is allowed for this user".to_owned(),
-            )
-        })?,
+        Some(requested) => {
+            let narrowed = requested.intersect(&allowed.capability).map_err(|_| {
+                ApiError::CapabilityDenied(
+                    "nothing in the requested capability is allowed for this user".to_owned(),
+                )
+            })?;
+            Arc::new(CanonicalCapability::new(without_redundant(&narrowed)))
+        }
     };
-    let capability = crate::policy::without_redundant(&capability);
     let ttl = params
         .ttl_ms
         .map_or(config.token_ttl, Duration::from_millis)
         .min(config.max_token_ttl);
     Ok(Grant {
-        client_id: identity.client_id.clone(),
+        identity,
         capability,
         ttl,
     })
@@ -328,7 +339,52 @@ fn parse_client_id(value: &Value) -> Result<String, ApiError> {
 
 #[cfg(test)]
 mod tests {
+    use secrecy::SecretString;
+    use serde_json::json;
+
     use super::*;
+    use crate::{AppAuth, Config};
+
+    fn request(bearer: &str, capability: Option<&str>) -> AuthRequest {
+        AuthRequest {
+            bearer: Some(bearer.to_owned()),
+            params: RequestedParams {
+                capability: capability.map(|c| Capability::parse(c).unwrap()),
+                ..RequestedParams::default()
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn a_remembered_user_reuses_the_grant_worked_out_for_them() {
+        let config = Config {
+            rate_limit_per_user: None,
+            ..Config::new(
+                "app.key:secret".parse().unwrap(),
+                AppAuth::Secret(SecretString::from("app-secret")),
+            )
+        };
+        let state = AppState::new(config).unwrap();
+        let key = jsonwebtoken::EncodingKey::from_secret(b"app-secret").unwrap();
+        let claims = json!({"sub": "alice", "exp": mint::now_ms() / 1000 + 300});
+        let token = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap();
+
+        let first = decide(&state, request(&token, None)).await.unwrap();
+        let second = decide(&state, request(&token, None)).await.unwrap();
+        let narrowed = decide(&state, request(&token, Some(r#"{"chat":["publish","*"]}"#)))
+            .await
+            .unwrap();
+
+        assert!(Arc::ptr_eq(&first.capability, &second.capability));
+        assert_eq!(
+            first.capability.text,
+            r#"{"*":["history","presence","publish","subscribe"]}"#
+        );
+        assert_eq!(
+            narrowed.capability.text,
+            r#"{"chat":["history","presence","publish","subscribe"]}"#
+        );
+    }
 
     #[test]
     fn debug_never_shows_the_app_token() {
