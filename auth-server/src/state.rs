@@ -139,6 +139,11 @@ impl AppState {
             })
     }
 
+    /// Whether a per-IP limit is set.
+    pub(crate) fn limits_ips(&self) -> bool {
+        self.0.ip_limiter.is_some()
+    }
+
     /// Applies the per-IP limit to `ip`.
     pub(crate) fn check_ip_rate(&self, ip: IpAddr) -> Result<(), ApiError> {
         let Some(limiter) = &self.0.ip_limiter else {

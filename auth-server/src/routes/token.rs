@@ -7,8 +7,7 @@
 //! both cases, and body parameters win over query ones. Every request goes
 //! through the same decision ([`decide`]) before minting.
 
-use axum::body::Bytes;
-use axum::extract::{FromRequest, Request, State};
+use axum::extract::{ConnectInfo, FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -16,10 +15,12 @@ use axum::{Json, Router};
 use serde_json::Value;
 use shared::Capability;
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::AppState;
+use crate::client_ip::client_ip;
 use crate::error::ApiError;
 use crate::metrics::TokenKind;
 use crate::mint::{self, Grant};
@@ -183,7 +184,12 @@ struct RequestedParams {
 impl FromRequest<AppState> for AuthRequest {
     type Rejection = ApiError;
 
+    /// Applies the per-IP limit first: it sits in front of verification, so
+    /// one address cannot spend the server's CPU on signatures. Then reads
+    /// the bearer token and the parameters, a body up to
+    /// `AUTH_MAX_BODY_BYTES`.
     async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        limit_ip(&request, state)?;
         let bearer = bearer(request.headers())?;
         let mut params = RequestedParams::default();
         if let Some(query) = request.uri().query() {
@@ -201,15 +207,17 @@ impl FromRequest<AppState> for AuthRequest {
                         .trim()
                         .to_ascii_lowercase()
                 });
-            let body = Bytes::from_request(request, state)
+            let limit = state.config().max_body_bytes;
+            let body = axum::body::to_bytes(request.into_body(), limit)
                 .await
-                .map_err(|rejection| match rejection {
-                    axum::extract::rejection::BytesRejection::FailedToBufferBody(
-                        axum::extract::rejection::FailedToBufferBody::LengthLimitError(_),
-                    ) => ApiError::PayloadTooLarge {
-                        limit: state.config().max_body_bytes,
-                    },
-                    other => ApiError::BadRequest(format!("cannot read the body: {other}")),
+                .map_err(|err| {
+                    if std::error::Error::source(&err)
+                        .is_some_and(|source| source.is::<http_body_util::LengthLimitError>())
+                    {
+                        ApiError::PayloadTooLarge { limit }
+                    } else {
+                        ApiError::BadRequest(format!("cannot read the body: {err}"))
+                    }
                 })?;
             if !body.is_empty() {
                 match content_type.as_deref() {
@@ -225,6 +233,25 @@ impl FromRequest<AppState> for AuthRequest {
         }
         Ok(Self { bearer, params })
     }
+}
+
+/// Applies `AUTH_RATE_LIMIT_PER_IP`, when set. The address is the TCP
+/// peer's, or the client a trusted proxy names in `X-Forwarded-For`
+/// (`AUTH_TRUSTED_PROXIES`, see [`crate::client_ip`]). Without the peer
+/// address (a router served without connect info) there is no limit.
+fn limit_ip(request: &Request, state: &AppState) -> Result<(), ApiError> {
+    if !state.limits_ips() {
+        return Ok(());
+    }
+    let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>() else {
+        return Ok(());
+    };
+    let ip = client_ip(
+        peer.ip(),
+        request.headers(),
+        &state.config().trusted_proxies,
+    );
+    state.check_ip_rate(ip)
 }
 
 /// The app token from `Authorization: Bearer <token>`, if the header is there.
