@@ -31,6 +31,8 @@ pub(crate) struct Identity {
     pub(crate) client_id: String,
     /// The roles: the claim named by `AUTH_ROLES_CLAIM`.
     pub(crate) roles: Vec<String>,
+    /// The clientId as a JSON string literal, for the JWT claim.
+    pub(crate) client_id_json: String,
     /// What the policy and the key allow this user, worked out on first
     /// use ([`Allowed::for_user`]). The policy and the key do not change
     /// while the server runs, so a remembered identity keeps it.
@@ -40,6 +42,7 @@ pub(crate) struct Identity {
 impl Identity {
     pub(crate) fn new(client_id: String, roles: Vec<String>) -> Self {
         Self {
+            client_id_json: Value::from(client_id.as_str()).to_string(),
             client_id,
             roles,
             allowed: OnceLock::new(),

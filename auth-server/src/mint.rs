@@ -12,7 +12,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, KeyInit as _, Mac as _};
 use reqwest::StatusCode;
 use secrecy::ExposeSecret as _;
-use serde::Serialize;
 use sha2::Sha256;
 use shared::{ApiKey, ErrorInfo, ErrorResponse, TokenDetails, TokenParams, TokenRequest, codes};
 use url::Url;
@@ -71,18 +70,6 @@ impl fmt::Debug for JwtSigner {
     }
 }
 
-/// The claims of an Ably JWT as we issue them (§2.1.3), borrowed.
-#[derive(Serialize)]
-struct JwtClaims<'a> {
-    iat: u64,
-    exp: u64,
-    #[serde(rename = "x-ably-capability")]
-    capability: &'a str,
-    #[serde(rename = "x-ably-clientId")]
-    client_id: &'a str,
-    jti: &'a str,
-}
-
 impl JwtSigner {
     pub(crate) fn new(key: &ApiKey) -> Self {
         let header = serde_json::json!({"alg": "HS256", "kid": key.key_name(), "typ": "JWT"});
@@ -102,23 +89,57 @@ impl JwtSigner {
     pub(crate) fn jwt(&self, grant: &Grant, now_secs: u64) -> Result<String, ApiError> {
         let ttl_secs = ttl_ms(grant.ttl).div_ceil(1000).max(1);
         let jti = random_hex().context("generating a jti")?;
-        let claims = JwtClaims {
-            iat: now_secs,
-            exp: now_secs.saturating_add(ttl_secs),
-            capability: &grant.capability.text,
-            client_id: grant.client_id(),
-            jti: jti.as_str(),
-        };
-        let claims = serde_json::to_vec(&claims).context("serialising the JWT claims")?;
-        let mut token = String::with_capacity(self.header.len() + (claims.len() + 32) * 4 / 3 + 50);
-        token.push_str(&self.header);
-        URL_SAFE_NO_PAD.encode_string(&claims, &mut token);
+        // The claims of §2.1.3, written out: the two strings come as JSON
+        // string literals already (escaped once per grant and per user).
+        let capability = &grant.capability.json;
+        let client_id = &grant.identity.client_id_json;
+        let mut claims = Vec::with_capacity(capability.len() + client_id.len() + 128);
+        claims.extend_from_slice(b"{\"iat\":");
+        push_decimal(&mut claims, now_secs);
+        claims.extend_from_slice(b",\"exp\":");
+        push_decimal(&mut claims, now_secs.saturating_add(ttl_secs));
+        claims.extend_from_slice(b",\"x-ably-capability\":");
+        claims.extend_from_slice(capability.as_bytes());
+        claims.extend_from_slice(b",\"x-ably-clientId\":");
+        claims.extend_from_slice(client_id.as_bytes());
+        claims.extend_from_slice(b",\"jti\":\"");
+        claims.extend_from_slice(jti.as_str().as_bytes());
+        claims.extend_from_slice(b"\"}");
+        let mut token = Vec::with_capacity(self.header.len() + claims.len() * 4 / 3 + 48);
+        token.extend_from_slice(self.header.as_bytes());
+        push_base64url(&mut token, &claims);
         let mut mac = self.mac.clone();
-        mac.update(token.as_bytes());
-        token.push('.');
-        URL_SAFE_NO_PAD.encode_string(mac.finalize().into_bytes(), &mut token);
-        Ok(token)
+        mac.update(&token);
+        token.push(b'.');
+        push_base64url(&mut token, &mac.finalize().into_bytes());
+        Ok(String::from_utf8(token).expect("base64url text is ASCII"))
     }
+}
+
+/// Appends `bytes` in unpadded base64url.
+fn push_base64url(out: &mut Vec<u8>, bytes: &[u8]) {
+    let start = out.len();
+    out.resize(start + bytes.len().div_ceil(3) * 4, 0);
+    let written = URL_SAFE_NO_PAD
+        .encode_slice(bytes, &mut out[start..])
+        .expect("room for the padded length was made");
+    out.truncate(start + written);
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0_u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        // `n % 10` is a single digit.
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
 }
 
 /// How many random bytes one `getrandom` call fetches per thread.
@@ -330,9 +351,9 @@ mod tests {
     fn jwts_verify_with_shared_and_carry_the_grant() {
         let key: ApiKey = "appA.keyA:s3cr3t".parse().unwrap();
         let grant = Grant {
-            identity: Arc::new(Identity::new("al\"ice".to_owned(), Vec::new())),
+            identity: Arc::new(Identity::new("al\"ice\u{2028}".to_owned(), Vec::new())),
             capability: Arc::new(CanonicalCapability::new(
-                Capability::parse(r#"{"chat:*":["subscribe"]}"#).unwrap(),
+                Capability::parse(r#"{"chat:\"*":["subscribe"]}"#).unwrap(),
             )),
             ttl: Duration::from_millis(1500),
         };
@@ -342,8 +363,8 @@ mod tests {
         let claims = verify_jwt(&token, [&key], 1_700_000_001, 0).unwrap().claims;
         assert_eq!(claims.iat, 1_700_000_000);
         assert_eq!(claims.exp, 1_700_000_002, "1.5 s rounds up");
-        assert_eq!(claims.capability, r#"{"chat:*":["subscribe"]}"#);
-        assert_eq!(claims.client_id.as_deref(), Some("al\"ice"));
+        assert_eq!(claims.capability, r#"{"chat:\"*":["subscribe"]}"#);
+        assert_eq!(claims.client_id.as_deref(), Some("al\"ice\u{2028}"));
         assert_eq!(claims.jti.map(|jti| jti.len()), Some(32));
         assert_eq!(
             token.split('.').next(),
@@ -353,6 +374,17 @@ mod tests {
                     .as_str()
             )
         );
+    }
+
+    #[test]
+    fn decimals_are_written_without_leading_zeros() {
+        for n in [0, 7, 10, 1_700_000_000, u64::MAX] {
+            let mut out = Vec::new();
+
+            push_decimal(&mut out, n);
+
+            assert_eq!(out, n.to_string().as_bytes());
+        }
     }
 
     #[test]

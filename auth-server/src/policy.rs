@@ -166,12 +166,19 @@ pub(crate) struct CanonicalCapability {
     pub(crate) capability: Capability,
     /// Its canonical text.
     pub(crate) text: String,
+    /// The text as a JSON string literal, for the JWT claim.
+    pub(crate) json: String,
 }
 
 impl CanonicalCapability {
     pub(crate) fn new(capability: Capability) -> Self {
         let text = capability.to_canonical_string();
-        Self { capability, text }
+        let json = serde_json::Value::from(text.as_str()).to_string();
+        Self {
+            capability,
+            text,
+            json,
+        }
     }
 }
 
