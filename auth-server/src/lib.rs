@@ -97,15 +97,15 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let app = router(state.clone());
+    let app = routes::service_with(state.clone(), Router::new());
     serve_app(listener, state, app, shutdown).await
 }
 
-/// [`serve`] with `app` as the router (dev mode adds routes to it).
+/// [`serve`] with `app` as the service (dev mode adds routes to it).
 async fn serve_app(
     listener: TcpListener,
     state: AppState,
-    app: Router,
+    app: impl routes::AppService,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let refresher = state.jwks().map(|jwks| {
@@ -114,7 +114,9 @@ async fn serve_app(
         let (interval, backoff) = (config.jwks_refresh_interval, config.jwks_retry_backoff);
         tokio::spawn(async move { jwks.keep_fresh(interval, backoff).await })
     });
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    let app = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+        SocketAddr,
+    >(app);
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;

@@ -10,7 +10,9 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use tower::{Layer as _, ServiceBuilder};
+use std::convert::Infallible;
+
+use tower::{Service, ServiceBuilder};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
@@ -19,19 +21,21 @@ use crate::config::CorsOrigins;
 use crate::error::{ApiError, RefusalReason, X_ABLY_ERRORCODE, X_ABLY_ERRORMESSAGE};
 use crate::metrics::Route;
 
-/// The whole application: routes, limits, CORS, tracing and metrics.
+/// The whole application as a [`Router`]: routes, limits, CORS, tracing
+/// and metrics ([`service_with`] inside a router, for embedders).
 pub(crate) fn router(state: AppState) -> Router {
-    router_with(state, Router::new())
+    Router::new().fallback_service(service_with(state, Router::new()))
 }
 
-/// [`router`] with `extra` routes (dev mode's) behind the same middleware.
+/// The application with `extra` routes (dev mode's) behind the same
+/// middleware, as the service [`crate::serve`] runs.
 ///
 /// The middleware wraps the routes once, as one service: `Router::layer`
 /// would wrap each route's handler in boxed copies of every layer, and each
 /// of those boxes is cloned for every request. The token endpoints' own
 /// checks (per-IP limit, body limit) are in their extractor
 /// ([`token::AuthRequest`]) for the same reason.
-pub(crate) fn router_with(state: AppState, extra: Router) -> Router {
+pub(crate) fn service_with(state: AppState, extra: Router) -> impl AppService {
     let cors = cors(&state.config().cors_origins);
     let app = Router::new()
         .merge(token::router())
@@ -41,7 +45,8 @@ pub(crate) fn router_with(state: AppState, extra: Router) -> Router {
         .fallback(not_found)
         // After every merge: it applies to the routes registered so far.
         .method_not_allowed_fallback(method_not_allowed);
-    let app = ServiceBuilder::new()
+    ServiceBuilder::new()
+        .option_layer(cors)
         // Back to axum's body type, which CORS needs for its preflights.
         .map_response(IntoResponse::into_response)
         .layer(
@@ -54,11 +59,26 @@ pub(crate) fn router_with(state: AppState, extra: Router) -> Router {
             }),
         )
         .layer(middleware::from_fn_with_state(state, track))
-        .service(app);
-    match cors {
-        Some(cors) => Router::new().fallback_service(cors.layer(app)),
-        None => Router::new().fallback_service(app),
-    }
+        .service(app)
+}
+
+/// What [`service_with`] returns: a service axum can serve.
+pub(crate) trait AppService:
+    Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> AppService for S where
+    S: Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
 }
 
 /// `AUTH_CORS_ORIGINS` as a layer. authUrl requests carry no cookies, so no
