@@ -3,6 +3,7 @@
 mod health;
 mod token;
 
+use std::convert::Infallible;
 use std::time::Instant;
 
 use axum::Router;
@@ -10,8 +11,6 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use std::convert::Infallible;
-
 use tower::{Service, ServiceBuilder};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
