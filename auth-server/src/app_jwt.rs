@@ -10,7 +10,7 @@
 //! verifies.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::errors::ErrorKind;
@@ -22,42 +22,64 @@ use sha2::{Digest as _, Sha256};
 use crate::config::{AppJwtRules, ConfigError};
 use crate::error::ApiError;
 use crate::jwks::{JwkKey, JwksCache};
+use crate::policy::Allowed;
 
 /// Who the caller is, as their app JWT says.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) struct Identity {
     /// The Ably clientId: the claim named by `AUTH_CLIENT_ID_CLAIM`.
     pub(crate) client_id: String,
     /// The roles: the claim named by `AUTH_ROLES_CLAIM`.
     pub(crate) roles: Vec<String>,
+    /// The clientId as a JSON string literal, for the JWT claim.
+    pub(crate) client_id_json: String,
+    /// What the policy and the key allow this user, worked out on first
+    /// use ([`Allowed::for_user`]). The policy and the key do not change
+    /// while the server runs, so a remembered identity keeps it.
+    pub(crate) allowed: OnceLock<Option<Allowed>>,
+}
+
+impl Identity {
+    pub(crate) fn new(client_id: String, roles: Vec<String>) -> Self {
+        Self {
+            client_id_json: Value::from(client_id.as_str()).to_string(),
+            client_id,
+            roles,
+            allowed: OnceLock::new(),
+        }
+    }
 }
 
 /// Checks app JWTs against the configured secret or JWKS.
+///
+/// A client presents the same app token at every renewal, and checking one
+/// costs more than remembering it: an RS256 signature with the pure-Rust
+/// backend takes ~0.3 ms, and even with a secret, decoding the header and
+/// claims (base64, JSON, the claim checks) cost about as many instructions
+/// as the HMAC itself. So tokens that passed are remembered
+/// ([`VerifiedTokens`]) in both modes.
 #[derive(Debug)]
 pub(crate) struct AppJwtVerifier {
     rules: AppJwtRules,
     /// One prepared `Validation` per accepted algorithm.
     validations: Vec<(Algorithm, Validation)>,
     keys: KeySource,
+    verified: VerifiedTokens,
 }
 
 #[derive(Debug)]
 enum KeySource {
     Secret(Box<DecodingKey>),
-    Jwks {
-        jwks: Arc<JwksCache>,
-        /// Public-key signatures are slow to check (RS256 with the pure-Rust
-        /// backend takes ~0.3 ms), and a client presents the same app token
-        /// at every renewal, so verified tokens are remembered. HMAC checks
-        /// cost about as much as the lookup, so secret mode has no cache.
-        verified: VerifiedTokens,
-    },
+    Jwks(Arc<JwksCache>),
 }
 
 /// Verified app tokens by SHA-256 digest (the tokens themselves are not
-/// kept). An entry is used only before the token's `exp` and while its `kid`
-/// still maps to the very key that verified it, so it never outlives the
-/// token or the signing key. At most [`VerifiedTokens::MAX`] entries.
+/// kept; a digest match is the very token that passed). An entry is used
+/// only before the token's `exp` and, with a JWKS, while its `kid` still
+/// maps to the very key that verified it, so it never outlives the token or
+/// the signing key (a secret cannot change while the server runs). Entries
+/// are checked under the rules in force, which do not change either. At
+/// most [`VerifiedTokens::MAX`] entries.
 #[derive(Debug, Default)]
 struct VerifiedTokens {
     entries: Mutex<HashMap<[u8; 32], Verified>>,
@@ -65,9 +87,10 @@ struct VerifiedTokens {
 
 #[derive(Debug)]
 struct Verified {
-    identity: Identity,
+    identity: Arc<Identity>,
     exp: u64,
-    key: Arc<JwkKey>,
+    /// With a JWKS: the `kid` and the key that verified the token.
+    key: Option<(String, Arc<JwkKey>)>,
 }
 
 impl VerifiedTokens {
@@ -77,14 +100,18 @@ impl VerifiedTokens {
         &self,
         digest: &[u8; 32],
         now: u64,
-        key_is_current: impl FnOnce(&Arc<JwkKey>) -> bool,
-    ) -> Option<Identity> {
+        key_is_current: impl FnOnce(&str, &Arc<JwkKey>) -> bool,
+    ) -> Option<Arc<Identity>> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         let entry = entries.get(digest)?;
-        (now < entry.exp && key_is_current(&entry.key)).then(|| entry.identity.clone())
+        let key_is_current = entry
+            .key
+            .as_ref()
+            .is_none_or(|(kid, key)| key_is_current(kid, key));
+        (now < entry.exp && key_is_current).then(|| Arc::clone(&entry.identity))
     }
 
-    fn insert(&self, digest: [u8; 32], identity: Identity, exp: u64, key: Arc<JwkKey>, now: u64) {
+    fn insert(&self, digest: [u8; 32], entry: Verified, now: u64) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= Self::MAX {
             entries.retain(|_, entry| now < entry.exp);
@@ -93,7 +120,12 @@ impl VerifiedTokens {
                 entries.clear();
             }
         }
-        entries.insert(digest, Verified { identity, exp, key });
+        entries.insert(digest, entry);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries.lock().unwrap().len()
     }
 }
 
@@ -118,6 +150,7 @@ impl AppJwtVerifier {
             validations: validations(&rules),
             rules,
             keys: KeySource::Secret(Box::new(key)),
+            verified: VerifiedTokens::default(),
         })
     }
 
@@ -126,10 +159,8 @@ impl AppJwtVerifier {
         Self {
             validations: validations(&rules),
             rules,
-            keys: KeySource::Jwks {
-                jwks,
-                verified: VerifiedTokens::default(),
-            },
+            keys: KeySource::Jwks(jwks),
+            verified: VerifiedTokens::default(),
         }
     }
 
@@ -139,7 +170,17 @@ impl AppJwtVerifier {
     ///
     /// [`ApiError::InvalidCredentials`] naming the failed check;
     /// [`ApiError::Unavailable`] if the JWKS has never been fetched.
-    pub(crate) async fn verify(&self, token: &str) -> Result<Identity, ApiError> {
+    pub(crate) async fn verify(&self, token: &str) -> Result<Arc<Identity>, ApiError> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let remembered = self
+            .verified
+            .get(&digest, now_secs(), |kid, key| match &self.keys {
+                KeySource::Jwks(jwks) => jwks.is_current(kid, key),
+                KeySource::Secret(_) => false,
+            });
+        if let Some(identity) = remembered {
+            return Ok(identity);
+        }
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| invalid("not a signed JWT (alg none or malformed)"))?;
         if !self.rules.algorithms.contains(&header.alg) {
@@ -148,34 +189,28 @@ impl AppJwtVerifier {
                 header.alg
             )));
         }
-        match &self.keys {
-            KeySource::Secret(key) => {
-                let claims = self.decode(token, key, header.alg)?;
-                self.identity(&claims)
-            }
-            KeySource::Jwks { jwks, verified } => {
-                let kid = header
-                    .kid
-                    .as_deref()
-                    .ok_or_else(|| invalid("no kid in the header"))?;
-                let digest = Sha256::digest(token.as_bytes()).into();
-                if let Some(identity) =
-                    verified.get(&digest, now_secs(), |key| jwks.is_current(kid, key))
-                {
-                    return Ok(identity);
-                }
-                let key = jwks.key(kid).await?;
+        let (claims, key) = match &self.keys {
+            KeySource::Secret(key) => (self.decode(token, key, header.alg)?, None),
+            KeySource::Jwks(jwks) => {
+                let kid = header.kid.ok_or_else(|| invalid("no kid in the header"))?;
+                let key = jwks.key(&kid).await?;
                 if key.alg.is_some_and(|alg| alg != header.alg) {
                     return Err(invalid("algorithm does not match its key"));
                 }
-                let claims = self.decode(token, &key.key, header.alg)?;
-                let identity = self.identity(&claims)?;
-                if let Some(exp) = claims.get("exp").and_then(Value::as_u64) {
-                    verified.insert(digest, identity.clone(), exp, key, now_secs());
-                }
-                Ok(identity)
+                (self.decode(token, &key.key, header.alg)?, Some((kid, key)))
             }
+        };
+        let identity = Arc::new(self.identity(&claims)?);
+        // `exp` is required and checked: a number of seconds here.
+        if let Some(exp) = claims.get("exp").and_then(Value::as_u64) {
+            let entry = Verified {
+                identity: Arc::clone(&identity),
+                exp,
+                key,
+            };
+            self.verified.insert(digest, entry, now_secs());
         }
+        Ok(identity)
     }
 
     fn decode(
@@ -234,7 +269,7 @@ impl AppJwtVerifier {
             Some(Value::String(role)) => vec![role.clone()],
             _ => Vec::new(),
         };
-        Ok(Identity { client_id, roles })
+        Ok(Identity::new(client_id, roles))
     }
 }
 
@@ -298,6 +333,69 @@ mod tests {
             Value::Object(map) => map,
             _ => unreachable!(),
         }
+    }
+
+    fn verifier() -> AppJwtVerifier {
+        let rules = AppJwtRules {
+            leeway: std::time::Duration::ZERO,
+            ..AppJwtRules::defaults_for(&crate::AppAuth::Secret(SecretString::from("s")))
+        };
+        AppJwtVerifier::with_secret(&SecretString::from("app-secret"), rules).unwrap()
+    }
+
+    fn hs256(claims: &Value, secret: &str) -> String {
+        let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).unwrap();
+        jsonwebtoken::encode(&jsonwebtoken::Header::default(), claims, &key).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_verified_secret_token_is_remembered_and_a_refused_one_is_not() {
+        let verifier = verifier();
+        let exp = now_secs() + 300;
+        let good = hs256(&json!({"sub": "alice", "exp": exp}), "app-secret");
+        let forged = hs256(&json!({"sub": "alice", "exp": exp}), "other");
+
+        let first = verifier.verify(&good).await.unwrap();
+        let again = verifier.verify(&good).await.unwrap();
+        let refused = verifier.verify(&forged).await;
+
+        assert!(Arc::ptr_eq(&first, &again), "served from memory");
+        assert_eq!(first.client_id, "alice");
+        assert!(matches!(refused, Err(ApiError::InvalidCredentials(_))));
+        assert!(matches!(
+            verifier.verify(&forged).await,
+            Err(ApiError::InvalidCredentials(_))
+        ));
+        assert_eq!(verifier.verified.len(), 1);
+    }
+
+    #[test]
+    fn a_remembered_token_is_used_only_before_its_exp_and_while_its_key_is_current() {
+        let tokens = VerifiedTokens::default();
+        let identity = Arc::new(Identity::new("alice".to_owned(), Vec::new()));
+        let entry = |key| Verified {
+            identity: Arc::clone(&identity),
+            exp: 100,
+            key,
+        };
+        tokens.insert([1; 32], entry(None), 50);
+        let jwk = Arc::new(JwkKey {
+            key: DecodingKey::from_secret(b"not used").unwrap(),
+            alg: None,
+        });
+        tokens.insert([2; 32], entry(Some(("k1".to_owned(), jwk))), 50);
+
+        assert!(tokens.get(&[1; 32], 99, |_, _| false).is_some());
+        assert!(
+            tokens.get(&[1; 32], 100, |_, _| true).is_none(),
+            "exp reached"
+        );
+        assert!(tokens.get(&[2; 32], 99, |kid, _| kid == "k1").is_some());
+        assert!(
+            tokens.get(&[2; 32], 99, |_, _| false).is_none(),
+            "key rotated"
+        );
+        assert!(tokens.get(&[3; 32], 99, |_, _| true).is_none());
     }
 
     #[test]

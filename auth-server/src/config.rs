@@ -85,6 +85,9 @@ pub struct Config {
     pub jwks_refresh_interval: Duration,
     /// The least time between two refetches triggered by unknown `kid`s (10 s).
     pub jwks_unknown_kid_cooldown: Duration,
+    /// How long after a failed JWKS fetch the first retry comes (1 s); each
+    /// further failure doubles it, up to a minute.
+    pub jwks_retry_backoff: Duration,
 }
 
 /// How the caller's `Authorization: Bearer` app JWT is verified.
@@ -118,7 +121,8 @@ pub struct AppJwtRules {
     /// `AUTH_JWT_AUDIENCE`: accepted `aud` values (comma-separated); empty
     /// means `aud` is not checked.
     pub audience: Vec<String>,
-    /// `AUTH_JWT_LEEWAY`: clock skew forgiven on `exp` and `nbf` (default 30 s).
+    /// `AUTH_JWT_LEEWAY`: clock skew forgiven on `exp` and `nbf` (default 30 s),
+    /// in whole seconds ([`AppState::new`](crate::AppState::new) refuses a fraction).
     pub leeway: Duration,
     /// `AUTH_CLIENT_ID_CLAIM`: the claim holding the Ably clientId (default `sub`).
     pub client_id_claim: String,
@@ -231,6 +235,7 @@ impl Config {
             request_timeout: Duration::from_secs(10),
             jwks_refresh_interval: Duration::from_secs(600),
             jwks_unknown_kid_cooldown: Duration::from_secs(10),
+            jwks_retry_backoff: Duration::from_secs(1),
         }
     }
 
@@ -246,7 +251,7 @@ impl Config {
     /// | `AUTH_JWT_ALGORITHMS` | `HS256` / `RS256,ES256,EdDSA` | accepted algorithms |
     /// | `AUTH_JWT_ISSUER` | unset (not checked) | required `iss` |
     /// | `AUTH_JWT_AUDIENCE` | unset (not checked) | accepted `aud` values, comma-separated |
-    /// | `AUTH_JWT_LEEWAY` | `30s` | clock skew on `exp`/`nbf` |
+    /// | `AUTH_JWT_LEEWAY` | `30s` | clock skew on `exp`/`nbf`, whole seconds |
     /// | `AUTH_CLIENT_ID_CLAIM` | `sub` | claim giving the Ably clientId |
     /// | `AUTH_ROLES_CLAIM` | `roles` | claim giving roles (dotted path allowed) |
     /// | `AUTH_POLICY_FILE` | unset: `{"*":["publish","subscribe","presence","history"]}` | TOML policy |
@@ -314,6 +319,8 @@ impl Config {
             config.app_jwt.audience = comma_list(&list);
         }
         if let Some(leeway) = env.var_parsed::<HumanDuration>("AUTH_JWT_LEEWAY")? {
+            check_leeway(leeway.0)
+                .map_err(|problem| ConfigError::new("AUTH_JWT_LEEWAY", problem))?;
             config.app_jwt.leeway = leeway.0;
         }
         if let Some(claim) = env.var("AUTH_CLIENT_ID_CLAIM") {
@@ -476,6 +483,20 @@ pub(crate) fn check_algorithms(app_auth: &AppAuth, algorithms: &[Algorithm]) -> 
             )),
             None => Ok(()),
         },
+    }
+}
+
+/// Refuses a leeway with a fraction of a second: `exp` and `nbf` are whole
+/// seconds and jsonwebtoken takes the leeway in seconds, so `500ms` would
+/// silently be no leeway at all.
+pub(crate) fn check_leeway(leeway: Duration) -> Result<(), String> {
+    if leeway.subsec_nanos() == 0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} ms is not a whole number of seconds (exp and nbf are in seconds); write e.g. 1s or 30s",
+            leeway.as_millis()
+        ))
     }
 }
 
@@ -688,6 +709,22 @@ mod tests {
         for bad in ["30", "s", "1.5h", "10x", "-1s", ""] {
             assert!(bad.parse::<HumanDuration>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn leeway_must_be_whole_seconds() {
+        let half = with(&[("AUTH_JWT_LEEWAY", "500ms")]).unwrap_err();
+        let fraction = with(&[("AUTH_JWT_LEEWAY", "1500ms")]).unwrap_err();
+        let whole = with(&[("AUTH_JWT_LEEWAY", "2000ms")]).unwrap();
+        let none = with(&[("AUTH_JWT_LEEWAY", "0s")]).unwrap();
+
+        assert_eq!(
+            half.to_string(),
+            "AUTH_JWT_LEEWAY: 500 ms is not a whole number of seconds (exp and nbf are in seconds); write e.g. 1s or 30s"
+        );
+        assert_eq!(fraction.name, "AUTH_JWT_LEEWAY");
+        assert_eq!(whole.app_jwt.leeway, Duration::from_secs(2));
+        assert_eq!(none.app_jwt.leeway, Duration::ZERO);
     }
 
     #[test]

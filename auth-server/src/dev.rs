@@ -29,7 +29,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use mock_ably::MockAbly;
 use secrecy::SecretString;
@@ -203,9 +202,9 @@ impl Dev {
         self.shared.mock.base_url()
     }
 
-    /// The production router plus dev mode's routes and the demo page.
-    fn router(&self) -> Router {
-        crate::routes::router_with(self.state.clone(), routes::router(Arc::clone(&self.shared)))
+    /// The production service plus dev mode's routes and the demo page.
+    fn service(&self) -> impl crate::routes::AppService {
+        crate::routes::service_with(self.state.clone(), routes::router(Arc::clone(&self.shared)))
     }
 
     /// What to print at start once the auth server listens on `addr`: the
@@ -239,7 +238,7 @@ impl Dev {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
-        let app = self.router();
+        let app = self.service();
         crate::serve_app(listener, self.state.clone(), app, shutdown).await
     }
 }

@@ -81,10 +81,22 @@ pub enum ApiError {
         /// What could not be reached.
         message: String,
     },
-    /// Ably refused the request (from `/api/ably-token`): passed on as Ably
-    /// sent it.
+    /// Ably refused the request and the caller may act on it: its rate limit
+    /// on `/api/ably-token` (429), or in dev mode the mock's refusal of a demo
+    /// publish. Passed on as Ably sent it.
     #[error("Ably refused the request: {0}")]
     Ably(ErrorInfo),
+    /// Ably refused the server's own `requestToken` (`/api/ably-token`): its
+    /// key, its clock or its request, nothing the caller can fix: 500, 50000.
+    #[error("Ably refused the auth server's {what}: {message} (Ably code {code})")]
+    AblyRefusedServer {
+        /// What was refused, with a hint for the operator.
+        what: &'static str,
+        /// Ably's error code.
+        code: u32,
+        /// Ably's message.
+        message: String,
+    },
     /// A bug or an unexpected failure: 500, 50000, with a generic message;
     /// the detail is logged.
     #[error(transparent)]
@@ -128,6 +140,9 @@ impl ApiError {
                 ErrorInfo::new(*code, status.as_u16(), message)
             }
             ApiError::Ably(info) => info.clone(),
+            ApiError::AblyRefusedServer { .. } => {
+                ErrorInfo::new(codes::INTERNAL_ERROR, 500, message)
+            }
             ApiError::Internal(_) => ErrorInfo::new(codes::INTERNAL_ERROR, 500, "internal error"),
         }
     }
@@ -153,6 +168,7 @@ impl ApiError {
             ApiError::Timeout => "timeout",
             ApiError::Unavailable { .. } => "unavailable",
             ApiError::Ably(_) => "ably_refused",
+            ApiError::AblyRefusedServer { .. } => "ably_refused_server",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -233,6 +249,15 @@ mod tests {
             (ApiError::NotFound, 404, 40400),
             (ApiError::MethodNotAllowed, 405, 40500),
             (ApiError::Timeout, 503, 50003),
+            (
+                ApiError::AblyRefusedServer {
+                    what: "credentials",
+                    code: 40101,
+                    message: "x".into(),
+                },
+                500,
+                50000,
+            ),
             (
                 ApiError::Internal(anyhow::anyhow!("secret detail")),
                 500,

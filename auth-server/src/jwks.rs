@@ -6,13 +6,20 @@
 //! IdP rotated its keys). Unknown-`kid` refetches are rate-limited to one per
 //! `jwks_unknown_kid_cooldown` (10 s), so a flood of tokens with made-up
 //! `kid`s cannot hammer the IdP; the start-up and periodic fetches do not
-//! count towards that limit.
+//! count towards that limit. A failed start-up or periodic fetch is retried
+//! after `jwks_retry_backoff` (1 s), doubling up to [`MAX_RETRY_BACKOFF`].
+//!
+//! Until the first fetch succeeds the server is not ready: `/readyz` and the
+//! token endpoints answer 503, and [`JwksCache::wait_loaded`] (behind
+//! `AppState::ready`, which the binary waits on before its ready line) has
+//! not completed.
 //!
 //! Only public keys meant for signing are kept: `oct` (shared-secret) keys
 //! and keys marked `"use": "enc"` are ignored, so a JWKS can never hand us an
 //! HMAC secret.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -22,7 +29,7 @@ use anyhow::{Context as _, bail};
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use reqwest::StatusCode;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, watch};
 use tokio::time::Instant;
 use url::Url;
 
@@ -34,6 +41,9 @@ const MAX_JWKS_BYTES: usize = 1024 * 1024;
 /// How long one JWKS fetch may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The longest wait between two retries of a failed fetch.
+pub(crate) const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(60);
+
 /// A verification key from the JWKS.
 #[derive(Debug)]
 pub(crate) struct JwkKey {
@@ -41,6 +51,17 @@ pub(crate) struct JwkKey {
     pub(crate) key: DecodingKey,
     /// The JWK's `alg`, when it names one: tokens must then use exactly it.
     pub(crate) alg: Option<Algorithm>,
+}
+
+/// Where the unknown-`kid` cooldown reads the time: tokio's clock, or in
+/// unit tests one they move by hand, so the cooldown is tested without
+/// waiting for it.
+struct Clock(Box<dyn Fn() -> Instant + Send + Sync>);
+
+impl fmt::Debug for Clock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Clock")
+    }
 }
 
 /// The cached key set and how it is kept fresh.
@@ -52,7 +73,11 @@ pub(crate) struct JwksCache {
     /// Serialises fetches; holds when the last unknown-`kid` fetch started.
     last_unknown_kid_fetch: Mutex<Option<Instant>>,
     cooldown: Duration,
+    /// The clock the cooldown is measured with.
+    clock: Clock,
     loaded: AtomicBool,
+    /// Turns `true` with the first successful fetch, for [`JwksCache::wait_loaded`].
+    loaded_tx: watch::Sender<bool>,
     fetched: AtomicU64,
     failed: AtomicU64,
 }
@@ -66,7 +91,9 @@ impl JwksCache {
             keys: RwLock::new(Arc::new(HashMap::new())),
             last_unknown_kid_fetch: Mutex::new(None),
             cooldown,
+            clock: Clock(Box::new(Instant::now)),
             loaded: AtomicBool::new(false),
+            loaded_tx: watch::Sender::new(false),
             fetched: AtomicU64::new(0),
             failed: AtomicU64::new(0),
         }
@@ -75,6 +102,51 @@ impl JwksCache {
     /// Whether a fetch has ever succeeded (for `/readyz`).
     pub(crate) fn is_loaded(&self) -> bool {
         self.loaded.load(Ordering::Acquire)
+    }
+
+    /// Completes once a fetch has succeeded.
+    pub(crate) async fn wait_loaded(&self) {
+        let mut loaded = self.loaded_tx.subscribe();
+        // `self` holds the sender, so the channel cannot close while we wait.
+        let _ = loaded.wait_for(|loaded| *loaded).await;
+    }
+
+    /// Fetches the set now and then every `interval`, forever; after a
+    /// failure, retries after `backoff`, doubling up to [`MAX_RETRY_BACKOFF`]
+    /// (and at most `interval`). Run it as a task; abort it to stop.
+    pub(crate) async fn keep_fresh(&self, interval: Duration, backoff: Duration) {
+        let max_backoff = MAX_RETRY_BACKOFF.min(interval);
+        let mut next_backoff = backoff.min(max_backoff);
+        loop {
+            let wait = match self.refresh().await {
+                Ok(()) => {
+                    next_backoff = backoff.min(max_backoff);
+                    interval
+                }
+                Err(err) => {
+                    let wait = next_backoff;
+                    next_backoff = (next_backoff * 2).min(max_backoff);
+                    if self.is_loaded() {
+                        tracing::warn!(
+                            error = format!("{err:#}"),
+                            url = %self.url,
+                            retry_in = ?wait,
+                            "JWKS refresh failed; keeping the cached keys"
+                        );
+                    } else {
+                        tracing::warn!(
+                            error = format!("{err:#}"),
+                            url = %self.url,
+                            retry_in = ?wait,
+                            "JWKS fetch failed; not ready until it succeeds \
+                             (/readyz and the token endpoints answer 503)"
+                        );
+                    }
+                    wait
+                }
+            };
+            tokio::time::sleep(wait).await;
+        }
     }
 
     /// The key `kid`, refetching the set once if it is unknown and the
@@ -95,9 +167,10 @@ impl JwksCache {
             if let Some(key) = self.cached(kid) {
                 return Ok(key);
             }
-            let cooling = last.is_some_and(|at| at.elapsed() < self.cooldown);
+            let now = (self.clock.0)();
+            let cooling = last.is_some_and(|at| now.saturating_duration_since(at) < self.cooldown);
             if !cooling {
-                *last = Some(Instant::now());
+                *last = Some(now);
                 tracing::info!(kid, "unknown kid: refetching the JWKS");
                 if let Err(err) = self.fetch().await {
                     tracing::warn!(error = format!("{err:#}"), url = %self.url, "JWKS fetch failed");
@@ -202,6 +275,8 @@ impl JwksCache {
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(keys);
         self.loaded.store(true, Ordering::Release);
+        self.loaded_tx
+            .send_if_modified(|loaded| !std::mem::replace(loaded, true));
         Ok(())
     }
 }
@@ -242,4 +317,103 @@ fn usable_keys(set: &JwkSet) -> HashMap<String, Arc<JwkKey>> {
         }
     }
     keys
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use axum::Router;
+    use axum::extract::State;
+    use axum::routing::get;
+    use jsonwebtoken::EncodingKey;
+    use jsonwebtoken::jwk::Jwk;
+
+    use super::*;
+
+    /// A JWKS endpoint on port 0 serving what the test puts in `keys`.
+    #[derive(Clone, Default)]
+    struct Idp {
+        keys: Arc<std::sync::Mutex<Vec<Jwk>>>,
+        fetches: Arc<AtomicUsize>,
+    }
+
+    impl Idp {
+        fn publish(&self, kids: &[&str]) {
+            let pem = include_str!("../tests/fixtures/rsa-1.pem");
+            let key = EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap();
+            *self.keys.lock().unwrap() = kids
+                .iter()
+                .map(|kid| {
+                    let mut jwk = Jwk::from_encoding_key(&key, Algorithm::RS256).unwrap();
+                    jwk.common.key_id = Some((*kid).to_owned());
+                    jwk
+                })
+                .collect();
+        }
+
+        fn fetches(&self) -> usize {
+            self.fetches.load(Ordering::SeqCst)
+        }
+
+        async fn start(&self) -> Url {
+            let app = Router::new()
+                .route(
+                    "/jwks",
+                    get(|State(idp): State<Idp>| async move {
+                        idp.fetches.fetch_add(1, Ordering::SeqCst);
+                        let keys = idp.keys.lock().unwrap().clone();
+                        axum::Json(JwkSet { keys })
+                    }),
+                )
+                .with_state(self.clone());
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            Url::parse(&url).unwrap()
+        }
+    }
+
+    /// Asks `cache` for `kid`, failing the test if it takes over 10 s.
+    async fn key(cache: &JwksCache, kid: &str) -> Result<Arc<JwkKey>, ApiError> {
+        tokio::time::timeout(Duration::from_secs(10), cache.key(kid))
+            .await
+            .expect("timed out")
+    }
+
+    #[tokio::test]
+    async fn an_unknown_kid_may_refetch_again_once_the_cooldown_has_passed() {
+        let idp = Idp::default();
+        idp.publish(&["k1"]);
+        let url = idp.start().await;
+        let start = Instant::now();
+        let now = Arc::new(std::sync::Mutex::new(start));
+        let mut cache = JwksCache::new(url, reqwest::Client::new(), Duration::from_secs(10));
+        let clock = Arc::clone(&now);
+        cache.clock = Clock(Box::new(move || *clock.lock().unwrap()));
+        let set_time = |offset: Duration| *now.lock().unwrap() = start + offset;
+        cache.refresh().await.unwrap();
+
+        // The start-up fetch does not count: the first unknown kid refetches.
+        assert!(key(&cache, "k2").await.is_err());
+        assert_eq!(idp.fetches(), 2);
+        // Then nothing reaches the IdP until the cooldown has passed.
+        idp.publish(&["k1", "k2"]);
+        set_time(Duration::from_millis(9_999));
+        assert!(matches!(
+            key(&cache, "k2").await,
+            Err(ApiError::InvalidCredentials(_))
+        ));
+        assert_eq!(idp.fetches(), 2);
+        set_time(Duration::from_secs(10));
+        assert!(key(&cache, "k2").await.is_ok(), "the rotated key is found");
+        assert_eq!(idp.fetches(), 3);
+        // A known kid needs no fetch; the next unknown one waits again.
+        assert!(key(&cache, "k2").await.is_ok());
+        assert!(key(&cache, "k3").await.is_err());
+        assert_eq!(idp.fetches(), 3);
+        set_time(Duration::from_secs(20));
+        assert!(key(&cache, "k3").await.is_err());
+        assert_eq!(idp.fetches(), 4);
+    }
 }

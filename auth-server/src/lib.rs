@@ -83,7 +83,11 @@ pub fn router(state: AppState) -> Router {
 /// finishes the requests in flight.
 ///
 /// With a JWKS, fetches it at once and then every
-/// [`Config::jwks_refresh_interval`] in the background.
+/// [`Config::jwks_refresh_interval`] in the background, retrying a failed
+/// fetch after [`Config::jwks_retry_backoff`] (doubling, at most a minute
+/// apart). Until the first fetch succeeds, `/healthz` answers while
+/// `/readyz` and the token endpoints answer 503; [`AppState::ready`]
+/// completes when it has.
 ///
 /// # Errors
 ///
@@ -93,33 +97,26 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let app = router(state.clone());
+    let app = routes::service_with(state.clone(), Router::new());
     serve_app(listener, state, app, shutdown).await
 }
 
-/// [`serve`] with `app` as the router (dev mode adds routes to it).
+/// [`serve`] with `app` as the service (dev mode adds routes to it).
 async fn serve_app(
     listener: TcpListener,
     state: AppState,
-    app: Router,
+    app: impl routes::AppService,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let refresher = state.jwks().map(|jwks| {
         let jwks = std::sync::Arc::clone(jwks);
-        let interval = state.config().jwks_refresh_interval;
-        tokio::spawn(async move {
-            loop {
-                if let Err(err) = jwks.refresh().await {
-                    tracing::warn!(
-                        error = format!("{err:#}"),
-                        "JWKS fetch failed; keeping the cached keys"
-                    );
-                }
-                tokio::time::sleep(interval).await;
-            }
-        })
+        let config = state.config();
+        let (interval, backoff) = (config.jwks_refresh_interval, config.jwks_retry_backoff);
+        tokio::spawn(async move { jwks.keep_fresh(interval, backoff).await })
     });
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    let app = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+        SocketAddr,
+    >(app);
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;

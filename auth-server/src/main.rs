@@ -73,6 +73,25 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {bind} (AUTH_BIND)"))?;
     let addr = listener.local_addr().context("reading the bound address")?;
+    if !state.is_ready() {
+        tracing::info!(
+            %addr,
+            "serving /healthz; the ready line follows the first JWKS fetch"
+        );
+    }
+    let serving = auth_server::serve(listener, state.clone(), shutdown_signal());
+    tokio::pin!(serving);
+    // Scripts wait for the ready line to send requests, so it comes only
+    // once they can be served: with a JWKS, after its first fetch.
+    tokio::select! {
+        result = &mut serving => {
+            // Stopped (a signal) before ever being ready.
+            result.context("serving")?;
+            tracing::info!("shut down");
+            return Ok(());
+        }
+        () = state.ready() => {}
+    }
     // Scripts wait for this exact line, whatever the log level.
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "auth-server listening on http://{addr}")
@@ -80,9 +99,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .context("writing to stdout")?;
     drop(stdout);
     tracing::info!(%addr, "listening");
-    auth_server::serve(listener, state, shutdown_signal())
-        .await
-        .context("serving")?;
+    serving.await.context("serving")?;
     tracing::info!("shut down");
     Ok(())
 }
@@ -139,17 +156,28 @@ async fn run_dev(_mock_bind: SocketAddr) -> anyhow::Result<()> {
 /// `LOG_FORMAT=json|pretty` (default pretty), filtered by `RUST_LOG`
 /// (default `info`). Logs go to stderr; stdout carries only the ready line.
 fn init_tracing() -> anyhow::Result<()> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = env_var("RUST_LOG")
+        .and_then(|directives| EnvFilter::try_new(directives).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    match std::env::var("LOG_FORMAT").as_deref() {
-        Ok("json") => builder.json().init(),
-        Ok("pretty") | Err(_) => builder.init(),
-        Ok(other) => anyhow::bail!("LOG_FORMAT: expected json or pretty, got {other:?}"),
+    match env_var("LOG_FORMAT").as_deref() {
+        Some("json") => builder.json().init(),
+        Some("pretty") | None => builder.init(),
+        Some(other) => anyhow::bail!("LOG_FORMAT: expected json or pretty, got {other:?}"),
     }
     Ok(())
+}
+
+/// The variable's value, trimmed; unset or empty (`VAR=` in a `.env`) is
+/// `None`, as for every variable `Config::from_env` reads.
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|value| value.trim().to_owned())
+        .filter(|value| !value.is_empty())
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -49,6 +49,22 @@ const ROUTES: [&str; 4] = [
     "other",
 ];
 
+/// Which latency histogram a request goes to: one of [`ROUTES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Route(usize);
+
+impl Route {
+    /// The histogram for requests to `path`.
+    pub(crate) fn of(path: &str) -> Self {
+        Self(
+            ROUTES[..3]
+                .iter()
+                .position(|r| *r == path)
+                .unwrap_or(ROUTES.len() - 1),
+        )
+    }
+}
+
 #[derive(Debug, Default)]
 struct Histogram {
     /// Cumulative counts are computed at render time; these are per bucket,
@@ -78,13 +94,9 @@ impl Metrics {
         *refusals.entry(reason).or_default() += 1;
     }
 
-    /// Records how long a request to `path` took.
-    pub(crate) fn observe(&self, path: &str, elapsed: Duration) {
-        let route = ROUTES[..3]
-            .iter()
-            .position(|r| *r == path)
-            .unwrap_or(ROUTES.len() - 1);
-        let histogram = &self.latency[route];
+    /// Records how long a request to `route` took.
+    pub(crate) fn observe(&self, route: Route, elapsed: Duration) {
+        let histogram = &self.latency[route.0];
         let secs = elapsed.as_secs_f64();
         let bucket = BUCKETS
             .iter()
@@ -164,8 +176,9 @@ mod tests {
         metrics.issued(TokenKind::Jwt);
         metrics.issued(TokenKind::Jwt);
         metrics.refused("rate_limited");
-        metrics.observe("/api/ably-jwt", Duration::from_micros(700));
-        metrics.observe("/api/ably-jwt", Duration::from_secs(9));
+        metrics.observe(Route::of("/api/ably-jwt"), Duration::from_micros(700));
+        metrics.observe(Route::of("/api/ably-jwt"), Duration::from_secs(9));
+        metrics.observe(Route::of("/healthz"), Duration::from_micros(1));
 
         let text = metrics.render();
 
@@ -188,5 +201,6 @@ mod tests {
         assert!(
             text.contains("auth_request_duration_seconds_sum{route=\"/api/ably-jwt\"} 9.0007\n")
         );
+        assert!(text.contains("auth_request_duration_seconds_count{route=\"other\"} 1\n"));
     }
 }

@@ -1,28 +1,41 @@
 //! Turning a decided grant into Ably credentials: an Ably JWT (§2), a signed
 //! TokenRequest (§3.1, §3.2), or TokenDetails fetched from Ably (§3.3).
 
+use std::cell::RefCell;
+use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, KeyInit as _, Mac as _};
 use reqwest::StatusCode;
-use shared::jwt::{AblyJwtClaims, encode_jwt};
-use shared::token::generate_nonce;
-use shared::{
-    ApiKey, Capability, ErrorInfo, ErrorResponse, TokenDetails, TokenParams, TokenRequest, codes,
-};
+use secrecy::ExposeSecret as _;
+use sha2::Sha256;
+use shared::{ApiKey, ErrorInfo, ErrorResponse, TokenDetails, TokenParams, TokenRequest, codes};
 use url::Url;
 
+use crate::app_jwt::Identity;
 use crate::error::ApiError;
+use crate::policy::CanonicalCapability;
 
 /// What a user gets: decided by policy, request and key, then minted.
 #[derive(Debug, Clone)]
 pub(crate) struct Grant {
-    /// The verified clientId.
-    pub(crate) client_id: String,
+    /// The verified user.
+    pub(crate) identity: Arc<Identity>,
     /// The capability: policy ∩ request ∩ key, never empty.
-    pub(crate) capability: Capability,
+    pub(crate) capability: Arc<CanonicalCapability>,
     /// The token lifetime, already clamped.
     pub(crate) ttl: Duration,
+}
+
+impl Grant {
+    /// The verified clientId.
+    pub(crate) fn client_id(&self) -> &str {
+        &self.identity.client_id
+    }
 }
 
 /// Milliseconds since the Unix epoch.
@@ -37,19 +50,142 @@ fn ttl_ms(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// An Ably JWT for `grant`, issued at `now_secs`: `kid` = key name, HS256
-/// with the key secret, a random `jti` so two tokens minted in the same
-/// second still differ, and `exp = iat + ttl` (rounded up to whole seconds).
-pub(crate) fn jwt(key: &ApiKey, grant: &Grant, now_secs: u64) -> Result<String, ApiError> {
-    let ttl_secs = ttl_ms(grant.ttl).div_ceil(1000).max(1);
-    let mut claims = AblyJwtClaims::new(
-        now_secs,
-        now_secs.saturating_add(ttl_secs),
-        grant.capability.to_canonical_string(),
-    );
-    claims.client_id = Some(grant.client_id.clone());
-    claims.jti = Some(generate_nonce().context("generating a jti")?);
-    Ok(encode_jwt(key, &claims).context("signing the Ably JWT")?)
+/// Signs Ably JWTs (§2.1) with one key, prepared once: the encoded header
+/// `{"alg":"HS256","kid":<key name>,"typ":"JWT"}` and the HMAC-SHA256 state
+/// keyed with the key secret, so a token costs one pass over its claims.
+/// (What `shared::jwt::encode_jwt` does per call, less the per-call header
+/// encoding and HMAC key setup; tests check the result with jsonwebtoken.)
+pub(crate) struct JwtSigner {
+    /// `base64url(header) + "."`.
+    header: String,
+    mac: Hmac<Sha256>,
+}
+
+/// Never shows the keyed HMAC state, which signs like the secret.
+impl fmt::Debug for JwtSigner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtSigner")
+            .field("header", &self.header)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JwtSigner {
+    pub(crate) fn new(key: &ApiKey) -> Self {
+        let header = serde_json::json!({"alg": "HS256", "kid": key.key_name(), "typ": "JWT"});
+        let mut encoded = URL_SAFE_NO_PAD.encode(header.to_string());
+        encoded.push('.');
+        let mac = Hmac::<Sha256>::new_from_slice(key.secret().expose_secret().as_bytes())
+            .expect("HMAC takes keys of any length");
+        Self {
+            header: encoded,
+            mac,
+        }
+    }
+
+    /// An Ably JWT for `grant`, issued at `now_secs`: a random `jti` so two
+    /// tokens minted in the same second still differ, and `exp = iat + ttl`
+    /// (rounded up to whole seconds).
+    pub(crate) fn jwt(&self, grant: &Grant, now_secs: u64) -> Result<String, ApiError> {
+        let ttl_secs = ttl_ms(grant.ttl).div_ceil(1000).max(1);
+        let jti = random_hex().context("generating a jti")?;
+        // The claims of §2.1.3, written out: the two strings come as JSON
+        // string literals already (escaped once per grant and per user).
+        let capability = &grant.capability.json;
+        let client_id = &grant.identity.client_id_json;
+        let mut claims = Vec::with_capacity(capability.len() + client_id.len() + 128);
+        claims.extend_from_slice(b"{\"iat\":");
+        push_decimal(&mut claims, now_secs);
+        claims.extend_from_slice(b",\"exp\":");
+        push_decimal(&mut claims, now_secs.saturating_add(ttl_secs));
+        claims.extend_from_slice(b",\"x-ably-capability\":");
+        claims.extend_from_slice(capability.as_bytes());
+        claims.extend_from_slice(b",\"x-ably-clientId\":");
+        claims.extend_from_slice(client_id.as_bytes());
+        claims.extend_from_slice(b",\"jti\":\"");
+        claims.extend_from_slice(jti.as_str().as_bytes());
+        claims.extend_from_slice(b"\"}");
+        let mut token = Vec::with_capacity(self.header.len() + claims.len() * 4 / 3 + 48);
+        token.extend_from_slice(self.header.as_bytes());
+        push_base64url(&mut token, &claims);
+        let mut mac = self.mac.clone();
+        mac.update(&token);
+        token.push(b'.');
+        push_base64url(&mut token, &mac.finalize().into_bytes());
+        Ok(String::from_utf8(token).expect("base64url text is ASCII"))
+    }
+}
+
+/// Appends `bytes` in unpadded base64url.
+fn push_base64url(out: &mut Vec<u8>, bytes: &[u8]) {
+    let start = out.len();
+    out.resize(start + bytes.len().div_ceil(3) * 4, 0);
+    let written = URL_SAFE_NO_PAD
+        .encode_slice(bytes, &mut out[start..])
+        .expect("room for the padded length was made");
+    out.truncate(start + written);
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0_u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        // `n % 10` is a single digit.
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
+}
+
+/// How many random bytes one `getrandom` call fetches per thread.
+const RANDOM_POOL_BYTES: usize = 1024;
+
+thread_local! {
+    /// Bytes from the operating system's CSPRNG, handed out 16 at a time
+    /// and each used once: one system call per 64 `jti`s or nonces instead
+    /// of one each.
+    static RANDOM_POOL: RefCell<([u8; RANDOM_POOL_BYTES], usize)> =
+        const { RefCell::new(([0; RANDOM_POOL_BYTES], RANDOM_POOL_BYTES)) };
+}
+
+/// 16 fresh bytes from the operating system's CSPRNG as 32 lowercase hex
+/// characters: 128 bits, like `shared::token::generate_nonce`, which it
+/// replaces on the hot path.
+fn random_hex() -> Result<Hex32, getrandom::Error> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut bytes = [0_u8; 16];
+    RANDOM_POOL.with_borrow_mut(|(pool, used)| {
+        if *used + bytes.len() > pool.len() {
+            getrandom::fill(pool)?;
+            *used = 0;
+        }
+        let taken = &mut pool[*used..*used + bytes.len()];
+        bytes.copy_from_slice(taken);
+        // Handed out once: wipe them from the pool.
+        taken.fill(0);
+        *used += bytes.len();
+        Ok::<_, getrandom::Error>(())
+    })?;
+    let mut hex = [0_u8; 32];
+    for (pair, byte) in hex.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = HEX[usize::from(byte >> 4)];
+        pair[1] = HEX[usize::from(byte & 0x0f)];
+    }
+    Ok(Hex32(hex))
+}
+
+/// 32 lowercase hex digits.
+struct Hex32([u8; 32]);
+
+impl Hex32 {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("hex digits are ASCII")
+    }
 }
 
 /// A TokenRequest for `grant`, signed at `now_ms` with a fresh nonce; the
@@ -61,18 +197,22 @@ pub(crate) fn token_request(
 ) -> Result<TokenRequest, ApiError> {
     let params = TokenParams {
         ttl: Some(ttl_ms(grant.ttl)),
-        capability: Some(grant.capability.to_canonical_string()),
-        client_id: Some(grant.client_id.clone()),
+        capability: Some(grant.capability.text.clone()),
+        client_id: Some(grant.client_id().to_owned()),
     };
-    Ok(TokenRequest::new_signed(key, params, now_ms).context("signing the TokenRequest")?)
+    let nonce = random_hex().context("generating a nonce")?;
+    Ok(
+        TokenRequest::sign_with_nonce(key, params, now_ms, nonce.as_str().to_owned())
+            .context("signing the TokenRequest")?,
+    )
 }
 
 /// Exchanges a TokenRequest for `grant` at Ably's
 /// `POST {rest_url}/keys/{keyName}/requestToken`.
 ///
-/// Ably's 4xx errors are passed on as Ably sent them (with the same status);
-/// anything else that goes wrong is ours to report as a 5xx: 502 when Ably
-/// answers with a server error or garbage, 503 when it cannot be reached.
+/// Ably's refusals are mapped by [`refused`]; anything else that goes wrong
+/// is ours to report as a 5xx: 502 when Ably answers with a server error or
+/// garbage, 503 when it cannot be reached.
 pub(crate) async fn request_token(
     client: &reqwest::Client,
     rest_url: &Url,
@@ -131,12 +271,10 @@ pub(crate) async fn request_token(
                 format!("Ably answered {status}"),
             )
         });
-    tracing::warn!(status = status.as_u16(), code = info.code, message = %info.message, "Ably refused requestToken");
     if status.is_client_error() {
-        let mut info = info;
-        info.status_code = status.as_u16();
-        Err(ApiError::Ably(info))
+        Err(refused(status, info))
     } else {
+        tracing::warn!(status = status.as_u16(), code = info.code, message = %info.message, "Ably failed requestToken");
         Err(unavailable(
             StatusCode::BAD_GATEWAY,
             codes::INTERNAL_ERROR,
@@ -148,10 +286,131 @@ pub(crate) async fn request_token(
     }
 }
 
+/// What Ably's 4xx answer to the server's own `requestToken` means for the
+/// caller. The caller never talks to Ably here: the key, the clock, the
+/// nonce and the grant in the request are all the server's. So a refusal is
+/// the server's problem (500), not bad user credentials: a 401/40101 would
+/// blame the user and make SDKs retry forever (`ABLY-PROTOCOL.md` §9.1.3).
+/// Two refusals keep a meaning for the caller:
+/// - 429 (Ably's rate limit): passed on, so the caller retries later;
+/// - 40160 (the key's own capability allows none of the grant): 403, as when
+///   the policy grants nothing, so SDKs stop retrying.
+fn refused(status: StatusCode, mut info: ErrorInfo) -> ApiError {
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        tracing::warn!(code = info.code, message = %info.message, "Ably rate-limited requestToken");
+        info.status_code = status.as_u16();
+        return ApiError::Ably(info);
+    }
+    if info.code == codes::OPERATION_NOT_PERMITTED {
+        tracing::error!(
+            code = info.code,
+            message = %info.message,
+            "Ably refused the grant's capability: is AUTH_KEY_CAPABILITY wider than the key's own?"
+        );
+        return ApiError::CapabilityDenied(format!(
+            "the auth server's Ably key does not allow the granted capability ({})",
+            info.message
+        ));
+    }
+    let what = if matches!(status.as_u16(), 401 | 403 | 404) {
+        "credentials (check its ABLY_API_KEY and clock)"
+    } else {
+        "token request"
+    };
+    tracing::error!(
+        status = status.as_u16(),
+        code = info.code,
+        message = %info.message,
+        "Ably refused the auth server's own requestToken: {what}"
+    );
+    ApiError::AblyRefusedServer {
+        what,
+        code: info.code,
+        message: info.message,
+    }
+}
+
 fn unavailable(status: StatusCode, code: u32, message: &str) -> ApiError {
     ApiError::Unavailable {
         status,
         code,
         message: message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use shared::Capability;
+    use shared::jwt::verify_jwt;
+
+    use super::*;
+
+    #[test]
+    fn jwts_verify_with_shared_and_carry_the_grant() {
+        let key: ApiKey = "appA.keyA:s3cr3t".parse().unwrap();
+        let grant = Grant {
+            identity: Arc::new(Identity::new("al\"ice\u{2028}".to_owned(), Vec::new())),
+            capability: Arc::new(CanonicalCapability::new(
+                Capability::parse(r#"{"chat:\"*":["subscribe"]}"#).unwrap(),
+            )),
+            ttl: Duration::from_millis(1500),
+        };
+
+        let token = JwtSigner::new(&key).jwt(&grant, 1_700_000_000).unwrap();
+
+        let claims = verify_jwt(&token, [&key], 1_700_000_001, 0).unwrap().claims;
+        assert_eq!(claims.iat, 1_700_000_000);
+        assert_eq!(claims.exp, 1_700_000_002, "1.5 s rounds up");
+        assert_eq!(claims.capability, r#"{"chat:\"*":["subscribe"]}"#);
+        assert_eq!(claims.client_id.as_deref(), Some("al\"ice\u{2028}"));
+        assert_eq!(claims.jti.map(|jti| jti.len()), Some(32));
+        assert_eq!(
+            token.split('.').next(),
+            Some(
+                URL_SAFE_NO_PAD
+                    .encode(r#"{"alg":"HS256","kid":"appA.keyA","typ":"JWT"}"#)
+                    .as_str()
+            )
+        );
+    }
+
+    #[test]
+    fn decimals_are_written_without_leading_zeros() {
+        for n in [0, 7, 10, 1_700_000_000, u64::MAX] {
+            let mut out = Vec::new();
+
+            push_decimal(&mut out, n);
+
+            assert_eq!(out, n.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn random_hex_is_fresh_across_pool_refills() {
+        let draws = 3 * RANDOM_POOL_BYTES / 16;
+
+        let seen: HashSet<String> = (0..draws)
+            .map(|_| random_hex().unwrap().as_str().to_owned())
+            .collect();
+
+        assert_eq!(seen.len(), draws);
+        assert!(seen.iter().all(|hex| {
+            hex.len() == 32
+                && hex
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        }));
+    }
+
+    #[test]
+    fn debug_never_shows_the_keyed_state() {
+        let signer = JwtSigner::new(&"appA.keyA:s3cr3t".parse().unwrap());
+
+        let debug = format!("{signer:?}");
+
+        assert!(debug.starts_with("JwtSigner { header: "), "{debug}");
+        assert!(!debug.contains("mac"), "{debug}");
     }
 }

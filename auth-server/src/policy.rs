@@ -35,6 +35,7 @@
 //! `{clientId}`: the grant can only shrink, never widen.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::Deserialize;
 use shared::capability::resource_covers;
@@ -154,6 +155,61 @@ impl Policy {
     /// The role names the policy defines.
     pub fn roles(&self) -> impl Iterator<Item = &str> {
         self.roles.keys().map(String::as_str)
+    }
+}
+
+/// A capability with its canonical text (`ABLY-PROTOCOL.md` §3.4), written
+/// once for every credential that carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CanonicalCapability {
+    /// The capability.
+    pub(crate) capability: Capability,
+    /// Its canonical text.
+    pub(crate) text: String,
+    /// The text as a JSON string literal, for the JWT claim.
+    pub(crate) json: String,
+}
+
+impl CanonicalCapability {
+    pub(crate) fn new(capability: Capability) -> Self {
+        let text = capability.to_canonical_string();
+        let json = serde_json::Value::from(text.as_str()).to_string();
+        Self {
+            capability,
+            text,
+            json,
+        }
+    }
+}
+
+/// What a user may be granted: the policy's capability for them ∩ the
+/// key's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Allowed {
+    /// policy ∩ key, which requests are intersected with.
+    pub(crate) capability: Capability,
+    /// The same without redundant resources ([`without_redundant`]): what a
+    /// request for no particular capability gets.
+    pub(crate) granted: Arc<CanonicalCapability>,
+}
+
+impl Allowed {
+    /// `policy`'s capability for the user ∩ `key`; `None` if that is empty.
+    pub(crate) fn for_user(
+        policy: &Policy,
+        key: &Capability,
+        client_id: &str,
+        roles: &[String],
+    ) -> Option<Self> {
+        let capability = policy
+            .capability_for(client_id, roles)
+            .intersect(key)
+            .ok()?;
+        let granted = Arc::new(CanonicalCapability::new(without_redundant(&capability)));
+        Some(Self {
+            capability,
+            granted,
+        })
     }
 }
 

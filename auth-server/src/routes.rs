@@ -3,45 +3,51 @@
 mod health;
 mod token;
 
-use std::net::SocketAddr;
+use std::convert::Infallible;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use tower::{Service, ServiceBuilder};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::AppState;
-use crate::client_ip::client_ip;
 use crate::config::CorsOrigins;
 use crate::error::{ApiError, RefusalReason, X_ABLY_ERRORCODE, X_ABLY_ERRORMESSAGE};
+use crate::metrics::Route;
 
-/// The whole application: routes, limits, CORS, tracing and metrics.
+/// The whole application as a [`Router`]: routes, limits, CORS, tracing
+/// and metrics ([`service_with`] inside a router, for embedders).
 pub(crate) fn router(state: AppState) -> Router {
-    router_with(state, Router::new())
+    Router::new().fallback_service(service_with(state, Router::new()))
 }
 
-/// [`router`] with `extra` routes (dev mode's) behind the same middleware.
-pub(crate) fn router_with(state: AppState, extra: Router) -> Router {
-    let config = state.config();
-    let cors = cors(&config.cors_origins);
-    let api = token::router()
-        // Per-IP limits sit in front of JWT verification, so one address
-        // cannot spend the server's CPU on signatures.
-        .layer(middleware::from_fn_with_state(state.clone(), limit_ip))
-        .layer(DefaultBodyLimit::max(config.max_body_bytes));
-    let mut app = Router::new()
-        .merge(api)
+/// The application with `extra` routes (dev mode's) behind the same
+/// middleware, as the service [`crate::serve`] runs.
+///
+/// The middleware wraps the routes once, as one service: `Router::layer`
+/// would wrap each route's handler in boxed copies of every layer, and each
+/// of those boxes is cloned for every request. The token endpoints' own
+/// checks (per-IP limit, body limit) are in their extractor
+/// ([`token::AuthRequest`]) for the same reason.
+pub(crate) fn service_with(state: AppState, extra: Router) -> impl AppService {
+    let cors = cors(&state.config().cors_origins);
+    let app = Router::new()
+        .merge(token::router())
         .merge(health::router())
         .with_state(state.clone())
         .merge(extra)
         .fallback(not_found)
         // After every merge: it applies to the routes registered so far.
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(state, track))
+        .method_not_allowed_fallback(method_not_allowed);
+    ServiceBuilder::new()
+        .option_layer(cors)
+        // Back to axum's body type, which CORS needs for its preflights.
+        .map_response(IntoResponse::into_response)
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request| {
                 // The path only: no query string, no headers (the app JWT
@@ -50,11 +56,28 @@ pub(crate) fn router_with(state: AppState, extra: Router) -> Router {
                 // matter carry their own fields.
                 tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
             }),
-        );
-    if let Some(cors) = cors {
-        app = app.layer(cors);
-    }
-    app
+        )
+        .layer(middleware::from_fn_with_state(state, track))
+        .service(app)
+}
+
+/// What [`service_with`] returns: a service axum can serve.
+pub(crate) trait AppService:
+    Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> AppService for S where
+    S: Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
 }
 
 /// `AUTH_CORS_ORIGINS` as a layer. authUrl requests carry no cookies, so no
@@ -101,35 +124,16 @@ async fn method_not_allowed() -> ApiError {
 /// per-request overhead down.
 async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let path = request.uri().path().to_owned();
+    let route = Route::of(request.uri().path());
     let response =
         match tokio::time::timeout(state.config().request_timeout, next.run(request)).await {
             Ok(response) => response,
             Err(_) => ApiError::Timeout.into_response(),
         };
     let metrics = state.metrics();
-    metrics.observe(&path, started.elapsed());
+    metrics.observe(route, started.elapsed());
     if let Some(RefusalReason(reason)) = response.extensions().get::<RefusalReason>() {
         metrics.refused(reason);
     }
     response
-}
-
-/// Applies `AUTH_RATE_LIMIT_PER_IP` to the token endpoints. The address is
-/// the TCP peer's, or the client a trusted proxy names in `X-Forwarded-For`
-/// (`AUTH_TRUSTED_PROXIES`, see [`crate::client_ip`]).
-async fn limit_ip(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if request.method() != Method::OPTIONS
-        && let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>()
-    {
-        let ip = client_ip(
-            peer.ip(),
-            request.headers(),
-            &state.config().trusted_proxies,
-        );
-        if let Err(err) = state.check_ip_rate(ip) {
-            return err.into_response();
-        }
-    }
-    next.run(request).await
 }

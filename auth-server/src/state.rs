@@ -10,6 +10,7 @@ use crate::config::{AppAuth, Config, ConfigError};
 use crate::error::ApiError;
 use crate::jwks::JwksCache;
 use crate::metrics::Metrics;
+use crate::mint::JwtSigner;
 use crate::rate_limit::{DEFAULT_MAX_KEYS, RateLimiter};
 
 /// Shared state of the server: cheap to clone (one `Arc`).
@@ -19,6 +20,7 @@ pub struct AppState(Arc<Inner>);
 struct Inner {
     config: Config,
     verifier: AppJwtVerifier,
+    signer: JwtSigner,
     jwks: Option<Arc<JwksCache>>,
     http: reqwest::Client,
     user_limiter: Option<RateLimiter<String>>,
@@ -34,11 +36,13 @@ impl AppState {
     /// # Errors
     ///
     /// [`ConfigError`] if a setting cannot be used (an empty app JWT secret,
-    /// an algorithm that does not fit the verification mode) or the HTTP
-    /// client cannot be built.
+    /// an algorithm that does not fit the verification mode, a leeway with a
+    /// fraction of a second) or the HTTP client cannot be built.
     pub fn new(config: Config) -> Result<Self, ConfigError> {
         crate::config::check_algorithms(&config.app_auth, &config.app_jwt.algorithms)
             .map_err(|problem| ConfigError::new("AUTH_JWT_ALGORITHMS", problem))?;
+        crate::config::check_leeway(config.app_jwt.leeway)
+            .map_err(|problem| ConfigError::new("AUTH_JWT_LEEWAY", problem))?;
         let http = reqwest::Client::builder()
             .user_agent(concat!("auth-server/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -72,6 +76,7 @@ impl AppState {
             ip_limiter: config
                 .rate_limit_per_ip
                 .map(|limit| RateLimiter::new(limit, DEFAULT_MAX_KEYS)),
+            signer: JwtSigner::new(&config.api_key),
             config,
             verifier,
             jwks,
@@ -90,8 +95,23 @@ impl AppState {
         self.0.jwks.as_ref().is_none_or(|jwks| jwks.is_loaded())
     }
 
+    /// Completes once the server can issue credentials: at once with an app
+    /// JWT secret; with a JWKS, when the first fetch has succeeded, which
+    /// needs [`serve`](crate::serve) running. The binary prints its ready
+    /// line then.
+    pub async fn ready(&self) {
+        if let Some(jwks) = &self.0.jwks {
+            jwks.wait_loaded().await;
+        }
+    }
+
     pub(crate) fn verifier(&self) -> &AppJwtVerifier {
         &self.0.verifier
+    }
+
+    /// Signs Ably JWTs with `ABLY_API_KEY`.
+    pub(crate) fn signer(&self) -> &JwtSigner {
+        &self.0.signer
     }
 
     pub(crate) fn jwks(&self) -> Option<&Arc<JwksCache>> {
@@ -117,6 +137,11 @@ impl AppState {
                 scope: "per user",
                 retry_after,
             })
+    }
+
+    /// Whether a per-IP limit is set.
+    pub(crate) fn limits_ips(&self) -> bool {
+        self.0.ip_limiter.is_some()
     }
 
     /// Applies the per-IP limit to `ip`.

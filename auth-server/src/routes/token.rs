@@ -7,8 +7,7 @@
 //! both cases, and body parameters win over query ones. Every request goes
 //! through the same decision ([`decide`]) before minting.
 
-use axum::body::Bytes;
-use axum::extract::{FromRequest, Request, State};
+use axum::extract::{ConnectInfo, FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -16,12 +15,16 @@ use axum::{Json, Router};
 use serde_json::Value;
 use shared::Capability;
 use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::AppState;
+use crate::client_ip::client_ip;
 use crate::error::ApiError;
 use crate::metrics::TokenKind;
 use crate::mint::{self, Grant};
+use crate::policy::{Allowed, CanonicalCapability, without_redundant};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -39,7 +42,7 @@ async fn ably_jwt(
     request: AuthRequest,
 ) -> Result<Response, ApiError> {
     let grant = decide(&state, request).await?;
-    let token = mint::jwt(&state.config().api_key, &grant, mint::now_ms() / 1000)?;
+    let token = state.signer().jwt(&grant, mint::now_ms() / 1000)?;
     issued(&state, TokenKind::Jwt, &grant);
     Ok((
         [
@@ -86,12 +89,18 @@ fn no_store(body: impl IntoResponse) -> Response {
         .into_response()
 }
 
+/// Counts an issued credential and writes its audit line: at `debug` under
+/// the target `auth_server::audit` (`RUST_LOG=info,auth_server::audit=debug`
+/// turns it on). At `info` that line was a formatted event and a write to
+/// stderr for every credential, the largest cost of issuing one, so the
+/// default trail is `/metrics` (`auth_tokens_issued_total`).
 fn issued(state: &AppState, kind: TokenKind, grant: &Grant) {
     state.metrics().issued(kind);
-    tracing::info!(
+    tracing::debug!(
+        target: "auth_server::audit",
         kind = kind.as_str(),
-        client_id = %grant.client_id,
-        capability = %grant.capability,
+        client_id = %grant.client_id(),
+        capability = %grant.capability.text,
         ttl_ms = u64::try_from(grant.ttl.as_millis()).unwrap_or(u64::MAX),
         "issued"
     );
@@ -111,29 +120,38 @@ async fn decide(state: &AppState, request: AuthRequest) -> Result<Grant, ApiErro
     {
         return Err(ApiError::ClientIdMismatch { requested });
     }
-    let allowed = config
-        .policy
-        .capability_for(&identity.client_id, &identity.roles)
-        .intersect(&config.key_capability)
-        .map_err(|_| {
+    let allowed = identity
+        .allowed
+        .get_or_init(|| {
+            Allowed::for_user(
+                &config.policy,
+                &config.key_capability,
+                &identity.client_id,
+                &identity.roles,
+            )
+        })
+        .as_ref()
+        .ok_or_else(|| {
             ApiError::CapabilityDenied("the policy grants this user nothing".to_owned())
         })?;
     let capability = match params.capability {
-        None => allowed,
+        None => Arc::clone(&allowed.granted),
         // Narrowing only: the result never exceeds `allowed`.
-        Some(requested) => requested.intersect(&allowed).map_err(|_| {
-            ApiError::CapabilityDenied(
-                "nothing in the requested capability is allowed for this user".to_owned(),
-            )
-        })?,
+        Some(requested) => {
+            let narrowed = requested.intersect(&allowed.capability).map_err(|_| {
+                ApiError::CapabilityDenied(
+                    "nothing in the requested capability is allowed for this user".to_owned(),
+                )
+            })?;
+            Arc::new(CanonicalCapability::new(without_redundant(&narrowed)))
+        }
     };
-    let capability = crate::policy::without_redundant(&capability);
     let ttl = params
         .ttl_ms
         .map_or(config.token_ttl, Duration::from_millis)
         .min(config.max_token_ttl);
     Ok(Grant {
-        client_id: identity.client_id,
+        identity,
         capability,
         ttl,
     })
@@ -166,7 +184,12 @@ struct RequestedParams {
 impl FromRequest<AppState> for AuthRequest {
     type Rejection = ApiError;
 
+    /// Applies the per-IP limit first: it sits in front of verification, so
+    /// one address cannot spend the server's CPU on signatures. Then reads
+    /// the bearer token and the parameters, a body up to
+    /// `AUTH_MAX_BODY_BYTES`.
     async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        limit_ip(&request, state)?;
         let bearer = bearer(request.headers())?;
         let mut params = RequestedParams::default();
         if let Some(query) = request.uri().query() {
@@ -184,15 +207,17 @@ impl FromRequest<AppState> for AuthRequest {
                         .trim()
                         .to_ascii_lowercase()
                 });
-            let body = Bytes::from_request(request, state)
+            let limit = state.config().max_body_bytes;
+            let body = axum::body::to_bytes(request.into_body(), limit)
                 .await
-                .map_err(|rejection| match rejection {
-                    axum::extract::rejection::BytesRejection::FailedToBufferBody(
-                        axum::extract::rejection::FailedToBufferBody::LengthLimitError(_),
-                    ) => ApiError::PayloadTooLarge {
-                        limit: state.config().max_body_bytes,
-                    },
-                    other => ApiError::BadRequest(format!("cannot read the body: {other}")),
+                .map_err(|err| {
+                    if std::error::Error::source(&err)
+                        .is_some_and(|source| source.is::<http_body_util::LengthLimitError>())
+                    {
+                        ApiError::PayloadTooLarge { limit }
+                    } else {
+                        ApiError::BadRequest(format!("cannot read the body: {err}"))
+                    }
                 })?;
             if !body.is_empty() {
                 match content_type.as_deref() {
@@ -208,6 +233,25 @@ impl FromRequest<AppState> for AuthRequest {
         }
         Ok(Self { bearer, params })
     }
+}
+
+/// Applies `AUTH_RATE_LIMIT_PER_IP`, when set. The address is the TCP
+/// peer's, or the client a trusted proxy names in `X-Forwarded-For`
+/// (`AUTH_TRUSTED_PROXIES`, see [`crate::client_ip`]). Without the peer
+/// address (a router served without connect info) there is no limit.
+fn limit_ip(request: &Request, state: &AppState) -> Result<(), ApiError> {
+    if !state.limits_ips() {
+        return Ok(());
+    }
+    let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>() else {
+        return Ok(());
+    };
+    let ip = client_ip(
+        peer.ip(),
+        request.headers(),
+        &state.config().trusted_proxies,
+    );
+    state.check_ip_rate(ip)
 }
 
 /// The app token from `Authorization: Bearer <token>`, if the header is there.
@@ -322,7 +366,52 @@ fn parse_client_id(value: &Value) -> Result<String, ApiError> {
 
 #[cfg(test)]
 mod tests {
+    use secrecy::SecretString;
+    use serde_json::json;
+
     use super::*;
+    use crate::{AppAuth, Config};
+
+    fn request(bearer: &str, capability: Option<&str>) -> AuthRequest {
+        AuthRequest {
+            bearer: Some(bearer.to_owned()),
+            params: RequestedParams {
+                capability: capability.map(|c| Capability::parse(c).unwrap()),
+                ..RequestedParams::default()
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn a_remembered_user_reuses_the_grant_worked_out_for_them() {
+        let config = Config {
+            rate_limit_per_user: None,
+            ..Config::new(
+                "app.key:secret".parse().unwrap(),
+                AppAuth::Secret(SecretString::from("app-secret")),
+            )
+        };
+        let state = AppState::new(config).unwrap();
+        let key = jsonwebtoken::EncodingKey::from_secret(b"app-secret").unwrap();
+        let claims = json!({"sub": "alice", "exp": mint::now_ms() / 1000 + 300});
+        let token = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap();
+
+        let first = decide(&state, request(&token, None)).await.unwrap();
+        let second = decide(&state, request(&token, None)).await.unwrap();
+        let narrowed = decide(&state, request(&token, Some(r#"{"chat":["publish","*"]}"#)))
+            .await
+            .unwrap();
+
+        assert!(Arc::ptr_eq(&first.capability, &second.capability));
+        assert_eq!(
+            first.capability.text,
+            r#"{"*":["history","presence","publish","subscribe"]}"#
+        );
+        assert_eq!(
+            narrowed.capability.text,
+            r#"{"chat":["history","presence","publish","subscribe"]}"#
+        );
+    }
 
     #[test]
     fn debug_never_shows_the_app_token() {

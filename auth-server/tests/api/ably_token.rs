@@ -1,5 +1,5 @@
 //! `/api/ably-token` against a small Ably stand-in on port 0: TokenDetails
-//! on success, Ably's errors passed on, outages as 5xx.
+//! on success, Ably's refusals mapped for the caller, outages as 5xx.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
 use shared::TokenRequest;
+use tokio::sync::{oneshot, watch};
 use url::Url;
 
 use crate::helpers::*;
@@ -20,7 +21,10 @@ use crate::helpers::*;
 #[derive(Clone, Copy)]
 enum Behaviour {
     Issue,
-    Refuse,
+    /// Issue, but only once [`Stub::release`] is called.
+    IssueWhenReleased,
+    /// Ably's error envelope with this status, code and message.
+    Refuse(StatusCode, u32, &'static str),
     Fail,
     Hang,
 }
@@ -29,6 +33,21 @@ enum Behaviour {
 struct Stub {
     behaviour: Behaviour,
     received: Arc<Mutex<Vec<(String, TokenRequest)>>>,
+    /// How many requests have arrived.
+    arrived: Arc<watch::Sender<usize>>,
+    released: Arc<watch::Sender<bool>>,
+}
+
+impl Stub {
+    /// Waits until `count` requests have arrived.
+    async fn wait_for_requests(&self, count: usize) {
+        let mut arrived = self.arrived.subscribe();
+        within(arrived.wait_for(|n| *n >= count)).await.unwrap();
+    }
+
+    fn release(&self) {
+        self.released.send_replace(true);
+    }
 }
 
 async fn request_token(
@@ -41,9 +60,15 @@ async fn request_token(
         .lock()
         .unwrap()
         .push((key_name, request.clone()));
+    stub.arrived.send_modify(|n| *n += 1);
     match stub.behaviour {
-        Behaviour::Issue => {
-            request.verify_mac(ably_key().secret()).expect("a valid MAC");
+        Behaviour::Issue | Behaviour::IssueWhenReleased => {
+            let mut released = stub.released.subscribe();
+            let _ = released.wait_for(|released| *released).await;
+            request
+                .verify_mac(ably_key().secret())
+                .expect("a valid MAC");
+            assert_signed_token_request(&serde_json::from_slice(&body).unwrap());
             let issued = request.timestamp;
             (
                 StatusCode::CREATED,
@@ -58,10 +83,14 @@ async fn request_token(
             )
                 .into_response()
         }
-        Behaviour::Refuse => (
-            StatusCode::UNAUTHORIZED,
-            [("content-type", "application/json")],
-            r#"{"error":{"code":40101,"statusCode":401,"message":"Request mac does not match","href":"https://help.ably.io/error/40101"}}"#,
+        Behaviour::Refuse(status, code, message) => (
+            status,
+            axum::Json(json!({"error": {
+                "code": code,
+                "statusCode": status.as_u16(),
+                "message": message,
+                "href": format!("https://help.ably.io/error/{code}"),
+            }})),
         )
             .into_response(),
         Behaviour::Fail => (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response(),
@@ -74,18 +103,28 @@ async fn request_token(
 
 /// Starts the stub; returns its base URL and what it received.
 async fn ably_stub(behaviour: Behaviour) -> (Url, Arc<Mutex<Vec<(String, TokenRequest)>>>) {
+    let (url, stub) = start_stub(behaviour).await;
+    (url, stub.received)
+}
+
+/// Starts the stub; returns its base URL and a handle on it.
+async fn start_stub(behaviour: Behaviour) -> (Url, Stub) {
     let stub = Stub {
         behaviour,
         received: Arc::default(),
+        arrived: Arc::new(watch::Sender::new(0)),
+        released: Arc::new(watch::Sender::new(!matches!(
+            behaviour,
+            Behaviour::IssueWhenReleased
+        ))),
     };
-    let received = Arc::clone(&stub.received);
     let app = Router::new()
         .route("/keys/{key_name}/requestToken", post(request_token))
-        .with_state(stub);
+        .with_state(stub.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, received)
+    (url, stub)
 }
 
 #[tokio::test]
@@ -123,19 +162,188 @@ async fn token_endpoint_returns_ablys_token_details_for_the_grant() {
 }
 
 #[tokio::test]
-async fn ablys_refusal_is_passed_on_with_its_status_and_code() {
-    let (ably, _) = ably_stub(Behaviour::Refuse).await;
+async fn token_endpoint_takes_token_params_in_a_post_form_and_a_post_json_body() {
+    let (ably, received) = ably_stub(Behaviour::Issue).await;
     let app = spawn_app(Config {
         ably_rest_url: ably,
         ..config()
     })
     .await;
+    let token = user_token("alice", &json!({}));
 
-    let response = app
-        .get("/api/ably-token", Some(&user_token("alice", &json!({}))))
+    let form = app
+        .post_form(
+            "/api/ably-token",
+            &token,
+            &[
+                ("ttl", "60000"),
+                ("capability", r#"{"chat:x":["subscribe"]}"#),
+                ("clientId", "alice"),
+            ],
+        )
+        .await;
+    let json_body = app
+        .post_json(
+            "/api/ably-token",
+            &token,
+            &json!({"ttl": 120_000, "capability": {"chat:y": ["publish"]}}),
+        )
         .await;
 
-    assert_ably_error(response, 401, 40101, "Request mac does not match").await;
+    for (response, ttl, capability) in [
+        (form, 60_000, r#"{"chat:x":["subscribe"]}"#),
+        (json_body, 120_000, r#"{"chat:y":["publish"]}"#),
+    ] {
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "application/json");
+        let details: Value = within(response.json()).await.unwrap();
+        assert_eq!(details["token"], "appA.issued-token");
+        assert_eq!(details["clientId"], "alice");
+        assert_eq!(details["capability"], capability);
+        assert_eq!(
+            details["expires"].as_u64().unwrap() - details["issued"].as_u64().unwrap(),
+            ttl
+        );
+    }
+    let received = received.lock().unwrap();
+    let asked: Vec<_> = received
+        .iter()
+        .map(|(_, request)| {
+            (
+                request.ttl,
+                request.capability.as_deref(),
+                request.client_id.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        asked,
+        [
+            (
+                Some(60_000),
+                Some(r#"{"chat:x":["subscribe"]}"#),
+                Some("alice")
+            ),
+            (
+                Some(120_000),
+                Some(r#"{"chat:y":["publish"]}"#),
+                Some("alice")
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn shutdown_finishes_a_request_in_flight_before_serve_returns() {
+    let (ably, stub) = start_stub(Behaviour::IssueWhenReleased).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = auth_server::AppState::new(Config {
+        ably_rest_url: ably,
+        ..config()
+    })
+    .unwrap();
+    let (shutdown, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(auth_server::serve(listener, state, async {
+        stopped.await.ok();
+    }));
+    let in_flight = tokio::spawn(
+        reqwest::Client::new()
+            .get(format!("http://{addr}/api/ably-token"))
+            .bearer_auth(user_token("alice", &json!({})))
+            .send(),
+    );
+    stub.wait_for_requests(1).await;
+
+    // The request waits on Ably; shut down and see the listener close.
+    shutdown.send(()).unwrap();
+    eventually(|| async { tokio::net::TcpStream::connect(addr).await.is_err() }).await;
+    assert!(
+        !server.is_finished(),
+        "serve waits for the request in flight"
+    );
+    stub.release();
+
+    let response = within(in_flight).await.unwrap().unwrap();
+    assert_eq!(response.status(), 200);
+    let details: Value = within(response.json()).await.unwrap();
+    assert_eq!(details["clientId"], "alice");
+    within(server).await.unwrap().unwrap();
+}
+
+/// `/api/ably-token` for alice against a stub that refuses with `refusal`.
+async fn refused_with(refusal: Behaviour) -> reqwest::Response {
+    let (ably, _) = ably_stub(refusal).await;
+    let app = spawn_app(Config {
+        ably_rest_url: ably,
+        ..config()
+    })
+    .await;
+    app.get("/api/ably-token", Some(&user_token("alice", &json!({}))))
+        .await
+}
+
+#[tokio::test]
+async fn ably_refusing_the_servers_own_key_is_a_500_not_the_users_401() {
+    let response = refused_with(Behaviour::Refuse(
+        StatusCode::UNAUTHORIZED,
+        40101,
+        "Request mac does not match",
+    ))
+    .await;
+
+    let error = assert_ably_error(response, 500, 50000, "").await;
+    assert_eq!(
+        error["message"],
+        "Ably refused the auth server's credentials (check its ABLY_API_KEY and clock): \
+         Request mac does not match (Ably code 40101)"
+    );
+}
+
+#[tokio::test]
+async fn ably_refusing_the_servers_token_request_is_a_500() {
+    let response = refused_with(Behaviour::Refuse(
+        StatusCode::BAD_REQUEST,
+        40003,
+        "Excessive value for TTL",
+    ))
+    .await;
+
+    let error = assert_ably_error(response, 500, 50000, "").await;
+    assert_eq!(
+        error["message"],
+        "Ably refused the auth server's token request: Excessive value for TTL (Ably code 40003)"
+    );
+}
+
+#[tokio::test]
+async fn ablys_rate_limit_is_passed_on_as_429() {
+    let response = refused_with(Behaviour::Refuse(
+        StatusCode::TOO_MANY_REQUESTS,
+        42910,
+        "Rate limit exceeded",
+    ))
+    .await;
+
+    assert_ably_error(response, 429, 42910, "Rate limit exceeded").await;
+}
+
+#[tokio::test]
+async fn ably_refusing_the_capability_is_403_so_sdks_stop() {
+    let response = refused_with(Behaviour::Refuse(
+        StatusCode::UNAUTHORIZED,
+        40160,
+        "Unable to perform channel operation",
+    ))
+    .await;
+
+    assert_ably_error(
+        response,
+        403,
+        40160,
+        "the auth server's Ably key does not allow the granted capability (Unable to perform channel operation)",
+    )
+    .await;
 }
 
 #[tokio::test]

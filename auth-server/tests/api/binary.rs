@@ -8,7 +8,7 @@ use tokio::process::Command;
 
 use crate::helpers::*;
 
-fn command() -> Command {
+pub(crate) fn command() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_auth-server"));
     command
         .env_clear()
@@ -116,6 +116,31 @@ async fn log_format_json_writes_one_json_object_per_line_to_stderr() {
         serde_json::from_str(&line).unwrap_or_else(|err| panic!("not JSON ({err}): {line}"));
     assert_eq!(event["level"], "INFO");
     assert_eq!(event["fields"]["message"], "listening");
+    child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn empty_log_format_and_rust_log_mean_unset() {
+    let mut child = command()
+        .env("ABLY_API_KEY", ABLY_KEY)
+        .env("AUTH_APP_JWT_SECRET", APP_SECRET)
+        .env("AUTH_BIND", "127.0.0.1:0")
+        .env("LOG_FORMAT", "")
+        .env("RUST_LOG", "")
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+
+    let ready = within(stdout.next_line()).await.unwrap().unwrap();
+    let log = within(stderr.next_line()).await.unwrap().unwrap();
+
+    assert!(
+        ready.starts_with("auth-server listening on http://"),
+        "{ready}"
+    );
+    // The default: pretty (not JSON) at info.
+    assert!(log.contains(" INFO auth_server: listening addr="), "{log}");
     child.kill().await.unwrap();
 }
 

@@ -13,8 +13,10 @@ use shared::ApiKey;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-/// The Ably key the server signs with.
+/// The Ably key the server signs with: [`ABLY_KEY_NAME`]:[`ABLY_KEY_SECRET`].
 pub(crate) const ABLY_KEY: &str = "appA.keyA:ably-key-secret-value";
+pub(crate) const ABLY_KEY_NAME: &str = "appA.keyA";
+pub(crate) const ABLY_KEY_SECRET: &str = "ably-key-secret-value";
 /// The app's own JWT secret.
 pub(crate) const APP_SECRET: &str = "app-jwt-secret-for-tests";
 /// How long any single await in a test may take.
@@ -70,6 +72,170 @@ pub(crate) fn sign(alg: Algorithm, kid: Option<&str>, key: &EncodingKey, claims:
     let mut header = Header::new(alg);
     header.kid = kid.map(str::to_owned);
     jsonwebtoken::encode(&header, claims, key).unwrap()
+}
+
+/// An issued Ably JWT as an independent check sees it (see [`verified_jwt`]).
+#[derive(Debug)]
+pub(crate) struct IssuedJwt {
+    pub(crate) iat: u64,
+    pub(crate) exp: u64,
+    /// `x-ably-capability`.
+    pub(crate) capability: String,
+    /// `x-ably-clientId`.
+    pub(crate) client_id: String,
+    pub(crate) jti: String,
+}
+
+/// Checks an issued Ably JWT without the `shared` code that minted it
+/// (`ABLY-PROTOCOL.md` §2.1): jsonwebtoken itself, HS256 pinned, keyed with
+/// the UTF-8 bytes of the key secret, `exp` required and not passed; the
+/// header exactly `{"alg":"HS256","kid":<key name>,"typ":"JWT"}`; exactly
+/// the claims `iat`, `exp`, `x-ably-capability` (a string holding a JSON
+/// object), `x-ably-clientId` and `jti` (32 hex digits), with `iat` now.
+pub(crate) fn verified_jwt(jwt: &str) -> IssuedJwt {
+    let mut validation = jsonwebtoken::Validation::new(Algorithm::HS256);
+    validation.leeway = 0;
+    validation.set_required_spec_claims(&["exp"]);
+    let key = jsonwebtoken::DecodingKey::from_secret(ABLY_KEY_SECRET.as_bytes()).unwrap();
+    let data = jsonwebtoken::decode::<serde_json::Map<String, Value>>(jwt, &key, &validation)
+        .unwrap_or_else(|err| panic!("not a valid Ably JWT ({err}): {jwt}"));
+    let header_segment = jwt.split('.').next().unwrap();
+    let header: Value = serde_json::from_slice(
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            header_segment,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        header,
+        json!({"alg": "HS256", "kid": ABLY_KEY_NAME, "typ": "JWT"})
+    );
+    let claims = data.claims;
+    let mut names: Vec<&str> = claims.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        ["exp", "iat", "jti", "x-ably-capability", "x-ably-clientId"],
+        "{claims:?}"
+    );
+    let number = |name: &str| claims[name].as_u64().unwrap_or_else(|| panic!("{name}"));
+    let text = |name: &str| {
+        claims[name]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name} is not a string"))
+            .to_owned()
+    };
+    let issued = IssuedJwt {
+        iat: number("iat"),
+        exp: number("exp"),
+        capability: text("x-ably-capability"),
+        client_id: text("x-ably-clientId"),
+        jti: text("jti"),
+    };
+    let now = now_secs();
+    assert!(
+        issued.iat <= now && issued.iat + 5 >= now,
+        "iat {}",
+        issued.iat
+    );
+    assert!(issued.exp > issued.iat);
+    assert!(
+        serde_json::from_str::<Value>(&issued.capability).is_ok_and(|c| c.is_object()),
+        "{}",
+        issued.capability
+    );
+    assert!(
+        issued.jti.len() == 32 && issued.jti.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{}",
+        issued.jti
+    );
+    issued
+}
+
+/// The MAC of a TokenRequest (given as its JSON) computed by hand from
+/// `ABLY-PROTOCOL.md` §3.2, not with `shared`: `keyName`, `ttl`,
+/// `capability`, `clientId`, `timestamp` and `nonce`, each followed by
+/// `\n` (absent ones as empty text), HMAC-SHA256 keyed with the secret,
+/// standard base64 with padding.
+pub(crate) fn mac_by_hand(secret: &str, request: &Value) -> String {
+    use hmac::{KeyInit as _, Mac as _};
+
+    let mut text = String::new();
+    for name in [
+        "keyName",
+        "ttl",
+        "capability",
+        "clientId",
+        "timestamp",
+        "nonce",
+    ] {
+        match &request[name] {
+            Value::Null => {}
+            Value::String(value) => text.push_str(value),
+            Value::Number(value) => text.push_str(&value.to_string()),
+            other => panic!("{name} is {other}"),
+        }
+        text.push('\n');
+    }
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(text.as_bytes());
+    base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        mac.finalize().into_bytes(),
+    )
+}
+
+/// Checks a TokenRequest as JSON independently of `shared`: exactly the
+/// fields of §3.1 for a signed request, and the MAC recomputed by hand.
+pub(crate) fn assert_signed_token_request(request: &Value) {
+    let mut names: Vec<&str> = request
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "capability",
+            "clientId",
+            "keyName",
+            "mac",
+            "nonce",
+            "timestamp",
+            "ttl"
+        ],
+        "{request}"
+    );
+    assert_eq!(
+        request["mac"].as_str().unwrap(),
+        mac_by_hand(ABLY_KEY_SECRET, request),
+        "{request}"
+    );
+}
+
+#[test]
+fn the_mac_by_hand_reproduces_the_protocols_worked_examples() {
+    // ABLY-PROTOCOL.md §3.2.
+    let full = json!({
+        "keyName": "xVLyHw.mDYnFA", "ttl": 3_600_000, "capability": "{\"*\":[\"subscribe\"]}",
+        "clientId": "user-1", "timestamp": 1_700_000_000_000_u64, "nonce": "0123456789abcdef",
+    });
+    let bare = json!({
+        "keyName": "xVLyHw.mDYnFA", "timestamp": 1_700_000_000_000_u64, "nonce": "0123456789abcdef",
+    });
+
+    assert_eq!(
+        mac_by_hand("s3cr3t", &full),
+        "Owfcylx5b+3ucKFmMl+hvjbnTsE9QiU1UH7kF+gooaU="
+    );
+    assert_eq!(
+        mac_by_hand("s3cr3t", &bare),
+        "F+bhmlt9V/OW5HC+xRJSwqKJ/wXwtU7TYNxaWBLK7uc="
+    );
 }
 
 /// A running server and a client for it; dropping it shuts the server down.

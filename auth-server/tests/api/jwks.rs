@@ -1,8 +1,9 @@
 //! App JWTs verified against a JWKS served on port 0 from keys in
 //! `tests/fixtures`: the three algorithms, rotation, the unknown-`kid`
-//! refetch limit, and algorithm confusion.
+//! refetch limit, algorithm confusion, and readiness (the ready line waits
+//! for the first fetch, which is retried with backoff).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,8 +16,11 @@ use axum::routing::get;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::{mpsc, oneshot, watch};
 use url::Url;
 
+use crate::binary::command;
 use crate::helpers::*;
 
 const RSA_1: &str = include_str!("../fixtures/rsa-1.pem");
@@ -36,11 +40,24 @@ fn jwk(key: &EncodingKey, alg: Algorithm, kid: &str) -> Jwk {
     jwk
 }
 
-/// A JWKS endpoint whose keys (or failure) the test controls.
-#[derive(Clone, Default)]
+/// A JWKS endpoint whose keys (or failure) and timing the test controls.
+#[derive(Clone)]
 struct Idp {
     keys: Arc<Mutex<Option<JwkSet>>>,
-    fetches: Arc<AtomicUsize>,
+    /// How many requests have arrived.
+    fetches: Arc<watch::Sender<usize>>,
+    /// While `false`, answers wait (an IdP that answers late).
+    released: Arc<watch::Sender<bool>>,
+}
+
+impl Default for Idp {
+    fn default() -> Self {
+        Self {
+            keys: Arc::default(),
+            fetches: Arc::new(watch::Sender::new(0)),
+            released: Arc::new(watch::Sender::new(true)),
+        }
+    }
 }
 
 impl Idp {
@@ -49,12 +66,29 @@ impl Idp {
     }
 
     fn fetches(&self) -> usize {
-        self.fetches.load(Ordering::SeqCst)
+        *self.fetches.borrow()
+    }
+
+    /// Waits until at least `count` requests have arrived.
+    async fn wait_for_fetches(&self, count: usize) {
+        let mut fetches = self.fetches.subscribe();
+        within(fetches.wait_for(|n| *n >= count)).await.unwrap();
+    }
+
+    /// Holds every answer until [`Idp::release`].
+    fn hold(&self) {
+        self.released.send_replace(false);
+    }
+
+    fn release(&self) {
+        self.released.send_replace(true);
     }
 }
 
 async fn serve_jwks(State(idp): State<Idp>) -> Response {
-    idp.fetches.fetch_add(1, Ordering::SeqCst);
+    idp.fetches.send_modify(|n| *n += 1);
+    let mut released = idp.released.subscribe();
+    let _ = released.wait_for(|released| *released).await;
     match &*idp.keys.lock().unwrap() {
         Some(set) => axum::Json(set.clone()).into_response(),
         None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
@@ -316,4 +350,104 @@ async fn a_remembered_verification_never_outlives_the_tokens_exp() {
     let response = app.get("/api/ably-jwt", Some(&short_lived)).await;
 
     assert_ably_error(response, 401, 40101, "expired").await;
+}
+
+#[tokio::test]
+async fn a_failed_first_fetch_is_retried_with_backoff_until_the_server_is_ready() {
+    let idp = Idp::default(); // answers 500 until keys are published
+    let key = rsa(RSA_1);
+    let config = Config {
+        jwks_retry_backoff: Duration::from_millis(10),
+        ..jwks_config(start_idp(&idp).await)
+    };
+    let state = AppState::new(config).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_shutdown, stopped) = oneshot::channel::<()>();
+    tokio::spawn(auth_server::serve(listener, state.clone(), async {
+        stopped.await.ok();
+    }));
+    let app = TestApp {
+        addr,
+        client: reqwest::Client::new(),
+        _shutdown,
+    };
+
+    // Two failures: the second is the first retry.
+    idp.wait_for_fetches(2).await;
+    assert!(!state.is_ready());
+    assert_eq!(app.get("/healthz", None).await.status(), 200);
+    assert_ably_error(app.get("/readyz", None).await, 503, 50000, "not ready").await;
+    idp.publish(vec![jwk(&key, Algorithm::RS256, "k1")]);
+    within(state.ready()).await;
+
+    assert_eq!(app.get("/readyz", None).await.status(), 200);
+    let response = app
+        .get(
+            "/api/ably-jwt",
+            Some(&token(Algorithm::RS256, "k1", &key, "alice")),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+}
+
+/// A port that was free a moment ago, for a binary that must be reached
+/// before it prints its address.
+fn free_port() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn with_a_jwks_the_binary_prints_its_ready_line_only_after_the_first_fetch() {
+    let idp = Idp::default();
+    let key = rsa(RSA_1);
+    idp.publish(vec![jwk(&key, Algorithm::RS256, "k1")]);
+    idp.hold();
+    let url = start_idp(&idp).await;
+    let addr = free_port();
+    let mut child = command()
+        .env("ABLY_API_KEY", ABLY_KEY)
+        .env("AUTH_JWKS_URL", url.as_str())
+        .env("AUTH_BIND", addr.to_string())
+        .env("RUST_LOG", "off")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (lines_tx, mut lines) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = stdout.next_line().await {
+            lines_tx.send(line).ok();
+        }
+    });
+    let app = TestApp {
+        addr,
+        client: reqwest::Client::new(),
+        _shutdown: oneshot::channel().0,
+    };
+
+    // The server listens and has asked the IdP, which has not answered.
+    idp.wait_for_fetches(1).await;
+    assert_eq!(app.get("/healthz", None).await.status(), 200);
+    assert_ably_error(app.get("/readyz", None).await, 503, 50000, "not ready").await;
+    assert!(
+        lines.try_recv().is_err(),
+        "the ready line came before the JWKS was fetched"
+    );
+    idp.release();
+    let line = within(lines.recv()).await.unwrap();
+
+    assert_eq!(line, format!("auth-server listening on http://{addr}"));
+    assert_eq!(app.get("/readyz", None).await.status(), 200);
+    let response = app
+        .get(
+            "/api/ably-jwt",
+            Some(&token(Algorithm::RS256, "k1", &key, "alice")),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    child.kill().await.unwrap();
 }

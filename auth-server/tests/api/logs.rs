@@ -1,5 +1,6 @@
 //! No secret, app JWT or issued credential ever reaches the logs, even at
-//! TRACE level for every crate.
+//! TRACE level for every crate; and the audit line of each issued
+//! credential is there when asked for, not by default.
 
 use std::io;
 use std::sync::{Arc, Mutex};
@@ -85,4 +86,42 @@ async fn logs_never_contain_secrets_app_tokens_or_issued_credentials() {
             "{what} leaked into the logs:\n{logs}"
         );
     }
+}
+
+/// The log lines written while `/api/ably-jwt` issues one JWT for alice
+/// under the filter `directives`.
+async fn logs_of_one_issue(directives: &str) -> String {
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(directives))
+        .with_ansi(false)
+        .with_writer(capture.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let app = spawn_app(config()).await;
+
+    let response = app
+        .get("/api/ably-jwt", Some(&user_token("alice", &json!({}))))
+        .await;
+    assert_eq!(response.status(), 200);
+    drop(app);
+
+    String::from_utf8(capture.0.lock().unwrap().clone()).unwrap()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_audit_line_is_off_at_the_default_level_and_on_when_asked_for() {
+    let default = logs_of_one_issue("info").await;
+    let audit = logs_of_one_issue("info,auth_server::audit=debug").await;
+
+    assert!(!default.contains("issued"), "{default}");
+    let lines: Vec<&str> = audit.lines().filter(|l| l.contains("issued")).collect();
+    assert_eq!(lines.len(), 1, "{audit}");
+    assert!(
+        lines[0].ends_with(
+            r#"DEBUG auth_server::audit: issued kind="jwt" client_id=alice capability={"*":["history","presence","publish","subscribe"]} ttl_ms=3600000"#
+        ),
+        "{}",
+        lines[0]
+    );
 }

@@ -97,3 +97,24 @@ async fn the_token_request_is_exchanged_by_the_mock() {
     let token = details["token"].as_str().unwrap();
     assert_eq!(sse_status(&mock, token, "chat:lobby").await, 200);
 }
+
+#[tokio::test]
+async fn a_server_key_ably_refuses_is_a_500_naming_the_servers_key_not_the_users() {
+    let mock = MockAbly::builder().key(ABLY_KEY).start().await;
+    // The right key name with a wrong secret: Ably says the MAC does not match.
+    let app = spawn_app(Config {
+        api_key: "appA.keyA:not-the-real-secret".parse().unwrap(),
+        ably_rest_url: Url::parse(mock.base_url()).unwrap(),
+        ..config()
+    })
+    .await;
+
+    let response = app
+        .get("/api/ably-token", Some(&user_token("alice", &json!({}))))
+        .await;
+
+    let error = assert_ably_error(response, 500, 50000, "check its ABLY_API_KEY").await;
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains("(Ably code 40101)"), "{message}");
+    assert!(!message.contains("not-the-real-secret"), "{message}");
+}

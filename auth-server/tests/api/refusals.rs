@@ -95,6 +95,21 @@ async fn an_expired_token_is_refused_beyond_the_leeway() {
     assert_eq!(accepted.status(), 200);
 }
 
+#[test]
+fn a_leeway_with_a_fraction_of_a_second_is_refused_at_start_up() {
+    let config = Config {
+        app_jwt: AppJwtRules {
+            leeway: std::time::Duration::from_millis(500),
+            ..config().app_jwt
+        },
+        ..config()
+    };
+
+    let err = auth_server::AppState::new(config).unwrap_err();
+
+    assert_eq!(err.name, "AUTH_JWT_LEEWAY");
+}
+
 #[tokio::test]
 async fn a_not_yet_valid_token_is_refused() {
     let app = spawn_app(config()).await;
@@ -103,6 +118,22 @@ async fn a_not_yet_valid_token_is_refused() {
     let response = app.get(JWT, Some(&token)).await;
 
     assert_ably_error(response, 401, 40101, "not yet valid").await;
+}
+
+#[tokio::test]
+async fn nbf_within_the_leeway_is_accepted_and_just_beyond_it_refused() {
+    // The default leeway is 30 s. The server reads its clock a moment after
+    // the test, at most a second later: that second is the margin.
+    let app = spawn_app(config()).await;
+    let now = now_secs();
+    let within_leeway = user_token("alice", &json!({"nbf": now + 29}));
+    let beyond_leeway = user_token("alice", &json!({"nbf": now + 32}));
+
+    let accepted = app.get(JWT, Some(&within_leeway)).await;
+    let refused = app.get(JWT, Some(&beyond_leeway)).await;
+
+    assert_eq!(accepted.status(), 200);
+    assert_ably_error(refused, 401, 40101, "not yet valid (nbf is in the future)").await;
 }
 
 #[tokio::test]
