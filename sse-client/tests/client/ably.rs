@@ -723,6 +723,20 @@ async fn unenveloped_deltas_on_several_channels_are_refused_before_any_request()
     assert!(f.server.pending_requests().is_empty());
 }
 
+/// A client whose reconnections wait 10, 20, 40, 80 and 160 ms, inside a
+/// 300 ms resume window: the sixth connection comes after the window.
+fn outage_client(f: &Fixture) -> Client {
+    f.client()
+        .reconnect(
+            fast()
+                .initial_delay(Duration::from_millis(10))
+                .max_delay(Duration::from_millis(160)),
+        )
+        .resume_window(Duration::from_millis(300))
+        .build()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_long_outage_reports_continuity_lost_and_starts_fresh() {
     // Waits of 10, 20, 40, 80 and 160 ms: the sixth connection comes at least
@@ -732,16 +746,7 @@ async fn a_long_outage_reports_continuity_lost_and_starts_fresh() {
     scripts.extend((0..4).map(|_| Script::status(503)));
     scripts.push(sse(&[message_frame("e9", &text_message("m9", "fresh"))]));
     let mut f = Fixture::start(scripts).await;
-    let client = f
-        .client()
-        .reconnect(
-            fast()
-                .initial_delay(Duration::from_millis(10))
-                .max_delay(Duration::from_millis(160)),
-        )
-        .resume_window(Duration::from_millis(300))
-        .build()
-        .unwrap();
+    let client = outage_client(&f);
     let mut sub = client.subscribe(SubscribeOptions::new(["ch"]));
 
     next_message(&mut sub).await;
@@ -772,16 +777,7 @@ async fn a_long_outage_before_the_first_message_also_reports_continuity_lost() {
     scripts.extend((0..4).map(|_| Script::status(503)));
     scripts.push(sse(&[message_frame("e9", &text_message("m9", "fresh"))]));
     let mut f = Fixture::start(scripts).await;
-    let client = f
-        .client()
-        .reconnect(
-            fast()
-                .initial_delay(Duration::from_millis(10))
-                .max_delay(Duration::from_millis(160)),
-        )
-        .resume_window(Duration::from_millis(300))
-        .build()
-        .unwrap();
+    let client = outage_client(&f);
     let mut sub = client.subscribe(SubscribeOptions::new(["ch"]));
 
     let (states, message) = states_then_message(&mut sub).await;

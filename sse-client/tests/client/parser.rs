@@ -97,7 +97,8 @@ fn check_outcome(case: &str, chunks: &[&[u8]], expected: &Outcome, keep: fn(&Fra
     }
 }
 
-fn replace_lf(input: &[u8], with: &[u8]) -> Vec<u8> {
+/// `input` with every LF replaced by `with` (the CR and CRLF forms of a fixture).
+pub(crate) fn replace_lf(input: &[u8], with: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(input.len() * 2);
     for &byte in input {
         if byte == b'\n' {

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use sse_client::sse::{Event, Frame, Parser};
 
+use crate::parser::replace_lf;
+
 /// The pieces random inputs are made of, common ones repeated so that they
 /// come up more often.
 const ALPHABET: &[&[u8]] = &[
@@ -320,16 +322,4 @@ fn every_fixture_parses_the_same_split_at_every_point_in_every_line_ending() {
             check_every_chunking(&format!("{name}, {form}"), &input, &expected, &mut rng, 4);
         }
     }
-}
-
-fn replace_lf(input: &[u8], with: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(input.len() * 2);
-    for &byte in input {
-        if byte == b'\n' {
-            out.extend_from_slice(with);
-        } else {
-            out.push(byte);
-        }
-    }
-    out
 }
