@@ -165,17 +165,21 @@ async fn a_resume_covers_only_the_channels_of_the_new_request() {
     assert_eq!(resumed.message().await["data"], "c1");
 }
 
-#[tokio::test]
-async fn rewind_counts_are_capped_at_100() {
-    let app = spawn().await;
-    let messages: Vec<shared::Message> = (0..120)
+/// `count` messages whose data is their index, "0", "1", ...
+fn numbered(count: usize) -> Vec<shared::Message> {
+    (0..count)
         .map(|i| {
             let mut m = shared::Message::default();
             m.data = Some(i.to_string().into());
             m
         })
-        .collect();
-    app.mock.try_publish("c", messages).unwrap();
+        .collect()
+}
+
+#[tokio::test]
+async fn rewind_counts_are_capped_at_100() {
+    let app = spawn().await;
+    app.mock.try_publish("c", numbered(120)).unwrap();
 
     let mut three = app.sse("channels=c&rewind=3").await;
     let mut all = app.sse("channels=c&rewind=500").await;
@@ -193,14 +197,7 @@ async fn rewind_counts_are_capped_at_100() {
 #[tokio::test]
 async fn rewind_by_time_is_capped_at_100_messages_too() {
     let app = spawn().await;
-    let messages: Vec<shared::Message> = (0..120)
-        .map(|i| {
-            let mut m = shared::Message::default();
-            m.data = Some(i.to_string().into());
-            m
-        })
-        .collect();
-    app.mock.try_publish("c", messages).unwrap();
+    app.mock.try_publish("c", numbered(120)).unwrap();
     let queries = [
         "channels=c&rewind=2m".to_owned(),
         "channels=c&rewind=2m&rewindLimit=500".to_owned(),
