@@ -37,12 +37,14 @@ impl AppState {
     ///
     /// [`ConfigError`] if a setting cannot be used (an empty app JWT secret,
     /// an algorithm that does not fit the verification mode, a leeway with a
-    /// fraction of a second) or the HTTP client cannot be built.
+    /// fraction of a second, a JWKS without both an issuer and an audience)
+    /// or the HTTP client cannot be built.
     pub fn new(config: Config) -> Result<Self, ConfigError> {
         crate::config::check_algorithms(&config.app_auth, &config.app_jwt.algorithms)
             .map_err(|problem| ConfigError::new("AUTH_JWT_ALGORITHMS", problem))?;
         crate::config::check_leeway(config.app_jwt.leeway)
             .map_err(|problem| ConfigError::new("AUTH_JWT_LEEWAY", problem))?;
+        crate::config::check_issuer_and_audience(&config.app_auth, &config.app_jwt)?;
         let http = reqwest::Client::builder()
             .user_agent(concat!("auth-server/", env!("CARGO_PKG_VERSION")))
             .build()

@@ -108,10 +108,18 @@ async fn start_idp(idp: &Idp) -> Url {
     Url::parse(&url).unwrap()
 }
 
+/// The issuer and audience every JWKS configuration must pin.
+const ISSUER: &str = "https://idp.example/";
+const AUDIENCE: &str = "ably-auth";
+
 fn jwks_config(url: Url) -> Config {
     let app_auth = AppAuth::Jwks(url);
     Config {
-        app_jwt: AppJwtRules::defaults_for(&app_auth),
+        app_jwt: AppJwtRules {
+            issuer: Some(ISSUER.to_owned()),
+            audience: vec![AUDIENCE.to_owned()],
+            ..AppJwtRules::defaults_for(&app_auth)
+        },
         app_auth,
         ..config()
     }
@@ -123,8 +131,10 @@ async fn ready_app(config: Config) -> TestApp {
     app
 }
 
+/// An app JWT from the configured issuer for the configured audience.
 fn token(alg: Algorithm, kid: &str, key: &EncodingKey, sub: &str) -> String {
-    sign(alg, Some(kid), key, &user_claims(sub, &json!({})))
+    let claims = user_claims(sub, &json!({"iss": ISSUER, "aud": AUDIENCE}));
+    sign(alg, Some(kid), key, &claims)
 }
 
 #[tokio::test]
@@ -214,6 +224,64 @@ fn hmac_algorithms_cannot_be_configured_with_a_jwks() {
     let err = AppState::new(config).unwrap_err();
 
     assert_eq!(err.name, "AUTH_JWT_ALGORITHMS");
+}
+
+/// Firebase, multi-tenant Auth0 or Cognito sign every tenant's tokens with
+/// the same keys: only `iss` and `aud` say whose app a token is for.
+#[tokio::test]
+async fn a_token_minted_in_another_tenant_of_a_shared_jwks_cannot_get_credentials() {
+    let idp = Idp::default();
+    let key = rsa(RSA_1);
+    idp.publish(vec![jwk(&key, Algorithm::RS256, "k1")]);
+    let url = start_idp(&idp).await;
+    let mut unpinned = jwks_config(url.clone());
+    unpinned.app_jwt.issuer = None;
+    unpinned.app_jwt.audience = Vec::new();
+    let app = ready_app(jwks_config(url)).await;
+    let attackers = sign(
+        Algorithm::RS256,
+        Some("k1"),
+        &key,
+        &user_claims(
+            "alice",
+            &json!({"iss": "https://idp.example/attacker-project", "aud": "attacker-project"}),
+        ),
+    );
+
+    let refused = AppState::new(unpinned).unwrap_err();
+    let response = app.get("/api/ably-jwt", Some(&attackers)).await;
+
+    assert_eq!(refused.name, "AUTH_JWT_ISSUER and AUTH_JWT_AUDIENCE");
+    assert_ably_error(response, 401, 40101, "issuer").await;
+}
+
+#[tokio::test]
+async fn a_shared_jwks_stops_the_binary_unless_issuer_and_audience_are_pinned() {
+    let why = "required with AUTH_JWKS_URL (its keys may also sign other tenants' tokens, \
+               which only iss and aud tell apart)";
+    for (extra, missing) in [
+        (vec![], "AUTH_JWT_ISSUER and AUTH_JWT_AUDIENCE"),
+        (vec![("AUTH_JWT_ISSUER", ISSUER)], "AUTH_JWT_AUDIENCE"),
+        (vec![("AUTH_JWT_AUDIENCE", AUDIENCE)], "AUTH_JWT_ISSUER"),
+    ] {
+        let mut command = command();
+        command
+            .env("ABLY_API_KEY", ABLY_KEY)
+            .env("AUTH_JWKS_URL", "http://127.0.0.1:9/jwks")
+            .env("AUTH_BIND", "127.0.0.1:0");
+        for (name, value) in extra {
+            command.env(name, value);
+        }
+
+        let output = within(command.output()).await.unwrap();
+
+        assert_eq!(output.status.code(), Some(1), "{missing}");
+        assert_eq!(
+            String::from_utf8(output.stderr).unwrap(),
+            format!("auth-server: configuration: {missing}: {why}\n")
+        );
+        assert!(output.stdout.is_empty());
+    }
 }
 
 #[tokio::test]
@@ -334,7 +402,7 @@ async fn a_remembered_verification_never_outlives_the_tokens_exp() {
         Algorithm::RS256,
         Some("k1"),
         &key,
-        &json!({"sub": "alice", "exp": exp}),
+        &json!({"sub": "alice", "exp": exp, "iss": ISSUER, "aud": AUDIENCE}),
     );
     assert_eq!(
         app.get("/api/ably-jwt", Some(&short_lived)).await.status(),
@@ -411,6 +479,8 @@ async fn with_a_jwks_the_binary_prints_its_ready_line_only_after_the_first_fetch
     let mut child = command()
         .env("ABLY_API_KEY", ABLY_KEY)
         .env("AUTH_JWKS_URL", url.as_str())
+        .env("AUTH_JWT_ISSUER", ISSUER)
+        .env("AUTH_JWT_AUDIENCE", AUDIENCE)
         .env("AUTH_BIND", addr.to_string())
         .env("RUST_LOG", "off")
         .stdout(Stdio::piped())
