@@ -99,13 +99,51 @@ pub enum AppAuth {
     Jwks(Url),
 }
 
-/// Shows which mode is configured, never the secret.
+/// Shows which mode is configured, never the secret, nor the JWKS URL's
+/// credentials or query (see [`RedactedUrl`]).
 impl fmt::Debug for AppAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AppAuth::Secret(_) => f.write_str("Secret([REDACTED])"),
-            AppAuth::Jwks(url) => f.debug_tuple("Jwks").field(&url.as_str()).finish(),
+            AppAuth::Jwks(url) => f
+                .debug_tuple("Jwks")
+                .field(&format_args!("{:?}", RedactedUrl(url).to_string()))
+                .finish(),
         }
+    }
+}
+
+/// A URL as logs and `Debug` show it: its user name and password, query and
+/// fragment are replaced by `[REDACTED]`, since a JWKS URL may carry a
+/// credential in any of them (`https://user:pass@idp/jwks`,
+/// `https://idp/jwks?api_key=…`). The scheme, host, port and path stay, so
+/// the line still says which endpoint failed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RedactedUrl<'a>(pub(crate) &'a Url);
+
+impl fmt::Display for RedactedUrl<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let url = self.0;
+        let Some(host) = url.host_str() else {
+            // No authority (`mailto:`, `data:`): nothing but the scheme is safe.
+            return write!(f, "{}:[REDACTED]", url.scheme());
+        };
+        write!(f, "{}://", url.scheme())?;
+        if !url.username().is_empty() || url.password().is_some() {
+            f.write_str("[REDACTED]@")?;
+        }
+        f.write_str(host)?;
+        if let Some(port) = url.port() {
+            write!(f, ":{port}")?;
+        }
+        f.write_str(url.path())?;
+        if url.query().is_some() {
+            f.write_str("?[REDACTED]")?;
+        }
+        if url.fragment().is_some() {
+            f.write_str("#[REDACTED]")?;
+        }
+        Ok(())
     }
 }
 

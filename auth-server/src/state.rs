@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::app_jwt::AppJwtVerifier;
-use crate::config::{AppAuth, Config, ConfigError};
+use crate::config::{AppAuth, Config, ConfigError, RedactedUrl};
 use crate::error::ApiError;
 use crate::jwks::JwksCache;
 use crate::metrics::Metrics;
@@ -60,9 +60,26 @@ impl AppState {
                 None,
             ),
             AppAuth::Jwks(url) => {
+                if crate::jwks::is_plain_http_off_loopback(url) {
+                    tracing::warn!(
+                        url = %RedactedUrl(url),
+                        "AUTH_JWKS_URL is plain http:// to a host that is not loopback: \
+                         anyone on the path can swap the keys and sign app tokens for any \
+                         user; use https://"
+                    );
+                }
+                let client = crate::jwks::client_builder()
+                    .user_agent(concat!("auth-server/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .map_err(|err| {
+                        ConfigError::new(
+                            "AUTH_JWKS_URL",
+                            format!("cannot build an HTTP client: {err}"),
+                        )
+                    })?;
                 let cache = Arc::new(JwksCache::new(
                     url.clone(),
-                    http.clone(),
+                    client,
                     config.jwks_unknown_kid_cooldown,
                 ));
                 (
