@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::app_jwt::AppJwtVerifier;
+use crate::client_ip::IpKey;
 use crate::config::{AppAuth, Config, ConfigError, RedactedUrl};
 use crate::error::ApiError;
 use crate::jwks::JwksCache;
@@ -24,7 +25,7 @@ struct Inner {
     jwks: Option<Arc<JwksCache>>,
     http: reqwest::Client,
     user_limiter: Option<RateLimiter<String>>,
-    ip_limiter: Option<RateLimiter<IpAddr>>,
+    ip_limiter: Option<RateLimiter<IpKey>>,
     metrics: Metrics,
 }
 
@@ -163,13 +164,14 @@ impl AppState {
         self.0.ip_limiter.is_some()
     }
 
-    /// Applies the per-IP limit to `ip`.
+    /// Applies the per-IP limit to `ip`: per IPv4 address, per IPv6 /64
+    /// ([`IpKey`]).
     pub(crate) fn check_ip_rate(&self, ip: IpAddr) -> Result<(), ApiError> {
         let Some(limiter) = &self.0.ip_limiter else {
             return Ok(());
         };
         limiter
-            .check(&ip, Instant::now())
+            .check(&IpKey::of(ip), Instant::now())
             .map_err(|retry_after| ApiError::RateLimited {
                 scope: "per IP",
                 retry_after,
