@@ -100,7 +100,7 @@ pub enum AppAuth {
 }
 
 /// Shows which mode is configured, never the secret, nor the JWKS URL's
-/// credentials or query (see [`RedactedUrl`]).
+/// credentials, query or fragment (each shown as `[REDACTED]`).
 impl fmt::Debug for AppAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -171,7 +171,9 @@ pub struct AppJwtRules {
 
 impl AppJwtRules {
     /// The defaults for `app_auth`: its algorithms, no issuer or audience,
-    /// 30 s leeway, clientId from `sub`, roles from `roles`.
+    /// 30 s leeway, clientId from `sub`, roles from `roles`. With a JWKS, set
+    /// `issuer` and `audience` too: [`AppState::new`](crate::AppState::new)
+    /// refuses a JWKS without them.
     pub fn defaults_for(app_auth: &AppAuth) -> Self {
         Self {
             algorithms: default_algorithms(app_auth),
