@@ -1,4 +1,5 @@
-//! Which address a request comes from, for the per-IP rate limit.
+//! Which address a request comes from, for the per-IP rate limit, and the
+//! key it is limited under ([`IpKey`]: IPv4 per address, IPv6 per /64).
 //!
 //! Normally the TCP peer. Behind a load balancer the peer is the balancer,
 //! so `AUTH_TRUSTED_PROXIES` lists the proxies whose `X-Forwarded-For` is
@@ -84,6 +85,31 @@ impl fmt::Display for IpRange {
     }
 }
 
+/// What the per-IP limit counts a client address as: an IPv4 address on
+/// its own, an IPv6 address by its /64. A /64 is what one subscriber gets
+/// (RFC 6177; SLAAC picks the low 64 bits at will), so keying per /128 would
+/// give every such client 2^64 fresh buckets. An IPv4-mapped IPv6 address
+/// (`::ffff:198.51.100.7`, as a dual-stack socket reports IPv4 peers) counts
+/// as its IPv4 address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum IpKey {
+    /// An IPv4 address.
+    V4(u32),
+    /// The first 64 bits of an IPv6 address.
+    V6Net(u64),
+}
+
+impl IpKey {
+    /// The key `ip` is limited under.
+    pub(crate) fn of(ip: IpAddr) -> Self {
+        match ip.to_canonical() {
+            IpAddr::V4(ip) => Self::V4(ip.to_bits()),
+            // The high half of the 128 bits: the truncation is the point.
+            IpAddr::V6(ip) => Self::V6Net((ip.to_bits() >> 64) as u64),
+        }
+    }
+}
+
 /// The client address of a request from `peer` with `headers`, trusting
 /// `X-Forwarded-For` only from `trusted` proxies (see the module docs).
 pub(crate) fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpRange]) -> IpAddr {
@@ -157,6 +183,21 @@ mod tests {
 
             assert_eq!(range.contains(ip(addr)), expected, "{range} {addr}");
         }
+    }
+
+    #[test]
+    fn ipv6_addresses_share_a_key_per_64_and_mapped_ipv4_counts_as_ipv4() {
+        let key = |text| IpKey::of(ip(text));
+
+        assert_eq!(
+            key("2001:db8:1:2::1"),
+            key("2001:db8:1:2:ffff:ffff:ffff:ffff")
+        );
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("::ffff:198.51.100.7"), key("198.51.100.7"));
+        assert_ne!(key("198.51.100.7"), key("198.51.100.8"));
+        // 0.0.0.1 and ::1 do not collide: the families are kept apart.
+        assert_ne!(key("0.0.0.1"), key("::1"));
     }
 
     #[test]

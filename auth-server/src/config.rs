@@ -99,13 +99,51 @@ pub enum AppAuth {
     Jwks(Url),
 }
 
-/// Shows which mode is configured, never the secret.
+/// Shows which mode is configured, never the secret, nor the JWKS URL's
+/// credentials, query or fragment (each shown as `[REDACTED]`).
 impl fmt::Debug for AppAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AppAuth::Secret(_) => f.write_str("Secret([REDACTED])"),
-            AppAuth::Jwks(url) => f.debug_tuple("Jwks").field(&url.as_str()).finish(),
+            AppAuth::Jwks(url) => f
+                .debug_tuple("Jwks")
+                .field(&format_args!("{:?}", RedactedUrl(url).to_string()))
+                .finish(),
         }
+    }
+}
+
+/// A URL as logs and `Debug` show it: its user name and password, query and
+/// fragment are replaced by `[REDACTED]`, since a JWKS URL may carry a
+/// credential in any of them (`https://user:pass@idp/jwks`,
+/// `https://idp/jwks?api_key=…`). The scheme, host, port and path stay, so
+/// the line still says which endpoint failed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RedactedUrl<'a>(pub(crate) &'a Url);
+
+impl fmt::Display for RedactedUrl<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let url = self.0;
+        let Some(host) = url.host_str() else {
+            // No authority (`mailto:`, `data:`): nothing but the scheme is safe.
+            return write!(f, "{}:[REDACTED]", url.scheme());
+        };
+        write!(f, "{}://", url.scheme())?;
+        if !url.username().is_empty() || url.password().is_some() {
+            f.write_str("[REDACTED]@")?;
+        }
+        f.write_str(host)?;
+        if let Some(port) = url.port() {
+            write!(f, ":{port}")?;
+        }
+        f.write_str(url.path())?;
+        if url.query().is_some() {
+            f.write_str("?[REDACTED]")?;
+        }
+        if url.fragment().is_some() {
+            f.write_str("#[REDACTED]")?;
+        }
+        Ok(())
     }
 }
 
@@ -116,10 +154,11 @@ pub struct AppJwtRules {
     /// header says. Defaults: `HS256` with a secret, `RS256,ES256,EdDSA` with
     /// a JWKS.
     pub algorithms: Vec<Algorithm>,
-    /// `AUTH_JWT_ISSUER`: the required `iss`, when set.
+    /// `AUTH_JWT_ISSUER`: the required `iss`, when set. Required with a
+    /// JWKS ([`AppState::new`](crate::AppState::new) refuses one without it).
     pub issuer: Option<String>,
     /// `AUTH_JWT_AUDIENCE`: accepted `aud` values (comma-separated); empty
-    /// means `aud` is not checked.
+    /// means `aud` is not checked, which only a shared secret allows.
     pub audience: Vec<String>,
     /// `AUTH_JWT_LEEWAY`: clock skew forgiven on `exp` and `nbf` (default 30 s),
     /// in whole seconds ([`AppState::new`](crate::AppState::new) refuses a fraction).
@@ -132,7 +171,9 @@ pub struct AppJwtRules {
 
 impl AppJwtRules {
     /// The defaults for `app_auth`: its algorithms, no issuer or audience,
-    /// 30 s leeway, clientId from `sub`, roles from `roles`.
+    /// 30 s leeway, clientId from `sub`, roles from `roles`. With a JWKS, set
+    /// `issuer` and `audience` too: [`AppState::new`](crate::AppState::new)
+    /// refuses a JWKS without them.
     pub fn defaults_for(app_auth: &AppAuth) -> Self {
         Self {
             algorithms: default_algorithms(app_auth),
@@ -193,7 +234,8 @@ impl FromStr for RateLimit {
 #[derive(Debug, thiserror::Error)]
 #[error("{name}: {problem}")]
 pub struct ConfigError {
-    /// The environment variable at fault.
+    /// The environment variable at fault (two joined by `and` when a pair
+    /// that goes together is missing).
     pub name: &'static str,
     /// What is wrong with it.
     pub problem: String,
@@ -249,8 +291,8 @@ impl Config {
     /// | `AUTH_APP_JWT_SECRET` | one of these two is required | HMAC secret of app JWTs |
     /// | `AUTH_JWKS_URL` | one of these two is required | JWKS of the identity provider |
     /// | `AUTH_JWT_ALGORITHMS` | `HS256` / `RS256,ES256,EdDSA` | accepted algorithms |
-    /// | `AUTH_JWT_ISSUER` | unset (not checked) | required `iss` |
-    /// | `AUTH_JWT_AUDIENCE` | unset (not checked) | accepted `aud` values, comma-separated |
+    /// | `AUTH_JWT_ISSUER` | unset (not checked); **required** with `AUTH_JWKS_URL` | required `iss` |
+    /// | `AUTH_JWT_AUDIENCE` | unset (not checked); **required** with `AUTH_JWKS_URL` | accepted `aud` values, comma-separated |
     /// | `AUTH_JWT_LEEWAY` | `30s` | clock skew on `exp`/`nbf`, whole seconds |
     /// | `AUTH_CLIENT_ID_CLAIM` | `sub` | claim giving the Ably clientId |
     /// | `AUTH_ROLES_CLAIM` | `roles` | claim giving roles (dotted path allowed) |
@@ -318,6 +360,7 @@ impl Config {
         if let Some(list) = env.var("AUTH_JWT_AUDIENCE") {
             config.app_jwt.audience = comma_list(&list);
         }
+        check_issuer_and_audience(&config.app_auth, &config.app_jwt)?;
         if let Some(leeway) = env.var_parsed::<HumanDuration>("AUTH_JWT_LEEWAY")? {
             check_leeway(leeway.0)
                 .map_err(|problem| ConfigError::new("AUTH_JWT_LEEWAY", problem))?;
@@ -484,6 +527,38 @@ pub(crate) fn check_algorithms(app_auth: &AppAuth, algorithms: &[Algorithm]) -> 
             None => Ok(()),
         },
     }
+}
+
+/// With a JWKS, refuses a configuration that does not pin both the issuer
+/// and the audience. Key sets are often shared by many tenants (Firebase's
+/// `securetoken`, multi-tenant Auth0, Cognito): without `iss` and `aud`
+/// checks, a token minted in an attacker's own project under the same keys,
+/// with any `sub`, would verify. A shared secret is the app's own, so there
+/// both stay optional.
+///
+/// # Errors
+///
+/// [`ConfigError`] naming what is missing: one variable, or both.
+pub(crate) fn check_issuer_and_audience(
+    app_auth: &AppAuth,
+    rules: &AppJwtRules,
+) -> Result<(), ConfigError> {
+    if !matches!(app_auth, AppAuth::Jwks(_)) {
+        return Ok(());
+    }
+    let issuer = rules.issuer.as_deref().is_some_and(|iss| !iss.is_empty());
+    let audience = rules.audience.iter().any(|aud| !aud.is_empty());
+    let missing = match (issuer, audience) {
+        (true, true) => return Ok(()),
+        (false, true) => "AUTH_JWT_ISSUER",
+        (true, false) => "AUTH_JWT_AUDIENCE",
+        (false, false) => "AUTH_JWT_ISSUER and AUTH_JWT_AUDIENCE",
+    };
+    Err(ConfigError::new(
+        missing,
+        "required with AUTH_JWKS_URL (its keys may also sign other tenants' tokens, \
+         which only iss and aud tell apart)",
+    ))
 }
 
 /// Refuses a leeway with a fraction of a second: `exp` and `nbf` are whole
@@ -671,6 +746,8 @@ mod tests {
         let jwks = [
             ("ABLY_API_KEY", "app.key:s"),
             ("AUTH_JWKS_URL", "https://idp.example/.well-known/jwks.json"),
+            ("AUTH_JWT_ISSUER", "https://idp.example/"),
+            ("AUTH_JWT_AUDIENCE", "ably-auth"),
         ];
         let config = from(&jwks).unwrap();
         let mut mixed = jwks.to_vec();
@@ -683,6 +760,45 @@ mod tests {
         );
         assert_eq!(from(&mixed).unwrap_err().name, "AUTH_JWT_ALGORITHMS");
         assert_eq!(hmac_with_secret.name, "AUTH_JWT_ALGORITHMS");
+    }
+
+    #[test]
+    fn another_tenants_token_cannot_pass_a_jwks_without_issuer_and_audience() {
+        let jwks = |extra: &[(&'static str, &'static str)]| {
+            let mut vars = vec![
+                ("ABLY_API_KEY", "app.key:s"),
+                ("AUTH_JWKS_URL", "https://idp.example/.well-known/jwks.json"),
+            ];
+            vars.extend_from_slice(extra);
+            from(&vars)
+        };
+        let why = "required with AUTH_JWKS_URL (its keys may also sign other tenants' tokens, \
+                   which only iss and aud tell apart)";
+
+        let neither = jwks(&[]).unwrap_err();
+        let no_audience = jwks(&[("AUTH_JWT_ISSUER", "https://idp.example/")]).unwrap_err();
+        let no_issuer = jwks(&[("AUTH_JWT_AUDIENCE", "ably-auth")]).unwrap_err();
+        let blank_audience = jwks(&[
+            ("AUTH_JWT_ISSUER", "https://idp.example/"),
+            ("AUTH_JWT_AUDIENCE", " , "),
+        ])
+        .unwrap_err();
+        let both = jwks(&[
+            ("AUTH_JWT_ISSUER", "https://idp.example/"),
+            ("AUTH_JWT_AUDIENCE", "ably-auth"),
+        ])
+        .unwrap();
+
+        assert_eq!(
+            neither.to_string(),
+            format!("AUTH_JWT_ISSUER and AUTH_JWT_AUDIENCE: {why}")
+        );
+        assert_eq!(no_audience.to_string(), format!("AUTH_JWT_AUDIENCE: {why}"));
+        assert_eq!(no_issuer.to_string(), format!("AUTH_JWT_ISSUER: {why}"));
+        assert_eq!(blank_audience.name, "AUTH_JWT_AUDIENCE");
+        assert_eq!(both.app_jwt.audience, ["ably-auth"]);
+        // A shared secret is the app's own: both stay optional.
+        assert!(with(&[]).unwrap().app_jwt.issuer.is_none());
     }
 
     #[test]

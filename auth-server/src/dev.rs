@@ -18,7 +18,11 @@
 //! None of this exists without the `dev` feature (on by default), and the
 //! production router has none of these routes. Dev mode refuses to listen on
 //! anything but loopback addresses ([`check_loopback`]): `/dev/login` hands
-//! out app tokens to anyone who asks.
+//! out app tokens to anyone who asks. For the same reason a browser may call
+//! `/dev/*` only from a page on a loopback origin (`http(s)://localhost`,
+//! `127.0.0.0/8`, `[::1]`): a request with any other `Origin` gets 403/40300
+//! and no CORS grant, whatever `AUTH_CORS_ORIGINS` says, so a web site the
+//! developer visits cannot log in as an admin through it.
 
 mod routes;
 
@@ -202,9 +206,17 @@ impl Dev {
         self.shared.mock.base_url()
     }
 
-    /// The production service plus dev mode's routes and the demo page.
+    /// The production service plus dev mode's routes and the demo page, with
+    /// `/dev/*` closed to browser pages on other than loopback origins (outside
+    /// the CORS layer, so that its `*` never covers them).
     fn service(&self) -> impl crate::routes::AppService {
-        crate::routes::service_with(self.state.clone(), routes::router(Arc::clone(&self.shared)))
+        let app = crate::routes::service_with(
+            self.state.clone(),
+            routes::router(Arc::clone(&self.shared)),
+        );
+        tower::ServiceBuilder::new()
+            .layer(axum::middleware::from_fn(routes::loopback_origins_only))
+            .service(app)
     }
 
     /// What to print at start once the auth server listens on `addr`: the

@@ -67,6 +67,13 @@ pub enum ApiError {
     /// The endpoint exists but not with this method: 405, 40500.
     #[error("method not allowed: see the README for the endpoints")]
     MethodNotAllowed,
+    /// Dev mode: a `/dev/*` request from a browser page whose origin is not
+    /// a loopback one: 403, 40300.
+    #[error(
+        "dev mode's /dev/ endpoints answer browsers only from loopback origins \
+         (http(s)://localhost, 127.0.0.0/8 or [::1], any port)"
+    )]
+    ForbiddenOrigin,
     /// The request took longer than the configured timeout: 503, 50003.
     #[error("request timed out")]
     Timeout,
@@ -135,6 +142,7 @@ impl ApiError {
             ApiError::RateLimited { .. } => ErrorInfo::new(codes::RATE_LIMIT, 429, message),
             ApiError::NotFound => ErrorInfo::new(codes::NOT_FOUND, 404, message),
             ApiError::MethodNotAllowed => ErrorInfo::new(codes::METHOD_NOT_ALLOWED, 405, message),
+            ApiError::ForbiddenOrigin => ErrorInfo::new(codes::FORBIDDEN, 403, message),
             ApiError::Timeout => ErrorInfo::new(codes::TIMEOUT, 503, message),
             ApiError::Unavailable { status, code, .. } => {
                 ErrorInfo::new(*code, status.as_u16(), message)
@@ -165,6 +173,7 @@ impl ApiError {
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::ForbiddenOrigin => "forbidden_origin",
             ApiError::Timeout => "timeout",
             ApiError::Unavailable { .. } => "unavailable",
             ApiError::Ably(_) => "ably_refused",
@@ -248,6 +257,7 @@ mod tests {
             ),
             (ApiError::NotFound, 404, 40400),
             (ApiError::MethodNotAllowed, 405, 40500),
+            (ApiError::ForbiddenOrigin, 403, 40300),
             (ApiError::Timeout, 503, 50003),
             (
                 ApiError::AblyRefusedServer {

@@ -17,6 +17,13 @@
 //! Only public keys meant for signing are kept: `oct` (shared-secret) keys
 //! and keys marked `"use": "enc"` are ignored, so a JWKS can never hand us an
 //! HMAC secret.
+//!
+//! Redirects are not followed (the client is built with none, see
+//! [`client_builder`]): a 3xx answer is a failed fetch, logged as such, so
+//! whoever can make the IdP's host answer a redirect cannot point us at a
+//! key set of their own. The URL is only ever logged through
+//! [`RedactedUrl`], without its credentials or query, and reqwest's errors
+//! are stripped of it.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -33,6 +40,7 @@ use tokio::sync::{Mutex, watch};
 use tokio::time::Instant;
 use url::Url;
 
+use crate::config::RedactedUrl;
 use crate::error::ApiError;
 
 /// The largest JWKS document we read.
@@ -64,8 +72,26 @@ impl fmt::Debug for Clock {
     }
 }
 
+/// The HTTP client settings for JWKS fetches: never follow a redirect.
+pub(crate) fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none())
+}
+
+/// Whether `url` is `http://` to a host other than loopback, where anyone on
+/// the path could swap the keys (and so sign tokens as any user).
+pub(crate) fn is_plain_http_off_loopback(url: &Url) -> bool {
+    if url.scheme() != "http" {
+        return false;
+    }
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => !ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => !ip.is_loopback(),
+        Some(url::Host::Domain(name)) => !name.eq_ignore_ascii_case("localhost"),
+        None => true,
+    }
+}
+
 /// The cached key set and how it is kept fresh.
-#[derive(Debug)]
 pub(crate) struct JwksCache {
     url: Url,
     client: reqwest::Client,
@@ -82,8 +108,19 @@ pub(crate) struct JwksCache {
     failed: AtomicU64,
 }
 
+/// The URL without its credentials or query, and whether keys are loaded.
+impl fmt::Debug for JwksCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwksCache")
+            .field("url", &format_args!("{}", RedactedUrl(&self.url)))
+            .field("loaded", &self.is_loaded())
+            .finish_non_exhaustive()
+    }
+}
+
 impl JwksCache {
-    /// An empty cache for the JWKS at `url`; call [`JwksCache::refresh`] to fill it.
+    /// An empty cache for the JWKS at `url`; call [`JwksCache::refresh`] to
+    /// fill it. `client` should come from [`client_builder`] (no redirects).
     pub(crate) fn new(url: Url, client: reqwest::Client, cooldown: Duration) -> Self {
         Self {
             url,
@@ -129,14 +166,14 @@ impl JwksCache {
                     if self.is_loaded() {
                         tracing::warn!(
                             error = format!("{err:#}"),
-                            url = %self.url,
+                            url = %RedactedUrl(&self.url),
                             retry_in = ?wait,
                             "JWKS refresh failed; keeping the cached keys"
                         );
                     } else {
                         tracing::warn!(
                             error = format!("{err:#}"),
-                            url = %self.url,
+                            url = %RedactedUrl(&self.url),
                             retry_in = ?wait,
                             "JWKS fetch failed; not ready until it succeeds \
                              (/readyz and the token endpoints answer 503)"
@@ -173,7 +210,7 @@ impl JwksCache {
                 *last = Some(now);
                 tracing::info!(kid, "unknown kid: refetching the JWKS");
                 if let Err(err) = self.fetch().await {
-                    tracing::warn!(error = format!("{err:#}"), url = %self.url, "JWKS fetch failed");
+                    tracing::warn!(error = format!("{err:#}"), url = %RedactedUrl(&self.url), "JWKS fetch failed");
                 }
             }
         }
@@ -253,12 +290,38 @@ impl JwksCache {
             .timeout(FETCH_TIMEOUT)
             .send()
             .await
+            // reqwest's message names the URL, credentials and all.
+            .map_err(reqwest::Error::without_url)
             .context("cannot reach the JWKS URL")?;
-        if !response.status().is_success() {
-            bail!("the JWKS URL answered {}", response.status());
+        let status = response.status();
+        if status.is_redirection() {
+            let to = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|location| location.to_str().ok())
+                .and_then(|location| self.url.join(location).ok());
+            match to {
+                Some(to) => bail!(
+                    "the JWKS URL answered {status}, a redirect to {}; redirects are not \
+                     followed: set AUTH_JWKS_URL to the key set's own URL",
+                    RedactedUrl(&to)
+                ),
+                None => bail!(
+                    "the JWKS URL answered {status}, a redirect; redirects are not followed: \
+                     set AUTH_JWKS_URL to the key set's own URL"
+                ),
+            }
+        }
+        if !status.is_success() {
+            bail!("the JWKS URL answered {status}");
         }
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.context("reading the JWKS")? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(reqwest::Error::without_url)
+            .context("reading the JWKS")?
+        {
             if body.len() + chunk.len() > MAX_JWKS_BYTES {
                 bail!("the JWKS is larger than {MAX_JWKS_BYTES} bytes");
             }
@@ -269,7 +332,7 @@ impl JwksCache {
         if keys.is_empty() {
             bail!("the JWKS has no usable signing key with a kid");
         }
-        tracing::info!(keys = keys.len(), url = %self.url, "JWKS loaded");
+        tracing::info!(keys = keys.len(), url = %RedactedUrl(&self.url), "JWKS loaded");
         *self
             .keys
             .write()
@@ -388,7 +451,8 @@ mod tests {
         let url = idp.start().await;
         let start = Instant::now();
         let now = Arc::new(std::sync::Mutex::new(start));
-        let mut cache = JwksCache::new(url, reqwest::Client::new(), Duration::from_secs(10));
+        let client = client_builder().build().unwrap();
+        let mut cache = JwksCache::new(url, client, Duration::from_secs(10));
         let clock = Arc::clone(&now);
         cache.clock = Clock(Box::new(move || *clock.lock().unwrap()));
         let set_time = |offset: Duration| *now.lock().unwrap() = start + offset;

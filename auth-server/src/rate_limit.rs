@@ -1,15 +1,23 @@
-//! Token-bucket rate limits per key (a verified clientId, a client IP).
+//! Token-bucket rate limits per key (a verified clientId, a client address
+//! as [`IpKey`](crate::client_ip::IpKey): IPv4 per address, IPv6 per /64).
 //!
 //! Each key has a bucket of `count` tokens that refills at `count` per
 //! period, so a client may burst one period's worth and then sustain the
 //! rate. Limits are per server instance.
 //!
-//! Memory is bounded: at most `max_keys` buckets are kept. A full bucket is
-//! the same as no bucket, so when the map is full the full ones are swept
-//! out; if it is still full (a flood of distinct keys), requests from *new*
-//! keys pass unlimited until room frees up. Failing open keeps real users
-//! served during such a flood; the per-IP limit in front of verification
-//! still protects the CPU from each address.
+//! Memory is bounded: at most `max_keys` buckets are kept. When a new key
+//! finds the map full, [`RateLimiter`] makes room for a tenth of it at once:
+//! first by dropping buckets that have refilled (a full bucket is the same as
+//! none), then, if that is not enough, the stalest ones (least recently
+//! used). A flood of distinct keys therefore never switches the limit off:
+//! every key, new ones included, is always tracked. What a flood can do is
+//! push out idle clients' buckets, which only hands those clients a fresh
+//! burst; an attacker with more keys than `max_keys` (more than 100,000 IPv4
+//! addresses or IPv6 /64s) gets one burst per key per cycle through them.
+//!
+//! The cost stays off the hot path: a request from a known key is one hash
+//! lookup under the lock, as before; making room walks the map (O(n)) but
+//! frees n/10 slots, so it runs at most once per n/10 new keys.
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
@@ -19,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::RateLimit;
 
-/// Buckets kept per limiter before sweeping.
+/// Buckets kept per limiter before making room.
 pub(crate) const DEFAULT_MAX_KEYS: usize = 100_000;
 
 /// A token-bucket limiter over keys of type `K`.
@@ -34,7 +42,6 @@ pub(crate) struct RateLimiter<K> {
 #[derive(Debug)]
 struct State<K> {
     buckets: HashMap<K, Bucket>,
-    last_sweep: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -53,7 +60,6 @@ impl<K: Hash + Eq> RateLimiter<K> {
             max_keys,
             state: Mutex::new(State {
                 buckets: HashMap::new(),
-                last_sweep: None,
             }),
         }
     }
@@ -81,10 +87,7 @@ impl<K: Hash + Eq> RateLimiter<K> {
             return Err(Duration::from_secs_f64(wait));
         }
         if state.buckets.len() >= self.max_keys {
-            self.sweep(&mut state, now);
-            if state.buckets.len() >= self.max_keys {
-                return Ok(()); // fail open, see the module docs
-            }
+            self.make_room(&mut state.buckets, now);
         }
         state.buckets.insert(
             key.to_owned(),
@@ -96,19 +99,34 @@ impl<K: Hash + Eq> RateLimiter<K> {
         Ok(())
     }
 
-    /// Drops buckets that have refilled completely, at most once a second.
-    fn sweep(&self, state: &mut State<K>, now: Instant) {
-        if state
-            .last_sweep
-            .is_some_and(|at| now.saturating_duration_since(at) < Duration::from_secs(1))
-        {
-            return;
-        }
-        state.last_sweep = Some(now);
+    /// Shrinks a full map by a tenth (at least one bucket): first the
+    /// buckets that have refilled completely, then the stalest ones, oldest
+    /// `updated` first (see the module docs).
+    fn make_room(&self, buckets: &mut HashMap<K, Bucket>, now: Instant) {
+        let keep = self.max_keys.saturating_sub((self.max_keys / 10).max(1));
         let (capacity, per_second) = (self.capacity, self.per_second);
-        state.buckets.retain(|_, bucket| {
+        buckets.retain(|_, bucket| {
             let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
             bucket.tokens + elapsed * per_second < capacity
+        });
+        if buckets.len() <= keep {
+            return;
+        }
+        let excess = buckets.len() - keep;
+        let mut times: Vec<Instant> = buckets.values().map(|bucket| bucket.updated).collect();
+        let (_, &mut cutoff, _) = times.select_nth_unstable(excess - 1);
+        // Every bucket older than the cutoff goes, then as many at it as
+        // are still needed (under a flood, many share one instant).
+        let mut at_cutoff = excess - times.iter().filter(|&&at| at < cutoff).count();
+        buckets.retain(|_, bucket| {
+            if bucket.updated < cutoff {
+                false
+            } else if bucket.updated == cutoff && at_cutoff > 0 {
+                at_cutoff -= 1;
+                false
+            } else {
+                true
+            }
         });
     }
 
@@ -166,19 +184,59 @@ mod tests {
     }
 
     #[test]
-    fn memory_is_bounded_by_sweeping_full_buckets() {
-        let limiter = RateLimiter::new(per_second(1), 2);
+    fn memory_is_bounded_by_dropping_refilled_buckets_first() {
+        let limiter = RateLimiter::new(per_second(1), 3);
         let t0 = Instant::now();
         limiter.check(&1, t0).unwrap();
-        limiter.check(&2, t0).unwrap();
+        limiter.check(&2, t0 + Duration::from_secs(2)).unwrap();
+        limiter.check(&3, t0 + Duration::from_secs(2)).unwrap();
 
-        // Full map, nothing refilled yet: a new key passes untracked.
-        assert_eq!(limiter.check(&3, t0), Ok(()));
-        assert_eq!(limiter.len(), 2);
-        // Once the old buckets have refilled, they are swept to make room.
-        let later = t0 + Duration::from_secs(2);
-        assert_eq!(limiter.check(&3, later), Ok(()));
-        assert_eq!(limiter.len(), 1);
-        assert!(limiter.check(&3, later).is_err());
+        // Key 1 has refilled by then: it is the one dropped.
+        let later = t0 + Duration::from_millis(2500);
+        assert_eq!(limiter.check(&4, later), Ok(()));
+
+        assert_eq!(limiter.len(), 3);
+        assert!(limiter.check(&2, later).is_err(), "2 is still tracked");
+        assert!(limiter.check(&4, later).is_err(), "and so is the new key");
+    }
+
+    #[test]
+    fn a_flood_of_new_keys_cannot_switch_the_limit_off() {
+        let limiter = RateLimiter::new(per_second(1), 10);
+        let t0 = Instant::now();
+        for key in 0..10 {
+            limiter.check(&key, t0).unwrap();
+        }
+
+        // The map is full and nothing has refilled: a new key is still
+        // tracked (and so limited), room being made by evicting the stalest.
+        assert_eq!(limiter.check(&10, t0), Ok(()));
+        assert!(limiter.check(&10, t0).is_err(), "the new key is limited");
+        for key in 11..1_000 {
+            assert_eq!(limiter.check(&key, t0), Ok(()));
+            assert!(limiter.check(&key, t0).is_err(), "key {key} is limited");
+        }
+        assert!(limiter.len() <= 10);
+    }
+
+    #[test]
+    fn when_full_the_stalest_buckets_are_evicted_first() {
+        let limiter = RateLimiter::new(per_second(1), 10);
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        // Keys 0..10 used at 0..9 ms; then key 0 again, so 1 is the stalest.
+        for key in 0..10 {
+            limiter.check(&key, at(key)).unwrap();
+        }
+        assert!(limiter.check(&0, at(10)).is_err());
+
+        assert_eq!(limiter.check(&10, at(11)), Ok(()));
+
+        assert_eq!(limiter.len(), 10, "one bucket (a tenth) made room");
+        // The others are still limited; key 1 was evicted and starts afresh.
+        for key in [0, 2, 9, 10] {
+            assert!(limiter.check(&key, at(12)).is_err(), "key {key}");
+        }
+        assert_eq!(limiter.check(&1, at(12)), Ok(()));
     }
 }

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::app_jwt::AppJwtVerifier;
-use crate::config::{AppAuth, Config, ConfigError};
+use crate::client_ip::IpKey;
+use crate::config::{AppAuth, Config, ConfigError, RedactedUrl};
 use crate::error::ApiError;
 use crate::jwks::JwksCache;
 use crate::metrics::Metrics;
@@ -24,7 +25,7 @@ struct Inner {
     jwks: Option<Arc<JwksCache>>,
     http: reqwest::Client,
     user_limiter: Option<RateLimiter<String>>,
-    ip_limiter: Option<RateLimiter<IpAddr>>,
+    ip_limiter: Option<RateLimiter<IpKey>>,
     metrics: Metrics,
 }
 
@@ -37,12 +38,14 @@ impl AppState {
     ///
     /// [`ConfigError`] if a setting cannot be used (an empty app JWT secret,
     /// an algorithm that does not fit the verification mode, a leeway with a
-    /// fraction of a second) or the HTTP client cannot be built.
+    /// fraction of a second, a JWKS without both an issuer and an audience)
+    /// or the HTTP client cannot be built.
     pub fn new(config: Config) -> Result<Self, ConfigError> {
         crate::config::check_algorithms(&config.app_auth, &config.app_jwt.algorithms)
             .map_err(|problem| ConfigError::new("AUTH_JWT_ALGORITHMS", problem))?;
         crate::config::check_leeway(config.app_jwt.leeway)
             .map_err(|problem| ConfigError::new("AUTH_JWT_LEEWAY", problem))?;
+        crate::config::check_issuer_and_audience(&config.app_auth, &config.app_jwt)?;
         let http = reqwest::Client::builder()
             .user_agent(concat!("auth-server/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -58,9 +61,26 @@ impl AppState {
                 None,
             ),
             AppAuth::Jwks(url) => {
+                if crate::jwks::is_plain_http_off_loopback(url) {
+                    tracing::warn!(
+                        url = %RedactedUrl(url),
+                        "AUTH_JWKS_URL is plain http:// to a host that is not loopback: \
+                         anyone on the path can swap the keys and sign app tokens for any \
+                         user; use https://"
+                    );
+                }
+                let client = crate::jwks::client_builder()
+                    .user_agent(concat!("auth-server/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .map_err(|err| {
+                        ConfigError::new(
+                            "AUTH_JWKS_URL",
+                            format!("cannot build an HTTP client: {err}"),
+                        )
+                    })?;
                 let cache = Arc::new(JwksCache::new(
                     url.clone(),
-                    http.clone(),
+                    client,
                     config.jwks_unknown_kid_cooldown,
                 ));
                 (
@@ -144,13 +164,14 @@ impl AppState {
         self.0.ip_limiter.is_some()
     }
 
-    /// Applies the per-IP limit to `ip`.
+    /// Applies the per-IP limit to `ip`: per IPv4 address, per IPv6 /64
+    /// ([`IpKey`]).
     pub(crate) fn check_ip_rate(&self, ip: IpAddr) -> Result<(), ApiError> {
         let Some(limiter) = &self.0.ip_limiter else {
             return Ok(());
         };
         limiter
-            .check(&ip, Instant::now())
+            .check(&IpKey::of(ip), Instant::now())
             .map_err(|retry_after| ApiError::RateLimited {
                 scope: "per IP",
                 retry_after,

@@ -91,7 +91,11 @@ const pem = fs.readFileSync(pemPath);
 const b64 = (b) => Buffer.from(b).toString('base64url');
 const now = Math.floor(Date.now() / 1000);
 const head = b64(JSON.stringify({ alg: 'RS256', typ: 'JWT', kid: 'bench' }));
-const body = b64(JSON.stringify({ sub: 'bench-user', roles: ['bench'], iat: now, exp: now + 7200 }));
+// iss and aud as the authrs run below pins them (required with a JWKS).
+const body = b64(JSON.stringify({
+  sub: 'bench-user', roles: ['bench'], iat: now, exp: now + 7200,
+  iss: 'https://idp.bench.invalid/', aud: 'ably-auth-bench',
+}));
 const sig = crypto.sign('sha256', Buffer.from(`${head}.${body}`), pem).toString('base64url');
 fs.writeFileSync(`${out}/app-rs256.jwt`, `${head}.${body}.${sig}`);
 const jwk = crypto.createPublicKey(pem).export({ format: 'jwk' });
@@ -166,6 +170,7 @@ for name in $TARGETS; do
     authquiet) RUST_LOG=warn measure authquiet "$HS256" "$AUTH" ;;
     authmany) measure authmany many "$AUTH" ;;
     authrs) AUTH_APP_JWT_SECRET='' AUTH_JWKS_URL="$JWKS_URL" AUTH_JWT_ALGORITHMS=RS256 \
+      AUTH_JWT_ISSUER=https://idp.bench.invalid/ AUTH_JWT_AUDIENCE=ably-auth-bench \
       measure authrs "$RS256" "$AUTH" ;;
   esac
 done

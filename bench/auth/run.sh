@@ -66,6 +66,7 @@ AUTH_BIND=127.0.0.1:0 AUTH_RATE_LIMIT_PER_USER=off AUTH_RATE_LIMIT_PER_IP=off RU
   start authquiet "$AUTH"
 AUTH_BIND=127.0.0.1:0 AUTH_RATE_LIMIT_PER_USER=off AUTH_RATE_LIMIT_PER_IP=off \
   AUTH_APP_JWT_SECRET= AUTH_JWKS_URL="$URL_jwks" AUTH_JWT_ALGORITHMS=RS256 \
+  AUTH_JWT_ISSUER=https://idp.bench.invalid/ AUTH_JWT_AUDIENCE=ably-auth-bench \
   start authrs "$AUTH"
 start express "$NODE" "$HERE/express/server.js"
 start hello "$HELLO"

@@ -27,6 +27,7 @@ use shared::capability::Operation;
 use shared::jwt::verify_jwt;
 use shared::token::TokenDetails;
 use shared::{Capability, ErrorInfo, codes};
+use subtle::ConstantTimeEq as _;
 
 use crate::error::{ApiError, ApiResult};
 use crate::params::Query;
@@ -346,6 +347,14 @@ pub(crate) fn issue_token(
     }
 }
 
+/// Whether a presented key secret is the key's, in time that does not
+/// depend on where they differ: `!=` stops at the first differing byte, so
+/// how long a refusal took would tell an attacker how much of a guess was
+/// right. (Only the length can show, and key secrets are all of one length.)
+fn secrets_equal(expected: &str, given: &str) -> bool {
+    expected.as_bytes().ct_eq(given.as_bytes()).into()
+}
+
 /// Verifies `credential` now.
 ///
 /// # Errors
@@ -360,7 +369,10 @@ pub(crate) fn verify(inner: &Inner, credential: &Credential) -> ApiResult<Princi
     match credential {
         Credential::Basic { key_name, secret } => {
             let entry = find_key(keys, key_name)?;
-            if secrecy::ExposeSecret::expose_secret(entry.key.secret()) != secret {
+            if !secrets_equal(
+                secrecy::ExposeSecret::expose_secret(entry.key.secret()),
+                secret,
+            ) {
                 return Err(ApiError::new(
                     codes::INVALID_CREDENTIALS,
                     "Invalid credentials",
@@ -539,6 +551,34 @@ mod tests {
                 .0
                 .code,
             40012
+        );
+    }
+
+    #[test]
+    fn a_key_secret_cannot_be_guessed_byte_by_byte_from_the_comparison_time() {
+        // A long secret makes an early exit measurable: a guess wrong in its
+        // first byte against one wrong only in its last.
+        let secret = "s".repeat(1 << 20);
+        let wrong_first = format!("x{}", &secret[1..]);
+        let wrong_last = format!("{}x", &secret[..secret.len() - 1]);
+        let time = |guess: &str| {
+            let started = std::time::Instant::now();
+            assert!(!secrets_equal(&secret, std::hint::black_box(guess)));
+            started.elapsed()
+        };
+        let (mut first, mut last) = (std::time::Duration::MAX, std::time::Duration::MAX);
+        for _ in 0..7 {
+            first = first.min(time(&wrong_first));
+            last = last.min(time(&wrong_last));
+        }
+
+        assert!(secrets_equal(&secret, &secret.clone()));
+        assert!(!secrets_equal(&secret, "s"));
+        // An early-exit comparison is thousands of times faster on the
+        // first; a constant-time one takes about as long for both.
+        assert!(
+            first * 2 >= last,
+            "wrong first byte {first:?}, wrong last byte {last:?}"
         );
     }
 

@@ -89,6 +89,7 @@
 //!
 //! - `server`: [`MockAbly`] and its builder.
 //! - `routes`: the HTTP surface, CORS and the fail-next switch.
+//! - `origin`: [`is_loopback_origin`], who may reach `/_mock/*` from a browser.
 //! - `auth`: finding and verifying credentials; issued tokens and nonces.
 //! - `channel`: the registry: retention rings, subscribers, the global
 //!   sequence behind resume cursors.
@@ -105,6 +106,7 @@ mod delta;
 mod error;
 mod faults;
 mod frame;
+mod origin;
 mod params;
 mod publish;
 mod routes;
@@ -113,7 +115,9 @@ mod state;
 mod stats;
 mod stream;
 
+pub use clock::MAX_CLOCK_OFFSET;
 pub use faults::{FailNext, FailTarget};
+pub use origin::is_loopback_origin;
 pub use params::parse_duration;
 pub use server::{
     DEFAULT_KEEPALIVE, DEFAULT_LAG_LIMIT, DEFAULT_RETENTION, DEFAULT_RETENTION_COUNT, DEV_KEY,

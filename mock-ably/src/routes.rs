@@ -67,13 +67,30 @@ async fn fail_next(State(state): State<AppState>, request: Request, next: Next) 
     }
 }
 
-/// `REAL-CLIENTS.md` §5: browser ably-js sends credentialed requests, so the
-/// origin is echoed (never `*`) with `Allow-Credentials`, and the headers it
-/// must read are exposed. Preflights are answered here, before routing.
+/// Browser ably-js sends credentialed requests, so the origin is echoed
+/// (never `*`) with `Allow-Credentials`, and the headers it must read are
+/// exposed. Preflights are answered here, before routing.
+///
+/// Except on the `/_mock/` controls, which need no credentials: there a
+/// request whose `Origin` is not a loopback one
+/// ([`is_loopback_origin`](crate::is_loopback_origin)), preflight or not,
+/// gets 403/40300 and no CORS headers, so a web page the developer happens
+/// to visit can neither read them nor trigger them (a simple POST needs no
+/// preflight). Requests without `Origin` (curl, tests) are not affected.
 async fn cors(request: Request, next: Next) -> Response {
     let Some(origin) = request.headers().get(header::ORIGIN).cloned() else {
         return next.run(request).await;
     };
+    if request.uri().path().starts_with("/_mock/")
+        && !origin.to_str().is_ok_and(crate::is_loopback_origin)
+    {
+        return ApiError::new(
+            codes::FORBIDDEN,
+            "mock-ably's /_mock/ controls answer browsers only from loopback origins \
+             (http(s)://localhost, 127.0.0.0/8 or [::1], any port)",
+        )
+        .into_response();
+    }
     let preflight = request.method() == Method::OPTIONS
         && request
             .headers()

@@ -336,7 +336,9 @@ impl MockAbly {
 
     /// Moves the mock's clock forward by `by`: tokens and JWTs expire
     /// (streams get 40142 at once when theirs does), TokenRequest timestamps
-    /// age, retention drops old messages. Real time keeps running too.
+    /// age, retention drops old messages. Real time keeps running too. The
+    /// clock stops at [`MAX_CLOCK_OFFSET`](crate::MAX_CLOCK_OFFSET) ahead of
+    /// real time: it never wraps around, so it never goes backwards.
     pub fn advance_clock(&self, by: Duration) {
         self.state.advance_clock(by);
     }

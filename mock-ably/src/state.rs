@@ -114,10 +114,23 @@ impl Inner {
         self.control.send_modify(|c| c.expiries += 1);
     }
 
-    /// Moves the clock forward and tells streams to re-check expiry.
+    /// Moves the clock forward (at most to [`MAX_CLOCK_OFFSET`](crate::MAX_CLOCK_OFFSET))
+    /// and tells streams to re-check expiry.
     pub(crate) fn advance_clock(&self, by: Duration) {
         self.clock.advance(by);
         self.control.send_modify(|c| c.clock += 1);
+    }
+
+    /// Moves the clock forward by `by_ms` unless that goes past
+    /// [`MAX_CLOCK_OFFSET`](crate::MAX_CLOCK_OFFSET), and tells streams.
+    ///
+    /// # Errors
+    ///
+    /// How far ahead the clock already is, in ms; nothing moved.
+    pub(crate) fn try_advance_clock_ms(&self, by_ms: u64) -> Result<(), u64> {
+        self.clock.try_advance_ms(by_ms)?;
+        self.control.send_modify(|c| c.clock += 1);
+        Ok(())
     }
 
     /// Queues a request-failure rule.

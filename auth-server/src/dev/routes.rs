@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -102,6 +103,26 @@ async fn expire_credentials(State(dev): State<Arc<DevShared>>) -> StatusCode {
     dev.mock.expire_credentials();
     tracing::info!("dev mode: credentials expired on the mock");
     StatusCode::NO_CONTENT
+}
+
+/// Lets a `/dev/*` request from a browser through only when its `Origin`
+/// is a loopback one ([`mock_ably::is_loopback_origin`]); any other gets
+/// 403/40300 before the CORS layer sees it, so no preflight is granted and
+/// no simple request (which needs none) reaches a handler. `/dev/login`
+/// signs tokens for any user, admin roles included, so a web page the
+/// developer visits must not be able to ask it. A request without `Origin`
+/// (curl, a test, a server) is not a browser's cross-origin request and
+/// passes; so do the production routes, whose CORS is `AUTH_CORS_ORIGINS`.
+pub(super) async fn loopback_origins_only(request: Request, next: Next) -> Response {
+    if request.uri().path().starts_with("/dev/")
+        && request
+            .headers()
+            .get(header::ORIGIN)
+            .is_some_and(|origin| !origin.to_str().is_ok_and(mock_ably::is_loopback_origin))
+    {
+        return ApiError::ForbiddenOrigin.into_response();
+    }
+    next.run(request).await
 }
 
 fn bad_body(rejection: &JsonRejection) -> ApiError {

@@ -3,8 +3,8 @@
 
 use std::process::Stdio;
 
-use auth_server::Config;
 use auth_server::dev::{DEMO_CHANNEL, Dev};
+use auth_server::{Config, CorsOrigins};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
@@ -22,8 +22,12 @@ struct DevApp {
 }
 
 async fn spawn_dev() -> DevApp {
+    spawn_dev_with(config()).await
+}
+
+async fn spawn_dev_with(config: Config) -> DevApp {
     let mock_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dev = Dev::start(config(), mock_listener).await.unwrap();
+    let dev = Dev::start(config, mock_listener).await.unwrap();
     let mock_url = dev.mock_url().to_owned();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -483,4 +487,69 @@ async fn mock_bind_without_dev_is_a_usage_error() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("--dev"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_web_page_on_another_origin_cannot_get_an_admin_token_from_dev_login() {
+    // Dev mode's own default: AUTH_CORS_ORIGINS=*.
+    let dev = spawn_dev_with(Config {
+        cors_origins: CorsOrigins::Any,
+        ..config()
+    })
+    .await;
+    let client = &dev.app.client;
+    let post = |origin: &'static str, path: &'static str| {
+        let request = client
+            .post(dev.app.url(path))
+            .header("origin", origin)
+            .json(&json!({"user": "mallory", "roles": ["admin"]}));
+        async move { within(request.send()).await.unwrap() }
+    };
+    let preflight = |origin: &'static str, path: &'static str| {
+        let request = client
+            .request(reqwest::Method::OPTIONS, dev.app.url(path))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type");
+        async move { within(request.send()).await.unwrap() }
+    };
+
+    let evil_login = post("https://evil.example", "/dev/login").await;
+    let evil_preflight = preflight("https://evil.example", "/dev/login").await;
+    let evil_expire = within(
+        client
+            .post(dev.app.url("/dev/expire-credentials"))
+            .header("origin", "http://localhost.evil.example")
+            .send(),
+    )
+    .await
+    .unwrap();
+    let local_preflight = preflight("http://localhost:5173", "/dev/login").await;
+    let local_login = post("http://127.0.0.1:5173", "/dev/login").await;
+    let api_preflight = preflight("https://evil.example", "/api/ably-jwt").await;
+
+    for response in [&evil_login, &evil_preflight, &evil_expire] {
+        assert!(
+            response
+                .headers()
+                .get("access-control-allow-origin")
+                .is_none(),
+            "no CORS grant: {response:?}"
+        );
+    }
+    assert_ably_error(evil_login, 403, 40300, "loopback origins").await;
+    assert_ably_error(evil_preflight, 403, 40300, "loopback origins").await;
+    assert_ably_error(evil_expire, 403, 40300, "loopback origins").await;
+    // Loopback pages and requests without Origin (curl, tests) still work.
+    assert_eq!(local_preflight.status(), 200);
+    assert_eq!(
+        local_preflight.headers()["access-control-allow-origin"],
+        "*"
+    );
+    assert_eq!(local_login.status(), 200);
+    assert_eq!(local_login.headers()["access-control-allow-origin"], "*");
+    assert!(!dev.login("alice", &["admin"]).await.is_empty());
+    // The production routes keep AUTH_CORS_ORIGINS: their tokens need an
+    // app token, which such a page cannot get.
+    assert_eq!(api_preflight.headers()["access-control-allow-origin"], "*");
 }

@@ -230,3 +230,41 @@ async fn behind_a_trusted_proxy_the_per_ip_limit_uses_x_forwarded_for() {
         "an untrusted peer's header is ignored"
     );
 }
+
+#[tokio::test]
+async fn rotating_addresses_inside_one_ipv6_64_cannot_escape_the_per_ip_limit() {
+    let app = spawn_app(Config {
+        rate_limit_per_ip: Some(RateLimit {
+            count: 1,
+            period: Duration::from_secs(60),
+        }),
+        trusted_proxies: vec!["127.0.0.0/8".parse().unwrap()],
+        ..config()
+    })
+    .await;
+    let token = user_token("alice", &json!({}));
+    let status = |client: &'static str| {
+        let request = app
+            .client
+            .get(app.url("/api/ably-jwt"))
+            .bearer_auth(&token)
+            .header("x-forwarded-for", client)
+            .send();
+        async move { within(request).await.unwrap().status() }
+    };
+
+    let first = status("2001:db8:1:2::1").await;
+    let same_64 = status("2001:db8:1:2:a:b:c:d").await;
+    let other_64 = status("2001:db8:1:3::1").await;
+    let ipv4 = status("198.51.100.7").await;
+    let mapped_ipv4 = status("::ffff:198.51.100.7").await;
+
+    assert_eq!(first, 200);
+    assert_eq!(same_64, 429, "another address of the same /64");
+    assert_eq!(other_64, 200, "the next /64 is someone else");
+    assert_eq!(ipv4, 200);
+    assert_eq!(
+        mapped_ipv4, 429,
+        "an IPv4-mapped address is its IPv4 address"
+    );
+}

@@ -22,6 +22,7 @@ use url::Url;
 
 use crate::binary::command;
 use crate::helpers::*;
+use crate::logs::Capture;
 
 const RSA_1: &str = include_str!("../fixtures/rsa-1.pem");
 const RSA_1_PUBLIC: &str = include_str!("../fixtures/rsa-1.pub.pem");
@@ -108,10 +109,18 @@ async fn start_idp(idp: &Idp) -> Url {
     Url::parse(&url).unwrap()
 }
 
+/// The issuer and audience every JWKS configuration must pin.
+const ISSUER: &str = "https://idp.example/";
+const AUDIENCE: &str = "ably-auth";
+
 fn jwks_config(url: Url) -> Config {
     let app_auth = AppAuth::Jwks(url);
     Config {
-        app_jwt: AppJwtRules::defaults_for(&app_auth),
+        app_jwt: AppJwtRules {
+            issuer: Some(ISSUER.to_owned()),
+            audience: vec![AUDIENCE.to_owned()],
+            ..AppJwtRules::defaults_for(&app_auth)
+        },
         app_auth,
         ..config()
     }
@@ -123,8 +132,10 @@ async fn ready_app(config: Config) -> TestApp {
     app
 }
 
+/// An app JWT from the configured issuer for the configured audience.
 fn token(alg: Algorithm, kid: &str, key: &EncodingKey, sub: &str) -> String {
-    sign(alg, Some(kid), key, &user_claims(sub, &json!({})))
+    let claims = user_claims(sub, &json!({"iss": ISSUER, "aud": AUDIENCE}));
+    sign(alg, Some(kid), key, &claims)
 }
 
 #[tokio::test]
@@ -214,6 +225,64 @@ fn hmac_algorithms_cannot_be_configured_with_a_jwks() {
     let err = AppState::new(config).unwrap_err();
 
     assert_eq!(err.name, "AUTH_JWT_ALGORITHMS");
+}
+
+/// Firebase, multi-tenant Auth0 or Cognito sign every tenant's tokens with
+/// the same keys: only `iss` and `aud` say whose app a token is for.
+#[tokio::test]
+async fn a_token_minted_in_another_tenant_of_a_shared_jwks_cannot_get_credentials() {
+    let idp = Idp::default();
+    let key = rsa(RSA_1);
+    idp.publish(vec![jwk(&key, Algorithm::RS256, "k1")]);
+    let url = start_idp(&idp).await;
+    let mut unpinned = jwks_config(url.clone());
+    unpinned.app_jwt.issuer = None;
+    unpinned.app_jwt.audience = Vec::new();
+    let app = ready_app(jwks_config(url)).await;
+    let attackers = sign(
+        Algorithm::RS256,
+        Some("k1"),
+        &key,
+        &user_claims(
+            "alice",
+            &json!({"iss": "https://idp.example/attacker-project", "aud": "attacker-project"}),
+        ),
+    );
+
+    let refused = AppState::new(unpinned).unwrap_err();
+    let response = app.get("/api/ably-jwt", Some(&attackers)).await;
+
+    assert_eq!(refused.name, "AUTH_JWT_ISSUER and AUTH_JWT_AUDIENCE");
+    assert_ably_error(response, 401, 40101, "issuer").await;
+}
+
+#[tokio::test]
+async fn a_shared_jwks_stops_the_binary_unless_issuer_and_audience_are_pinned() {
+    let why = "required with AUTH_JWKS_URL (its keys may also sign other tenants' tokens, \
+               which only iss and aud tell apart)";
+    for (extra, missing) in [
+        (vec![], "AUTH_JWT_ISSUER and AUTH_JWT_AUDIENCE"),
+        (vec![("AUTH_JWT_ISSUER", ISSUER)], "AUTH_JWT_AUDIENCE"),
+        (vec![("AUTH_JWT_AUDIENCE", AUDIENCE)], "AUTH_JWT_ISSUER"),
+    ] {
+        let mut command = command();
+        command
+            .env("ABLY_API_KEY", ABLY_KEY)
+            .env("AUTH_JWKS_URL", "http://127.0.0.1:9/jwks")
+            .env("AUTH_BIND", "127.0.0.1:0");
+        for (name, value) in extra {
+            command.env(name, value);
+        }
+
+        let output = within(command.output()).await.unwrap();
+
+        assert_eq!(output.status.code(), Some(1), "{missing}");
+        assert_eq!(
+            String::from_utf8(output.stderr).unwrap(),
+            format!("auth-server: configuration: {missing}: {why}\n")
+        );
+        assert!(output.stdout.is_empty());
+    }
 }
 
 #[tokio::test]
@@ -334,7 +403,7 @@ async fn a_remembered_verification_never_outlives_the_tokens_exp() {
         Algorithm::RS256,
         Some("k1"),
         &key,
-        &json!({"sub": "alice", "exp": exp}),
+        &json!({"sub": "alice", "exp": exp, "iss": ISSUER, "aud": AUDIENCE}),
     );
     assert_eq!(
         app.get("/api/ably-jwt", Some(&short_lived)).await.status(),
@@ -411,6 +480,8 @@ async fn with_a_jwks_the_binary_prints_its_ready_line_only_after_the_first_fetch
     let mut child = command()
         .env("ABLY_API_KEY", ABLY_KEY)
         .env("AUTH_JWKS_URL", url.as_str())
+        .env("AUTH_JWT_ISSUER", ISSUER)
+        .env("AUTH_JWT_AUDIENCE", AUDIENCE)
         .env("AUTH_BIND", addr.to_string())
         .env("RUST_LOG", "off")
         .stdout(Stdio::piped())
@@ -450,4 +521,198 @@ async fn with_a_jwks_the_binary_prints_its_ready_line_only_after_the_first_fetch
         .await;
     assert_eq!(response.status(), 200);
     child.kill().await.unwrap();
+}
+
+/// Runs `body` with every log line at TRACE level captured; returns the
+/// lines. The runtime must be current-thread, so that the server's tasks log
+/// on this thread.
+async fn captured_logs<F: std::future::Future<Output = ()>>(body: F) -> String {
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(capture.clone())
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
+    body.await;
+    drop(guard);
+    String::from_utf8(capture.0.lock().unwrap().clone()).unwrap()
+}
+
+/// Waits until the captured log holds `text`.
+async fn log_shows(capture: &Capture, text: &str) {
+    eventually(|| async { String::from_utf8_lossy(&capture.0.lock().unwrap()).contains(text) })
+        .await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_jwks_url_password_or_query_never_reaches_the_logs_or_debug_output() {
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(capture.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let idp = Idp::default(); // answers 500 until keys are published
+    let mut url = start_idp(&idp).await;
+    url.set_username("jwks-user").unwrap();
+    url.set_password(Some("hunter2-password")).unwrap();
+    url.set_query(Some("api_key=query-secret"));
+    let unreachable = Url::parse(
+        "http://other-user:unreachable-pass@127.0.0.1:9/jwks?token=unreachable-query#frag-secret",
+    )
+    .unwrap();
+    let config = Config {
+        jwks_retry_backoff: Duration::from_millis(10),
+        ..jwks_config(url)
+    };
+    let debug = format!("{config:?}");
+    let app = spawn_app(config).await;
+    let _unreachable_app = spawn_app(Config {
+        jwks_retry_backoff: Duration::from_millis(10),
+        ..jwks_config(unreachable.clone())
+    })
+    .await;
+    let state_debug = format!("{:?}", AppState::new(jwks_config(unreachable)).unwrap());
+
+    // Failures first (WARN lines naming the URL), then a success (INFO).
+    log_shows(&capture, "JWKS fetch failed").await;
+    log_shows(&capture, "cannot reach the JWKS URL").await;
+    let key = rsa(RSA_1);
+    idp.publish(vec![jwk(&key, Algorithm::RS256, "k1")]);
+    log_shows(&capture, "JWKS loaded").await;
+    // And an unknown kid's refetch.
+    let unknown = token(Algorithm::RS256, "k9", &key, "alice");
+    assert_eq!(app.get("/api/ably-jwt", Some(&unknown)).await.status(), 401);
+    drop(app);
+
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    for secret in [
+        "jwks-user",
+        "hunter2-password",
+        "query-secret",
+        "other-user",
+        "unreachable-pass",
+        "unreachable-query",
+        "frag-secret",
+    ] {
+        for (what, text) in [("logs", &logs), ("Debug", &debug), ("Debug", &state_debug)] {
+            assert!(!text.contains(secret), "{secret:?} in the {what}:\n{text}");
+        }
+    }
+    assert!(
+        logs.contains("url=http://[REDACTED]@127.0.0.1:")
+            && logs.contains("/.well-known/jwks.json?[REDACTED]"),
+        "the capture shows the redacted URL:\n{logs}"
+    );
+    assert!(
+        debug.contains(r#"Jwks("http://[REDACTED]@127.0.0.1:"#),
+        "{debug}"
+    );
+    assert!(
+        state_debug.contains(r#"Jwks("http://[REDACTED]@127.0.0.1:9/jwks?[REDACTED]#[REDACTED]")"#),
+        "{state_debug}"
+    );
+}
+
+/// A JWKS URL whose every answer is a redirect to `to`; counts requests.
+async fn start_redirector(to: Url) -> (Url, watch::Receiver<usize>) {
+    let (hits_tx, hits) = watch::channel(0_usize);
+    let hits_tx = Arc::new(hits_tx);
+    let app = Router::new().route(
+        "/.well-known/jwks.json",
+        get(move || {
+            let (hits_tx, to) = (Arc::clone(&hits_tx), to.clone());
+            async move {
+                hits_tx.send_modify(|n| *n += 1);
+                (
+                    StatusCode::FOUND,
+                    [(axum::http::header::LOCATION, to.to_string())],
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/.well-known/jwks.json",
+        listener.local_addr().unwrap()
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (Url::parse(&url).unwrap(), hits)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_redirect_from_the_jwks_url_cannot_point_the_server_at_an_attackers_keys() {
+    let attacker = Idp::default();
+    let attackers_key = rsa(RSA_2);
+    attacker.publish(vec![jwk(&attackers_key, Algorithm::RS256, "k1")]);
+    let mut attacker_url = start_idp(&attacker).await;
+    attacker_url.set_query(Some("sig=location-secret"));
+    let (url, mut hits) = start_redirector(attacker_url).await;
+    let forged = token(Algorithm::RS256, "k1", &attackers_key, "alice");
+
+    let logs = captured_logs(async {
+        let app = spawn_app(Config {
+            jwks_retry_backoff: Duration::from_millis(10),
+            ..jwks_config(url)
+        })
+        .await;
+        // Two refused redirects: the first fetch and its retry.
+        within(hits.wait_for(|n| *n >= 2)).await.unwrap();
+
+        assert_eq!(attacker.fetches(), 0, "the redirect was followed");
+        assert_ably_error(app.get("/readyz", None).await, 503, 50000, "not ready").await;
+        let response = app.get("/api/ably-jwt", Some(&forged)).await;
+        assert_ably_error(response, 503, 50000, "not available yet").await;
+    })
+    .await;
+
+    assert!(
+        logs.contains("the JWKS URL answered 302 Found, a redirect to http://127.0.0.1:")
+            && logs.contains(
+                "/.well-known/jwks.json?[REDACTED]; redirects are not followed: \
+                 set AUTH_JWKS_URL to the key set's own URL"
+            ),
+        "{logs}"
+    );
+    assert!(!logs.contains("location-secret"), "{logs}");
+}
+
+#[test]
+fn a_plain_http_jwks_url_off_loopback_is_warned_about_at_start_up() {
+    let build = |url: &str| {
+        let capture = Capture::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(capture.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            AppState::new(jwks_config(Url::parse(url).unwrap())).unwrap();
+        });
+        String::from_utf8(capture.0.lock().unwrap().clone()).unwrap()
+    };
+    let warning = "AUTH_JWKS_URL is plain http:// to a host that is not loopback: \
+                   anyone on the path can swap the keys and sign app tokens for any user; \
+                   use https://";
+
+    let remote = build("http://user:pw@idp.example/.well-known/jwks.json?k=v");
+    let remote_ip = build("http://192.0.2.7/jwks");
+
+    assert!(remote.contains(" WARN "), "{remote}");
+    assert!(remote.contains(warning), "{remote}");
+    assert!(
+        remote.contains("url=http://[REDACTED]@idp.example/.well-known/jwks.json?[REDACTED]"),
+        "{remote}"
+    );
+    assert!(remote_ip.contains(warning), "{remote_ip}");
+    for quiet in [
+        "https://idp.example/.well-known/jwks.json",
+        "http://127.0.0.1:8081/jwks",
+        "http://127.8.9.10/jwks",
+        "http://[::1]:8081/jwks",
+        "http://localhost:8081/jwks",
+    ] {
+        assert_eq!(build(quiet), "", "{quiet}");
+    }
 }

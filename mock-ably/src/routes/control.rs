@@ -7,10 +7,10 @@
 //!   issued so far is expired from now on; streams using one get 40142.
 //! - `POST /_mock/fail-next` with `{"count","statusCode","code","message","target"}` → 204.
 //! - `POST /_mock/advance-clock` with `{"ms": N}` → 204: the mock's clock
-//!   moves N ms forward.
+//!   moves N ms forward; 400/40003 (and no move) if that would put it more
+//!   than [`MAX_CLOCK_OFFSET`](crate::MAX_CLOCK_OFFSET) (100 years) ahead of
+//!   real time.
 //! - `GET /_mock/stats` → 200 [`Stats`](crate::Stats).
-
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -71,7 +71,16 @@ async fn advance_clock(
 ) -> ApiResult<StatusCode> {
     let body = error::body(body)?;
     let AdvanceClock { ms } = parse(&body)?;
-    state.advance_clock(Duration::from_millis(ms));
+    state.try_advance_clock_ms(ms).map_err(|ahead| {
+        ApiError::new(
+            codes::INVALID_PARAMETER_VALUE,
+            format!(
+                "ms: the mock's clock moves at most {} ms (100 years) ahead of real time \
+                 in all, and is {ahead} ms ahead already",
+                crate::MAX_CLOCK_OFFSET.as_millis()
+            ),
+        )
+    })?;
     Ok(StatusCode::NO_CONTENT)
 }
 

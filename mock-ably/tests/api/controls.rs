@@ -152,6 +152,46 @@ async fn advance_clock_over_http_moves_time() {
 }
 
 #[tokio::test]
+async fn advancing_the_clock_by_u64_max_then_2_over_http_cannot_wrap_it_backwards() {
+    let app = spawn().await;
+    let time = || async {
+        let time: Vec<u64> = app.get("/time").await.json().await.unwrap();
+        time[0]
+    };
+    let before = time().await;
+
+    let absurd = app
+        .control("advance-clock", Some(json!({"ms": u64::MAX})))
+        .await;
+    let two = app.control("advance-clock", Some(json!({"ms": 2}))).await;
+    let after_two = time().await;
+    let max = u64::try_from(mock_ably::MAX_CLOCK_OFFSET.as_millis()).unwrap();
+    let to_the_bound = app
+        .control("advance-clock", Some(json!({"ms": max - 2})))
+        .await;
+    let one_more = app.control("advance-clock", Some(json!({"ms": 1}))).await;
+    let at_the_bound = time().await;
+
+    let error = assert_error(absurd, 400, 40003).await;
+    assert_eq!(
+        error.message,
+        "ms: the mock's clock moves at most 3153600000000 ms (100 years) ahead of real time \
+         in all, and is 0 ms ahead already"
+    );
+    assert_eq!(two.status(), 204);
+    assert!(
+        after_two >= before + 2 && after_two < before + 60_000,
+        "{after_two}"
+    );
+    assert_eq!(to_the_bound.status(), 204);
+    assert_error(one_more, 400, 40003).await;
+    assert!(at_the_bound >= before + max, "{at_the_bound}");
+    // The Rust handle saturates at the bound instead: still never backwards.
+    app.mock.advance_clock(std::time::Duration::MAX);
+    assert!(app.mock.now_ms() >= at_the_bound);
+}
+
+#[tokio::test]
 async fn stats_count_streams_messages_and_deliveries_per_channel() {
     let app = spawn().await;
     let mut one = app.sse("channels=a,b").await;
@@ -542,4 +582,88 @@ fn the_binary_refuses_a_bad_key() {
     assert!(!output.status.success());
     assert!(output.stdout.is_empty());
     assert!(String::from_utf8_lossy(&output.stderr).contains("invalid API key"));
+}
+
+#[tokio::test]
+async fn a_web_page_on_another_origin_cannot_drive_the_mock_controls() {
+    let app = spawn().await;
+    let mut stream = app.sse("channels=c").await;
+    let from = |origin: &'static str, path: &'static str| {
+        let request = app
+            .client
+            .post(app.url(path))
+            .header("origin", origin)
+            // A form post: "simple", so a browser sends it without a preflight.
+            .header("content-type", "text/plain")
+            .body(r#"{"ms": 86400000}"#);
+        async move { timeout(request.send()).await.unwrap() }
+    };
+    let preflight = |origin: &'static str| {
+        let request = app
+            .client
+            .request(reqwest::Method::OPTIONS, app.url("/_mock/fail-next"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type");
+        async move { timeout(request.send()).await.unwrap() }
+    };
+    let before = app.mock.now_ms();
+
+    let drop = from("https://evil.example", "/_mock/drop-streams").await;
+    let clock = from("http://localhost.evil.example", "/_mock/advance-clock").await;
+    let stats = timeout(
+        app.client
+            .get(app.url("/_mock/stats"))
+            .header("origin", "null")
+            .send(),
+    )
+    .await
+    .unwrap();
+    let evil_preflight = preflight("https://evil.example").await;
+
+    for response in [&drop, &clock, &stats, &evil_preflight] {
+        assert!(
+            response
+                .headers()
+                .get("access-control-allow-origin")
+                .is_none(),
+            "no CORS grant: {response:?}"
+        );
+    }
+    let error = assert_error(drop, 403, 40300).await;
+    assert!(
+        error.message.contains("loopback origins"),
+        "{}",
+        error.message
+    );
+    assert_error(clock, 403, 40300).await;
+    assert_error(stats, 403, 40300).await;
+    assert_error(evil_preflight, 403, 40300).await;
+    assert!(
+        app.mock.now_ms() < before + 86_400_000,
+        "the clock did not move"
+    );
+    assert_eq!(
+        app.mock.stats().open_streams,
+        1,
+        "the stream was not dropped"
+    );
+
+    // Loopback pages (the interop suite's, a dev server's) and requests with
+    // no Origin at all (curl, tests) are served as before.
+    let local_preflight = preflight("http://localhost:5173").await;
+    assert_eq!(local_preflight.status(), 204);
+    assert_eq!(
+        local_preflight.headers()["access-control-allow-origin"],
+        "http://localhost:5173"
+    );
+    let local = from("http://127.0.0.1:8080", "/_mock/advance-clock").await;
+    assert_eq!(local.status(), 204);
+    assert_eq!(
+        local.headers()["access-control-allow-origin"],
+        "http://127.0.0.1:8080"
+    );
+    assert_eq!(app.control("drop-streams", None).await.status(), 204);
+    let (_, ending) = stream.rest().await;
+    assert!(matches!(ending, Next::Cut), "{ending:?}");
 }
