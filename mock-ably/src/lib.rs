@@ -105,6 +105,8 @@ mod delta;
 mod error;
 mod faults;
 mod frame;
+#[cfg(test)]
+mod fuzz;
 mod params;
 mod publish;
 mod routes;
