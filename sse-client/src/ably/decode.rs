@@ -239,6 +239,9 @@ impl RecentIds {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use serde_json::json;
     use shared::message::DeltaExtras;
