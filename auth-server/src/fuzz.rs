@@ -87,7 +87,7 @@ spaces = ["board-{clientId}"]
 "#;
 
 proptest! {
-    #![proptest_config(config(256))]
+    #![proptest_config(config(1024))]
 
     /// A valid app JWT with a few bytes changed either still verifies as
     /// the same user with the same roles or is refused; never a panic.

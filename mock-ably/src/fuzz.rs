@@ -25,7 +25,7 @@ fn query_examples() -> Vec<String> {
 }
 
 proptest! {
-    #![proptest_config(config(256))]
+    #![proptest_config(config(1024))]
 
     /// Query strings: every name is found with its first value, and a flag
     /// reads as a boolean or is refused.

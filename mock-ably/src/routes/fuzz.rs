@@ -11,7 +11,7 @@ use crate::channel::StartAt;
 use crate::params::{Query, channel_specs};
 
 proptest! {
-    #![proptest_config(config(256))]
+    #![proptest_config(config(1024))]
 
     /// Publish bodies: a message, an array of them, mutated or any JSON.
     /// Whatever parses serialises back to the same messages.

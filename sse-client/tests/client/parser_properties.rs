@@ -354,7 +354,7 @@ fn cut<'a>(input: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
 }
 
 proptest! {
-    #![proptest_config(config(512))]
+    #![proptest_config(config(2048))]
 
     /// Any stream, cut anywhere, parses to what the WHATWG algorithm read
     /// literally gives for the whole stream.

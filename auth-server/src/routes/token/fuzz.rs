@@ -38,7 +38,7 @@ fn kept(params: &RequestedParams) -> (Option<String>, Option<u64>, Option<String
 }
 
 proptest! {
-    #![proptest_config(config(256))]
+    #![proptest_config(config(1024))]
 
     /// Query strings and form bodies: whatever they hold, the parameters
     /// parse or are refused; a `ttl` kept is positive, a clientId kept is
