@@ -121,12 +121,15 @@ proptest! {
         let verifier = verifier();
         let claims = Value::Object(claims.into_iter().map(|(k, v)| (k.to_owned(), v)).collect());
         for body in [claims, payload] {
-            if let Some(token) = sign(&body, &Header::new(alg)) {
-                if let Some((client_id, _)) = verify(&verifier, &token) {
-                    prop_assert_eq!(alg, Algorithm::HS256);
-                    prop_assert!(!client_id.is_empty() && client_id != "*", "{:?}", client_id);
-                    prop_assert_eq!(body.get("sub").and_then(Value::as_str), Some(client_id.as_str()));
-                }
+            if let Some(token) = sign(&body, &Header::new(alg))
+                && let Some((client_id, _)) = verify(&verifier, &token)
+            {
+                prop_assert_eq!(alg, Algorithm::HS256);
+                prop_assert!(!client_id.is_empty() && client_id != "*", "{:?}", client_id);
+                prop_assert_eq!(
+                    body.get("sub").and_then(Value::as_str),
+                    Some(client_id.as_str())
+                );
             }
         }
     }
