@@ -17,8 +17,9 @@ use crate::capability::{Capability, Operation};
 use crate::fuzzing::{self, config, json_value, json_value_with, mutated, mutated_text, text_over};
 use crate::jwt::{self, AblyJwtClaims};
 use crate::message::{self as encoding, Message, Payload};
-use crate::token::{TokenParams, TokenRequest};
+use crate::token::{TokenDetails, TokenParams, TokenRequest};
 use crate::{ApiKey, vcdiff};
+use crate::{ErrorInfo, ErrorResponse};
 
 const NOW: u64 = 1_700_000_000;
 
@@ -219,6 +220,31 @@ proptest! {
         }
     }
 
+    /// What servers answer with: TokenDetails, and errors bare or in their
+    /// envelope. Whatever parses serialises to JSON that parses back the
+    /// same.
+    #[test]
+    fn fuzz_token_details_and_error_json(
+        body in prop_oneof![
+            mutated(reply_examples()),
+            json_value_with(text_over("tokenissuedexpireserrorcodestatusCodemessagehref0123", 12).boxed())
+                .prop_map(|value| value.to_string().into_bytes()),
+        ],
+    ) {
+        if let Ok(details) = serde_json::from_slice::<TokenDetails>(&body) {
+            let json = serde_json::to_vec(&details).expect("TokenDetails serialise");
+            prop_assert_eq!(serde_json::from_slice::<TokenDetails>(&json).ok(), Some(details));
+        }
+        if let Ok(info) = serde_json::from_slice::<ErrorInfo>(&body) {
+            let json = serde_json::to_vec(&info).expect("an ErrorInfo serialises");
+            prop_assert_eq!(serde_json::from_slice::<ErrorInfo>(&json).ok(), Some(info));
+        }
+        if let Ok(response) = serde_json::from_slice::<ErrorResponse>(&body) {
+            let json = serde_json::to_vec(&response).expect("an ErrorResponse serialises");
+            prop_assert_eq!(serde_json::from_slice::<ErrorResponse>(&json).ok(), Some(response));
+        }
+    }
+
     /// VCDIFF deltas from the test vectors, mutated, against their bases:
     /// never a panic, never a target over the limit.
     #[test]
@@ -370,6 +396,16 @@ fn token_request_examples() -> Vec<Vec<u8>> {
         .to_string()
         .into_bytes(),
     ]
+}
+
+fn reply_examples() -> Vec<Vec<u8>> {
+    [
+        r#"{"token":"appA.tok","keyName":"appA.keyA","issued":1,"expires":3600001,"capability":"{\"*\":[\"*\"]}","clientId":"a"}"#,
+        r#"{"error":{"code":40142,"statusCode":401,"message":"Token expired","href":"https://help.ably.io/error/40142"}}"#,
+        r#"{"code":40160,"message":"no","statusCode":null}"#,
+    ]
+    .map(|text| text.as_bytes().to_vec())
+    .to_vec()
 }
 
 fn message_examples() -> Vec<Vec<u8>> {
