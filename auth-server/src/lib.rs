@@ -49,6 +49,8 @@ pub mod config;
 #[cfg(feature = "dev")]
 pub mod dev;
 pub mod error;
+#[cfg(test)]
+mod fuzz;
 mod jwks;
 mod metrics;
 mod mint;

@@ -106,6 +106,8 @@ mod delta;
 mod error;
 mod faults;
 mod frame;
+#[cfg(test)]
+mod fuzz;
 mod origin;
 mod params;
 mod publish;

@@ -2,6 +2,8 @@
 //! fail-next switch.
 
 mod control;
+#[cfg(test)]
+mod fuzz;
 mod rest;
 mod stream;
 mod token;

@@ -36,6 +36,10 @@
 mod operation;
 mod resource;
 
+/// Every operation, for the crate's tests.
+#[cfg(test)]
+pub(crate) use operation::OPERATIONS;
+
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

@@ -56,6 +56,10 @@
 pub mod capability;
 pub mod error;
 pub mod error_info;
+#[cfg(test)]
+mod fuzz;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 mod json;
 pub mod jwt;
 pub mod key;

@@ -30,9 +30,9 @@
 //! fit a `usize`, section lengths that disagree with the window length,
 //! addresses at or beyond "here", source segments outside the base, and
 //! trailing bytes that do not form a window. It never writes past a
-//! window's declared size, never reserves more than the declared target size
-//! (bounded by a limit, [`DEFAULT_MAX_TARGET_LEN`] unless
-//! [`decode_with_limit`] says otherwise) and never panics.
+//! window's declared size, never reserves more than the declared target size,
+//! refuses a declared size over the caller's limit before reserving anything,
+//! and never panics.
 //!
 //! # What the encoder writes
 //!
@@ -54,7 +54,8 @@
 //!
 //! let delta = vcdiff::encode(base, target);
 //! assert!(vcdiff::is_delta(&delta));
-//! assert_eq!(vcdiff::decode(base, &delta)?, target);
+//! // The limit: the largest payload this caller accepts.
+//! assert_eq!(vcdiff::decode(base, &delta, 64 * 1024)?, target);
 //! # Ok::<(), shared::Error>(())
 //! ```
 
@@ -64,20 +65,12 @@ mod encode;
 #[cfg(test)]
 mod tests;
 
-pub use decode::{decode, decode_with_limit};
+pub use decode::decode;
 pub use encode::encode;
 
 /// The four bytes every delta starts with: `'V' | 0x80`, `'C' | 0x80`,
 /// `'D' | 0x80` and version 0 (RFC 3284 §4.1).
 pub const MAGIC: [u8; 4] = [0xD6, 0xC3, 0xC4, 0x00];
-
-/// The largest target [`decode`] will build: 64 MiB.
-///
-/// Ably limits messages to 64 KiB by default (higher on some plans), so a
-/// real delta never comes near this; the limit exists so that a hostile
-/// delta declaring a huge target fails instead of exhausting memory. Use
-/// [`decode_with_limit`] to choose another bound.
-pub const DEFAULT_MAX_TARGET_LEN: usize = 64 << 20;
 
 /// `Hdr_Indicator` bit: secondary compressor ID follows (RFC 3284 §4.1).
 const VCD_DECOMPRESS: u8 = 0x01;

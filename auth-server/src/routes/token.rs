@@ -365,6 +365,9 @@ fn parse_client_id(value: &Value) -> Result<String, ApiError> {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use secrecy::SecretString;
     use serde_json::json;

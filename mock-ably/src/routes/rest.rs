@@ -107,7 +107,7 @@ fn declared_client_id(headers: &HeaderMap) -> ApiResult<Option<String>> {
 }
 
 /// A Message object or an array of them.
-fn parse_messages(body: &[u8]) -> ApiResult<Vec<Message>> {
+pub(super) fn parse_messages(body: &[u8]) -> ApiResult<Vec<Message>> {
     let value: Value = serde_json::from_slice(body).map_err(|err| {
         ApiError::new(
             codes::INVALID_REQUEST_BODY,
@@ -191,18 +191,18 @@ pub(super) async fn history(
 
 /// A history query.
 #[derive(Debug)]
-struct Page {
+pub(super) struct Page {
     limit: usize,
     forwards: bool,
     start: Option<u64>,
     end: Option<u64>,
     /// From a `next` link: the sequence number of the last message of the
     /// previous page (an opaque `cursor` parameter to clients).
-    after: Option<u64>,
+    pub(super) after: Option<u64>,
 }
 
 impl Page {
-    fn from_query(query: &Query) -> ApiResult<Self> {
+    pub(super) fn from_query(query: &Query) -> ApiResult<Self> {
         let number = |name: &str| -> ApiResult<Option<u64>> {
             query
                 .get(name)
@@ -241,7 +241,7 @@ impl Page {
     }
 
     /// The query string of a link to this query from `after`.
-    fn query(&self, after: Option<u64>) -> String {
+    pub(super) fn query(&self, after: Option<u64>) -> String {
         let mut out = url::form_urlencoded::Serializer::new(String::new());
         if let Some(start) = self.start {
             out.append_pair("start", &start.to_string());

@@ -9,6 +9,9 @@ use shared::vcdiff;
 
 use crate::helpers::*;
 
+/// The decoder's limit: Ably's default message size limit, 64 KiB.
+const LIMIT: usize = 64 * 1024;
+
 /// A subscriber's delta bookkeeping (RTL19/RTL20, §7.2.3).
 #[derive(Debug, Default)]
 struct Decoder {
@@ -38,7 +41,7 @@ impl Decoder {
             let bytes = STANDARD.decode(data).unwrap();
             assert!(vcdiff::is_delta(&bytes));
             (
-                vcdiff::decode(base, &bytes).unwrap(),
+                vcdiff::decode(base, &bytes, LIMIT).unwrap(),
                 rest.trim_end_matches('/').to_owned(),
             )
         } else if let Some(rest) = encoding.strip_suffix("base64") {
@@ -234,7 +237,8 @@ async fn unenveloped_deltas_are_bare_base64_vcdiff() {
     let delta = frames.event().await.data.unwrap();
     assert_eq!(serde_json::from_str::<Value>(&full).unwrap(), scoreboard(0));
     assert!(vcdiff::is_base64_delta(&delta));
-    let decoded = vcdiff::decode(full.as_bytes(), &STANDARD.decode(&delta).unwrap()).unwrap();
+    let decoded =
+        vcdiff::decode(full.as_bytes(), &STANDARD.decode(&delta).unwrap(), LIMIT).unwrap();
     assert_eq!(
         serde_json::from_slice::<Value>(&decoded).unwrap(),
         scoreboard(1)

@@ -63,7 +63,7 @@ pub enum Operation {
 
 /// Every operation, in canonical order. The single list that parsing and the
 /// tests walk, so a new variant needs adding in one place besides `as_str`.
-pub(super) const OPERATIONS: [Operation; 18] = [
+pub(crate) const OPERATIONS: [Operation; 18] = [
     Operation::All,
     Operation::AnnotationPublish,
     Operation::AnnotationSubscribe,

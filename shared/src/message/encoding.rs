@@ -728,4 +728,22 @@ mod tests {
             assert_eq!(back, decoded(payload, None));
         }
     }
+
+    #[test]
+    fn a_float_in_a_json_payload_decodes_to_the_value_published() {
+        // The fuzz target's minimal input: parsed without
+        // `float_roundtrip`, the text comes back one unit in the last place
+        // off (6.139652183959029e+180).
+        let value = 6.13965218395903e180_f64;
+        let payload = Payload::Json(json!({"": value}));
+
+        let (data, encoding) = payload.encode().unwrap();
+        let back = decode_data(&Value::String(data), encoding).unwrap();
+
+        assert_eq!(back.payload, payload);
+        assert_eq!(
+            back.payload,
+            Payload::Json(json!({"": 6.13965218395903e180}))
+        );
+    }
 }

@@ -6,34 +6,27 @@ use super::code_table::{
     MODE_HERE, MODE_SELF,
 };
 use super::{
-    DEFAULT_MAX_TARGET_LEN, MAGIC, MAX_INTEGER_LEN, VCD_ADLER32, VCD_APPHEADER, VCD_CODETABLE,
-    VCD_DECOMPRESS, VCD_SOURCE, VCD_TARGET,
+    MAGIC, MAX_INTEGER_LEN, VCD_ADLER32, VCD_APPHEADER, VCD_CODETABLE, VCD_DECOMPRESS, VCD_SOURCE,
+    VCD_TARGET,
 };
 use crate::{Error, Result};
 
-/// Applies `delta` to `base` and returns the target, refusing targets larger
-/// than [`DEFAULT_MAX_TARGET_LEN`].
+/// Applies `delta` to `base`, refusing to build a target longer than
+/// `max_target_len` bytes.
+///
+/// There is no default: each caller passes the largest payload it would
+/// accept whole (a subscriber, its message size cap), so a few bytes of
+/// delta can never expand into more than a message could have carried. The
+/// limit is checked against each window's declared size before any memory is
+/// reserved, so a hostile delta costs at most `max_target_len` bytes of
+/// output buffer, however large a target it declares.
 ///
 /// # Errors
 ///
 /// [`Error::Vcdiff`] if the delta is malformed, uses a feature outside the
 /// subset described in the [module docs](super), does not fit `base`, fails
-/// its checksum, or declares a target over the limit.
-pub fn decode(base: &[u8], delta: &[u8]) -> Result<Vec<u8>> {
-    decode_with_limit(base, delta, DEFAULT_MAX_TARGET_LEN)
-}
-
-/// Applies `delta` to `base`, refusing to build a target longer than
-/// `max_target_len` bytes.
-///
-/// The limit is checked against each window's declared size before any
-/// memory is reserved, so a hostile delta costs at most `max_target_len`
-/// bytes of output buffer.
-///
-/// # Errors
-///
-/// As [`decode`], with `max_target_len` as the limit.
-pub fn decode_with_limit(base: &[u8], delta: &[u8], max_target_len: usize) -> Result<Vec<u8>> {
+/// its checksum, or declares a target over `max_target_len`.
+pub fn decode(base: &[u8], delta: &[u8], max_target_len: usize) -> Result<Vec<u8>> {
     let mut reader = Reader::new(delta);
     read_header(&mut reader)?;
     let mut target = Vec::new();
@@ -493,6 +486,9 @@ mod tests {
 
     use crate::vcdiff::encode::write_integer;
 
+    /// A limit none of these deltas comes near.
+    const LIMIT: usize = 1 << 20;
+
     /// A delta made of `windows` after a plain header.
     fn delta(windows: &[&[u8]]) -> Vec<u8> {
         let mut out = MAGIC.to_vec();
@@ -577,7 +573,7 @@ mod tests {
         // copy reads the bytes it writes.
         let window = window(&[0x00], 11, b"ab", &[0x03, 0x13, 0x09], &[0x00]);
 
-        let target = decode(b"", &delta(&[&window])).unwrap();
+        let target = decode(b"", &delta(&[&window]), LIMIT).unwrap();
 
         assert_eq!(target, b"abababababa");
     }
@@ -588,7 +584,7 @@ mod tests {
         // then carries on at the window's own first byte.
         let window = window(&[0x01, 0x03, 0x00], 6, b"", &[0x13, 0x06], &[0x01]);
 
-        let target = decode(b"xyz", &delta(&[&window])).unwrap();
+        let target = decode(b"xyz", &delta(&[&window]), LIMIT).unwrap();
 
         assert_eq!(target, b"yzyzyz");
     }
@@ -600,7 +596,7 @@ mod tests {
         // from address 0 overlaps into the window itself.
         let second = window(&[0x02, 0x02, 0x01], 4, b"", &[0x14], &[0x00]);
 
-        let target = decode(b"", &delta(&[&first, &second])).unwrap();
+        let target = decode(b"", &delta(&[&first, &second]), LIMIT).unwrap();
 
         assert_eq!(target, b"wxyzxyxy");
     }
@@ -609,7 +605,7 @@ mod tests {
     fn target_segment_beyond_the_decoded_output_is_rejected() {
         let window = window(&[0x02, 0x02, 0x00], 4, b"", &[0x14], &[0x00]);
 
-        let err = error(decode(b"", &delta(&[&window])));
+        let err = error(decode(b"", &delta(&[&window]), LIMIT));
 
         assert!(err.contains("outside the 0-byte decoded target"), "{err}");
     }
@@ -620,8 +616,8 @@ mod tests {
         let window = window(&[0x00], 1000, b"q", &[0x00, 0x87, 0x68], &[]);
         let delta = delta(&[&window]);
 
-        assert_eq!(decode_with_limit(b"", &delta, 1000).unwrap(), [b'q'; 1000]);
-        let err = error(decode_with_limit(b"", &delta, 999));
+        assert_eq!(decode(b"", &delta, 1000).unwrap(), [b'q'; 1000]);
+        let err = error(decode(b"", &delta, 999));
         assert!(
             err.contains("window target size 1000 at offset 5 exceeds limit"),
             "{err}"
@@ -641,7 +637,7 @@ mod tests {
             (b"{\"a\":1}", "missing vcdiff magic"),
         ];
         for (delta, expected) in cases {
-            let err = error(decode(b"", delta));
+            let err = error(decode(b"", delta, LIMIT));
             assert!(err.contains(expected), "{err}");
         }
     }
@@ -651,7 +647,7 @@ mod tests {
         // ADD 1 with two data bytes.
         let window = window(&[0x00], 1, b"ab", &[0x02], &[]);
 
-        let err = error(decode(b"", &delta(&[&window])));
+        let err = error(decode(b"", &delta(&[&window]), LIMIT));
 
         assert!(err.contains("1 unused bytes in the data section"), "{err}");
     }

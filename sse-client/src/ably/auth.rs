@@ -559,6 +559,9 @@ fn fallback_error(status: u16, fallback_code: u32, message: String) -> ErrorInfo
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

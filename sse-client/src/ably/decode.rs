@@ -32,13 +32,27 @@ pub struct ChannelMessage {
 }
 
 /// The decoder's memory: one delta base per channel.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Decoder {
     /// Channel (or `""` when unknown) → (base id, base bytes).
     bases: HashMap<String, (Option<String>, Vec<u8>)>,
+    /// The largest payload a delta may produce: the client's cap on one
+    /// event ([`Limits::max_event`](crate::sse::Limits)), so that a few
+    /// bytes of delta can never build more than a whole message could
+    /// have carried.
+    max_payload: usize,
 }
 
 impl Decoder {
+    /// A decoder with no bases that refuses delta targets over
+    /// `max_payload` bytes.
+    pub(crate) fn new(max_payload: usize) -> Self {
+        Self {
+            bases: HashMap::new(),
+            max_payload,
+        }
+    }
+
     /// Forgets every base, after a discontinuity.
     pub(crate) fn clear(&mut self) {
         self.bases.clear();
@@ -66,7 +80,7 @@ impl Decoder {
                 .decode_data_with(|step, payload| match (step, payload) {
                     ("vcdiff", Payload::Binary(delta)) => {
                         let result = match delta_from.as_deref() {
-                            Some(from) => apply_delta(base, Some(from), delta),
+                            Some(from) => apply_delta(base, Some(from), delta, self.max_payload),
                             // A delta names its base (§7.2.2); one that does
                             // not cannot be checked against ours.
                             None => Err(SharedError::Vcdiff(
@@ -122,7 +136,8 @@ impl Decoder {
                 .map_err(|err| {
                     Error::Decode(SharedError::Vcdiff(format!("invalid base64: {err}")))
                 })?;
-            let target = apply_delta(self.bases.get(&slot), None, &delta).map_err(Error::Decode)?;
+            let target = apply_delta(self.bases.get(&slot), None, &delta, self.max_payload)
+                .map_err(Error::Decode)?;
             let payload = match String::from_utf8(target.clone()) {
                 Ok(text) => Payload::Text(text),
                 Err(_) => Payload::Binary(target.clone()),
@@ -147,11 +162,13 @@ impl Decoder {
 }
 
 /// Applies a delta to the stored base, checking `extras.delta.from` when
-/// there is one.
+/// there is one, and refusing a target over `max_payload` bytes before
+/// reserving room for it.
 fn apply_delta(
     base: Option<&(Option<String>, Vec<u8>)>,
     from: Option<&str>,
     delta: &[u8],
+    max_payload: usize,
 ) -> Result<Vec<u8>, SharedError> {
     let Some((base_id, base)) = base else {
         return Err(SharedError::Vcdiff("delta received with no base".into()));
@@ -163,7 +180,7 @@ fn apply_delta(
             "delta is against {from:?} but the base is {base_id:?}"
         )));
     }
-    vcdiff::decode(base, delta)
+    vcdiff::decode(base, delta, max_payload)
 }
 
 /// The delta base of a full message: its data with only an outermost
@@ -222,11 +239,18 @@ impl RecentIds {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use serde_json::json;
     use shared::message::DeltaExtras;
 
     use super::*;
+
+    /// The payload cap of these tests' decoders: Ably's default message
+    /// size limit.
+    const CAP: usize = 64 * 1024;
 
     fn message(value: Value) -> Message {
         serde_json::from_value(value).unwrap()
@@ -246,7 +270,7 @@ mod tests {
 
     #[test]
     fn a_json_delta_applies_to_the_previous_json_text() {
-        let mut decoder = Decoder::default();
+        let mut decoder = Decoder::new(CAP);
         let full = message(
             json!({"id": "m1", "channel": "c", "data": r#"{"score":1}"#, "encoding": "json"}),
         );
@@ -277,7 +301,7 @@ mod tests {
 
     #[test]
     fn a_binary_delta_applies_to_the_decoded_bytes() {
-        let mut decoder = Decoder::default();
+        let mut decoder = Decoder::new(CAP);
         let full =
             message(json!({"id": "m1", "channel": "c", "data": "AAECAw==", "encoding": "base64"}));
         decoder.decode_enveloped(full, "e1".into(), None).unwrap();
@@ -290,7 +314,7 @@ mod tests {
 
     #[test]
     fn a_delta_against_the_wrong_base_is_refused() {
-        let mut decoder = Decoder::default();
+        let mut decoder = Decoder::new(CAP);
         let full = message(json!({"id": "m1", "channel": "c", "data": "hello"}));
         decoder.decode_enveloped(full, "e1".into(), None).unwrap();
 
@@ -307,7 +331,7 @@ mod tests {
 
     #[test]
     fn a_delta_that_does_not_name_its_base_is_refused() {
-        let mut decoder = Decoder::default();
+        let mut decoder = Decoder::new(CAP);
         let full = message(json!({"id": "m1", "channel": "c", "data": "hello"}));
         decoder.decode_enveloped(full, "e1".into(), None).unwrap();
         let mut delta = delta_message("m2", "m1", b"hello", b"hello!", "utf-8/vcdiff/base64");
@@ -325,7 +349,7 @@ mod tests {
 
     #[test]
     fn a_delta_with_no_base_is_refused() {
-        let mut decoder = Decoder::default();
+        let mut decoder = Decoder::new(CAP);
 
         let delta = delta_message("m2", "m1", b"hello", b"hello!", "utf-8/vcdiff/base64");
 
@@ -334,7 +358,7 @@ mod tests {
 
     #[test]
     fn bases_are_kept_per_channel() {
-        let mut decoder = Decoder::default();
+        let mut decoder = Decoder::new(CAP);
         for (id, channel, data) in [("a1", "a", "aaaa"), ("b1", "b", "bbbb")] {
             let full = message(json!({"id": id, "channel": channel, "data": data}));
             decoder.decode_enveloped(full, id.into(), None).unwrap();
@@ -349,7 +373,7 @@ mod tests {
 
     #[test]
     fn unenveloped_deltas_are_recognised_by_their_prefix() {
-        let mut decoder = Decoder::default();
+        let mut decoder = Decoder::new(CAP);
         decoder
             .decode_unenveloped(r#"{"n":1}"#.into(), "e1".into(), Some("c"), true)
             .unwrap();
@@ -368,6 +392,99 @@ mod tests {
             .decode_unenveloped(delta.clone(), "e3".into(), Some("c"), false)
             .unwrap();
         assert_eq!(plain.payload, Some(Payload::Text(delta)));
+    }
+
+    /// An RFC 3284 integer (base 128, most significant digit first).
+    fn varint(mut value: usize) -> Vec<u8> {
+        let mut out = vec![(value & 0x7f) as u8];
+        value >>= 7;
+        while value > 0 {
+            out.insert(0, 0x80 | (value & 0x7f) as u8);
+            value >>= 7;
+        }
+        out
+    }
+
+    /// A one-window delta with no source: `target_len` declared, the given
+    /// data and instruction sections, no addresses.
+    fn hand_made_delta(target_len: usize, data: &[u8], instructions: &[u8]) -> Vec<u8> {
+        let mut encoding = varint(target_len);
+        encoding.push(0); // Delta_Indicator
+        encoding.extend(varint(data.len()));
+        encoding.extend(varint(instructions.len()));
+        encoding.extend(varint(0));
+        encoding.extend_from_slice(data);
+        encoding.extend_from_slice(instructions);
+        let mut delta = vcdiff::MAGIC.to_vec();
+        delta.push(0); // Hdr_Indicator
+        delta.push(0); // Win_Indicator: no source segment
+        delta.extend(varint(encoding.len()));
+        delta.extend(encoding);
+        delta
+    }
+
+    /// The decoder after one full message, `m1`, on channel `c`, and a
+    /// message carrying `delta` against it.
+    fn after_one_message(delta: &[u8]) -> (Decoder, Message) {
+        let mut decoder = Decoder::new(CAP);
+        let full = message(json!({"id": "m1", "channel": "c", "data": "hello"}));
+        decoder.decode_enveloped(full, "e1".into(), None).unwrap();
+        let mut next = message(json!({
+            "id": "m2",
+            "channel": "c",
+            "data": base64::engine::general_purpose::STANDARD.encode(delta),
+            "encoding": "vcdiff/base64",
+        }));
+        next.set_delta(DeltaExtras::vcdiff("m1"));
+        (decoder, next)
+    }
+
+    #[test]
+    fn a_delta_declaring_a_huge_target_is_refused_before_allocating() {
+        // 20 bytes declaring a 48 MiB window and holding no instructions:
+        // the size must be refused as declared, not reserved and then found
+        // short.
+        let delta = hand_made_delta(48 << 20, b"", b"");
+        assert!(delta.len() < 20, "{delta:?}");
+        let (mut decoder, next) = after_one_message(&delta);
+
+        let err = decoder
+            .decode_enveloped(next, "e2".into(), None)
+            .unwrap_err();
+
+        let Error::Decode(SharedError::Vcdiff(text)) = &err else {
+            panic!("expected a vcdiff error, got {err:?}");
+        };
+        assert_eq!(
+            text,
+            "window target size 50331648 at offset 5 exceeds limit (65536 of 65536 bytes left)"
+        );
+    }
+
+    #[test]
+    fn a_tiny_delta_cannot_expand_past_the_message_cap() {
+        // RUN (opcode 0, size follows) of one byte repeated 1 MiB times: a
+        // valid delta that builds 16 times the cap from 13 bytes.
+        let mut instructions = vec![0x00];
+        instructions.extend(varint(1 << 20));
+        let delta = hand_made_delta(1 << 20, b"q", &instructions);
+        let (mut decoder, next) = after_one_message(&delta);
+
+        let err = decoder
+            .decode_enveloped(next, "e2".into(), None)
+            .unwrap_err();
+
+        assert!(
+            matches!(&err, Error::Decode(SharedError::Vcdiff(text))
+                if text.contains("window target size 1048576 at offset 5 exceeds limit")),
+            "{err:?}"
+        );
+        // A delta that stays within the cap still applies.
+        let mut instructions = vec![0x00];
+        instructions.extend(varint(CAP));
+        let (mut decoder, next) = after_one_message(&hand_made_delta(CAP, b"q", &instructions));
+        let decoded = decoder.decode_enveloped(next, "e2".into(), None).unwrap();
+        assert_eq!(decoded.payload, Some(Payload::Binary(vec![b'q'; CAP])));
     }
 
     #[test]

@@ -152,7 +152,7 @@ impl Subscription {
             decode_failures: 0,
             decode_failed_at: None,
             skip_backlog: false,
-            decoder: Decoder::default(),
+            decoder: Decoder::new(config.limits.max_event),
             pending: VecDeque::new(),
             fatal: None,
             jitter: Jitter::new(),

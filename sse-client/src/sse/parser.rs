@@ -16,6 +16,7 @@
 //! - memory is bounded by [`Limits`]: a line or an event larger than its cap
 //!   ends the stream with [`Error::LineTooLong`] or [`Error::EventTooLarge`].
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
@@ -37,8 +38,9 @@ pub struct Limits {
     /// The longest line, in bytes, without its terminator. Default
     /// [`DEFAULT_MAX_SIZE`].
     pub max_line: usize,
-    /// The largest event: its data, type and id together, in bytes. Default
-    /// [`DEFAULT_MAX_SIZE`].
+    /// The largest event: its data, type and id together, in bytes as
+    /// decoded (an invalid UTF-8 byte counts as the three bytes of the
+    /// U+FFFD that replaces it). Default [`DEFAULT_MAX_SIZE`].
     pub max_event: usize,
 }
 
@@ -359,7 +361,8 @@ impl Parser {
     /// not copied a second time.
     fn long_data_line(&mut self, mut line: Vec<u8>) -> Result<()> {
         let start = if line.get(5) == Some(&b' ') { 6 } else { 5 };
-        self.check_event_size(line.len() - start + 1)?;
+        // Measured as decoded (see `line`), before anything is decoded.
+        self.check_event_size(lossy_len(&line[start..]) + 1)?;
         line.drain(..start);
         line.push(b'\n');
         self.data = match String::from_utf8(line) {
@@ -417,31 +420,40 @@ impl Parser {
             None => (line, &[][..]),
         };
         match name {
+            // Each field is decoded before its size is checked: an invalid
+            // byte becomes U+FFFD, three bytes, so the raw length would let
+            // an event hold three times its cap.
             b"data" => {
+                let value = lossy(value);
                 self.check_event_size(value.len() + 1)?;
                 if self.data.is_empty() {
                     // One allocation of the right size for the common
                     // one-line event.
                     self.data.reserve_exact(value.len() + 1);
                 }
-                push_lossy(&mut self.data, value);
+                self.data.push_str(&value);
                 self.data.push('\n');
             }
             b"event" => {
-                self.check_event_size(value.len().saturating_sub(self.event_type.len()))?;
+                // The same type as last time needs no decoding.
+                let same = matches!(&self.last_type, Some(last) if last.as_bytes() == value);
+                let decoded = (!same).then(|| lossy(value));
+                let len = decoded.as_ref().map_or(value.len(), |text| text.len());
+                self.check_event_size(len.saturating_sub(self.event_type.len()))?;
                 self.event_type.clear();
-                match &self.last_type {
-                    // The same type as last time: no need to decode it.
-                    Some(last) if last.as_bytes() == value => self.event_type.push_str(last),
-                    _ => push_lossy(&mut self.event_type, value),
+                match (decoded, &self.last_type) {
+                    (Some(text), _) => self.event_type.push_str(&text),
+                    (None, Some(last)) => self.event_type.push_str(last),
+                    (None, None) => {}
                 }
             }
             // An id containing NUL is ignored whole, and does not wipe an id
             // set earlier in the same event.
             b"id" if !value.contains(&0) => {
+                let value = lossy(value);
                 self.check_event_size(value.len().saturating_sub(self.id_buffer.len()))?;
                 self.id_buffer.clear();
-                push_lossy(&mut self.id_buffer, value);
+                self.id_buffer.push_str(&value);
             }
             b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
                 // Decimal, so leading zeros are fine; a value too large for
@@ -509,6 +521,24 @@ impl Parser {
 ///
 /// `str::from_utf8` first: it has a fast path for ASCII, while
 /// `String::from_utf8_lossy` walks every byte even when all is valid.
+/// `bytes` as UTF-8, invalid sequences replaced with U+FFFD; borrowed when
+/// they are valid.
+fn lossy(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
+}
+
+/// The length of [`lossy`]`(bytes)` without decoding: each maximal invalid
+/// sequence becomes one U+FFFD, three bytes.
+fn lossy_len(bytes: &[u8]) -> usize {
+    bytes
+        .utf8_chunks()
+        .map(|chunk| chunk.valid().len() + if chunk.invalid().is_empty() { 0 } else { 3 })
+        .sum()
+}
+
 fn push_lossy(dst: &mut String, bytes: &[u8]) {
     match std::str::from_utf8(bytes) {
         Ok(text) => dst.push_str(text),
@@ -528,6 +558,59 @@ mod tests {
             frames.extend(std::iter::from_fn(|| parser.next_frame()));
         }
         (frames, parser)
+    }
+
+    #[test]
+    fn a_long_line_of_invalid_utf8_cannot_grow_an_event_past_its_cap() {
+        // The long-line path (a carried-over first `data:` line moved into
+        // the event) measures the decoded size too.
+        let limits = Limits::new(DEFAULT_MAX_SIZE, 2 * MOVE_THRESHOLD);
+        let invalid = vec![0xff; MOVE_THRESHOLD];
+        let mut parser = Parser::new(limits);
+
+        parser.feed(b"data:").unwrap();
+        parser.feed(&invalid).unwrap();
+        let result = parser.feed(b"\n\n");
+
+        assert!(
+            matches!(result, Err(Error::EventTooLarge { limit }) if limit == 2 * MOVE_THRESHOLD),
+            "{result:?}"
+        );
+        assert_eq!(lossy_len(&invalid), 3 * MOVE_THRESHOLD);
+        assert_eq!(lossy_len(b"a\xffb\xe2\x82"), 1 + 3 + 1 + 3);
+        assert_eq!(lossy(b"a\xffb\xe2\x82").len(), 8);
+    }
+
+    #[test]
+    fn invalid_utf8_cannot_grow_an_event_past_its_cap() {
+        // Found by fuzz_sse_parser_caps_hold_under_any_chunking: each
+        // invalid byte becomes U+FFFD, three bytes, so a cap checked on the
+        // raw bytes let an event hold three times its cap.
+        let limits = Limits::new(1024, 10);
+        for line in [
+            &b"data:\xff\xff\xff\xff\xff\xff\xff\xff\n\n"[..],
+            b"event:\xff\xff\xff\xff\xff\xff\xff\xff\n\n",
+            b"id:\xff\xff\xff\xff\xff\xff\xff\xff\n\n",
+        ] {
+            let mut parser = Parser::new(limits);
+
+            let result = parser.feed(line);
+
+            assert!(
+                matches!(result, Err(Error::EventTooLarge { limit: 10 })),
+                "{:?}: {result:?}, {:?}",
+                String::from_utf8_lossy(line),
+                parser.next_frame()
+            );
+        }
+        // Valid text is measured as before: nine bytes of data and its
+        // newline fit a cap of ten.
+        let mut parser = Parser::new(limits);
+        parser.feed("data:€€€\n\n".as_bytes()).unwrap();
+        assert_eq!(
+            parser.next_frame(),
+            Some(Frame::Event(Event::new("", "€€€", "")))
+        );
     }
 
     #[test]

@@ -5,12 +5,19 @@
 //! and the same as a line-by-line reference reading of the WHATWG algorithm.
 //! Every fixture in `tests/fixtures` is also split at every point.
 //!
-//! No property-testing crate: a seeded xorshift generator keeps every run
-//! the same, and a failure prints the input that broke.
+//! The seeded tests use no property-testing crate: a seeded xorshift
+//! generator keeps every run the same, and a failure prints the input that
+//! broke. The `fuzz_` targets at the end use proptest instead: mutated
+//! fixtures and generated streams, with a failure shrunk to a minimal input
+//! (see `shared::fuzzing`).
 
 use std::time::Duration;
 
-use sse_client::sse::{Event, Frame, Parser};
+use proptest::collection::vec;
+use proptest::prelude::*;
+use shared::fuzzing::{config, mutated};
+use sse_client::Error;
+use sse_client::sse::{Event, Frame, Limits, Parser};
 
 use crate::parser::replace_lf;
 
@@ -320,6 +327,77 @@ fn every_fixture_parses_the_same_split_at_every_point_in_every_line_ending() {
             assert_eq!(expected, stored, "{name}, {form}: the reference");
 
             check_every_chunking(&format!("{name}, {form}"), &input, &expected, &mut rng, 4);
+        }
+    }
+}
+
+/// A stream for the fuzz targets: a fixture with a few mutations, or
+/// pieces of the alphabet; at most a few KiB.
+fn fuzzed_stream() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        mutated(FIXTURES.iter().map(|(_, bytes)| bytes.to_vec()).collect()),
+        vec(proptest::sample::select(ALPHABET), 0..96).prop_map(|pieces| pieces.concat()),
+    ]
+}
+
+/// `input` cut at `cuts` (positions reduced modulo its length).
+fn cut<'a>(input: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
+    let mut at: Vec<usize> = cuts.iter().map(|cut| cut % (input.len() + 1)).collect();
+    at.sort_unstable();
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    for end in at.into_iter().chain([input.len()]) {
+        chunks.push(&input[start..end]);
+        start = end;
+    }
+    chunks
+}
+
+proptest! {
+    #![proptest_config(config(2048))]
+
+    /// Any stream, cut anywhere, parses to what the WHATWG algorithm read
+    /// literally gives for the whole stream.
+    #[test]
+    fn fuzz_sse_parser_matches_the_reference_under_any_chunking(
+        input in fuzzed_stream(),
+        cuts in vec(any::<usize>(), 0..12),
+    ) {
+        prop_assert_eq!(parse(&cut(&input, &cuts)), reference(&input));
+    }
+
+    /// With small caps the parser either gives exactly the uncapped frames
+    /// or stops with the cap that was passed, whatever the chunking.
+    #[test]
+    fn fuzz_sse_parser_caps_hold_under_any_chunking(
+        input in fuzzed_stream(),
+        cuts in vec(any::<usize>(), 0..12),
+        max_line in 0..64usize,
+        max_event in 0..64usize,
+    ) {
+        let mut parser = Parser::new(Limits::new(max_line, max_event));
+        let mut frames = Vec::new();
+        let mut stopped = None;
+        for chunk in cut(&input, &cuts) {
+            if let Err(err) = parser.feed(chunk) {
+                stopped = Some(err);
+                break;
+            }
+            frames.extend(std::iter::from_fn(|| parser.next_frame()));
+        }
+        match stopped {
+            None => {
+                parser.reset();
+                prop_assert_eq!(&frames, &reference(&input).frames);
+            }
+            Some(Error::LineTooLong { limit }) => prop_assert_eq!(limit, max_line),
+            Some(Error::EventTooLarge { limit }) => prop_assert_eq!(limit, max_event),
+            Some(other) => prop_assert!(false, "unexpected error {other:?}"),
+        }
+        for frame in &frames {
+            if let Frame::Event(event) = frame {
+                prop_assert!(event.data().len() <= max_event, "{event:?}");
+            }
         }
     }
 }
