@@ -18,6 +18,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
+use shared::token::ClientId;
 
 use crate::config::{AppJwtRules, ConfigError};
 use crate::error::ApiError;
@@ -27,8 +28,9 @@ use crate::policy::Allowed;
 /// Who the caller is, as their app JWT says.
 #[derive(Debug)]
 pub(crate) struct Identity {
-    /// The Ably clientId: the claim named by `AUTH_CLIENT_ID_CLAIM`.
-    pub(crate) client_id: String,
+    /// The Ably clientId: the claim named by `AUTH_CLIENT_ID_CLAIM`, free of
+    /// control characters ([`ClientId`]).
+    pub(crate) client_id: ClientId,
     /// The roles: the claim named by `AUTH_ROLES_CLAIM`.
     pub(crate) roles: Vec<String>,
     /// The clientId as a JSON string literal, for the JWT claim.
@@ -40,7 +42,7 @@ pub(crate) struct Identity {
 }
 
 impl Identity {
-    pub(crate) fn new(client_id: String, roles: Vec<String>) -> Self {
+    pub(crate) fn new(client_id: ClientId, roles: Vec<String>) -> Self {
         Self {
             client_id_json: Value::from(client_id.as_str()).to_string(),
             client_id,
@@ -261,6 +263,14 @@ impl AppJwtVerifier {
                 "{name} claim is \"*\", Ably's wildcard clientId"
             )));
         }
+        // A line feed would shift the fields of a signed TokenRequest (the
+        // MAC covers them joined by `\n`): `"*\n<T>"` would sign like the
+        // wildcard. Any control character is refused, the empty id was above.
+        let client_id = ClientId::new(client_id).map_err(|_| {
+            invalid(&format!(
+                "{name} claim holds a control character (U+0000 to U+001F or U+007F), which no clientId may hold"
+            ))
+        })?;
         let roles = match claim(claims, &self.rules.roles_claim) {
             Some(Value::Array(items)) => items
                 .iter()
@@ -372,7 +382,7 @@ mod tests {
     #[test]
     fn a_remembered_token_is_used_only_before_its_exp_and_while_its_key_is_current() {
         let tokens = VerifiedTokens::default();
-        let identity = Arc::new(Identity::new("alice".to_owned(), Vec::new()));
+        let identity = Arc::new(Identity::new("alice".parse().unwrap(), Vec::new()));
         let entry = |key| Verified {
             identity: Arc::clone(&identity),
             exp: 100,

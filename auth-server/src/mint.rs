@@ -351,7 +351,10 @@ mod tests {
     fn jwts_verify_with_shared_and_carry_the_grant() {
         let key: ApiKey = "appA.keyA:s3cr3t".parse().unwrap();
         let grant = Grant {
-            identity: Arc::new(Identity::new("al\"ice\u{2028}".to_owned(), Vec::new())),
+            identity: Arc::new(Identity::new(
+                "al\"ice\u{2028}".parse().unwrap(),
+                Vec::new(),
+            )),
             capability: Arc::new(CanonicalCapability::new(
                 Capability::parse(r#"{"chat:\"*":["subscribe"]}"#).unwrap(),
             )),

@@ -118,3 +118,95 @@ async fn a_server_key_ably_refuses_is_a_500_naming_the_servers_key_not_the_users
     assert!(message.contains("(Ably code 40101)"), "{message}");
     assert!(!message.contains("not-the-real-secret"), "{message}");
 }
+
+/// The app token of finding 1: its clientId claim holds a newline and the
+/// timestamp the attacker wants to forge, so the TokenRequest signed for it
+/// would carry a MAC that also fits clientId `"*"` (or `alice`). The auth
+/// server refuses the clientId on every endpoint, before anything is signed.
+#[tokio::test]
+async fn a_newline_in_the_client_id_cannot_forge_a_wildcard_token_request() {
+    let (mock, app) = with_mock().await;
+    let forged_timestamp = mock.now_ms() + 30_000;
+
+    for sub in [
+        format!("*\n{forged_timestamp}"),
+        format!("alice\n{forged_timestamp}"),
+    ] {
+        let token = user_token(&sub, &json!({}));
+        for path in [
+            "/api/ably-token-request",
+            "/api/ably-jwt",
+            "/api/ably-token",
+        ] {
+            let response = app.get(path, Some(&token)).await;
+
+            assert_ably_error(
+                response,
+                401,
+                40101,
+                "sub claim holds a control character (U+0000 to U+001F or U+007F), which no clientId may hold",
+            )
+            .await;
+        }
+    }
+    assert_eq!(mock.stats().published, 0);
+}
+
+/// The other half of finding 1: a TokenRequest signed for clientId
+/// `"*\n<T>"` (as an unfixed auth server signed it, with the server's key),
+/// re-sent with clientId `"*"`, timestamp `T` and nonce `"<ts>\n<nonce>"`.
+/// The MAC fits the forged fields; the mock refuses the request (40003)
+/// rather than issue a wildcard token.
+#[tokio::test]
+async fn a_token_request_re_sent_with_the_newline_moved_into_the_nonce_is_refused() {
+    let (mock, _app) = with_mock().await;
+    let signed_at = mock.now_ms();
+    let forged_timestamp = signed_at + 30_000;
+    let nonce = "0123456789abcdef0123456789abcdef";
+    for (client_id, forged_client_id) in [("*", "*"), ("alice", "alice")] {
+        let mut original = json!({
+            "keyName": ABLY_KEY_NAME, "ttl": 3_600_000, "capability": r#"{"*":["*"]}"#,
+            "clientId": format!("{client_id}\n{forged_timestamp}"),
+            "timestamp": signed_at, "nonce": nonce,
+        });
+        original["mac"] = mac_by_hand(ABLY_KEY_SECRET, &original).into();
+        let mut forged = json!({
+            "keyName": ABLY_KEY_NAME, "ttl": 3_600_000, "capability": r#"{"*":["*"]}"#,
+            "clientId": forged_client_id, "timestamp": forged_timestamp,
+            "nonce": format!("{signed_at}\n{nonce}"),
+        });
+        assert_eq!(
+            mac_by_hand(ABLY_KEY_SECRET, &forged),
+            original["mac"],
+            "the forged fields sign the same text"
+        );
+        forged["mac"] = original["mac"].clone();
+
+        let refusals = [
+            (
+                &forged,
+                "nonce holds a line feed, the separator of a TokenRequest's signed text; it may hold none",
+            ),
+            (
+                &original,
+                "clientId holds the control character U+000A; a clientId may hold none",
+            ),
+        ];
+        for (request, message) in refusals {
+            let response = within(
+                reqwest::Client::new()
+                    .post(format!(
+                        "{}/keys/{ABLY_KEY_NAME}/requestToken",
+                        mock.base_url()
+                    ))
+                    .json(request)
+                    .send(),
+            )
+            .await
+            .unwrap();
+
+            let error = assert_ably_error(response, 400, 40003, message).await;
+            assert_eq!(error["message"], message);
+        }
+    }
+}
