@@ -119,6 +119,24 @@ async fn a_server_key_ably_refuses_is_a_500_naming_the_servers_key_not_the_users
     assert!(!message.contains("not-the-real-secret"), "{message}");
 }
 
+/// History of `channel` on the mock, read with `credential` (a token or
+/// JWT): the status and the message `data` fields.
+async fn history(mock: &MockAbly, credential: &str, channel: &str) -> (u16, Vec<Value>) {
+    let mut url = Url::parse(mock.base_url()).unwrap();
+    url.path_segments_mut()
+        .unwrap()
+        .extend(["channels", channel, "messages"]);
+    url.query_pairs_mut().append_pair("accessToken", credential);
+    let response = within(reqwest::get(url)).await.unwrap();
+    let status = response.status().as_u16();
+    let body: Value = within(response.json()).await.unwrap();
+    let data = match body {
+        Value::Array(messages) => messages.iter().map(|m| m["data"].clone()).collect(),
+        _ => Vec::new(),
+    };
+    (status, data)
+}
+
 /// The app token of finding 1: its clientId claim holds a newline and the
 /// timestamp the attacker wants to forge, so the TokenRequest signed for it
 /// would carry a MAC that also fits clientId `"*"` (or `alice`). The auth
@@ -209,4 +227,66 @@ async fn a_token_request_re_sent_with_the_newline_moved_into_the_nonce_is_refuse
             assert_eq!(error["message"], message);
         }
     }
+}
+
+/// Finding 2: with `"user:{clientId}" = ["*"]`, the user `alice::$chat`
+/// was granted `user:alice::$chat`, alice's tagged channel, and the user
+/// `alice:inbox` got `user:alice:inbox`, inside alice's namespace. Neither
+/// can read alice's messages now; the rest of their grant stands.
+#[tokio::test]
+async fn a_client_id_with_a_colon_cannot_read_another_users_channel() {
+    let mock = MockAbly::builder().key(ABLY_KEY).start().await;
+    let app = spawn_app(Config {
+        ably_rest_url: Url::parse(mock.base_url()).unwrap(),
+        policy: Policy::from_toml(
+            "[default]\n\"chat:*\" = [\"subscribe\", \"history\"]\n\"user:{clientId}\" = [\"*\"]\n",
+        )
+        .unwrap(),
+        ..config()
+    })
+    .await;
+    mock.publish_data("user:alice::$chat", "", "for alice only");
+    mock.publish_data("user:alice:inbox", "", "alice's inbox");
+    mock.publish_data("chat:lobby", "", "hello all");
+
+    for (attacker, alices_channel) in [
+        ("alice::$chat", "user:alice::$chat"),
+        ("alice:inbox", "user:alice:inbox"),
+    ] {
+        let jwt = within(
+            app.get("/api/ably-jwt", Some(&user_token(attacker, &json!({}))))
+                .await
+                .text(),
+        )
+        .await
+        .unwrap();
+
+        assert_eq!(
+            history(&mock, &jwt, alices_channel).await,
+            (401, Vec::new()),
+            "{attacker}"
+        );
+        assert_eq!(sse_status(&mock, &jwt, alices_channel).await, 401);
+        assert_eq!(
+            verified_jwt(&jwt).capability,
+            r#"{"chat:*":["history","subscribe"]}"#,
+            "{attacker}"
+        );
+        assert_eq!(
+            history(&mock, &jwt, "chat:lobby").await,
+            (200, vec![json!("hello all")])
+        );
+    }
+    let alice = within(
+        app.get("/api/ably-jwt", Some(&user_token("alice", &json!({}))))
+            .await
+            .text(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        history(&mock, &alice, "user:alice").await,
+        (200, Vec::new()),
+        "alice keeps her own channel"
+    );
 }
