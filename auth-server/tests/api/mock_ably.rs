@@ -3,6 +3,8 @@
 //! `/api/ably-jwt` and the TokenRequest from `/api/ably-token-request` each
 //! open an SSE stream on an allowed channel and are refused on others.
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use auth_server::{Config, Policy};
 use mock_ably::MockAbly;
 use serde_json::{Value, json};
@@ -137,8 +139,8 @@ async fn history(mock: &MockAbly, credential: &str, channel: &str) -> (u16, Vec<
     (status, data)
 }
 
-/// The app token of finding 1: its clientId claim holds a newline and the
-/// timestamp the attacker wants to forge, so the TokenRequest signed for it
+/// An app token whose clientId claim holds a newline and the timestamp an
+/// attacker wants to forge: so the TokenRequest signed for it
 /// would carry a MAC that also fits clientId `"*"` (or `alice`). The auth
 /// server refuses the clientId on every endpoint, before anything is signed.
 #[tokio::test]
@@ -170,7 +172,7 @@ async fn a_newline_in_the_client_id_cannot_forge_a_wildcard_token_request() {
     assert_eq!(mock.stats().published, 0);
 }
 
-/// The other half of finding 1: a TokenRequest signed for clientId
+/// The same forgery at Ably's end: a TokenRequest signed for clientId
 /// `"*\n<T>"` (as an unfixed auth server signed it, with the server's key),
 /// re-sent with clientId `"*"`, timestamp `T` and nonce `"<ts>\n<nonce>"`.
 /// The MAC fits the forged fields; the mock refuses the request (40003)
@@ -229,7 +231,7 @@ async fn a_token_request_re_sent_with_the_newline_moved_into_the_nonce_is_refuse
     }
 }
 
-/// Finding 2: with `"user:{clientId}" = ["*"]`, the user `alice::$chat`
+/// With `"user:{clientId}" = ["*"]`, the user `alice::$chat`
 /// was granted `user:alice::$chat`, alice's tagged channel, and the user
 /// `alice:inbox` got `user:alice:inbox`, inside alice's namespace. Neither
 /// can read alice's messages now; the rest of their grant stands.
@@ -288,5 +290,36 @@ async fn a_client_id_with_a_colon_cannot_read_another_users_channel() {
         history(&mock, &alice, "user:alice").await,
         (200, Vec::new()),
         "alice keeps her own channel"
+    );
+}
+
+/// `/api/ably-token` asked for 24 h with an app token that has 100 s left:
+/// the TTL sent to Ably ends with the app token, so the token Ably issues ends then too, give or take the time the
+/// round trip took (Ably counts the TTL from when it issues the token).
+#[tokio::test]
+async fn the_token_from_ably_token_ends_with_the_app_token() {
+    let (_mock, app) = with_mock().await;
+    let exp = now_secs() + 100;
+    let token = user_token("alice", &json!({"exp": exp}));
+    let now_ms = || {
+        u64::try_from(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_millis(),
+        )
+        .unwrap()
+    };
+
+    let before = now_ms();
+    let response = app.get("/api/ably-token?ttl=86400000", Some(&token)).await;
+    let took = now_ms() - before;
+
+    assert_eq!(response.status(), 200);
+    let details: Value = within(response.json()).await.unwrap();
+    let expires = details["expires"].as_u64().unwrap();
+    assert!(
+        expires <= exp * 1000 + took && expires + 1000 >= exp * 1000,
+        "expires {expires}, app token exp {exp}, took {took} ms"
     );
 }
