@@ -18,6 +18,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
+use shared::token::ClientId;
 
 use crate::config::{AppJwtRules, ConfigError};
 use crate::error::ApiError;
@@ -27,10 +28,14 @@ use crate::policy::Allowed;
 /// Who the caller is, as their app JWT says.
 #[derive(Debug)]
 pub(crate) struct Identity {
-    /// The Ably clientId: the claim named by `AUTH_CLIENT_ID_CLAIM`.
-    pub(crate) client_id: String,
+    /// The Ably clientId: the claim named by `AUTH_CLIENT_ID_CLAIM`, free of
+    /// control characters ([`ClientId`]).
+    pub(crate) client_id: ClientId,
     /// The roles: the claim named by `AUTH_ROLES_CLAIM`.
     pub(crate) roles: Vec<String>,
+    /// The app token's `exp`, in seconds since the Unix epoch: no credential
+    /// minted for this identity outlives it (`AUTH_TTL_WITHIN_APP_TOKEN`).
+    pub(crate) exp: u64,
     /// The clientId as a JSON string literal, for the JWT claim.
     pub(crate) client_id_json: String,
     /// What the policy and the key allow this user, worked out on first
@@ -40,11 +45,12 @@ pub(crate) struct Identity {
 }
 
 impl Identity {
-    pub(crate) fn new(client_id: String, roles: Vec<String>) -> Self {
+    pub(crate) fn new(client_id: ClientId, roles: Vec<String>, exp: u64) -> Self {
         Self {
             client_id_json: Value::from(client_id.as_str()).to_string(),
             client_id,
             roles,
+            exp,
             allowed: OnceLock::new(),
         }
     }
@@ -201,15 +207,12 @@ impl AppJwtVerifier {
             }
         };
         let identity = Arc::new(self.identity(&claims)?);
-        // `exp` is required and checked: a number of seconds here.
-        if let Some(exp) = claims.get("exp").and_then(Value::as_u64) {
-            let entry = Verified {
-                identity: Arc::clone(&identity),
-                exp,
-                key,
-            };
-            self.verified.insert(digest, entry, now_secs());
-        }
+        let entry = Verified {
+            identity: Arc::clone(&identity),
+            exp: identity.exp,
+            key,
+        };
+        self.verified.insert(digest, entry, now_secs());
         Ok(identity)
     }
 
@@ -261,6 +264,15 @@ impl AppJwtVerifier {
                 "{name} claim is \"*\", Ably's wildcard clientId"
             )));
         }
+        // A line feed would shift the fields of a signed TokenRequest (the
+        // MAC covers them joined by `\n`): `"*\n<T>"` would sign like the
+        // wildcard. Any control character is refused, the empty id was above.
+        let client_id = ClientId::new(client_id).map_err(|_| {
+            invalid(&format!(
+                "{name} claim holds a control character (U+0000 to U+001F or U+007F), which no clientId may hold"
+            ))
+        })?;
+        let exp = exp_claim(claims).ok_or_else(|| invalid("no exp claim"))?;
         let roles = match claim(claims, &self.rules.roles_claim) {
             Some(Value::Array(items)) => items
                 .iter()
@@ -269,8 +281,21 @@ impl AppJwtVerifier {
             Some(Value::String(role)) => vec![role.clone()],
             _ => Vec::new(),
         };
-        Ok(Identity::new(client_id, roles))
+        Ok(Identity::new(client_id, roles, exp))
     }
+}
+
+/// `exp` in whole seconds, read as jsonwebtoken reads it (which has checked
+/// it): a whole number, or a non-negative finite number, here rounded down so
+/// that nothing outlives the token.
+fn exp_claim(claims: &Map<String, Value>) -> Option<u64> {
+    let exp = claims.get("exp")?;
+    exp.as_u64().or_else(|| {
+        exp.as_f64()
+            .filter(|exp| exp.is_finite() && *exp >= 0.0 && *exp < u64::MAX as f64)
+            // In range, checked just above.
+            .map(|exp| exp.floor() as u64)
+    })
 }
 
 /// The checks for each accepted algorithm: `exp` required, `nbf` checked,
@@ -372,7 +397,7 @@ mod tests {
     #[test]
     fn a_remembered_token_is_used_only_before_its_exp_and_while_its_key_is_current() {
         let tokens = VerifiedTokens::default();
-        let identity = Arc::new(Identity::new("alice".to_owned(), Vec::new()));
+        let identity = Arc::new(Identity::new("alice".parse().unwrap(), Vec::new(), 100));
         let entry = |key| Verified {
             identity: Arc::clone(&identity),
             exp: 100,

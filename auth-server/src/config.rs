@@ -68,6 +68,10 @@ pub struct Config {
     pub token_ttl: Duration,
     /// `AUTH_MAX_TOKEN_TTL`: requested TTLs are clamped to this (at most 24 h).
     pub max_token_ttl: Duration,
+    /// `AUTH_TTL_WITHIN_APP_TOKEN` (default `true`): every credential ends no
+    /// later than the app token's `exp`, and an app token with less than a
+    /// second left is refused like an expired one.
+    pub ttl_within_app_token: bool,
     /// `AUTH_CORS_ORIGINS`: browser origins allowed to call the API.
     pub cors_origins: CorsOrigins,
     /// `AUTH_RATE_LIMIT_PER_USER`: per verified clientId; `None` is off.
@@ -263,6 +267,7 @@ impl Config {
             key_capability: Capability::all(),
             token_ttl: Duration::from_secs(3600),
             max_token_ttl: ABLY_MAX_TTL,
+            ttl_within_app_token: true,
             cors_origins: CorsOrigins::None,
             rate_limit_per_user: Some(RateLimit {
                 count: 10,
@@ -300,6 +305,7 @@ impl Config {
     /// | `AUTH_KEY_CAPABILITY` | `{"[*]*":["*"]}` | the key's own capability (JSON) |
     /// | `AUTH_TOKEN_TTL` | `1h` | default token TTL |
     /// | `AUTH_MAX_TOKEN_TTL` | `24h` | TTL clamp, at most `24h` |
+    /// | `AUTH_TTL_WITHIN_APP_TOKEN` | `true` | credentials end by the app token's `exp` (`true` or `false`) |
     /// | `AUTH_CORS_ORIGINS` | unset (no CORS) | `*` or comma-separated origins |
     /// | `AUTH_RATE_LIMIT_PER_USER` | `10/s` | `N/s`, `N/m` or `off` |
     /// | `AUTH_RATE_LIMIT_PER_IP` | `100/s` | `N/s`, `N/m` or `off` |
@@ -408,6 +414,9 @@ impl Config {
                 "AUTH_TOKEN_TTL",
                 "must not exceed AUTH_MAX_TOKEN_TTL",
             ));
+        }
+        if let Some(within) = env.var_parsed::<bool>("AUTH_TTL_WITHIN_APP_TOKEN")? {
+            config.ttl_within_app_token = within;
         }
         if let Some(origins) = env.var("AUTH_CORS_ORIGINS") {
             config.cors_origins = parse_cors_origins(&origins)
@@ -704,6 +713,7 @@ mod tests {
         assert_eq!(config.key_capability.to_string(), r#"{"[*]*":["*"]}"#);
         assert_eq!(config.token_ttl, Duration::from_secs(3600));
         assert_eq!(config.max_token_ttl, Duration::from_secs(86_400));
+        assert!(config.ttl_within_app_token);
         assert_eq!(config.cors_origins, CorsOrigins::None);
         assert_eq!(config.rate_limit_per_user.unwrap().count, 10);
         assert_eq!(config.rate_limit_per_ip.unwrap().count, 100);
@@ -854,6 +864,17 @@ mod tests {
         assert_eq!(default_over_max.name, "AUTH_TOKEN_TTL");
         assert_eq!(ok.max_token_ttl, Duration::from_secs(7200));
         assert_eq!(ok.token_ttl, Duration::from_secs(900));
+    }
+
+    #[test]
+    fn ttl_within_app_token_is_on_unless_set_to_false() {
+        let off = with(&[("AUTH_TTL_WITHIN_APP_TOKEN", "false")]).unwrap();
+        let on = with(&[("AUTH_TTL_WITHIN_APP_TOKEN", "true")]).unwrap();
+        let typo = with(&[("AUTH_TTL_WITHIN_APP_TOKEN", "no")]).unwrap_err();
+
+        assert!(!off.ttl_within_app_token);
+        assert!(on.ttl_within_app_token);
+        assert_eq!(typo.name, "AUTH_TTL_WITHIN_APP_TOKEN");
     }
 
     #[test]

@@ -27,8 +27,14 @@ pub(crate) struct Grant {
     pub(crate) identity: Arc<Identity>,
     /// The capability: policy ∩ request ∩ key, never empty.
     pub(crate) capability: Arc<CanonicalCapability>,
-    /// The token lifetime, already clamped.
+    /// The token lifetime, already clamped to `AUTH_MAX_TOKEN_TTL`.
     pub(crate) ttl: Duration,
+    /// When the grant was decided, in ms since the Unix epoch: the issue
+    /// time of a JWT or TokenRequest minted for it.
+    pub(crate) now_ms: u64,
+    /// The latest a credential may end, in ms since the Unix epoch: the app
+    /// token's `exp` (`AUTH_TTL_WITHIN_APP_TOKEN`), or `u64::MAX`.
+    pub(crate) ends_by_ms: u64,
 }
 
 impl Grant {
@@ -36,6 +42,25 @@ impl Grant {
     pub(crate) fn client_id(&self) -> &str {
         &self.identity.client_id
     }
+
+    /// The lifetime, in ms, of a credential issued at `now_ms`: [`Grant::ttl`]
+    /// cut so that it ends by [`Grant::ends_by_ms`].
+    ///
+    /// # Errors
+    ///
+    /// The 401 of an expired app token if nothing is left (the grant was
+    /// decided with at least a second left, so only a slow mint gets here).
+    pub(crate) fn ttl_ms_at(&self, now_ms: u64) -> Result<u64, ApiError> {
+        match self.ends_by_ms.saturating_sub(now_ms) {
+            0 => Err(app_token_expired()),
+            left => Ok(ttl_ms(self.ttl).min(left)),
+        }
+    }
+}
+
+/// The refusal of an app token past its `exp`, as verification words it.
+pub(crate) fn app_token_expired() -> ApiError {
+    ApiError::InvalidCredentials("expired".to_owned())
 }
 
 /// Milliseconds since the Unix epoch.
@@ -83,11 +108,15 @@ impl JwtSigner {
         }
     }
 
-    /// An Ably JWT for `grant`, issued at `now_secs`: a random `jti` so two
-    /// tokens minted in the same second still differ, and `exp = iat + ttl`
-    /// (rounded up to whole seconds).
-    pub(crate) fn jwt(&self, grant: &Grant, now_secs: u64) -> Result<String, ApiError> {
-        let ttl_secs = ttl_ms(grant.ttl).div_ceil(1000).max(1);
+    /// An Ably JWT for `grant`, issued at [`Grant::now_ms`]: `iat` is that
+    /// second, a random `jti` so two tokens minted in the same second still
+    /// differ, and `exp = iat + ttl` (ttl from [`Grant::ttl_ms_at`], rounded
+    /// up to whole seconds). Rounding up never passes [`Grant::ends_by_ms`]
+    /// when that is whole seconds: with `now = 1000 * iat + r` and
+    /// `ttl <= ends_by - now`, `iat + ceil(ttl / 1000) <= ends_by / 1000`.
+    pub(crate) fn jwt(&self, grant: &Grant) -> Result<String, ApiError> {
+        let now_secs = grant.now_ms / 1000;
+        let ttl_secs = grant.ttl_ms_at(grant.now_ms)?.div_ceil(1000).max(1);
         let jti = random_hex().context("generating a jti")?;
         // The claims of §2.1.3, written out: the two strings come as JSON
         // string literals already (escaped once per grant and per user).
@@ -189,14 +218,17 @@ impl Hex32 {
 }
 
 /// A TokenRequest for `grant`, signed at `now_ms` with a fresh nonce; the
-/// capability is canonical text (§3.2.1: we always canonicalise).
+/// capability is canonical text (§3.2.1: we always canonicalise). Its `ttl`
+/// ends by [`Grant::ends_by_ms`] counted from `now_ms`; Ably counts it from
+/// when the request is exchanged, which can be later (up to the two-minute
+/// timestamp window).
 pub(crate) fn token_request(
     key: &ApiKey,
     grant: &Grant,
     now_ms: u64,
 ) -> Result<TokenRequest, ApiError> {
     let params = TokenParams {
-        ttl: Some(ttl_ms(grant.ttl)),
+        ttl: Some(grant.ttl_ms_at(now_ms)?),
         capability: Some(grant.capability.text.clone()),
         client_id: Some(grant.client_id().to_owned()),
     };
@@ -351,14 +383,20 @@ mod tests {
     fn jwts_verify_with_shared_and_carry_the_grant() {
         let key: ApiKey = "appA.keyA:s3cr3t".parse().unwrap();
         let grant = Grant {
-            identity: Arc::new(Identity::new("al\"ice\u{2028}".to_owned(), Vec::new())),
+            identity: Arc::new(Identity::new(
+                "al\"ice\u{2028}".parse().unwrap(),
+                Vec::new(),
+                u64::MAX,
+            )),
             capability: Arc::new(CanonicalCapability::new(
                 Capability::parse(r#"{"chat:\"*":["subscribe"]}"#).unwrap(),
             )),
             ttl: Duration::from_millis(1500),
+            now_ms: 1_700_000_000_000,
+            ends_by_ms: u64::MAX,
         };
 
-        let token = JwtSigner::new(&key).jwt(&grant, 1_700_000_000).unwrap();
+        let token = JwtSigner::new(&key).jwt(&grant).unwrap();
 
         let claims = verify_jwt(&token, [&key], 1_700_000_001, 0).unwrap().claims;
         assert_eq!(claims.iat, 1_700_000_000);
@@ -374,6 +412,35 @@ mod tests {
                     .as_str()
             )
         );
+    }
+
+    #[test]
+    fn a_credential_ends_by_the_app_tokens_exp_whatever_the_millisecond() {
+        let key: ApiKey = "appA.keyA:s3cr3t".parse().unwrap();
+        let signer = JwtSigner::new(&key);
+        let exp = 1_700_000_010;
+        let grant = |now_ms| Grant {
+            identity: Arc::new(Identity::new("alice".parse().unwrap(), Vec::new(), exp)),
+            capability: Arc::new(CanonicalCapability::new(Capability::all())),
+            ttl: Duration::from_secs(86_400),
+            now_ms,
+            ends_by_ms: exp * 1000,
+        };
+
+        for now_ms in [1_700_000_000_000, 1_700_000_000_001, 1_700_000_008_999] {
+            let grant = grant(now_ms);
+
+            let jwt = signer.jwt(&grant).unwrap();
+            let request = token_request(&key, &grant, now_ms).unwrap();
+
+            let claims = verify_jwt(&jwt, [&key], now_ms / 1000, 0).unwrap().claims;
+            assert_eq!(claims.exp, exp, "{now_ms}");
+            assert_eq!(request.timestamp + request.ttl.unwrap(), exp * 1000);
+        }
+        assert!(matches!(
+            grant(1_700_000_009_000).ttl_ms_at(exp * 1000),
+            Err(ApiError::InvalidCredentials(message)) if message == "expired"
+        ));
     }
 
     #[test]

@@ -29,10 +29,20 @@
 //!
 //! # Safety of `{clientId}`
 //!
-//! A clientId containing `*`, `[` or `]` would turn a per-user resource into
-//! a wildcard or a qualified name (`private:{clientId}` for the clientId `*`
-//! would be `private:*`). Such a user gets no resource that uses
-//! `{clientId}`: the grant can only shrink, never widen.
+//! A `{clientId}` resource must name that user's channel and no other. A
+//! clientId holding a character that means something in a resource name
+//! would break out of it:
+//!
+//! - `*` turns it into a wildcard (`private:{clientId}` for the clientId `*`
+//!   is `private:*`);
+//! - `[` and `]` make a qualified name (`[meta]…`);
+//! - `:` adds a segment: `alice:inbox` lands inside a `user:alice:*` grant,
+//!   and `alice::$chat` names alice's tagged channel `user:alice::$chat`
+//!   (a `::$` suffix is part of the channel it follows);
+//! - a control character has no place in a channel name.
+//!
+//! Such a user gets no resource that uses `{clientId}` (the rest of the
+//! grant stands): the grant can only shrink, never widen.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -130,8 +140,10 @@ impl Policy {
     /// The capability for a user: `[default]` plus the tables of `roles`,
     /// with `{clientId}` replaced by `client_id`. Unknown roles grant nothing.
     /// The result may be empty.
+    /// A clientId that could break out of its resource (see "Safety of
+    /// `{clientId}`" above) gets none of the `{clientId}` resources.
     pub fn capability_for(&self, client_id: &str, roles: &[String]) -> Capability {
-        let safe_to_substitute = !client_id.contains(['*', '[', ']']);
+        let safe_to_substitute = is_safe_to_substitute(client_id);
         let mut capability = Capability::new();
         let tables =
             std::iter::once(&self.default).chain(roles.iter().filter_map(|r| self.roles.get(r)));
@@ -156,6 +168,15 @@ impl Policy {
     pub fn roles(&self) -> impl Iterator<Item = &str> {
         self.roles.keys().map(String::as_str)
     }
+}
+
+/// Whether `client_id` can stand for `{clientId}` in a resource name: it
+/// holds none of `:` (a segment or `::$` tag separator), `*` (a wildcard),
+/// `[` and `]` (a qualifier) and no control character.
+fn is_safe_to_substitute(client_id: &str) -> bool {
+    !client_id
+        .chars()
+        .any(|c| matches!(c, ':' | '*' | '[' | ']') || c.is_ascii_control())
 }
 
 /// A capability with its canonical text (`ABLY-PROTOCOL.md` §3.4), written
@@ -441,7 +462,7 @@ spaces = ["board", "room-{clientId}"]
     fn a_client_id_that_would_act_as_a_wildcard_gets_no_templated_resource() {
         let policy = Policy::from_toml(ISSUE_EXAMPLE).unwrap();
 
-        for client_id in ["*", "a:*", "[meta]x"] {
+        for client_id in ["*", "a:*", "[meta]x", "x]"] {
             let capability = policy.capability_for(client_id, &[]);
 
             assert_eq!(
@@ -450,6 +471,42 @@ spaces = ["board", "room-{clientId}"]
                 "{client_id}"
             );
         }
+    }
+
+    #[test]
+    fn a_client_id_with_a_colon_cannot_reach_another_users_channels() {
+        let policy = Policy::from_toml(
+            r#"
+[default]
+"chat:*" = ["subscribe"]
+"user:{clientId}" = ["*"]
+"user:{clientId}:*" = ["subscribe"]
+"#,
+        )
+        .unwrap();
+
+        for client_id in [
+            "alice::$chat",
+            "alice:inbox",
+            "alice:",
+            ":",
+            "a\nb",
+            "a\u{7f}",
+        ] {
+            let capability = policy.capability_for(client_id, &[]);
+
+            assert_eq!(
+                capability.to_string(),
+                r#"{"chat:*":["subscribe"]}"#,
+                "{client_id:?}"
+            );
+        }
+        assert_eq!(
+            policy
+                .capability_for("alice.smith-1@example.com", &[])
+                .to_string(),
+            r#"{"chat:*":["subscribe"],"user:alice.smith-1@example.com":["*"],"user:alice.smith-1@example.com:*":["subscribe"]}"#
+        );
     }
 
     #[test]

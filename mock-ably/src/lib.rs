@@ -50,6 +50,11 @@
 //! - **`v` and `X-Ably-Version`** are accepted, whatever their value, and
 //!   ignored; a stream without `v` is accepted too.
 //! - **`requestToken`** answers `200` (clients accept any 2xx).
+//! - **`requestToken` with a line feed in a signed field** (`keyName`,
+//!   `capability`, `nonce`), or any control character in `clientId`, is
+//!   refused with 40003 before the MAC is checked: the MAC covers the fields
+//!   joined by `\n`, so such a field could carry a valid MAC over to a forged
+//!   request. Real Ably's answer is not publicly specified.
 //! - **Bearer tokens** are tried raw, then base64-decoded; `accessToken` and
 //!   `access_token` are both accepted.
 //! - **JWTs** are verified with no clock leeway.

@@ -10,7 +10,8 @@
 //! - [`key`]: API keys (`appId.keyId:secret`), with the secret kept out of logs.
 //! - [`capability`]: capabilities, canonical text, wildcard matching, intersection.
 //! - [`error_info`]: Ably's `ErrorInfo`, its envelope and the error codes.
-//! - [`token`]: TokenRequest (with its MAC) and TokenDetails.
+//! - [`token`]: TokenRequest (with its MAC, over fields that cannot hold its
+//!   separator) and TokenDetails.
 //! - [`jwt`]: Ably JWTs: claims, signing and verification with Ably's error codes.
 //! - [`message`]: the wire `Message` and its `encoding` chain.
 //! - [`vcdiff`]: an RFC 3284 decoder and an encoder for Ably's delta subset.

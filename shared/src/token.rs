@@ -16,9 +16,22 @@
 //! by [`crate::capability`] (§3.4); the MAC covers the text exactly as given,
 //! and verification uses the text exactly as received (§3.2.1).
 //!
+//! # No field can hold the separator
+//!
+//! The signed text joins the fields with `\n`, so a field holding a `\n`
+//! could shift the ones after it: a clientId `"*\n1700000000000"` signs the
+//! same text as the clientId `"*"` with that timestamp and a nonce starting
+//! with the real timestamp, and the MAC would carry over to that forged
+//! request. So the string fields of a [`TokenRequest`] are types that cannot
+//! hold one: [`ClientId`] (no control character at all, and not empty) and
+//! [`SignField`] (`keyName`, `capability`, `nonce`: no `\n`). A request that
+//! holds one cannot be built, signed, parsed or verified; [`TokenParams`]
+//! stays plain text and is checked when it is signed.
+//!
 //! A receiver (the mock) should check in this order:
 //! [`TokenRequest::from_json`] (40001 for a missing or mistyped field, 40003
-//! for a `ttl` that is negative or not a number),
+//! for a `ttl` that is negative or not a number, then 40003 for a field that
+//! holds a line feed and 40012 for an empty clientId),
 //! [`TokenRequest::validate`] (field ranges and the ±2 minute timestamp
 //! window), key lookup, [`TokenRequest::verify_mac`] (40101), and finally the
 //! nonce-replay check (40105), which needs state and so is the caller's job.
@@ -32,6 +45,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use crate::capability::Capability;
 use crate::error::{Error, Result};
 use crate::error_info::{ErrorInfo, codes};
 use crate::key::ApiKey;
@@ -52,6 +66,220 @@ pub const TIMESTAMP_TOLERANCE_MS: u64 = 120_000;
 pub const MIN_NONCE_LEN: usize = 16;
 
 type HmacSha256 = Hmac<Sha256>;
+
+/// A clientId that can be signed into a [`TokenRequest`]: not empty and free
+/// of control characters (U+0000–U+001F and U+007F).
+///
+/// `"*"`, the wildcard (§4.4), is a valid `ClientId`; refusing it to users is
+/// up to whoever decides who a user is. Build one with [`ClientId::new`] or
+/// `parse`; read it as a `&str` ([`ClientId::as_str`], or through `Deref`).
+///
+/// ```
+/// use shared::token::ClientId;
+///
+/// let id: ClientId = "user-1".parse()?;
+/// assert_eq!(id, "user-1");
+/// assert!("".parse::<ClientId>().is_err());
+/// assert!("alice\n1700000000000".parse::<ClientId>().is_err());
+/// # Ok::<(), shared::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientId(String);
+
+impl ClientId {
+    /// Checks `id`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Rejected`] with 40012 (400) for an empty `id`, and with
+    /// 40003 (400) naming the first control character it holds.
+    pub fn new(id: impl Into<String>) -> Result<Self> {
+        let id = id.into();
+        if id.is_empty() {
+            return Err(rejected(
+                codes::INVALID_CLIENT_ID,
+                "clientId can't be an empty string",
+            ));
+        }
+        if let Some(control) = id.chars().find(char::is_ascii_control) {
+            return Err(Error::Rejected(ErrorInfo::from_code(
+                codes::INVALID_PARAMETER_VALUE,
+                format!(
+                    "clientId holds the control character U+{:04X}; a clientId may hold none",
+                    u32::from(control)
+                ),
+            )));
+        }
+        Ok(Self(id))
+    }
+}
+
+/// The text of one of a [`TokenRequest`]'s other signed fields (`keyName`,
+/// `capability`, `nonce`): any text without a line feed, the separator of
+/// the signed text (see the [module docs](self)).
+///
+/// ```
+/// use shared::token::SignField;
+///
+/// let nonce: SignField = "0123456789abcdef".parse()?;
+/// assert_eq!(nonce.len(), 16);
+/// assert!("0123456789abcdef\n1700000000000".parse::<SignField>().is_err());
+/// # Ok::<(), shared::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SignField(String);
+
+impl SignField {
+    /// Checks `text`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Rejected`] with 40003 (400) if `text` holds a `\n`.
+    pub fn new(text: impl Into<String>) -> Result<Self> {
+        Self::named("text", text.into())
+    }
+
+    /// [`SignField::new`], with the field's name in the error.
+    fn named(field: &str, text: String) -> Result<Self> {
+        if text.contains('\n') {
+            return Err(line_feed_in(field));
+        }
+        Ok(Self(text))
+    }
+}
+
+/// The canonical text of a capability (§3.4). It never holds a line feed:
+/// it is compact JSON, whose strings escape control characters.
+impl From<&Capability> for SignField {
+    fn from(capability: &Capability) -> Self {
+        let text = capability.to_canonical_string();
+        debug_assert!(!text.contains('\n'), "{text}");
+        Self(text)
+    }
+}
+
+fn line_feed_in(field: &str) -> Error {
+    Error::Rejected(ErrorInfo::from_code(
+        codes::INVALID_PARAMETER_VALUE,
+        format!(
+            "{field} holds a line feed, the separator of a TokenRequest's signed text; it may hold none"
+        ),
+    ))
+}
+
+/// What [`ClientId`] and [`SignField`] share: a checked `String` that reads
+/// as a `&str`, compares with strings, and is text on the wire.
+macro_rules! checked_text {
+    ($type:ident) => {
+        impl $type {
+            /// The text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            /// The text, as an owned `String`.
+            pub fn into_string(self) -> String {
+                self.0
+            }
+        }
+
+        impl std::ops::Deref for $type {
+            type Target = str;
+
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl AsRef<str> for $type {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::borrow::Borrow<str> for $type {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $type {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl std::str::FromStr for $type {
+            type Err = Error;
+
+            /// Same as `new`.
+            fn from_str(text: &str) -> Result<Self> {
+                Self::new(text)
+            }
+        }
+
+        impl TryFrom<String> for $type {
+            type Error = Error;
+
+            /// Same as `new`.
+            fn try_from(text: String) -> Result<Self> {
+                Self::new(text)
+            }
+        }
+
+        impl From<$type> for String {
+            fn from(text: $type) -> String {
+                text.0
+            }
+        }
+
+        impl PartialEq<str> for $type {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $type {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+
+        impl PartialEq<String> for $type {
+            fn eq(&self, other: &String) -> bool {
+                self.0 == *other
+            }
+        }
+
+        impl PartialEq<$type> for String {
+            fn eq(&self, other: &$type) -> bool {
+                *self == other.0
+            }
+        }
+
+        impl PartialEq<$type> for &str {
+            fn eq(&self, other: &$type) -> bool {
+                *self == other.0
+            }
+        }
+
+        impl Serialize for $type {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $type {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(deserializer)?;
+                Self::new(text).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+checked_text!(ClientId);
+checked_text!(SignField);
 
 /// The parameters a token is requested with: the unsigned part of a
 /// [`TokenRequest`].
@@ -82,7 +310,10 @@ pub struct TokenParams {
 ///
 /// Serializes to the camelCase JSON ably-js sends, leaving out absent
 /// optional fields. Deserializing accepts `ttl` and `timestamp` as numbers or
-/// numeric strings, because Ably's own docs send `"ttl":"3600000"`.
+/// numeric strings, because Ably's own docs send `"ttl":"3600000"`, and
+/// refuses a string field holding a line feed (a clientId holding any
+/// control character), which could shift the signed text (see the
+/// [module docs](self)).
 ///
 /// ```
 /// use shared::key::ApiKey;
@@ -94,36 +325,73 @@ pub struct TokenParams {
 /// let request = TokenRequest::new_signed(&key, params, 1_700_000_000_000)?;
 ///
 /// assert!(request.verify_mac(key.secret()).is_ok());
+///
+/// // A clientId that would shift the signed text cannot be signed.
+/// let forged = TokenParams { client_id: Some("*\n1700000000000".into()), ..TokenParams::default() };
+/// assert!(TokenRequest::new_signed(&key, forged, 1_700_000_000_000).is_err());
 /// # Ok::<(), shared::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", try_from = "WireTokenRequest")]
 pub struct TokenRequest {
     /// The signing key's name, `appId.keyId`.
-    pub key_name: String,
+    pub key_name: SignField,
     /// Requested lifetime in ms; see [`TokenRequest::effective_ttl_ms`].
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "lenient_u64::optional"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ttl: Option<u64>,
     /// Capability text, signed exactly as it appears here.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub capability: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capability: Option<SignField>,
     /// The client id the token will carry.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<ClientId>,
     /// When the request was signed, in ms since the Unix epoch.
-    #[serde(deserialize_with = "lenient_u64::required")]
     pub timestamp: u64,
     /// A random string of at least [`MIN_NONCE_LEN`] characters that makes the
     /// request single-use.
-    pub nonce: String,
+    pub nonce: SignField,
     /// The base64 HMAC-SHA256 of [`TokenRequest::sign_text`]; `None` for an
     /// unsigned request.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
+}
+
+/// A [`TokenRequest`] as JSON carries it, before its text fields are
+/// checked.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireTokenRequest {
+    key_name: String,
+    #[serde(default, deserialize_with = "lenient_u64::optional")]
+    ttl: Option<u64>,
+    #[serde(default)]
+    capability: Option<String>,
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(deserialize_with = "lenient_u64::required")]
+    timestamp: u64,
+    nonce: String,
+    #[serde(default)]
+    mac: Option<String>,
+}
+
+impl TryFrom<WireTokenRequest> for TokenRequest {
+    type Error = Error;
+
+    fn try_from(wire: WireTokenRequest) -> Result<Self> {
+        Ok(Self {
+            key_name: SignField::named("keyName", wire.key_name)?,
+            ttl: wire.ttl,
+            capability: wire
+                .capability
+                .map(|text| SignField::named("capability", text))
+                .transpose()?,
+            client_id: wire.client_id.map(ClientId::new).transpose()?,
+            timestamp: wire.timestamp,
+            nonce: SignField::named("nonce", wire.nonce)?,
+            mac: wire.mac,
+        })
+    }
 }
 
 impl TokenRequest {
@@ -148,7 +416,9 @@ impl TokenRequest {
     /// [`Error::Rejected`] with the code Ably would answer if the request
     /// breaks a rule [`TokenRequest::validate`] checks (apart from the
     /// timestamp window): a nonce shorter than [`MIN_NONCE_LEN`] (40001), an
-    /// empty client id (40012), a TTL of zero or over [`MAX_TTL_MS`] (40003).
+    /// empty client id (40012), a TTL of zero or over [`MAX_TTL_MS`] (40003);
+    /// and with 40003 a client id holding a control character or a capability
+    /// or nonce holding a line feed, which no [`TokenRequest`] can hold.
     /// Signing a request Ably is bound to reject helps nobody.
     pub fn sign_with_nonce(
         key: &ApiKey,
@@ -162,16 +432,19 @@ impl TokenRequest {
             client_id,
         } = params;
         let mut request = Self {
-            key_name: key.key_name().to_owned(),
+            // `ApiKey::parse` allows only `[A-Za-z0-9_-.]` in a key name.
+            key_name: SignField(key.key_name().to_owned()),
             ttl,
-            capability,
-            client_id,
+            capability: capability
+                .map(|text| SignField::named("capability", text))
+                .transpose()?,
+            client_id: client_id.map(ClientId::new).transpose()?,
             timestamp: timestamp_ms,
-            nonce,
+            nonce: SignField::named("nonce", nonce)?,
             mac: None,
         };
         request.check_fields()?;
-        request.mac = Some(compute_mac(key.secret(), &request.sign_text()));
+        request.mac = Some(compute_mac(key.secret(), &request));
         Ok(request)
     }
 
@@ -188,7 +461,10 @@ impl TokenRequest {
     /// - then [`Error::Rejected`] with 40003 (400) "Invalid value for TTL" if
     ///   `ttl` is negative or not a number (§3.3: "ttl negative or not a
     ///   number → 40003"), including a fraction, a string that is not all
-    ///   digits and a value past `u64`.
+    ///   digits and a value past `u64`;
+    /// - then [`Error::Rejected`] with 40003 (400) if `keyName`, `capability`
+    ///   or `nonce` holds a line feed or `clientId` a control character, and
+    ///   40012 (400) for `clientId: ""` (see [`ClientId`] and [`SignField`]).
     pub fn from_json(body: impl AsRef<[u8]>) -> Result<Self> {
         let invalid = |err: serde_json::Error| Error::InvalidTokenRequest(err.to_string());
         let mut value: serde_json::Value =
@@ -199,19 +475,22 @@ impl TokenRequest {
             .as_object_mut()
             .and_then(|object| object.remove("ttl"))
             .filter(|ttl| !ttl.is_null());
-        let mut request: Self = serde_json::from_value(value).map_err(invalid)?;
-        request.ttl = ttl
+        let mut wire: WireTokenRequest = serde_json::from_value(value).map_err(invalid)?;
+        wire.ttl = ttl
             .map(|ttl| {
                 lenient_u64::required(&ttl)
                     .map_err(|_| rejected(codes::INVALID_PARAMETER_VALUE, "Invalid value for TTL"))
             })
             .transpose()?;
-        Ok(request)
+        Self::try_from(wire)
     }
 
     /// The text the MAC covers (§3.2):
     /// `keyName\nttl\ncapability\nclientId\ntimestamp\nnonce\n`, absent fields
     /// as empty strings.
+    ///
+    /// No field can hold a `\n` (their types refuse it), so the text reads
+    /// back into exactly these fields and no others.
     pub fn sign_text(&self) -> String {
         let ttl = self.ttl.map(|ttl| ttl.to_string()).unwrap_or_default();
         format!(
@@ -255,7 +534,6 @@ impl TokenRequest {
     ///
     /// - 40001 (400) for an empty `keyName` or a nonce shorter than
     ///   [`MIN_NONCE_LEN`] characters;
-    /// - 40012 (400) for `clientId: ""`;
     /// - 40003 (400) "Excessive value for TTL" above [`MAX_TTL_MS`], and
     ///   40003 for a TTL of zero;
     /// - 40104 (401) "Timestamp not current" when `timestamp` is more than
@@ -292,12 +570,6 @@ impl TokenRequest {
                 "Invalid token request; nonce must be at least 16 characters",
             ));
         }
-        if self.client_id.as_deref() == Some("") {
-            return Err(rejected(
-                codes::INVALID_CLIENT_ID,
-                "clientId can't be an empty string",
-            ));
-        }
         match self.ttl {
             Some(ttl) if ttl > MAX_TTL_MS => Err(rejected(
                 codes::INVALID_PARAMETER_VALUE,
@@ -314,12 +586,15 @@ impl TokenRequest {
     }
 }
 
-/// The MAC of §3.2: HMAC-SHA256 of `sign_text` keyed with the UTF-8 bytes of
-/// `secret`, as standard base64 with `=` padding.
-///
-/// `sign_text` is normally [`TokenRequest::sign_text`].
-pub fn compute_mac(secret: &SecretString, sign_text: &str) -> String {
-    BASE64.encode(hmac_over(secret, sign_text).finalize().into_bytes())
+/// The MAC of §3.2: HMAC-SHA256 of `request`'s [`TokenRequest::sign_text`]
+/// keyed with the UTF-8 bytes of `secret`, as standard base64 with `=`
+/// padding. (`request.mac` is not read.)
+pub fn compute_mac(secret: &SecretString, request: &TokenRequest) -> String {
+    BASE64.encode(
+        hmac_over(secret, &request.sign_text())
+            .finalize()
+            .into_bytes(),
+    )
 }
 
 fn hmac_over(secret: &SecretString, text: &str) -> HmacSha256 {
@@ -476,6 +751,10 @@ mod tests {
         TokenRequest::sign_with_nonce(&key(), params, NOW, NONCE.to_owned()).unwrap()
     }
 
+    fn field(text: &str) -> SignField {
+        text.parse().unwrap()
+    }
+
     fn code_of(result: Result<()>) -> (u32, u16) {
         match result {
             Err(Error::Rejected(info)) => (info.code, info.status_code),
@@ -562,17 +841,17 @@ mod tests {
     fn verify_rejects_every_tampered_field_with_40101() {
         let original = signed(full_params());
         let tampered: [(&str, Edit); 10] = [
-            ("keyName", |r| r.key_name = "xVLyHw.other".into()),
+            ("keyName", |r| r.key_name = field("xVLyHw.other")),
             ("ttl", |r| r.ttl = Some(7_200_000)),
             ("ttl removed", |r| r.ttl = None),
             ("capability", |r| {
-                r.capability = Some(r#"{"*":["*"]}"#.into())
+                r.capability = Some(field(r#"{"*":["*"]}"#))
             }),
             ("capability removed", |r| r.capability = None),
-            ("clientId", |r| r.client_id = Some("admin".into())),
+            ("clientId", |r| r.client_id = Some("admin".parse().unwrap())),
             ("clientId removed", |r| r.client_id = None),
             ("timestamp", |r| r.timestamp += 1),
-            ("nonce", |r| r.nonce = "fedcba9876543210".into()),
+            ("nonce", |r| r.nonce = field("fedcba9876543210")),
             ("mac", |r| {
                 r.mac = Some("F+bhmlt9V/OW5HC+xRJSwqKJ/wXwtU7TYNxaWBLK7uc=".into());
             }),
@@ -692,17 +971,14 @@ mod tests {
 
     #[test]
     fn validate_applies_ablys_field_rules() {
-        let cases: [(&str, Edit, (u32, u16)); 6] = [
-            ("empty keyName", |r| r.key_name.clear(), (40001, 400)),
+        // (An empty clientId cannot be a `ClientId`: see
+        // `text_fields_that_would_shift_the_signed_text_are_refused`.)
+        let cases: [(&str, Edit, (u32, u16)); 5] = [
+            ("empty keyName", |r| r.key_name = field(""), (40001, 400)),
             (
                 "short nonce",
-                |r| r.nonce = "123456789012345".into(),
+                |r| r.nonce = field("123456789012345"),
                 (40001, 400),
-            ),
-            (
-                "empty clientId",
-                |r| r.client_id = Some(String::new()),
-                (40012, 400),
             ),
             (
                 "ttl over 24 h",
@@ -723,6 +999,109 @@ mod tests {
 
             assert_eq!(code_of(request.validate(NOW)), expected, "{name}");
         }
+    }
+
+    /// The forgery of a wildcard TokenRequest: a clientId `"*\n<T>"` signs
+    /// the same text as clientId `"*"`, timestamp `T` and a nonce
+    /// `"<timestamp>\n<nonce>"`, so the MAC would carry over.
+    #[test]
+    fn a_newline_in_the_client_id_cannot_forge_a_wildcard_token_request() {
+        let forged_timestamp = NOW + 60_000;
+        let params = TokenParams {
+            client_id: Some(format!("*\n{forged_timestamp}")),
+            ..TokenParams::default()
+        };
+
+        let signing = TokenRequest::sign_with_nonce(&key(), params, NOW, NONCE.to_owned());
+        // The re-sent request, with the MAC an unfixed signer would give: the
+        // one over the very same text.
+        let text = format!("xVLyHw.mDYnFA\n\n\n*\n{forged_timestamp}\n{NOW}\n{NONCE}\n");
+        let mac = BASE64.encode(hmac_over(key().secret(), &text).finalize().into_bytes());
+        let resent = json!({
+            "keyName": "xVLyHw.mDYnFA",
+            "clientId": "*",
+            "timestamp": forged_timestamp,
+            "nonce": format!("{NOW}\n{NONCE}"),
+            "mac": mac,
+        });
+        let parsed = TokenRequest::from_json(resent.to_string());
+
+        assert_eq!(code_of(signing.map(drop)), (40003, 400));
+        let info = parsed.unwrap_err().error_info();
+        assert_eq!((info.code, info.status_code), (40003, 400));
+        assert_eq!(
+            info.message,
+            "nonce holds a line feed, the separator of a TokenRequest's signed text; it may hold none"
+        );
+    }
+
+    #[test]
+    fn text_fields_that_would_shift_the_signed_text_are_refused() {
+        let client_ids = [
+            ("alice\n1700000000000", "U+000A"),
+            ("tab\there", "U+0009"),
+            ("nul\u{0}", "U+0000"),
+            ("del\u{7f}", "U+007F"),
+            ("cr\r", "U+000D"),
+        ];
+        let bodies = [
+            (
+                json!({"keyName": "a.b\nx", "timestamp": 1, "nonce": NONCE}),
+                "keyName",
+            ),
+            (
+                json!({"keyName": "a.b", "capability": "{\n}", "timestamp": 1, "nonce": NONCE}),
+                "capability",
+            ),
+            (
+                json!({"keyName": "a.b", "timestamp": 1, "nonce": "0123456789abcdef\n"}),
+                "nonce",
+            ),
+            (
+                json!({"keyName": "a.b", "clientId": "a\nb", "timestamp": 1, "nonce": NONCE}),
+                "clientId",
+            ),
+        ];
+
+        for (id, named) in client_ids {
+            let info = ClientId::new(id).unwrap_err().error_info();
+            assert_eq!((info.code, info.status_code), (40003, 400), "{id:?}");
+            assert!(info.message.contains(named), "{id:?}: {}", info.message);
+        }
+        let empty = ClientId::new("").unwrap_err().error_info();
+        assert_eq!((empty.code, empty.status_code), (40012, 400));
+        assert!(SignField::new("a\nb").is_err());
+        assert_eq!(SignField::new("tab\tand\rcr").unwrap(), "tab\tand\rcr");
+        for (body, named) in bodies {
+            let info = TokenRequest::from_json(body.to_string())
+                .unwrap_err()
+                .error_info();
+            assert_eq!((info.code, info.status_code), (40003, 400), "{body}");
+            assert!(info.message.starts_with(named), "{body}: {}", info.message);
+            assert!(serde_json::from_value::<TokenRequest>(body).is_err());
+        }
+        for (capability, nonce) in [(Some("{\n}"), NONCE), (None, "0123456789abcdef\n")] {
+            let params = TokenParams {
+                capability: capability.map(str::to_owned),
+                ..TokenParams::default()
+            };
+            let signing = TokenRequest::sign_with_nonce(&key(), params, NOW, nonce.to_owned());
+            assert_eq!(
+                code_of(signing.map(drop)),
+                (40003, 400),
+                "{capability:?} {nonce:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_capabilitys_canonical_text_is_a_sign_field() {
+        let capability = Capability::parse(r#"{"a\nb":["subscribe"]}"#).unwrap();
+
+        let text = SignField::from(&capability);
+
+        assert_eq!(text, r#"{"a\nb":["subscribe"]}"#);
+        assert!(!text.contains('\n'));
     }
 
     #[test]

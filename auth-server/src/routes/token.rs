@@ -42,7 +42,7 @@ async fn ably_jwt(
     request: AuthRequest,
 ) -> Result<Response, ApiError> {
     let grant = decide(&state, request).await?;
-    let token = state.signer().jwt(&grant, mint::now_ms() / 1000)?;
+    let token = state.signer().jwt(&grant)?;
     issued(&state, TokenKind::Jwt, &grant);
     Ok((
         [
@@ -63,7 +63,7 @@ async fn ably_token_request(
     request: AuthRequest,
 ) -> Result<Response, ApiError> {
     let grant = decide(&state, request).await?;
-    let token_request = mint::token_request(&state.config().api_key, &grant, mint::now_ms())?;
+    let token_request = mint::token_request(&state.config().api_key, &grant, grant.now_ms)?;
     issued(&state, TokenKind::TokenRequest, &grant);
     Ok(no_store(Json(token_request)))
 }
@@ -106,12 +106,26 @@ fn issued(state: &AppState, kind: TokenKind, grant: &Grant) {
     );
 }
 
-/// Who is asking for what: verify the user, apply the per-user limit, check
-/// the clientId, and compute policy ∩ request ∩ key.
+/// Who is asking for what: verify the user (with at least a second left on
+/// their app token, unless `AUTH_TTL_WITHIN_APP_TOKEN=false`), apply the
+/// per-user limit, check the clientId, and compute policy ∩ request ∩ key.
 async fn decide(state: &AppState, request: AuthRequest) -> Result<Grant, ApiError> {
     let config = state.config();
     let token = request.bearer.ok_or(ApiError::MissingCredentials)?;
     let identity = state.verifier().verify(&token).await?;
+    let now_ms = mint::now_ms();
+    // Verification forgives `exp` by AUTH_JWT_LEEWAY; a credential does not:
+    // it ends by the app token's `exp`, so a token inside the leeway, or with
+    // under a second left, gets nothing.
+    let ends_by_ms = if config.ttl_within_app_token {
+        let ends_by_ms = identity.exp.saturating_mul(1000);
+        if ends_by_ms.saturating_sub(now_ms) < 1000 {
+            return Err(mint::app_token_expired());
+        }
+        ends_by_ms
+    } else {
+        u64::MAX
+    };
     state.check_user_rate(&identity.client_id)?;
 
     let params = request.params;
@@ -154,6 +168,8 @@ async fn decide(state: &AppState, request: AuthRequest) -> Result<Grant, ApiErro
         identity,
         capability,
         ttl,
+        now_ms,
+        ends_by_ms,
     })
 }
 

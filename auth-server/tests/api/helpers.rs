@@ -59,9 +59,13 @@ pub(crate) fn user_token(sub: &str, extra: &Value) -> String {
     app_token(&user_claims(sub, extra))
 }
 
+/// The claims of a valid app token for `sub`, with `extra` merged in. It
+/// lives two days, longer than any Ably credential (24 h at most), so the
+/// lifetimes tests check are not cut to the app token's `exp`
+/// (`AUTH_TTL_WITHIN_APP_TOKEN`) unless a test sets its own `exp`.
 pub(crate) fn user_claims(sub: &str, extra: &Value) -> Value {
     let now = now_secs();
-    let mut claims = json!({"sub": sub, "iat": now, "exp": now + 300});
+    let mut claims = json!({"sub": sub, "iat": now, "exp": now + 2 * 86_400});
     for (k, v) in extra.as_object().unwrap() {
         claims[k] = v.clone();
     }

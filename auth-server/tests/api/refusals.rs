@@ -83,7 +83,13 @@ async fn a_wrong_signature_is_refused() {
 
 #[tokio::test]
 async fn an_expired_token_is_refused_beyond_the_leeway() {
-    let app = spawn_app(config()).await;
+    // The leeway only matters with AUTH_TTL_WITHIN_APP_TOKEN=false: by
+    // default nothing is issued past `exp` (see the tests of that below).
+    let app = spawn_app(Config {
+        ttl_within_app_token: false,
+        ..config()
+    })
+    .await;
     let now = now_secs();
     let expired = app_token(&json!({"sub": "alice", "iat": now - 600, "exp": now - 31}));
     let within_leeway = app_token(&json!({"sub": "alice", "iat": now - 600, "exp": now - 5}));
@@ -93,6 +99,32 @@ async fn an_expired_token_is_refused_beyond_the_leeway() {
 
     assert_ably_error(refused, 401, 40101, "expired").await;
     assert_eq!(accepted.status(), 200);
+}
+
+/// An app token 20 s past `exp` is inside the default 30 s leeway, so it
+/// verifies; it used to get whatever TTL it asked for, 24 h included.
+#[tokio::test]
+async fn an_app_token_past_its_exp_inside_the_leeway_gets_no_credential() {
+    let app = spawn_app(config()).await;
+    let now = now_secs();
+    let lapsed = app_token(&json!({"sub": "alice", "iat": now - 600, "exp": now - 20}));
+    let last_second = app_token(&json!({"sub": "alice", "iat": now - 600, "exp": now}));
+
+    for token in [&lapsed, &last_second] {
+        for path in [
+            "/api/ably-jwt?ttl=86400000",
+            "/api/ably-token-request?ttl=86400000",
+            // Refused before Ably (the real one, by default) is asked.
+            "/api/ably-token?ttl=86400000",
+        ] {
+            // Twice: the second verification is remembered, and checked too.
+            for _ in 0..2 {
+                let response = app.get(path, Some(token)).await;
+
+                assert_ably_error(response, 401, 40101, "invalid app token: expired").await;
+            }
+        }
+    }
 }
 
 #[test]

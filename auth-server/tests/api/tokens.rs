@@ -364,3 +364,50 @@ async fn a_post_without_a_body_uses_the_defaults() {
     assert_eq!(claims.capability, ALL_FOUR);
     assert_eq!(claims.exp - claims.iat, 3600);
 }
+
+/// A credential asked for 24 h on an app token with 100 s left ends when
+/// the app token does, whichever endpoint mints it and whether or not the
+/// verification was remembered.
+#[tokio::test]
+async fn a_credential_never_outlives_the_app_token_it_came_from() {
+    let app = spawn_app(config()).await;
+    let exp = now_secs() + 100;
+    let token = user_token("alice", &json!({"exp": exp}));
+
+    for _ in 0..2 {
+        let jwt = app.get("/api/ably-jwt?ttl=86400000", Some(&token)).await;
+        let request = app
+            .get("/api/ably-token-request?ttl=86400000", Some(&token))
+            .await;
+
+        let claims = verified(&jwt_body(jwt).await);
+        assert_eq!(claims.exp, exp);
+        let request: Value = within(request.json()).await.unwrap();
+        assert_signed_token_request(&request);
+        assert_eq!(
+            request["timestamp"].as_u64().unwrap() + request["ttl"].as_u64().unwrap(),
+            exp * 1000,
+            "{request}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn ttl_within_app_token_off_lets_a_credential_outlive_the_app_token() {
+    let app = spawn_app(Config {
+        ttl_within_app_token: false,
+        ..config()
+    })
+    .await;
+    let now = now_secs();
+    let token = user_token("alice", &json!({"exp": now + 100}));
+    let lapsed = app_token(&json!({"sub": "alice", "iat": now - 600, "exp": now - 20}));
+
+    let jwt = app.get("/api/ably-jwt?ttl=86400000", Some(&token)).await;
+    let in_leeway = app.get("/api/ably-jwt?ttl=7200000", Some(&lapsed)).await;
+
+    let claims = verified(&jwt_body(jwt).await);
+    assert_eq!(claims.exp - claims.iat, 86_400);
+    let claims = verified(&jwt_body(in_leeway).await);
+    assert_eq!(claims.exp - claims.iat, 7200);
+}

@@ -1,7 +1,8 @@
 //! `POST /keys/{keyName}/requestToken` (`ABLY-PROTOCOL.md` §3.3).
 //!
 //! Checks, in order: the body parses (40001; 40003 for a `ttl` that is
-//! negative or not a number, §3.3); `keyName` in the body is the
+//! negative or not a number, §3.3; 40003 for a signed field that holds a
+//! line feed, see below); `keyName` in the body is the
 //! one in the path (40001); field rules and the ±2 minute timestamp window
 //! (40001, 40012, 40003, 40104); the key exists (40400); a signed request's
 //! MAC (40101) or an unsigned request's Basic or token auth (40101, 40102);
@@ -10,6 +11,17 @@
 //! `capability` is the canonical text of the intersection: ably-js accepts
 //! any 2xx, and `REAL-CLIENTS.md` §3b recommends 200 (§3.3 leaves 200 or 201
 //! open).
+//!
+//! **Mock policy, our choice:** a request whose `keyName`, `capability` or
+//! `nonce` holds a line feed, or whose `clientId` holds any control character
+//! (U+0000–U+001F, U+007F), is refused with 40003 (400) before its MAC is
+//! looked at. The MAC covers the fields joined by `\n`, so such a field can
+//! move text into the next one: a request signed for clientId
+//! `"*\n<T>"` re-sent as clientId `"*"`, timestamp `T` and nonce
+//! `"<timestamp>\n<nonce>"` carries a valid MAC for a wildcard token. What
+//! real Ably answers to such a request is not publicly specified; the mock
+//! refuses it outright (`TokenRequest::from_json`, whose field types cannot
+//! hold the separator).
 
 use axum::Json;
 use axum::body::Bytes;
@@ -32,6 +44,8 @@ pub(super) async fn request_token(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<TokenDetails>> {
     let body = error::body(body)?;
+    // Refuses (40003) a signed field holding the separator of the signed
+    // text: see the mock policy above.
     let request = TokenRequest::from_json(&body)?;
     if request.key_name != key_name {
         return Err(ApiError::new(
@@ -49,7 +63,10 @@ pub(super) async fn request_token(
     // What the new token may get at most, and the clientId it must carry.
     let (bound, client_id) = if request.mac.is_some() {
         request.verify_mac(key.key.secret())?;
-        (key.capability.clone(), request.client_id.clone())
+        (
+            key.capability.clone(),
+            request.client_id.clone().map(String::from),
+        )
     } else {
         // An unsigned request is authenticated by the request itself.
         let query = Query::parse(raw.as_deref());
@@ -67,7 +84,7 @@ pub(super) async fn request_token(
             ));
         }
         let client_id = match principal.kind {
-            CredentialKind::Key => request.client_id.clone(),
+            CredentialKind::Key => request.client_id.clone().map(String::from),
             _ => principal.identify(request.client_id.as_deref())?,
         };
         (principal.capability, client_id)
