@@ -61,6 +61,11 @@ pub(crate) struct ConnState {
     /// Bumped on each change of `reading`, so the watchdog sees every new
     /// stretch even if it missed the states in between.
     epoch: AtomicUsize,
+    /// The connection speaks HTTP/2, where bytes arrive between requests
+    /// (window updates, pings, settings) without any request starting: once
+    /// known, arrivals are not noted, and only the idle timeout applies
+    /// between requests.
+    http2: AtomicBool,
     /// The watchdog's task, to wake when a response ends elsewhere.
     waker: AtomicWaker,
     /// The id of the task that serves the connection (and runs the watchdog).
@@ -73,6 +78,7 @@ impl ConnState {
             in_flight: AtomicUsize::new(0),
             reading: AtomicBool::new(true),
             epoch: AtomicUsize::new(0),
+            http2: AtomicBool::new(false),
             waker: AtomicWaker::new(),
             task: OnceLock::new(),
         }
@@ -94,17 +100,17 @@ impl ConnState {
     /// Called by the watchdog on its connection's task: the task to leave
     /// alone and the waker to use from any other.
     pub(crate) fn register(&self, context: &Context<'_>) {
-        if self.task.get().is_none() {
-            if let Some(id) = tokio::task::try_id() {
-                let _ = self.task.set(id);
-            }
+        if self.task.get().is_none()
+            && let Some(id) = tokio::task::try_id()
+        {
+            let _ = self.task.set(id);
         }
         self.waker.register(context.waker());
     }
 
     /// Bytes arrived.
     fn note_read(&self) {
-        if !self.reading.load(Ordering::Relaxed) {
+        if !self.reading.load(Ordering::Relaxed) && !self.http2.load(Ordering::Relaxed) {
             self.reading.store(true, Ordering::Release);
             self.epoch.fetch_add(1, Ordering::AcqRel);
         }
@@ -233,6 +239,9 @@ where
 
     fn call(&self, request: hyper::Request<Incoming>) -> Self::Future {
         let guard = InFlight::enter(&self.state);
+        if request.version() == hyper::Version::HTTP_2 {
+            self.state.http2.store(true, Ordering::Relaxed);
+        }
         let mut request = request.map(Body::new);
         request.extensions_mut().insert(ConnectInfo(self.peer));
         ResponseFuture {

@@ -14,6 +14,11 @@
 //! - a connection that has been idle (no request in flight, nothing received
 //!   since its last response ended) for [`Limits::idle_timeout`].
 //!
+//! Over HTTP/2 (prior knowledge), frames such as window updates and pings
+//! arrive between requests, so only the first request has the header-read
+//! deadline; after it, an HTTP/2 connection with no stream open is closed
+//! after the idle timeout, whatever it sends meanwhile.
+//!
 //! A connection with a request in flight has no deadline here: a response
 //! still being sent (an SSE stream) is never idle, and each server bounds its
 //! own handlers. A connection upgraded by hyper (WebSocket) leaves the
