@@ -73,7 +73,7 @@ pub use state::AppState;
 ///
 /// Per-IP rate limits need the peer address: serve it with
 /// `into_make_service_with_connect_info::<SocketAddr>()`, or with the
-/// `serve` crate (as [`serve`] does); without it, the per-IP limit is
+/// `serve` crate (as [`serve()`] does); without it, the per-IP limit is
 /// skipped.
 pub fn router(state: AppState) -> Router {
     routes::router(state)
