@@ -85,6 +85,16 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// `AUTH_REQUEST_TIMEOUT`: how long one request may take, Ably round trip included.
     pub request_timeout: Duration,
+    /// `AUTH_HEADER_READ_TIMEOUT`: how long a connection may take to send a
+    /// complete request head, from the accept or from the first byte of a
+    /// later request (default 10 s); then it is closed.
+    pub header_read_timeout: Duration,
+    /// `AUTH_IDLE_TIMEOUT`: how long a keep-alive connection may sit idle
+    /// between requests (default 60 s).
+    pub idle_timeout: Duration,
+    /// `AUTH_MAX_CONNECTIONS`: connections served at once (default 10,000);
+    /// one more is answered 503 and closed.
+    pub max_connections: usize,
     /// How often the JWKS is refetched in the background (10 minutes).
     pub jwks_refresh_interval: Duration,
     /// The least time between two refetches triggered by unknown `kid`s (10 s).
@@ -280,6 +290,9 @@ impl Config {
             trusted_proxies: Vec::new(),
             max_body_bytes: 16 * 1024,
             request_timeout: Duration::from_secs(10),
+            header_read_timeout: serve::DEFAULT_HEADER_READ_TIMEOUT,
+            idle_timeout: serve::DEFAULT_IDLE_TIMEOUT,
+            max_connections: serve::DEFAULT_MAX_CONNECTIONS,
             jwks_refresh_interval: Duration::from_secs(600),
             jwks_unknown_kid_cooldown: Duration::from_secs(10),
             jwks_retry_backoff: Duration::from_secs(1),
@@ -312,6 +325,9 @@ impl Config {
     /// | `AUTH_TRUSTED_PROXIES` | unset (trust none) | proxies whose `X-Forwarded-For` is believed, comma-separated addresses or ranges |
     /// | `AUTH_MAX_BODY_BYTES` | `16384` | request body limit |
     /// | `AUTH_REQUEST_TIMEOUT` | `10s` | per-request deadline |
+    /// | `AUTH_HEADER_READ_TIMEOUT` | `10s` | time to send a complete request head |
+    /// | `AUTH_IDLE_TIMEOUT` | `60s` | idle keep-alive connections are closed after this |
+    /// | `AUTH_MAX_CONNECTIONS` | `10000` | connections served at once; more get a 503 |
     ///
     /// Durations are written `500ms`, `30s`, `15m`, `1h` or `1d`.
     ///
@@ -446,6 +462,26 @@ impl Config {
                 ));
             }
             config.request_timeout = timeout.0;
+        }
+        for (name, setting) in [
+            ("AUTH_HEADER_READ_TIMEOUT", &mut config.header_read_timeout),
+            ("AUTH_IDLE_TIMEOUT", &mut config.idle_timeout),
+        ] {
+            if let Some(timeout) = env.var_parsed::<HumanDuration>(name)? {
+                if timeout.0.is_zero() {
+                    return Err(ConfigError::new(name, "must be more than 0"));
+                }
+                *setting = timeout.0;
+            }
+        }
+        if let Some(max) = env.var_parsed::<usize>("AUTH_MAX_CONNECTIONS")? {
+            if max == 0 {
+                return Err(ConfigError::new(
+                    "AUTH_MAX_CONNECTIONS",
+                    "must be at least 1",
+                ));
+            }
+            config.max_connections = max;
         }
         Ok(config)
     }
@@ -717,6 +753,37 @@ mod tests {
         assert_eq!(config.cors_origins, CorsOrigins::None);
         assert_eq!(config.rate_limit_per_user.unwrap().count, 10);
         assert_eq!(config.rate_limit_per_ip.unwrap().count, 100);
+        assert_eq!(config.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(config.idle_timeout, Duration::from_secs(60));
+        assert_eq!(config.max_connections, 10_000);
+    }
+
+    #[test]
+    fn connection_limits_are_read_and_must_be_positive() {
+        let config = with(&[
+            ("AUTH_HEADER_READ_TIMEOUT", "5s"),
+            ("AUTH_IDLE_TIMEOUT", "2m"),
+            ("AUTH_MAX_CONNECTIONS", "500"),
+        ])
+        .unwrap();
+        let zero_idle = with(&[("AUTH_IDLE_TIMEOUT", "0s")]).unwrap_err();
+        let zero_header = with(&[("AUTH_HEADER_READ_TIMEOUT", "0ms")]).unwrap_err();
+        let zero_cap = with(&[("AUTH_MAX_CONNECTIONS", "0")]).unwrap_err();
+        let bad_cap = with(&[("AUTH_MAX_CONNECTIONS", "many")]).unwrap_err();
+
+        assert_eq!(config.header_read_timeout, Duration::from_secs(5));
+        assert_eq!(config.idle_timeout, Duration::from_secs(120));
+        assert_eq!(config.max_connections, 500);
+        assert_eq!(
+            zero_idle.to_string(),
+            "AUTH_IDLE_TIMEOUT: must be more than 0"
+        );
+        assert_eq!(zero_header.name, "AUTH_HEADER_READ_TIMEOUT");
+        assert_eq!(
+            zero_cap.to_string(),
+            "AUTH_MAX_CONNECTIONS: must be at least 1"
+        );
+        assert_eq!(bad_cap.name, "AUTH_MAX_CONNECTIONS");
     }
 
     #[test]

@@ -154,7 +154,9 @@ impl Dev {
     /// Starts the mock Ably on `mock_listener` and the demo publisher, and
     /// builds the auth server's state from `config` with dev mode's own Ably
     /// key ([`mock_ably::DEV_KEY`]), REST URL (the mock) and app secret
-    /// ([`DEV_APP_SECRET`], HS256). Every other setting of `config` applies.
+    /// ([`DEV_APP_SECRET`], HS256). Every other setting of `config` applies;
+    /// its connection limits (header-read and idle timeouts, connection cap)
+    /// apply to the mock as well.
     ///
     /// # Errors
     ///
@@ -180,8 +182,12 @@ impl Dev {
             .expect("mock-ably's DEV_KEY is a valid key");
         config.app_auth = AppAuth::Secret(SecretString::from(DEV_APP_SECRET));
         config.app_jwt.algorithms = vec![Algorithm::HS256];
+        // The embedded mock gets the auth server's connection limits.
         let mock = MockAbly::builder()
             .key(mock_ably::DEV_KEY)
+            .header_read_timeout(config.header_read_timeout)
+            .idle_timeout(config.idle_timeout)
+            .max_connections(config.max_connections)
             .listener(mock_listener)
             .start()
             .await;
@@ -244,7 +250,7 @@ impl Dev {
     ///
     /// # Errors
     ///
-    /// The I/O error that stopped the server.
+    /// None today (see [`crate::serve`]).
     pub async fn serve(
         self,
         listener: TcpListener,

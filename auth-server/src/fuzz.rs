@@ -42,7 +42,12 @@ fn verify(verifier: &AppJwtVerifier, token: &str) -> Option<(String, Vec<String>
     runtime
         .block_on(verifier.verify(token))
         .ok()
-        .map(|identity| (identity.client_id.as_str().to_owned(), identity.roles.clone()))
+        .map(|identity| {
+            (
+                identity.client_id.as_str().to_owned(),
+                identity.roles.clone(),
+            )
+        })
 }
 
 fn sign(claims: &Value, header: &Header) -> Option<String> {

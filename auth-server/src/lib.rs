@@ -61,7 +61,6 @@ mod state;
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 
 use axum::Router;
 use tokio::net::TcpListener;
@@ -75,14 +74,20 @@ pub use state::AppState;
 /// The application as an axum [`Router`], with all of its middleware.
 ///
 /// Per-IP rate limits need the peer address: serve it with
-/// `into_make_service_with_connect_info::<SocketAddr>()` (as [`serve`] does);
-/// without it, the per-IP limit is skipped.
+/// `into_make_service_with_connect_info::<SocketAddr>()`, or with the
+/// `serve` crate (as [`serve()`] does); without it, the per-IP limit is
+/// skipped.
 pub fn router(state: AppState) -> Router {
     routes::router(state)
 }
 
 /// Serves the application on `listener` until `shutdown` completes, then
 /// finishes the requests in flight.
+///
+/// Connections are bounded by [`Config::header_read_timeout`],
+/// [`Config::idle_timeout`] and [`Config::max_connections`]: a connection
+/// that has not sent a complete request head in time, or sits idle too long,
+/// is closed; one over the cap is answered 503 (Ably code 50000) and closed.
 ///
 /// With a JWKS, fetches it at once and then every
 /// [`Config::jwks_refresh_interval`] in the background, retrying a failed
@@ -93,7 +98,8 @@ pub fn router(state: AppState) -> Router {
 ///
 /// # Errors
 ///
-/// The I/O error that stopped the server.
+/// None today: an `accept` error is logged and retried, never fatal. The
+/// `Result` leaves room for one.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -116,14 +122,15 @@ async fn serve_app(
         let (interval, backoff) = (config.jwks_refresh_interval, config.jwks_retry_backoff);
         tokio::spawn(async move { jwks.keep_fresh(interval, backoff).await })
     });
-    let app = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
-        SocketAddr,
-    >(app);
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let config = state.config();
+    let limits = serve::Limits {
+        header_read_timeout: config.header_read_timeout,
+        idle_timeout: config.idle_timeout,
+        max_connections: config.max_connections,
+    };
+    serve::serve(listener, app, limits, shutdown).await;
     if let Some(refresher) = refresher {
         refresher.abort();
     }
-    result
+    Ok(())
 }

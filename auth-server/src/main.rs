@@ -45,6 +45,8 @@ fn main() -> ExitCode {
         eprintln!("auth-server: {err:#}");
         return ExitCode::FAILURE;
     }
+    // Each connection is a file descriptor: allow as many as the hard limit.
+    serve::raise_open_files_limit();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {

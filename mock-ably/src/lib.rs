@@ -87,6 +87,10 @@
 //!   rewind as well as queued live messages. A backlog over the limit (one
 //!   resume over several full channels) is still sent; a live message that
 //!   arrives before it is back under the limit cuts the stream.
+//! - **Connections** that send no complete request head within 10 s, or sit
+//!   idle between requests for 60 s, are closed; past 10,000 at once, a new
+//!   one is answered 503 with code 50000 and closed (all three adjustable on
+//!   the builder). An open stream is never idle.
 //! - **Publishing to `[meta]` channels** is refused with 40160; **msgpack**
 //!   bodies with 40000 and a hint to set `useBinaryProtocol: false`.
 //!

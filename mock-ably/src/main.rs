@@ -38,11 +38,34 @@ struct Args {
     /// that is one interval after its last frame.
     #[arg(long, env = "MOCK_ABLY_KEEPALIVE", default_value = "15s", value_parser = duration)]
     keepalive: Duration,
+
+    /// How long a connection may take to send a complete request head (from
+    /// the accept, or from the first byte of a later request) before it is
+    /// closed.
+    #[arg(long, env = "MOCK_ABLY_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
+    header_read_timeout: Duration,
+
+    /// How long a keep-alive connection may sit idle between requests before
+    /// it is closed. Open streams are never idle, however quiet.
+    #[arg(long, env = "MOCK_ABLY_IDLE_TIMEOUT", default_value = "60s", value_parser = positive_duration)]
+    idle_timeout: Duration,
+
+    /// Connections served at once (lowered to fit the open-files limit); one
+    /// more is answered 503 (code 50000) and closed.
+    #[arg(long, env = "MOCK_ABLY_MAX_CONNECTIONS", default_value = "10000", value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
 }
 
 fn duration(text: &str) -> Result<Duration, String> {
     parse_duration(text)
         .ok_or_else(|| format!("{text:?} is not a duration such as 500ms, 30s, 2m or 1h"))
+}
+
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match duration(text)? {
+        Duration::ZERO => Err("must be more than 0".to_owned()),
+        positive => Ok(positive),
+    }
 }
 
 #[tokio::main]
@@ -54,10 +77,14 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let args = Args::parse();
+    serve::raise_open_files_limit();
 
     let mut builder = MockAbly::builder()
         .retention(args.retention)
-        .keepalive(args.keepalive);
+        .keepalive(args.keepalive)
+        .header_read_timeout(args.header_read_timeout)
+        .idle_timeout(args.idle_timeout)
+        .max_connections(usize::try_from(args.max_connections).unwrap_or(usize::MAX));
     let keys: Vec<&str> = args
         .keys
         .iter()
@@ -162,6 +189,27 @@ mod tests {
                 Some("MOCK_ABLY_KEEPALIVE".to_owned())
             )
         );
+        assert_eq!(
+            default_and_env("header-read-timeout"),
+            (
+                vec!["10s".to_owned()],
+                Some("MOCK_ABLY_HEADER_READ_TIMEOUT".to_owned())
+            )
+        );
+        assert_eq!(
+            default_and_env("idle-timeout"),
+            (
+                vec!["60s".to_owned()],
+                Some("MOCK_ABLY_IDLE_TIMEOUT".to_owned())
+            )
+        );
+        assert_eq!(
+            default_and_env("max-connections"),
+            (
+                vec!["10000".to_owned()],
+                Some("MOCK_ABLY_MAX_CONNECTIONS".to_owned())
+            )
+        );
     }
 
     #[test]
@@ -178,6 +226,12 @@ mod tests {
             "500ms",
             "--keepalive",
             "1s",
+            "--header-read-timeout",
+            "2s",
+            "--idle-timeout",
+            "30s",
+            "--max-connections",
+            "50",
         ])
         .unwrap();
 
@@ -185,6 +239,16 @@ mod tests {
         assert_eq!(args.keys, ["a.b:c", "d.e:f"]);
         assert_eq!(args.retention, Duration::from_millis(500));
         assert_eq!(args.keepalive, Duration::from_secs(1));
+        assert_eq!(args.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(args.idle_timeout, Duration::from_secs(30));
+        assert_eq!(args.max_connections, 50);
+    }
+
+    #[test]
+    fn a_connection_cap_of_zero_is_refused() {
+        let err = Args::try_parse_from(["mock-ably", "--max-connections", "0"]).unwrap_err();
+
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
     }
 
     #[test]

@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::serve::ListenerExt as _;
 use serde_json::Value;
 use shared::token::{DEFAULT_TTL_MS, TokenDetails, TokenParams};
 use shared::{ApiKey, Capability, Message};
@@ -46,6 +45,7 @@ pub struct MockAblyBuilder {
     retention_count: usize,
     keepalive: Duration,
     lag_limit: usize,
+    limits: serve::Limits,
     listener: Option<std::net::TcpListener>,
 }
 
@@ -57,6 +57,7 @@ impl Default for MockAblyBuilder {
             retention_count: DEFAULT_RETENTION_COUNT,
             keepalive: DEFAULT_KEEPALIVE,
             lag_limit: DEFAULT_LAG_LIMIT,
+            limits: serve::Limits::default(),
             listener: None,
         }
     }
@@ -121,6 +122,30 @@ impl MockAblyBuilder {
         self
     }
 
+    /// How long a connection may take to send a complete request head, from
+    /// the accept or from the first byte of a later request, before it is
+    /// closed (default 10 s).
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.header_read_timeout = timeout;
+        self
+    }
+
+    /// How long a keep-alive connection may sit idle between requests
+    /// before it is closed (default 60 s). An open stream is never idle,
+    /// however long it stays silent.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.idle_timeout = timeout;
+        self
+    }
+
+    /// How many connections are served at once (default 10,000, lowered to
+    /// fit the open-files limit); one more gets a 503 with code 50000 and is
+    /// closed.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.limits.max_connections = max.max(1);
+        self
+    }
+
     /// Serves on `listener` instead of binding `127.0.0.1:0`.
     pub fn listener(mut self, listener: std::net::TcpListener) -> Self {
         self.listener = Some(listener);
@@ -164,22 +189,12 @@ impl MockAblyBuilder {
         });
         let app = router(state.clone());
         let (shutdown, signal) = oneshot::channel::<()>();
-        // Small SSE frames must not wait for Nagle's algorithm.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(err) = tcp.set_nodelay(true) {
-                tracing::debug!(%err, "cannot set TCP_NODELAY");
-            }
-        });
-        tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = signal.await;
-                })
-                .await;
-            if let Err(err) = served {
-                tracing::error!(%err, "mock-ably stopped serving");
-            }
-        });
+        let limits = self.limits;
+        // serve sets TCP_NODELAY: small SSE frames must not wait for Nagle's
+        // algorithm.
+        tokio::spawn(serve::serve(listener, app, limits, async {
+            let _ = signal.await;
+        }));
         tracing::debug!(%addr, "mock-ably started");
         MockAbly {
             base_url: format!("http://{addr}"),

@@ -25,6 +25,7 @@ async fn spawn_dev() -> DevApp {
     spawn_dev_with(config()).await
 }
 
+/// [`spawn_dev`] with `config`.
 async fn spawn_dev_with(config: Config) -> DevApp {
     let mock_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dev = Dev::start(config, mock_listener).await.unwrap();
@@ -552,4 +553,35 @@ async fn a_web_page_on_another_origin_cannot_get_an_admin_token_from_dev_login()
     // The production routes keep AUTH_CORS_ORIGINS: their tokens need an
     // app token, which such a page cannot get.
     assert_eq!(api_preflight.headers()["access-control-allow-origin"], "*");
+}
+
+#[tokio::test]
+async fn slowloris_in_dev_mode_the_embedded_mock_has_the_header_read_timeout_too() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let header_read_timeout = std::time::Duration::from_millis(200);
+    let dev = spawn_dev_with(Config {
+        header_read_timeout,
+        idle_timeout: std::time::Duration::from_secs(600),
+        ..config()
+    })
+    .await;
+    let mock = Url::parse(&dev.mock_url).unwrap();
+    let mut stream = tokio::net::TcpStream::connect(mock.socket_addrs(|| None).unwrap()[0])
+        .await
+        .unwrap();
+    let opened = std::time::Instant::now();
+
+    stream
+        .write_all(b"GET /time HTTP/1.1\r\nHost: mock\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0_u8; 64];
+    let read = within(stream.read(&mut buf)).await;
+
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "closed without an answer: {read:?}"
+    );
+    assert!(opened.elapsed() >= header_read_timeout - std::time::Duration::from_millis(20));
 }

@@ -4,6 +4,7 @@
 
 mod ably_token;
 mod binary;
+mod connections;
 #[cfg(feature = "dev")]
 mod dev;
 mod helpers;
