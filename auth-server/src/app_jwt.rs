@@ -258,8 +258,9 @@ impl AppJwtVerifier {
             }
         };
         if client_id == "*" {
-            // `*` in a token is Ably's wildcard clientId (§4.4): it would let
-            // the holder act as anyone.
+            // `*` in a token is Ably's wildcard clientId
+            // (`docs/protocol.md#clientid-rules`): it would let the holder act
+            // as anyone.
             return Err(invalid(&format!(
                 "{name} claim is \"*\", Ably's wildcard clientId"
             )));

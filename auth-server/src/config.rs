@@ -19,13 +19,14 @@ use url::Url;
 use crate::client_ip::IpRange;
 use crate::policy::Policy;
 
-/// Ably's production REST host (`ABLY-PROTOCOL.md` §0.2).
+/// Ably's production REST host (`docs/protocol.md#hosts-and-versions`).
 pub const DEFAULT_ABLY_REST_URL: &str = "https://main.realtime.ably.net";
 
 /// Where the server listens unless `AUTH_BIND` says otherwise.
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 
-/// Ably's TTL cap (`ABLY-PROTOCOL.md` §2.1.6); `AUTH_MAX_TOKEN_TTL` may only lower it.
+/// Ably's TTL cap (`docs/protocol.md#ttl-limits`); `AUTH_MAX_TOKEN_TTL` may
+/// only lower it.
 pub const ABLY_MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Everything the server needs, read once at start-up.

@@ -1,14 +1,15 @@
 //! [`ApiError`]: every way a request can fail, rendered as Ably's error
-//! envelope (`ABLY-PROTOCOL.md` §5.1).
+//! envelope (`docs/protocol.md#the-error-envelope`).
 //!
 //! Every error response is `{"error":{code,statusCode,message,href}}` with
 //! exactly `Content-Type: application/json` (ably-js in Node parses the body
 //! only then) and the `X-Ably-ErrorCode` / `X-Ably-ErrorMessage` headers
 //! (which browsers and other content types fall back to).
 //!
-//! The status decides what an SDK does next (§9.1.3): 401 makes ably-js retry
-//! later, 403 makes it stop. So bad or missing *user* credentials are 401,
-//! and a user who is known but may not have what they asked for gets 403.
+//! The status decides what an SDK does next
+//! (`docs/protocol.md#auth-failures-and-retries`): 401 makes ably-js retry
+//! later, 403 makes it stop. So bad or missing *user* credentials are 401, and
+//! a user who is known but may not have what they asked for gets 403.
 
 use std::time::Duration;
 
@@ -128,7 +129,9 @@ impl ApiError {
                 ErrorInfo::new(codes::INVALID_CREDENTIALS, 401, message)
             }
             // Ably answers these codes with 401; we use 403 on purpose, so
-            // that SDKs stop retrying (§9.1.3): retrying cannot help.
+            // that SDKs stop retrying
+            // (`docs/protocol.md#auth-failures-and-retries`): retrying cannot
+            // help.
             ApiError::CapabilityDenied(_) => {
                 ErrorInfo::new(codes::OPERATION_NOT_PERMITTED, 403, message)
             }

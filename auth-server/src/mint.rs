@@ -1,5 +1,8 @@
-//! Turning a decided grant into Ably credentials: an Ably JWT (§2), a signed
-//! TokenRequest (§3.1, §3.2), or TokenDetails fetched from Ably (§3.3).
+//! Turning a decided grant into Ably credentials: an Ably JWT
+//! (`docs/protocol.md#ably-jwts`), a signed TokenRequest
+//! (`docs/protocol.md#token-requests`,
+//! `docs/protocol.md#the-tokenrequest-mac`), or TokenDetails fetched from Ably
+//! (`docs/protocol.md#exchanging-a-tokenrequest`).
 
 use std::cell::RefCell;
 use std::fmt;
@@ -75,11 +78,12 @@ fn ttl_ms(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Signs Ably JWTs (§2.1) with one key, prepared once: the encoded header
-/// `{"alg":"HS256","kid":<key name>,"typ":"JWT"}` and the HMAC-SHA256 state
-/// keyed with the key secret, so a token costs one pass over its claims.
-/// (What `shared::jwt::encode_jwt` does per call, less the per-call header
-/// encoding and HMAC key setup; tests check the result with jsonwebtoken.)
+/// Signs Ably JWTs (`docs/protocol.md#ably-jwts`) with one key, prepared once:
+/// the encoded header `{"alg":"HS256","kid":<key name>,"typ":"JWT"}` and the
+/// HMAC-SHA256 state keyed with the key secret, so a token costs one pass over
+/// its claims. (What `shared::jwt::encode_jwt` does per call, less the per-call
+/// header encoding and HMAC key setup; tests check the result with
+/// jsonwebtoken.)
 pub(crate) struct JwtSigner {
     /// `base64url(header) + "."`.
     header: String,
@@ -118,8 +122,9 @@ impl JwtSigner {
         let now_secs = grant.now_ms / 1000;
         let ttl_secs = grant.ttl_ms_at(grant.now_ms)?.div_ceil(1000).max(1);
         let jti = random_hex().context("generating a jti")?;
-        // The claims of §2.1.3, written out: the two strings come as JSON
-        // string literals already (escaped once per grant and per user).
+        // The claims of `docs/protocol.md#jwt-claims`, written out: the two
+        // strings come as JSON string literals already (escaped once per grant
+        // and per user).
         let capability = &grant.capability.json;
         let client_id = &grant.identity.client_id_json;
         let mut claims = Vec::with_capacity(capability.len() + client_id.len() + 128);
@@ -218,10 +223,11 @@ impl Hex32 {
 }
 
 /// A TokenRequest for `grant`, signed at `now_ms` with a fresh nonce; the
-/// capability is canonical text (§3.2.1: we always canonicalise). Its `ttl`
-/// ends by [`Grant::ends_by_ms`] counted from `now_ms`; Ably counts it from
-/// when the request is exchanged, which can be later (up to the two-minute
-/// timestamp window).
+/// capability is canonical text
+/// (`docs/protocol.md#capability-text-under-the-mac`: we always canonicalise).
+/// Its `ttl` ends by [`Grant::ends_by_ms`] counted from `now_ms`; Ably counts
+/// it from when the request is exchanged, which can be later (up to the
+/// two-minute timestamp window).
 pub(crate) fn token_request(
     key: &ApiKey,
     grant: &Grant,
@@ -252,7 +258,8 @@ pub(crate) async fn request_token(
     grant: &Grant,
 ) -> Result<TokenDetails, ApiError> {
     let request = token_request(key, grant, now_ms())?;
-    // ably-js puts the key name into the path as it is (§3.3); it is made of
+    // ably-js puts the key name into the path as it is
+    // (`docs/protocol.md#exchanging-a-tokenrequest`); it is made of
     // `[A-Za-z0-9_-.]` only (`ApiKey::parse`), so no escaping is needed.
     let url = format!(
         "{}/keys/{}/requestToken",
@@ -284,7 +291,8 @@ pub(crate) async fn request_token(
         )
     })?;
     if status.is_success() {
-        // §3.3 [U]: 200 or 201; any 2xx is success.
+        // `docs/protocol.md#exchanging-a-tokenrequest` [U]: 200 or 201; any 2xx
+        // is success.
         return serde_json::from_slice::<TokenDetails>(&body).map_err(|err| {
             tracing::warn!(error = %err, "Ably's requestToken answer is not TokenDetails");
             unavailable(
@@ -322,8 +330,9 @@ pub(crate) async fn request_token(
 /// caller. The caller never talks to Ably here: the key, the clock, the
 /// nonce and the grant in the request are all the server's. So a refusal is
 /// the server's problem (500), not bad user credentials: a 401/40101 would
-/// blame the user and make SDKs retry forever (`ABLY-PROTOCOL.md` §9.1.3).
-/// Two refusals keep a meaning for the caller:
+/// blame the user and make SDKs retry forever
+/// (`docs/protocol.md#auth-failures-and-retries`). Two refusals keep a meaning
+/// for the caller:
 /// - 429 (Ably's rate limit): passed on, so the caller retries later;
 /// - 40160 (the key's own capability allows none of the grant): 403, as when
 ///   the policy grants nothing, so SDKs stop retrying.

@@ -2,8 +2,9 @@
 //!
 //! A policy is a TOML file (`AUTH_POLICY_FILE`) with a `[default]` table that
 //! applies to everyone and a `[roles.NAME]` table per role. Each maps a
-//! resource (a channel name or pattern, `ABLY-PROTOCOL.md` §4.2) to its
-//! operations (§4.1.2), with `{clientId}` replaced by the user's clientId:
+//! resource (a channel name or pattern, `docs/protocol.md#resource-wildcards`)
+//! to its operations (`docs/protocol.md#operations`), with `{clientId}`
+//! replaced by the user's clientId:
 //!
 //! ```toml
 //! [default]
@@ -20,12 +21,14 @@
 //! # Spaces shorthand
 //!
 //! The key `spaces` lists Spaces by name. Each space `S` expands to the two
-//! channels the Spaces SDK uses (§8.1) with the operations it needs (§8.2):
-//! `S::$space` → `presence`, `subscribe`; `S::$cursors` → `publish`,
-//! `subscribe`, `presence`, `history`. The channels are listed explicitly
-//! because whether Ably lets a capability on `S` cover `S::$space` is
-//! unconfirmed (§8.4 \[U\]). `spaces` is therefore reserved as a key; a
-//! channel that is literally named `spaces` cannot be granted by name.
+//! channels the Spaces SDK uses (`docs/protocol.md#spaces-channels`) with the
+//! operations it needs (`docs/protocol.md#spaces-capabilities`): `S::$space` →
+//! `presence`, `subscribe`; `S::$cursors` → `publish`, `subscribe`, `presence`,
+//! `history`. The channels are listed explicitly because whether Ably lets a
+//! capability on `S` cover `S::$space` is unconfirmed
+//! (`docs/protocol.md#tagged-channels` \[U\]). `spaces` is therefore reserved
+//! as a key; a channel that is literally named `spaces` cannot be granted by
+//! name.
 //!
 //! # Safety of `{clientId}`
 //!
@@ -179,8 +182,9 @@ fn is_safe_to_substitute(client_id: &str) -> bool {
         .any(|c| matches!(c, ':' | '*' | '[' | ']') || c.is_ascii_control())
 }
 
-/// A capability with its canonical text (`ABLY-PROTOCOL.md` §3.4), written
-/// once for every credential that carries it.
+/// A capability with its canonical text
+/// (`docs/protocol.md#canonical-capability-text`), written once for every
+/// credential that carries it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct CanonicalCapability {
     /// The capability.
@@ -237,7 +241,7 @@ impl Allowed {
 /// `capability` without the resources another of its resources already
 /// grants: one covering it ([`resource_covers`]) with at least its
 /// operations. Allows exactly the same; the token just gets shorter (a JWT
-/// has to fit in an HTTP header, `ABLY-PROTOCOL.md` §2.1.7).
+/// has to fit in an HTTP header, `docs/protocol.md#jwt-size`).
 pub(crate) fn without_redundant(capability: &Capability) -> Capability {
     let entries: Vec<_> = capability.iter().collect();
     let grants_all = |ops: &BTreeSet<Operation>| ops.contains(&Operation::All);
@@ -281,7 +285,8 @@ impl Grants {
                     check_resource(text, start, &space)?;
                     let [space_channel, cursors_channel] =
                         shared::capability::space_channels(&space);
-                    // §8.2: what the Spaces SDK calls on each channel.
+                    // `docs/protocol.md#spaces-capabilities`: what the Spaces
+                    // SDK calls on each channel.
                     grants
                         .entry(space_channel)
                         .or_default()

@@ -98,7 +98,7 @@ fn cors(origins: &CorsOrigins) -> Option<CorsLayer> {
             .allow_methods([Method::GET, Method::POST])
             .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
             // Browsers hide other headers from ably-js unless exposed
-            // (REAL-CLIENTS.md §3e).
+            // (`docs/real-clients.md#token-errors-and-renewal`).
             .expose_headers([
                 X_ABLY_ERRORCODE,
                 X_ABLY_ERRORMESSAGE,

@@ -1,22 +1,28 @@
 //! Credentials: where they are found, how they are verified, and the tokens
-//! and nonces the mock remembers (`ABLY-PROTOCOL.md` §1.3, §2.2, §3.3, §4.4).
+//! and nonces the mock remembers (`docs/protocol.md#credentials-on-the-stream`,
+//! `docs/protocol.md#jwt-rejections`,
+//! `docs/protocol.md#exchanging-a-tokenrequest`,
+//! `docs/protocol.md#clientid-rules`).
 //!
 //! Mock policy, where Ably's behaviour is unknown or does not fit a local
 //! server:
 //!
-//! - Basic auth is accepted over plain HTTP (§1.3.3 allows a loopback mock
-//!   this; 40103 is never sent).
-//! - A Bearer value is tried raw, then base64-decoded (§1.3.2): ably-js
-//!   base64-encodes every token, JWTs included.
+//! - Basic auth is accepted over plain HTTP
+//!   (`docs/protocol.md#credentials-on-the-stream` allows a loopback mock this;
+//!   40103 is never sent).
+//! - A Bearer value is tried raw, then base64-decoded
+//!   (`docs/protocol.md#credentials-on-the-stream`): ably-js base64-encodes
+//!   every token, JWTs included.
 //! - `accessToken`, and ably-js's realtime name `access_token`, are both
-//!   accepted as query parameters (§1.2, \[U\]).
+//!   accepted as query parameters (`docs/protocol.md#stream-parameters`,
+//!   \[U\]).
 //! - JWTs are verified with no clock leeway: a JWT is rejected from the
 //!   second its `exp` names.
-//! - There is no token revocation (§2.2's 40141 row): a JWT's
-//!   `x-ably-revocation-key` is checked for shape (a non-empty string) and
-//!   otherwise ignored, no endpoint revokes tokens, and 40141 is never sent.
-//!   To end credentials early, tests use `expire_credentials`, which answers
-//!   40142 as expiry does.
+//! - There is no token revocation (the 40141 row of
+//!   `docs/protocol.md#jwt-rejections`): a JWT's `x-ably-revocation-key` is checked for shape (a non-empty
+//!   string) and otherwise ignored, no endpoint revokes tokens, and 40141 is
+//!   never sent. To end credentials early, tests use `expire_credentials`,
+//!   which answers 40142 as expiry does.
 
 use std::collections::HashMap;
 
@@ -93,7 +99,8 @@ impl Principal {
     }
 
     /// The clientId a request acts as, given the one it declared
-    /// (`X-Ably-ClientId` on REST, `clientId` on a stream) (§4.4).
+    /// (`X-Ably-ClientId` on REST, `clientId` on a stream)
+    /// (`docs/protocol.md#clientid-rules`).
     ///
     /// # Errors
     ///
@@ -230,8 +237,8 @@ pub(crate) fn no_credentials() -> ApiError {
     )
 }
 
-/// Looks up the key named `key_name` (§2.2: 40400, with 404 when even the
-/// app is unknown and 401 when only the key is).
+/// Looks up the key named `key_name` (`docs/protocol.md#jwt-rejections`: 40400,
+/// with 404 when even the app is unknown and 401 when only the key is).
 pub(crate) fn find_key<'a>(keys: &'a [KeyEntry], key_name: &str) -> ApiResult<&'a KeyEntry> {
     if let Some(entry) = keys.iter().find(|e| e.key.key_name() == key_name) {
         return Ok(entry);
@@ -362,8 +369,8 @@ fn secrets_equal(expected: &str, given: &str) -> bool {
 /// The Ably error of the first failed check: for a key, 40400 (unknown key)
 /// or 40101 (wrong secret); for a token, 40005 (not a token at all), 40142
 /// (expired, or expired by `expire_credentials`), 40143 (unknown token), or
-/// any JWT rejection of §2.2; 40160 when a JWT's capability shares nothing
-/// with its key's.
+/// any JWT rejection of `docs/protocol.md#jwt-rejections`; 40160 when a JWT's
+/// capability shares nothing with its key's.
 pub(crate) fn verify(inner: &Inner, credential: &Credential) -> ApiResult<Principal> {
     let keys = &inner.settings.keys;
     match credential {
@@ -387,8 +394,9 @@ pub(crate) fn verify(inner: &Inner, credential: &Credential) -> ApiResult<Princi
             })
         }
         Credential::Token(raw) => {
-            // §1.3.2: try the raw value, then its base64 decoding. Both an
-            // Ably token and a JWT contain `.`, which base64 never does.
+            // `docs/protocol.md#credentials-on-the-stream`: try the raw value,
+            // then its base64 decoding. Both an Ably token and a JWT contain
+            // `.`, which base64 never does.
             if raw.contains('.') {
                 verify_token(inner, raw)
             } else if let Some(decoded) = decode_base64(raw)

@@ -4,7 +4,8 @@
 //! Every stored message gets the next number of one global sequence, under
 //! one lock that also covers fan-out. So every stream receives its messages
 //! in sequence order, whatever channels it spans, and a resume cursor is a
-//! single number: "everything after message N" (`ABLY-PROTOCOL.md` §1.6).
+//! single number: "everything after message N"
+//! (`docs/protocol.md#continuity-and-resume`).
 //!
 //! Memory is bounded twice over: each channel keeps at most
 //! `retention_count` messages for at most `retention`, and each stream owes
@@ -96,8 +97,8 @@ impl StoredMessage {
 }
 
 impl StoredMessage {
-    /// What a delta to or from this message works with (§7.2.3), computed
-    /// once.
+    /// What a delta to or from this message works with
+    /// (`docs/protocol.md#delta-bases`), computed once.
     pub(crate) fn delta_base(&self) -> Option<&DeltaBase> {
         self.delta_base
             .get_or_init(|| crate::delta::delta_base(&self.message))
@@ -316,7 +317,8 @@ impl Registry {
     /// Stores `messages` (already in wire form, with ids) on `channel` and
     /// hands each to the channel's streams. A message whose id is already
     /// retained on the channel is not stored again: the earlier copy is
-    /// returned in its place (idempotent publishing, §6.2).
+    /// returned in its place (idempotent publishing,
+    /// `docs/protocol.md#publishing`).
     pub(crate) fn publish(
         &mut self,
         settings: &Settings,

@@ -1,19 +1,21 @@
 //! `delta=vcdiff`: per stream and channel, the previous payload as the base
-//! for the next one (`ABLY-PROTOCOL.md` §7.2).
+//! for the next one (`docs/protocol.md#deltas`).
 //!
 //! - The first message on a channel after any (re)connect is sent in full
-//!   (§7.2.1, and the mock's choice for resumes, §7.2.5).
+//!   (`docs/protocol.md#asking-for-deltas`, and the mock's choice for resumes,
+//!   `docs/protocol.md#deltas-after-a-resume`).
 //! - After that each message is encoded against the previous one sent on
 //!   that channel on this stream, with [`shared::vcdiff::encode`], and the
 //!   delta is sent only when its base64 is shorter than the full `data`.
-//! - The base is the `data` with only an outermost `base64` undone (§7.2.3):
-//!   a string's or JSON text's UTF-8 bytes, a binary payload's bytes.
+//! - The base is the `data` with only an outermost `base64` undone
+//!   (`docs/protocol.md#delta-bases`): a string's or JSON text's UTF-8 bytes, a
+//!   binary payload's bytes.
 //! - A delta keeps the message's other fields, carries `extras.delta =
 //!   {from: <base message id>, format: "vcdiff"}`, and its encoding is the
 //!   message's with `vcdiff/base64` in place of its outer `base64`, or with
-//!   `utf-8/vcdiff/base64` appended when there was none (§7.2.2):
-//!   `utf-8/vcdiff/base64` for text, `json/utf-8/vcdiff/base64` for JSON,
-//!   `vcdiff/base64` for binary.
+//!   `utf-8/vcdiff/base64` appended when there was none
+//!   (`docs/protocol.md#delta-messages`): `utf-8/vcdiff/base64` for text,
+//!   `json/utf-8/vcdiff/base64` for JSON, `vcdiff/base64` for binary.
 //!
 //! Deltas depend only on the base message and the message, so the first
 //! stream to need one computes it and later streams with the same base reuse
@@ -49,8 +51,8 @@ pub(crate) struct DeltaBase {
     encoding: String,
 }
 
-/// The base payload of `message` (§7.2.3), or `None` when it has no data,
-/// no id, or data that is not text.
+/// The base payload of `message` (`docs/protocol.md#delta-bases`), or `None`
+/// when it has no data, no id, or data that is not text.
 pub(crate) fn delta_base(message: &Message) -> Option<DeltaBase> {
     message.id.as_ref()?;
     let Some(Value::String(data)) = &message.data else {

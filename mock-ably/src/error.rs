@@ -1,5 +1,6 @@
-//! Ably's error envelope as an axum response (`ABLY-PROTOCOL.md` §5.1,
-//! `REAL-CLIENTS.md` §3e).
+//! Ably's error envelope as an axum response
+//! (`docs/protocol.md#the-error-envelope`,
+//! `docs/real-clients.md#token-errors-and-renewal`).
 //!
 //! Every error the mock answers over HTTP is:
 //!

@@ -1,4 +1,5 @@
-//! The bytes of each stream event (`ABLY-PROTOCOL.md` §1.4, §1.5.2).
+//! The bytes of each stream event (`docs/protocol.md#sse-framing`,
+//! `docs/protocol.md#plain-event-streams`).
 //!
 //! SSE (`/sse`, and `/event-stream` with `Accept: text/event-stream`):
 //!
@@ -42,8 +43,8 @@ impl Framing {
     }
 
     /// A heartbeat event (`heartbeats=true`). Its SSE wire form is not
-    /// documented (§1.4.2, \[U\]): the mock sends an empty `data:` line so
-    /// that an `EventSource` dispatches it.
+    /// documented (`docs/protocol.md#heartbeats-and-keepalives`, \[U\]): the
+    /// mock sends an empty `data:` line so that an `EventSource` dispatches it.
     pub(crate) fn heartbeat(self) -> Bytes {
         Bytes::from_static(match self {
             Framing::Sse => b"event: heartbeat\ndata:\n\n",
@@ -69,7 +70,7 @@ impl Framing {
     }
 
     /// A `message` event whose data is the raw `payload` text
-    /// (`enveloped=false`, §1.5.3).
+    /// (`enveloped=false`, `docs/protocol.md#unenveloped-streams`).
     pub(crate) fn message_raw(self, cursor: &str, payload: &str) -> Bytes {
         match self {
             Framing::Sse => {

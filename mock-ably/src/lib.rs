@@ -3,13 +3,15 @@
 //! against.
 //!
 //! It serves the paths, parameters, frames, error codes and headers written
-//! down in `ABLY-PROTOCOL.md` and observed from real clients in
-//! `REAL-CLIENTS.md`:
+//! down in `docs/protocol.md` and observed from real clients in
+//! `docs/real-clients.md`:
 //!
 //! - `GET /time`;
-//! - `POST /keys/{keyName}/requestToken` with every check of §3.3;
+//! - `POST /keys/{keyName}/requestToken` with every check of
+//!   `docs/protocol.md#exchanging-a-tokenrequest`;
 //! - `POST` and `GET /channels/{name}/messages` (publish and history);
-//! - `GET /sse` and `GET /event-stream`, with every parameter of §1.2;
+//! - `GET /sse` and `GET /event-stream`, with every parameter of
+//!   `docs/protocol.md#stream-parameters`;
 //! - under `/_mock/`, controls for tests: drop every stream, expire every
 //!   credential, fail the next requests, move the clock, read counters.
 //!
@@ -42,7 +44,7 @@
 //!
 //! # Mock policy
 //!
-//! Where Ably's behaviour is undocumented (\[U\] in `ABLY-PROTOCOL.md`) or
+//! Where Ably's behaviour is undocumented (\[U\] in `docs/protocol.md`) or
 //! does not suit a local server, the mock does this:
 //!
 //! - **Basic auth over plain HTTP** is allowed (40103 is never sent): the mock
@@ -65,7 +67,8 @@
 //! - **Subscribe capability** is checked for every channel before the
 //!   stream starts: 401 with a 40160 envelope, no stream.
 //! - **`lastEvent`** that is unknown or no longer covered by retention starts
-//!   a fresh stream with no backlog and no error (§1.6.3). The
+//!   a fresh stream with no backlog and no error
+//!   (`docs/protocol.md#unknown-or-expired-resume-points`). The
 //!   **`Last-Event-ID`** header is accepted as well and wins over the
 //!   parameter, since an `EventSource` keeps its original URL. With either,
 //!   `rewind` is ignored. A resume covers exactly the channels of the new
@@ -77,7 +80,7 @@
 //! - **Envelopes** carry `channel` as the bare channel name, without any
 //!   `[?…]` qualifier.
 //! - **Deltas**: the first message on each channel after any (re)connect is
-//!   sent in full (§7.2.5).
+//!   sent in full (`docs/protocol.md#deltas-after-a-resume`).
 //! - **clientId**: a declared (`X-Ably-ClientId`, `clientId=`) or message
 //!   clientId that the credential does not allow is refused with 40102; an
 //!   empty one with 40012.

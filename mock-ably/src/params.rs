@@ -1,5 +1,5 @@
 //! Query strings, durations, and SSE channel specs with `[?…]` qualifiers
-//! (`ABLY-PROTOCOL.md` §1.2).
+//! (`docs/protocol.md#stream-parameters`).
 
 use std::time::Duration;
 
@@ -52,8 +52,9 @@ pub(crate) fn invalid_param(name: &str, value: &str) -> ApiError {
 }
 
 /// Parses a duration written as a whole number and a unit: `500ms`, `10s`,
-/// `2m`, `1h`. This is the form of `rewind=10s` (§1.2) and of the binary's
-/// `--retention` and `--keepalive`.
+/// `2m`, `1h`. This is the form of `rewind=10s`
+/// (`docs/protocol.md#stream-parameters`) and of the binary's `--retention` and
+/// `--keepalive`.
 ///
 /// ```
 /// use std::time::Duration;
@@ -80,7 +81,8 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 }
 
 /// One entry of `channels`: the channel name with any `[?params]` qualifier
-/// taken off, and the qualifier's parameters (§1.2.1).
+/// taken off, and the qualifier's parameters
+/// (`docs/protocol.md#channel-qualifiers`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ChannelSpec {
     /// The channel messages are published on: `foo` for `[?rewind=1]foo`,
@@ -92,11 +94,12 @@ pub(crate) struct ChannelSpec {
 }
 
 /// Splits and parses the `channels` parameter (already percent-decoded):
-/// split on `separator` (default `,`), then read each qualifier (§1.2.3).
+/// split on `separator` (default `,`), then read each qualifier
+/// (`docs/protocol.md#channel-lists-and-separators`).
 ///
 /// # Errors
 ///
-/// 40010 (400) for an invalid name (§1.2.2).
+/// 40010 (400) for an invalid name (`docs/protocol.md#channel-names`).
 pub(crate) fn channel_specs(channels: &str, separator: &str) -> ApiResult<Vec<ChannelSpec>> {
     let separator = if separator.is_empty() { "," } else { separator };
     channels.split(separator).map(channel_spec).collect()
@@ -123,8 +126,9 @@ fn channel_spec(text: &str) -> ApiResult<ChannelSpec> {
     Ok(ChannelSpec { name, params })
 }
 
-/// Checks a channel name against §1.2.2: not empty, no newline, not starting
-/// with `:`, and a `[` only as the `[meta]` prefix of a metachannel.
+/// Checks a channel name against `docs/protocol.md#channel-names`: not empty,
+/// no newline, not starting with `:`, and a `[` only as the `[meta]` prefix of
+/// a metachannel.
 ///
 /// # Errors
 ///

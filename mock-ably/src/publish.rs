@@ -1,4 +1,4 @@
-//! Turning published messages into stored ones (`ABLY-PROTOCOL.md` §6.2):
+//! Turning published messages into stored ones (`docs/protocol.md#publishing`):
 //! wire encoding, ids, clientIds, timestamps, size limits.
 
 use std::sync::Arc;
@@ -13,7 +13,8 @@ use crate::channel::StoredMessage;
 use crate::error::{ApiError, ApiResult};
 use crate::state::{AppState, lock, random_id};
 
-/// Ably's default maximum message size, 64 KiB (§5.3, 40009).
+/// Ably's default maximum message size, 64 KiB (`docs/protocol.md#error-codes`,
+/// 40009).
 pub(crate) const MAX_MESSAGE_SIZE: usize = 64 * 1024;
 
 /// Who is publishing: `None` for the handle's own `publish`, which may do

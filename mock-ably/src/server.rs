@@ -23,7 +23,8 @@ use crate::stats::Stats;
 pub const DEV_KEY: &str = "mockApp.devKey:mock-ably-dev-secret";
 
 /// How long messages are kept for history, resume and rewind unless
-/// [`MockAblyBuilder::retention`] says otherwise: Ably's two minutes (§1.6.1).
+/// [`MockAblyBuilder::retention`] says otherwise: Ably's two minutes
+/// (`docs/protocol.md#continuity-and-resume`).
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(120);
 
 /// How many messages each channel keeps at most, by default.
@@ -78,7 +79,7 @@ impl MockAblyBuilder {
 
     /// Accepts `key` with only `capability` (JSON text such as
     /// `{"chat:*":["subscribe"]}`): tokens and JWTs signed with it get at
-    /// most that (§4.3).
+    /// most that (`docs/protocol.md#capability-intersection`).
     ///
     /// # Panics
     ///

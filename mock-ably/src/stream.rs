@@ -1,5 +1,6 @@
 //! The body of an open SSE or plain stream: backlog first, then live
-//! messages, keepalives, and the endings (`ABLY-PROTOCOL.md` §1.4, §1.6).
+//! messages, keepalives, and the endings (`docs/protocol.md#sse-framing`,
+//! `docs/protocol.md#continuity-and-resume`).
 //!
 //! A stream ends in one of three ways:
 //!

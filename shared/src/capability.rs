@@ -1,20 +1,24 @@
-//! Ably capabilities (`ABLY-PROTOCOL.md` §4): what a token may do on which
-//! channels.
+//! Ably capabilities (`docs/protocol.md#capabilities-and-clientid`): what a
+//! token may do on which channels.
 //!
-//! §4.1: "A capability is a JSON object that maps a resource name to an array
-//! of operations. Inside a token or JWT it travels as a string."
+//! A capability is a JSON object mapping resource names to arrays of
+//! operations; inside a token or JWT it travels as a string
+//! (`docs/protocol.md#capability-format`).
 //!
 //! ```json
 //! {"chat:*":["publish","subscribe"],"[meta]*":["subscribe"]}
 //! ```
 //!
 //! - [`Capability`] parses that object (or the string holding it), rejects
-//!   unknown operations, and writes the canonical text of §3.4.
-//! - [`resource_matches`] applies the wildcard rules of §4.2 and the tagged
-//!   channel rule of §8.4; [`resource_covers`] compares two resources.
-//! - [`Capability::intersect`] computes what a token really gets (§4.3): "the
-//!   intersection of the requested capability and the key's capability. […]
-//!   An empty intersection is an error."
+//!   unknown operations, and writes the canonical text of
+//!   `docs/protocol.md#canonical-capability-text`.
+//! - [`resource_matches`] applies the wildcard rules of
+//!   `docs/protocol.md#resource-wildcards` and the tagged channel rule of
+//!   `docs/protocol.md#tagged-channels`; [`resource_covers`] compares two
+//!   resources.
+//! - [`Capability::intersect`] computes what a token really gets
+//!   (`docs/protocol.md#capability-intersection`): the intersection of the
+//!   requested capability and the key's; an empty intersection is an error.
 //! - [`Capability::allows`] answers "may this token do X on channel Y".
 //!
 //! # Example
@@ -56,7 +60,7 @@ pub use operation::Operation;
 pub use resource::{resource_covers, resource_matches, space_channels};
 
 /// A capability: resource names (channel names or wildcard patterns) mapped
-/// to the operations granted on them (§4.1).
+/// to the operations granted on them (`docs/protocol.md#capability-format`).
 ///
 /// # Wire forms
 ///
@@ -76,8 +80,10 @@ pub use resource::{resource_covers, resource_matches, space_channels};
 /// so), because ably-js canonicalises by sorting only and the canonical text
 /// is signed. Intersection results, which we compute, write `["*"]` alone.
 ///
-/// An empty capability `{}` parses (§3.3 needs to answer "requested `{}`"
-/// with 40160); it allows nothing and [`Capability::intersect`] rejects it.
+/// An empty capability `{}` parses
+/// (`docs/protocol.md#exchanging-a-tokenrequest` needs to answer "requested
+/// `{}`" with 40160); it allows nothing and [`Capability::intersect`] rejects
+/// it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Capability {
     resources: BTreeMap<String, BTreeSet<Operation>>,
@@ -91,8 +97,9 @@ impl Capability {
 
     /// Everything: `{"[*]*":["*"]}`.
     ///
-    /// Requesting no capability means requesting this (§4.3), so intersecting
-    /// it with a key's capability yields the key's.
+    /// Requesting no capability means requesting this
+    /// (`docs/protocol.md#capability-intersection`), so intersecting it with a
+    /// key's capability yields the key's.
     pub fn all() -> Self {
         let resources = BTreeMap::from([("[*]*".to_owned(), BTreeSet::from([Operation::All]))]);
         Capability { resources }
@@ -122,8 +129,9 @@ impl Capability {
     /// - the value is not an object (or a string holding one);
     /// - a resource name is empty;
     /// - a resource's operations are not a non-empty array;
-    /// - an operation is not a string, or not one of §4.1.2
-    ///   (`unknown operation "publsh" for resource "chat:*"`).
+    /// - an operation is not a string, or not one of
+    ///   `docs/protocol.md#operations` (`unknown operation "publsh" for
+    ///   resource "chat:*"`).
     pub fn from_json(value: &Value) -> Result<Self> {
         let entries = match value {
             Value::Object(entries) => entries,
@@ -230,7 +238,7 @@ impl Capability {
     }
 
     /// The capability a token gets when `self` is requested from a key whose
-    /// capability is `key` (§4.3).
+    /// capability is `key` (`docs/protocol.md#capability-intersection`).
     ///
     /// For every requested resource and key resource where one covers the
     /// other ([`resource_covers`]), the result lists the **narrower**
@@ -238,7 +246,8 @@ impl Capability {
     /// the other side's list, and `*` on both sides stays `*`. Pairs with no
     /// common operation are dropped; pairs landing on the same resource merge.
     /// Where each covers the other (the same resource), the requested name is
-    /// kept. \[I\]: §4.3 gives only a worked example; this reproduces it.
+    /// kept. \[I\]: `docs/protocol.md#capability-intersection` gives only a
+    /// worked example; this reproduces it.
     ///
     /// The result never allows what either side forbids. It can allow less
     /// than the exact intersection: a requested `foo:*` against a key's
@@ -247,7 +256,8 @@ impl Capability {
     /// # Errors
     ///
     /// [`Error::EmptyCapability`] if nothing is left, including when either
-    /// side is `{}` (§3.3: answered with 40160).
+    /// side is `{}` (`docs/protocol.md#exchanging-a-tokenrequest`: answered
+    /// with 40160).
     pub fn intersect(&self, key: &Capability) -> Result<Capability> {
         let mut resources: BTreeMap<String, BTreeSet<Operation>> = BTreeMap::new();
         for (requested, requested_operations) in &self.resources {
@@ -276,16 +286,18 @@ impl Capability {
         Ok(Capability { resources })
     }
 
-    /// The canonical text (§3.4): compact JSON, resource keys sorted,
-    /// each operation list sorted, strings escaped as standard JSON.
+    /// The canonical text (`docs/protocol.md#canonical-capability-text`):
+    /// compact JSON, resource keys sorted, each operation list sorted, strings
+    /// escaped as standard JSON.
     ///
     /// This is byte for byte what ably-js's `c14n` produces, since that text
     /// is what TokenRequest MACs are computed over. ably-js sorts keys by
     /// UTF-16 code units and then calls `JSON.stringify`, which emits
     /// integer-like keys (`"0"`, `"42"`) first in numeric order: so
     /// `{"*":[…],"42":[…]}` canonicalises to `{"42":[…],"*":[…]}`. \[I\] We
-    /// copy that quirk rather than §3.4's plain lexical order, because
-    /// TokenRequests built by ably-js are known to be accepted by Ably.
+    /// copy that quirk rather than a plain lexical order, because
+    /// TokenRequests built by ably-js are known to be accepted by Ably
+    /// (`docs/protocol.md#canonical-capability-text`).
     ///
     /// (ably-js keeps duplicate operations; a [`Capability`] has none, so a
     /// list given with duplicates canonicalises shorter here.)
@@ -309,7 +321,8 @@ fn invalid(message: String) -> Error {
     Error::InvalidCapability(message)
 }
 
-/// The operations both lists grant, where `*` stands for the other list (§4.3).
+/// The operations both lists grant, where `*` stands for the other list
+/// (`docs/protocol.md#capability-intersection`).
 fn intersect_operations(
     requested: &BTreeSet<Operation>,
     granted: &BTreeSet<Operation>,

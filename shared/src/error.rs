@@ -48,7 +48,7 @@ impl Error {
     /// The Ably error a server should return for this failure.
     ///
     /// Client faults map to 4xxxx codes with their registry status (see
-    /// `ABLY-PROTOCOL.md` §5.3); internal failures map to 50000.
+    /// `docs/protocol.md#error-codes`); internal failures map to 50000.
     pub fn error_info(&self) -> ErrorInfo {
         match self {
             Error::Rejected(info) => info.clone(),

@@ -1,4 +1,4 @@
-//! Ably's `ErrorInfo` (`ABLY-PROTOCOL.md` §5): the error shape on the wire.
+//! Ably's `ErrorInfo` (`docs/protocol.md#errors`): the error shape on the wire.
 //!
 //! REST and pre-stream failures wrap it as `{"error": {...}}` ([`ErrorResponse`]);
 //! SSE `error` events carry it bare. Either may come without `statusCode`;
@@ -13,18 +13,20 @@ use serde::{Deserialize, Serialize};
 pub const HELP_BASE_URL: &str = "https://help.ably.io/error/";
 
 /// The response header that repeats an error's code on REST and pre-stream
-/// errors (§1.4.6), lowercase as HTTP/2 requires. ably-js falls back to it
-/// when the body is not exactly `application/json` (§5.1).
+/// errors (`docs/protocol.md#errors-before-the-stream`), lowercase as HTTP/2
+/// requires. ably-js falls back to it when the body is not exactly
+/// `application/json` (`docs/protocol.md#the-error-envelope`).
 pub const ERROR_CODE_HEADER: &str = "x-ably-errorcode";
 
-/// The response header that repeats an error's message (§1.4.6); see
+/// The response header that repeats an error's message
+/// (`docs/protocol.md#errors-before-the-stream`); see
 /// [`ErrorInfo::header_message`] for the form it takes.
 pub const ERROR_MESSAGE_HEADER: &str = "x-ably-errormessage";
 
 /// The longest [`ERROR_MESSAGE_HEADER`] value we send, in bytes.
 pub const MAX_HEADER_MESSAGE_LEN: usize = 512;
 
-/// Ably error codes this project uses, named (`ABLY-PROTOCOL.md` §5.3).
+/// Ably error codes this project uses, named (`docs/protocol.md#error-codes`).
 pub mod codes {
     /// 40000: bad request (generic).
     pub const BAD_REQUEST: u32 = 40000;
@@ -190,7 +192,8 @@ impl ErrorInfo {
     }
 
     /// True for a token error, `40140 <= code < 40150` (ably-js
-    /// `Auth.isTokenErr`, §5.2): the client should renew its token and retry.
+    /// `Auth.isTokenErr`, `docs/protocol.md#token-errors`): the client should
+    /// renew its token and retry.
     pub fn is_token_error(&self) -> bool {
         is_token_error_code(self.code)
     }
@@ -245,7 +248,8 @@ pub fn href_for(code: u32) -> String {
     format!("{HELP_BASE_URL}{code}")
 }
 
-/// The HTTP status the ably-common registry gives `code` (§5.3).
+/// The HTTP status the ably-common registry gives `code`
+/// (`docs/protocol.md#error-codes`).
 ///
 /// Most codes carry their status in their first three digits (`40142` → 401,
 /// `50000` → 500); the registry's exceptions are listed explicitly (`40009` →

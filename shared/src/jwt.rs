@@ -1,16 +1,16 @@
-//! Ably JWTs (`ABLY-PROTOCOL.md` §2): claims, signing, and verification with
-//! Ably's error codes.
+//! Ably JWTs (`docs/protocol.md#ably-jwts`): claims, signing, and verification
+//! with Ably's error codes.
 //!
-//! > The JWT is signed with **HS256**, using the API key secret (the UTF-8
-//! > bytes of `<keySecret>`) as the HMAC key. [...] JOSE header: `kid` = the
-//! > key name `<appId>.<keyId>` (required); `alg` = `HS256`; `typ` = `JWT`.
-//! > (§2.1.1, §2.1.2)
+//! An Ably JWT is signed with HS256, keyed with the UTF-8 bytes of the API
+//! key's secret; its JOSE header names the key (`kid`: `<appId>.<keyId>`,
+//! required), with `alg` `HS256` and `typ` `JWT`
+//! (`docs/protocol.md#jwt-signing`).
 //!
 //! [`encode_jwt`] mints such a token from [`AblyJwtClaims`]; [`verify_jwt`]
 //! checks one the way Ably does and fails with the code and HTTP status of
-//! the §2.2 table, so the mock rejects exactly what Ably rejects.
-//! [`decode_unverified_exp`] lets a client read a token's expiry without the
-//! secret.
+//! the `docs/protocol.md#jwt-rejections` table, so the mock rejects exactly
+//! what Ably rejects. [`decode_unverified_exp`] lets a client read a token's
+//! expiry without the secret.
 //!
 //! Time is passed in (`now_secs`), never read from the system clock, so
 //! expiry is testable without sleeping.
@@ -29,7 +29,8 @@ use crate::error::{Error, Result};
 use crate::error_info::{ErrorInfo, codes};
 use crate::key::ApiKey;
 
-/// The prefix of channel-scoped user claims, `ably.channel.<pattern>` (§2.1.3).
+/// The prefix of channel-scoped user claims, `ably.channel.<pattern>`
+/// (`docs/protocol.md#jwt-claims`).
 pub const CHANNEL_CLAIM_PREFIX: &str = "ably.channel.";
 
 const IAT: &str = "iat";
@@ -40,7 +41,7 @@ const REVOCATION_KEY: &str = "x-ably-revocation-key";
 const CLIENT_TYPE: &str = "x-ably-clientType";
 const JTI: &str = "jti";
 
-/// The claims of an Ably JWT (§2.1.3).
+/// The claims of an Ably JWT (`docs/protocol.md#jwt-claims`).
 ///
 /// On the wire the fields take Ably's names (`x-ably-capability`,
 /// `x-ably-clientId` with a capital `I`, ...); each entry of
@@ -90,12 +91,14 @@ impl AblyJwtClaims {
     /// Reads claims from a JWT payload object, with Ably's content rules.
     ///
     /// Every failure is 40144 (401) except an empty `x-ably-clientId`, which
-    /// is 40012 (400) as for any empty client id (§4.4).
+    /// is 40012 (400) as for any empty client id
+    /// (`docs/protocol.md#clientid-rules`).
     fn from_payload(mut payload: Map<String, Value>) -> Result<Self, ErrorInfo> {
         let iat = take_seconds(&mut payload, IAT)?;
         let exp = take_seconds(&mut payload, EXP)?;
-        // Ably's docs disagree on whether the capability is required (§2.1.3,
-        // [U]); we require it, and the auth server always sends it.
+        // Ably's docs disagree on whether the capability is required
+        // (`docs/protocol.md#jwt-claims`, [U]); we require it, and the auth
+        // server always sends it.
         let capability = take_string(&mut payload, CAPABILITY)?
             .ok_or_else(|| invalid_jwt("Invalid token; x-ably-capability must be specified"))?;
         if capability.is_empty() {
@@ -165,8 +168,8 @@ fn take_seconds(payload: &mut Map<String, Value>, name: &str) -> Result<u64, Err
 }
 
 /// Removes an optional claim that must be a string when present (`null`
-/// included: §2.2 calls a non-string revocation key invalid, and the other
-/// `x-ably-*` claims follow the same rule).
+/// included: `docs/protocol.md#jwt-rejections` calls a non-string revocation
+/// key invalid, and the other `x-ably-*` claims follow the same rule).
 fn take_string(payload: &mut Map<String, Value>, name: &str) -> Result<Option<String>, ErrorInfo> {
     match payload.remove(name) {
         None => Ok(None),
@@ -243,7 +246,7 @@ pub fn encode_jwt(key: &ApiKey, claims: &AblyJwtClaims) -> Result<String> {
 /// A JWT that passed [`verify_jwt`]: the key it was signed with and its claims.
 ///
 /// The key is returned so the caller can intersect the claims' capability
-/// with the key's own (§2.1.4).
+/// with the key's own (`docs/protocol.md#jwt-claims`).
 #[derive(Debug, Clone)]
 pub struct VerifiedJwt<'k> {
     /// The key named by the token's `kid`, whose secret verified it.
@@ -253,7 +256,7 @@ pub struct VerifiedJwt<'k> {
 }
 
 /// Verifies an Ably JWT against `keys` at time `now_secs` (seconds since the
-/// Unix epoch), as Ably does (§2.2).
+/// Unix epoch), as Ably does (`docs/protocol.md#jwt-rejections`).
 ///
 /// `leeway_secs` is the clock skew forgiven on both `exp` and `iat`. The
 /// mock passes 0; note that `jsonwebtoken`'s own default of 60 s is not used,
@@ -330,7 +333,8 @@ pub fn verify_jwt<'k>(
         )));
     }
     if claims.iat > now_secs.saturating_add(leeway_secs) {
-        // Registry status of 40001 is 400; for this case it is [I] (§2.2).
+        // Registry status of 40001 is 400; for this case it is [I]
+        // (`docs/protocol.md#jwt-rejections`).
         return Err(Error::Rejected(ErrorInfo::from_code(
             codes::INVALID_REQUEST_BODY,
             "Invalid token; issuedAt time must not be in the future.",
@@ -340,8 +344,8 @@ pub fn verify_jwt<'k>(
 }
 
 /// Finds the key named `kid`, or says whether its app or only its key is
-/// unknown (§2.2: 404 for an unknown app, 401 for an unknown key in a known
-/// app).
+/// unknown (`docs/protocol.md#jwt-rejections`: 404 for an unknown app, 401 for
+/// an unknown key in a known app).
 fn find_key<'k>(kid: &str, keys: impl IntoIterator<Item = &'k ApiKey>) -> Result<&'k ApiKey> {
     let app_id = kid.split_once('.').map_or(kid, |(app_id, _)| app_id);
     let mut app_known = false;

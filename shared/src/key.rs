@@ -1,4 +1,4 @@
-//! Ably API keys (`ABLY-PROTOCOL.md` §0.1).
+//! Ably API keys (`docs/protocol.md#api-keys`).
 //!
 //! > An API key string has the form `<appId>.<keyId>:<keySecret>`. The **key
 //! > name** is `<appId>.<keyId>`. It is public and identifies the key. The

@@ -2,7 +2,7 @@
 //! so that the three can never disagree.
 //!
 //! Everything here is pure: no I/O, no async runtime. The rules it implements
-//! are written down in `ABLY-PROTOCOL.md`; each module quotes the section it
+//! are written down in `docs/protocol.md`; each module quotes the section it
 //! follows.
 //!
 //! # Layout
@@ -42,7 +42,7 @@
 //! let verified = jwt::verify_jwt(&token, [&key], now, 0)?;
 //! assert_eq!(verified.claims.client_id.as_deref(), Some("user-1"));
 //!
-//! // A signed TokenRequest (the MAC recipe of ABLY-PROTOCOL.md §3.2).
+//! // A signed TokenRequest (`docs/protocol.md#the-tokenrequest-mac`).
 //! let params = TokenParams { client_id: Some("user-1".to_owned()), ..TokenParams::default() };
 //! let request = TokenRequest::new_signed(&key, params, 1_700_000_000_000)?;
 //! request.verify_mac(key.secret())?;

@@ -1,22 +1,22 @@
-//! The wire `Message` and its `encoding` chain (`ABLY-PROTOCOL.md` §1.5, §6.2,
-//! §7.1).
+//! The wire `Message` and its `encoding` chain (`docs/protocol.md#the-message`,
+//! `docs/protocol.md#publishing`, `docs/protocol.md#the-encoding-chain`).
 //!
-//! # The message (§1.5.1)
+//! # The message (`docs/protocol.md#the-message`)
 //!
 //! > With `enveloped=true`, the default, the `data` of a `message` event is a
 //! > JSON `Message` (TM2).
 //!
 //! [`Message`] has every field of that table, in camelCase, each optional and
 //! left out when absent. Unknown fields are ignored, so newer servers do not
-//! break older clients. The same type serves REST publish bodies (§6.2) and
-//! history (§6.3).
+//! break older clients. The same type serves REST publish bodies
+//! (`docs/protocol.md#publishing`) and history (`docs/protocol.md#history`).
 //!
 //! > **\[I\]** The client should accept `data` that is either an encoded string
 //! > or an already-parsed JSON value.
 //!
 //! Hence `data` is a [`serde_json::Value`], not a `String`.
 //!
-//! # The `encoding` chain (§7.1)
+//! # The `encoding` chain (`docs/protocol.md#the-encoding-chain`)
 //!
 //! > `encoding` lists the transforms separated by `/`. The **rightmost**
 //! > transform was applied last, so it is undone first. Decode from right to
@@ -26,10 +26,10 @@
 //! [`Message::decode_data`] (or [`decode_data`] for a bare `data`/`encoding`
 //! pair) undoes `base64`, `utf-8` and `json` into a [`Payload`] and stops at
 //! anything else, leaving it in [`Decoded::encoding`]. Encryption is not
-//! supported. Deltas (§7.2) are not decoded here, but [`decode_data_with`]
-//! takes a hook for unknown steps, so a caller holding the delta base can undo
-//! `vcdiff` in the middle of `json/utf-8/vcdiff/base64` and let this module do
-//! the rest.
+//! supported. Deltas (`docs/protocol.md#deltas`) are not decoded here, but
+//! [`decode_data_with`] takes a hook for unknown steps, so a caller holding the
+//! delta base can undo `vcdiff` in the middle of `json/utf-8/vcdiff/base64` and
+//! let this module do the rest.
 //!
 //! ```
 //! use serde_json::json;
@@ -54,7 +54,7 @@ use crate::error::Result;
 
 pub use encoding::{Decoded, Payload, decode_data, decode_data_with};
 
-/// An Ably message as it travels in JSON (TM2, §1.5.1).
+/// An Ably message as it travels in JSON (TM2, `docs/protocol.md#the-message`).
 ///
 /// Every field is optional: a REST publish may send only `data`, and the server
 /// fills in `id`, `timestamp` and the connection fields. Absent fields are
@@ -67,19 +67,20 @@ pub use encoding::{Decoded, Payload, decode_data, decode_data_with};
 #[non_exhaustive]
 pub struct Message {
     /// Unique message id, e.g. `YqigX7VFsR:0:0` for a realtime publish. Not
-    /// the SSE event id, which is a resume cursor (§1.4.1).
+    /// the SSE event id, which is a resume cursor
+    /// (`docs/protocol.md#sse-framing`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// The event name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// The payload: normally a string encoded per [`Message::encoding`], but an
-    /// object or array is accepted too (§1.5.1, §6.2). A JSON `null` reads as
-    /// `None`.
+    /// object or array is accepted too (`docs/protocol.md#the-message`,
+    /// `docs/protocol.md#publishing`). A JSON `null` reads as `None`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data: Option<Value>,
     /// The transforms applied to `data`, e.g. `json` or `utf-8/vcdiff/base64`
-    /// (§7.1).
+    /// (`docs/protocol.md#the-encoding-chain`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub encoding: Option<String>,
     /// When Ably received the message, in milliseconds since the Unix epoch.
@@ -95,7 +96,7 @@ pub struct Message {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connection_id: Option<String>,
     /// On a REST publish, the key of a realtime connection to publish on
-    /// behalf of (§6.2).
+    /// behalf of (`docs/protocol.md#publishing`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connection_key: Option<String>,
     /// Metadata sent alongside the payload: `headers`, `push`, `delta`, … See
@@ -148,10 +149,11 @@ impl Message {
             .transpose()
     }
 
-    /// Puts `data` in wire form as a REST publish does (§6.2): an object or
-    /// array becomes compact JSON text and `json` is appended to `encoding`
-    /// (`"json"`, or `"<encoding>/json"` if there already was one). A string,
-    /// `null` or absent `data` is left as it is.
+    /// Puts `data` in wire form as a REST publish does
+    /// (`docs/protocol.md#publishing`): an object or array becomes compact JSON
+    /// text and `json` is appended to `encoding` (`"json"`, or
+    /// `"<encoding>/json"` if there already was one). A string, `null` or
+    /// absent `data` is left as it is.
     ///
     /// # Errors
     ///
@@ -171,8 +173,9 @@ impl Message {
         Ok(())
     }
 
-    /// The delta reference in `extras.delta` (DE2, §7.2.2): which message this
-    /// one's `data` is a delta against, and in what format.
+    /// The delta reference in `extras.delta` (DE2,
+    /// `docs/protocol.md#delta-messages`): which message this one's `data` is a
+    /// delta against, and in what format.
     ///
     /// `None` when there is no `extras.delta`, or when it is not an object with
     /// string `from` and `format`.
@@ -195,7 +198,7 @@ impl Message {
     }
 }
 
-/// `extras.delta` of a delta message (DE2, §7.2.2):
+/// `extras.delta` of a delta message (DE2, `docs/protocol.md#delta-messages`):
 /// `{"from": "<id of base message>", "format": "vcdiff"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeltaExtras {
@@ -215,7 +218,8 @@ impl DeltaExtras {
     }
 }
 
-/// A message's `action`, an integer on the wire (§1.5.1).
+/// A message's `action`, an integer on the wire
+/// (`docs/protocol.md#the-message`).
 ///
 /// A newtype rather than an enum so that values added by newer protocol
 /// versions survive a parse and re-serialize unchanged; compare against the
@@ -356,7 +360,7 @@ mod tests {
 
     #[test]
     fn data_may_arrive_already_parsed() {
-        // The `[meta]stats:minute` example (§1.5.1).
+        // The `[meta]stats:minute` example (`docs/protocol.md#the-message`).
         let text = r#"{"name":"[meta]minute","data":{"entries":{"messages.all.all.count":1}},"encoding":"json"}"#;
         let message: Message = serde_json::from_str(text).unwrap();
 

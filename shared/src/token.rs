@@ -1,10 +1,12 @@
-//! TokenRequest and TokenDetails (`ABLY-PROTOCOL.md` §3).
+//! TokenRequest and TokenDetails
+//! (`docs/protocol.md#tokenrequests-and-tokendetails`).
 //!
 //! A [`TokenRequest`] is a set of token parameters signed with an API key
 //! secret. Whoever holds it can exchange it, without the secret, at
-//! `POST /keys/{keyName}/requestToken` for a [`TokenDetails`] (§3.3).
+//! `POST /keys/{keyName}/requestToken` for a [`TokenDetails`]
+//! (`docs/protocol.md#exchanging-a-tokenrequest`).
 //!
-//! The signature is the MAC of §3.2:
+//! The signature is the MAC of `docs/protocol.md#the-tokenrequest-mac`:
 //!
 //! > Take the fields in this fixed order: `keyName`, `ttl`, `capability`,
 //! > `clientId`, `timestamp`, `nonce`. Append each field's canonical text
@@ -13,8 +15,9 @@
 //! > UTF-8 key secret. Encode the digest with standard base64, with `=` padding.
 //!
 //! Capabilities are carried as text. Callers pass the canonical text produced
-//! by [`crate::capability`] (§3.4); the MAC covers the text exactly as given,
-//! and verification uses the text exactly as received (§3.2.1).
+//! by [`crate::capability`] (`docs/protocol.md#canonical-capability-text`); the
+//! MAC covers the text exactly as given, and verification uses the text exactly
+//! as received (`docs/protocol.md#capability-text-under-the-mac`).
 //!
 //! # No field can hold the separator
 //!
@@ -50,19 +53,21 @@ use crate::error::{Error, Result};
 use crate::error_info::{ErrorInfo, codes};
 use crate::key::ApiKey;
 
-/// The TTL Ably applies when a request has none: one hour, in ms (§3.1).
+/// The TTL Ably applies when a request has none: one hour, in ms
+/// (`docs/protocol.md#token-requests`).
 pub const DEFAULT_TTL_MS: u64 = 3_600_000;
 
-/// The largest TTL Ably accepts: 24 hours, in ms (§2.1.6). Keys with
-/// revocable tokens are capped at one hour; enforcing that is up to whoever
-/// knows the key's settings.
+/// The largest TTL Ably accepts: 24 hours, in ms
+/// (`docs/protocol.md#ttl-limits`). Keys with revocable tokens are capped at
+/// one hour; enforcing that is up to whoever knows the key's settings.
 pub const MAX_TTL_MS: u64 = 86_400_000;
 
 /// How far a request's `timestamp` may be from the server's clock, either
-/// way: two minutes, in ms (§3.3).
+/// way: two minutes, in ms (`docs/protocol.md#exchanging-a-tokenrequest`).
 pub const TIMESTAMP_TOLERANCE_MS: u64 = 120_000;
 
-/// The shortest nonce Ably accepts, in characters (§3.1).
+/// The shortest nonce Ably accepts, in characters
+/// (`docs/protocol.md#token-requests`).
 pub const MIN_NONCE_LEN: usize = 16;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -70,9 +75,10 @@ type HmacSha256 = Hmac<Sha256>;
 /// A clientId that can be signed into a [`TokenRequest`]: not empty and free
 /// of control characters (U+0000–U+001F and U+007F).
 ///
-/// `"*"`, the wildcard (§4.4), is a valid `ClientId`; refusing it to users is
-/// up to whoever decides who a user is. Build one with [`ClientId::new`] or
-/// `parse`; read it as a `&str` ([`ClientId::as_str`], or through `Deref`).
+/// `"*"`, the wildcard (`docs/protocol.md#clientid-rules`), is a valid
+/// `ClientId`; refusing it to users is up to whoever decides who a user is.
+/// Build one with [`ClientId::new`] or `parse`; read it as a `&str`
+/// ([`ClientId::as_str`], or through `Deref`).
 ///
 /// ```
 /// use shared::token::ClientId;
@@ -148,7 +154,8 @@ impl SignField {
     }
 }
 
-/// The canonical text of a capability (§3.4). It never holds a line feed:
+/// The canonical text of a capability
+/// (`docs/protocol.md#canonical-capability-text`). It never holds a line feed:
 /// it is compact JSON, whose strings escape control characters.
 impl From<&Capability> for SignField {
     fn from(capability: &Capability) -> Self {
@@ -301,12 +308,14 @@ pub struct TokenParams {
     /// the key's whole capability.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capability: Option<String>,
-    /// The client id to bind the token to; `"*"` is the wildcard (§4.4).
+    /// The client id to bind the token to; `"*"` is the wildcard
+    /// (`docs/protocol.md#clientid-rules`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
 }
 
-/// A signed (or, without `mac`, unsigned) token request (§3.1, TE1–TE6).
+/// A signed (or, without `mac`, unsigned) token request
+/// (`docs/protocol.md#token-requests`, TE1–TE6).
 ///
 /// Serializes to the camelCase JSON ably-js sends, leaving out absent
 /// optional fields. Deserializing accepts `ttl` and `timestamp` as numbers or
@@ -451,7 +460,8 @@ impl TokenRequest {
     /// Parses a request body (JSON, whatever its `Content-Type` said).
     ///
     /// `ttl` may be a number or a string of decimal digits (the docs' unsigned
-    /// example sends `"ttl":"3600000"`, §3.1); `null` counts as absent.
+    /// example sends `"ttl":"3600000"`, `docs/protocol.md#token-requests`);
+    /// `null` counts as absent.
     ///
     /// # Errors
     ///
@@ -459,7 +469,8 @@ impl TokenRequest {
     ///   JSON object, misses `keyName`, `timestamp` or `nonce`, or has a field
     ///   other than `ttl` of the wrong type;
     /// - then [`Error::Rejected`] with 40003 (400) "Invalid value for TTL" if
-    ///   `ttl` is negative or not a number (§3.3: "ttl negative or not a
+    ///   `ttl` is negative or not a number
+    ///   (`docs/protocol.md#exchanging-a-tokenrequest`: "ttl negative or not a
     ///   number → 40003"), including a fraction, a string that is not all
     ///   digits and a value past `u64`;
     /// - then [`Error::Rejected`] with 40003 (400) if `keyName`, `capability`
@@ -485,7 +496,7 @@ impl TokenRequest {
         Self::try_from(wire)
     }
 
-    /// The text the MAC covers (§3.2):
+    /// The text the MAC covers (`docs/protocol.md#the-tokenrequest-mac`):
     /// `keyName\nttl\ncapability\nclientId\ntimestamp\nnonce\n`, absent fields
     /// as empty strings.
     ///
@@ -562,8 +573,9 @@ impl TokenRequest {
                 "Invalid token request; keyName must not be empty",
             ));
         }
-        // Ably documents the 16-character minimum (§3.1) but not the code it
-        // answers with; 40001 (invalid request body) is our inference.
+        // Ably documents the 16-character minimum
+        // (`docs/protocol.md#token-requests`) but not the code it answers with;
+        // 40001 (invalid request body) is our inference.
         if self.nonce.chars().count() < MIN_NONCE_LEN {
             return Err(rejected(
                 codes::INVALID_REQUEST_BODY,
@@ -576,7 +588,8 @@ impl TokenRequest {
                 "Excessive value for TTL",
             )),
             // A token that expires as it is issued is useless; Ably's answer
-            // is undocumented, so this follows the "invalid ttl" row (§3.3).
+            // is undocumented, so this follows the "invalid ttl" row
+            // (`docs/protocol.md#exchanging-a-tokenrequest`).
             Some(0) => Err(rejected(
                 codes::INVALID_PARAMETER_VALUE,
                 "Invalid value for TTL",
@@ -586,9 +599,9 @@ impl TokenRequest {
     }
 }
 
-/// The MAC of §3.2: HMAC-SHA256 of `request`'s [`TokenRequest::sign_text`]
-/// keyed with the UTF-8 bytes of `secret`, as standard base64 with `=`
-/// padding. (`request.mac` is not read.)
+/// The MAC of `docs/protocol.md#the-tokenrequest-mac`: HMAC-SHA256 of
+/// `request`'s [`TokenRequest::sign_text`] keyed with the UTF-8 bytes of
+/// `secret`, as standard base64 with `=` padding. (`request.mac` is not read.)
 pub fn compute_mac(secret: &SecretString, request: &TokenRequest) -> String {
     BASE64.encode(
         hmac_over(secret, &request.sign_text())
@@ -625,7 +638,8 @@ pub fn generate_nonce() -> Result<String> {
         .collect())
 }
 
-/// An issued Ably token (§3.3, TD1–TD7), as `requestToken` returns it.
+/// An issued Ably token (`docs/protocol.md#exchanging-a-tokenrequest`,
+/// TD1–TD7), as `requestToken` returns it.
 ///
 /// `issued` and `expires` are ms since the Unix epoch. Absent optional fields
 /// are left out of the JSON; unknown fields are ignored when reading. `Debug`
@@ -633,7 +647,8 @@ pub fn generate_nonce() -> Result<String> {
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenDetails {
-    /// The token string, `appId.<opaque>` (§0.4). Treat it as opaque.
+    /// The token string, `appId.<opaque>` (`docs/protocol.md#token-strings`).
+    /// Treat it as opaque.
     pub token: String,
     /// The name of the key the token was issued from.
     #[serde(default, skip_serializing_if = "Option::is_none")]

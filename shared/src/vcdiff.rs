@@ -1,25 +1,26 @@
 //! VCDIFF (RFC 3284) deltas as Ably uses them for `delta=vcdiff`
-//! (`ABLY-PROTOCOL.md` §7.2).
+//! (`docs/protocol.md#deltas`).
 //!
 //! A subscriber that asks for deltas receives, instead of a message's full
-//! `data`, a VCDIFF delta against the previous message's payload (§7.2.2).
-//! [`decode`] applies such a delta to the stored base; [`encode`] produces
-//! one, for the mock server.
+//! `data`, a VCDIFF delta against the previous message's payload
+//! (`docs/protocol.md#delta-messages`). [`decode`] applies such a delta to the
+//! stored base; [`encode`] produces one, for the mock server.
 //!
 //! # What the decoder reads
 //!
 //! A strict decoder for the subset of RFC 3284 that delta encoders actually
 //! emit:
 //!
-//! - the header of §4.1 with version 0 (`D6 C3 C4 00`, [`MAGIC`]); an
+//! - the header of RFC 3284 §4.1 with version 0 (`D6 C3 C4 00`, [`MAGIC`]); an
 //!   application header (`VCD_APPHEADER`, an xdelta3 extension) is skipped;
-//! - any number of windows (§4.2), zero included: a header-only delta
+//! - any number of windows (RFC 3284 §4.2), zero included: a header-only delta
 //!   decodes to an empty target;
 //! - windows whose source segment is in the base (`VCD_SOURCE`), in the
 //!   target decoded so far (`VCD_TARGET`), or absent;
-//! - the default code table (§5.6) and address cache (§5.1–§5.3), with
-//!   COPYs that overlap their own output (§3, "the COPY instruction ... can
-//!   also copy data from the target window itself");
+//! - the default code table (RFC 3284 §5.6) and address cache
+//!   (RFC 3284 §5.1–5.3), with COPYs that overlap their own output
+//!   (RFC 3284 §3, "the COPY instruction ... can also copy data from the target
+//!   window itself");
 //! - xdelta3's per-window Adler-32 checksum (`VCD_ADLER32`), which is
 //!   verified.
 //!
@@ -74,27 +75,29 @@ pub const MAGIC: [u8; 4] = [0xD6, 0xC3, 0xC4, 0x00];
 
 /// `Hdr_Indicator` bit: secondary compressor ID follows (RFC 3284 §4.1).
 const VCD_DECOMPRESS: u8 = 0x01;
-/// `Hdr_Indicator` bit: a custom code table follows (§4.1).
+/// `Hdr_Indicator` bit: a custom code table follows (RFC 3284 §4.1).
 const VCD_CODETABLE: u8 = 0x02;
 /// `Hdr_Indicator` bit: an application header follows (xdelta3 extension).
 const VCD_APPHEADER: u8 = 0x04;
 
-/// `Win_Indicator` bit: the source segment is in the base (§4.2).
+/// `Win_Indicator` bit: the source segment is in the base (RFC 3284 §4.2).
 const VCD_SOURCE: u8 = 0x01;
-/// `Win_Indicator` bit: the source segment is earlier target data (§4.2).
+/// `Win_Indicator` bit: the source segment is earlier target data
+/// (RFC 3284 §4.2).
 const VCD_TARGET: u8 = 0x02;
 /// `Win_Indicator` bit: an Adler-32 of the window's target follows the
 /// section lengths (xdelta3 extension).
 const VCD_ADLER32: u8 = 0x04;
 
-/// The most bytes an RFC 3284 integer (§2) can take and still fit a `usize`.
+/// The most bytes a VCDIFF integer (RFC 3284 §2) can take and still fit a
+/// `usize`.
 const MAX_INTEGER_LEN: usize = usize::BITS.div_ceil(7) as usize;
 
 /// Whether `bytes` starts with the VCDIFF magic and version 0.
 ///
 /// This is how an unenveloped SSE client tells a delta from a full payload
-/// (`ABLY-PROTOCOL.md` §7.2.4). No valid UTF-8, hence no string or JSON
-/// payload, starts with these bytes: `D6` must be followed by a
+/// (`docs/protocol.md#deltas-without-an-envelope`). No valid UTF-8, hence no
+/// string or JSON payload, starts with these bytes: `D6` must be followed by a
 /// continuation byte, and `C3` is not one.
 pub fn is_delta(bytes: &[u8]) -> bool {
     bytes.starts_with(&MAGIC)
@@ -102,7 +105,8 @@ pub fn is_delta(bytes: &[u8]) -> bool {
 
 /// Whether `data` is the base64 encoding of a VCDIFF delta: whether it
 /// decodes to bytes that start with [`MAGIC`], as Ably's
-/// `VcdiffDecoder.isBase64Delta` checks (`ABLY-PROTOCOL.md` §7.2.4).
+/// `VcdiffDecoder.isBase64Delta` checks
+/// (`docs/protocol.md#deltas-without-an-envelope`).
 ///
 /// Every such string starts with `1sPE`, the encoding of `D6 C3 C4`; the
 /// version byte falls in the second base64 quantum, so this decodes the

@@ -5,11 +5,11 @@
 //! Run with `cargo run -p sse-client --example contract-service -- 8000`,
 //! then the harness with `--url http://localhost:8000`.
 //!
-//! The protocol (SSE-CONFORMANCE.md §c.3): `GET /` lists capabilities,
-//! `POST /` opens a stream and answers with its `Location`, `POST <stream>`
-//! takes `{"command":"restart"}`, `DELETE <stream>` closes it, `DELETE /`
-//! stops the service. Every event, comment and error is POSTed as JSON to
-//! `callbackUrl/<n>`, `n` counting from 1.
+//! The protocol (`docs/sse-conformance.md#launchdarkly-contract-tests`):
+//! `GET /` lists capabilities, `POST /` opens a stream and answers with its
+//! `Location`, `POST <stream>` takes `{"command":"restart"}`, `DELETE <stream>`
+//! closes it, `DELETE /` stops the service. Every event, comment and error is
+//! POSTed as JSON to `callbackUrl/<n>`, `n` counting from 1.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,6 +1,9 @@
 //! Ably's SSE endpoint on top of [`sse`](crate::sse): credentials, the
 //! per-attempt URL, message decoding, exactly-once delivery and token renewal
-//! (`ABLY-PROTOCOL.md` §1, §7, §9, §10.1).
+//! (`docs/protocol.md#the-streaming-endpoints`,
+//! `docs/protocol.md#encoding-and-deltas`,
+//! `docs/protocol.md#the-ably-js-token-contract`,
+//! `docs/protocol.md#the-sse-client-algorithm`).
 //!
 //! - [`Auth`]: an auth URL ([`AuthUrl`]), an async callback, a fixed token or
 //!   an API key. Auth URL replies are read by `Content-Type` as ably-js reads

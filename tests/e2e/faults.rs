@@ -266,9 +266,10 @@ async fn run_with_faults(faults: &[Fault]) {
         fault.inject(env.mock());
         run.expect(&fault.expected()).await;
     }
-    // No stream was left behind by the switches and faults (§10.1: never
-    // two at once). The mock notices a closed socket when it next writes
-    // to it, which the steady publishing makes happen soon.
+    // No stream was left behind by the switches and faults
+    // (`docs/protocol.md#the-sse-client-algorithm`: never two at once). The
+    // mock notices a closed socket when it next writes to it, which the steady
+    // publishing makes happen soon.
     eventually("the mock to count one open stream", || {
         env.mock().stats().open_streams == 1
     })

@@ -1,5 +1,6 @@
 // ably-js 2 (REST, Node) with `authUrl` pointed at our auth-server, which
-// signs for mock-ably: the contract of REAL-CLIENTS.md §3d, end to end.
+// signs for mock-ably: the contract of
+// `docs/real-clients.md#authcallback-and-authurl`, end to end.
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { after, before, test } from 'node:test';

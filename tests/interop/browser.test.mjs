@@ -14,7 +14,10 @@ const require = createRequire(import.meta.url);
 const { chromium } = require('playwright-core');
 const ABLY_BROWSER_BUILD = readFileSync(new URL('./node_modules/ably/build/ably.js', import.meta.url));
 
-/** Debian's chromium (REAL-CLIENTS.md §8); CHROMIUM overrides the path. */
+/**
+ * Debian's chromium (`docs/real-clients.md#running-real-clients-headlessly`);
+ * CHROMIUM overrides the path.
+ */
 function chromiumPath() {
   if (process.env.CHROMIUM) return process.env.CHROMIUM;
   return execFileSync('sh', ['-c', 'command -v chromium || command -v chromium-browser'], { encoding: 'utf8' }).trim();
@@ -43,7 +46,8 @@ before(async () => {
   browser = await chromium.launch({
     executablePath: chromiumPath(),
     headless: true,
-    // The flags of REAL-CLIENTS.md §8: nothing reaches off the box.
+    // The flags of `docs/real-clients.md#running-real-clients-headlessly`:
+    // nothing reaches off the box.
     args: [
       '--no-sandbox',
       '--disable-gpu',
@@ -183,7 +187,8 @@ describe("Chromium's EventSource and ably-js on our servers", () => {
       },
       { authUrl: pair.authUrl, mockUrl: pair.mockUrl, token: appToken('alice') },
     );
-    // REAL-CLIENTS.md §7: a non-200 is one plain error and CLOSED, never a reconnect.
+    // `docs/real-clients.md#chromium-eventsource`: a non-200 is one plain error
+    // and CLOSED, never a reconnect.
     assert.deepEqual(result, { data: null, readyState: 2 });
   });
 

@@ -172,7 +172,10 @@ export function jwtPayload(jwt) {
   return JSON.parse(Buffer.from(jwt.split('.')[1], 'base64url').toString('utf8'));
 }
 
-/** ably-js REST options for one of our mocks (REAL-CLIENTS.md §1). */
+/**
+ * ably-js REST options for one of our mocks
+ * (`docs/real-clients.md#pointing-ably-js-at-a-mock`).
+ */
 export function ablyOptions(mockUrl) {
   const url = new URL(mockUrl);
   return {

@@ -1,5 +1,7 @@
 // ably-js 2 (REST, Node) against mock-ably with an API key: the requests
-// REAL-CLIENTS.md §1–§4 recorded, answered as ably-js needs them.
+// recorded in `docs/real-clients.md#rest-endpoints` (options as in
+// `docs/real-clients.md#pointing-ably-js-at-a-mock`), answered as ably-js
+// needs them.
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { after, before, test } from 'node:test';

@@ -41,7 +41,12 @@
 //!   `/metrics`.
 //! - `wait`: [`within`], [`eventually`] and the subscription helpers ([`connected`],
 //!   [`next_message`], [`final_error`], ...).
+//! - `citations` (unit tests only): every `docs/` citation in the repository
+//!   resolves to a file and heading, and nothing names a path outside it; run
+//!   it with `cargo test -p integration-tests --lib citations`.
 
+#[cfg(test)]
+mod citations;
 mod env;
 mod metrics;
 mod wait;

@@ -1,11 +1,12 @@
 //! The three token endpoints: `/api/ably-jwt`, `/api/ably-token-request` and
 //! `/api/ably-token`.
 //!
-//! Each accepts what ably-js's `authUrl` sends (`REAL-CLIENTS.md` §3d): GET
-//! with token parameters in the query, or POST with them in a form body (or,
-//! for hand-written callers, a JSON body); the URL's own query is read in
-//! both cases, and body parameters win over query ones. Every request goes
-//! through the same decision ([`decide`]) before minting.
+//! Each accepts what ably-js's `authUrl` sends
+//! (`docs/real-clients.md#authcallback-and-authurl`): GET with token parameters
+//! in the query, or POST with them in a form body (or, for hand-written
+//! callers, a JSON body); the URL's own query is read in both cases, and body
+//! parameters win over query ones. Every request goes through the same decision
+//! ([`decide`]) before minting.
 
 use axum::extract::{ConnectInfo, FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, header};
@@ -340,7 +341,7 @@ impl RequestedParams {
 
 /// The most resources a requested capability may list. Intersection and
 /// simplification compare resources pairwise, and a JWT has to fit in an HTTP
-/// header (`ABLY-PROTOCOL.md` §2.1.7), so requests are kept small.
+/// header (`docs/protocol.md#jwt-size`), so requests are kept small.
 const MAX_REQUESTED_RESOURCES: usize = 100;
 
 fn parse_capability(value: &Value) -> Result<Capability, ApiError> {

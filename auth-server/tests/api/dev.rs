@@ -158,7 +158,8 @@ async fn the_mock_stream_allows_the_demo_page_origin() {
 
     let stream = dev.open_demo_stream(&jwt).await;
 
-    // An EventSource on another origin needs this (REAL-CLIENTS.md §7).
+    // An EventSource on another origin needs this
+    // (`docs/real-clients.md#chromium-eventsource`).
     let headers = stream.response.headers();
     assert_eq!(
         headers["access-control-allow-origin"],

@@ -91,11 +91,11 @@ pub(crate) struct IssuedJwt {
 }
 
 /// Checks an issued Ably JWT without the `shared` code that minted it
-/// (`ABLY-PROTOCOL.md` §2.1): jsonwebtoken itself, HS256 pinned, keyed with
-/// the UTF-8 bytes of the key secret, `exp` required and not passed; the
-/// header exactly `{"alg":"HS256","kid":<key name>,"typ":"JWT"}`; exactly
-/// the claims `iat`, `exp`, `x-ably-capability` (a string holding a JSON
-/// object), `x-ably-clientId` and `jti` (32 hex digits), with `iat` now.
+/// (`docs/protocol.md#ably-jwts`): jsonwebtoken itself, HS256 pinned, keyed
+/// with the UTF-8 bytes of the key secret, `exp` required and not passed; the
+/// header exactly `{"alg":"HS256","kid":<key name>,"typ":"JWT"}`; exactly the
+/// claims `iat`, `exp`, `x-ably-capability` (a string holding a JSON object),
+/// `x-ably-clientId` and `jti` (32 hex digits), with `iat` now.
 pub(crate) fn verified_jwt(jwt: &str) -> IssuedJwt {
     let mut validation = jsonwebtoken::Validation::new(Algorithm::HS256);
     validation.leeway = 0;
@@ -159,8 +159,8 @@ pub(crate) fn verified_jwt(jwt: &str) -> IssuedJwt {
 }
 
 /// The MAC of a TokenRequest (given as its JSON) computed by hand from
-/// `ABLY-PROTOCOL.md` §3.2, not with `shared`: `keyName`, `ttl`,
-/// `capability`, `clientId`, `timestamp` and `nonce`, each followed by
+/// `docs/protocol.md#the-tokenrequest-mac`, not with `shared`: `keyName`,
+/// `ttl`, `capability`, `clientId`, `timestamp` and `nonce`, each followed by
 /// `\n` (absent ones as empty text), HMAC-SHA256 keyed with the secret,
 /// standard base64 with padding.
 pub(crate) fn mac_by_hand(secret: &str, request: &Value) -> String {
@@ -192,7 +192,8 @@ pub(crate) fn mac_by_hand(secret: &str, request: &Value) -> String {
 }
 
 /// Checks a TokenRequest as JSON independently of `shared`: exactly the
-/// fields of §3.1 for a signed request, and the MAC recomputed by hand.
+/// fields of `docs/protocol.md#token-requests` for a signed request, and the
+/// MAC recomputed by hand.
 pub(crate) fn assert_signed_token_request(request: &Value) {
     let mut names: Vec<&str> = request
         .as_object()
@@ -223,7 +224,7 @@ pub(crate) fn assert_signed_token_request(request: &Value) {
 
 #[test]
 fn the_mac_by_hand_reproduces_the_protocols_worked_examples() {
-    // ABLY-PROTOCOL.md §3.2.
+    // `docs/protocol.md#the-tokenrequest-mac`.
     let full = json!({
         "keyName": "xVLyHw.mDYnFA", "ttl": 3_600_000, "capability": "{\"*\":[\"subscribe\"]}",
         "clientId": "user-1", "timestamp": 1_700_000_000_000_u64, "nonce": "0123456789abcdef",

@@ -1,5 +1,5 @@
 //! `GET /time`, `POST /channels/{channel}/messages` and
-//! `GET /channels/{channel}/messages` (`ABLY-PROTOCOL.md` §6).
+//! `GET /channels/{channel}/messages` (`docs/protocol.md#rest-subset`).
 
 use axum::Json;
 use axum::body::Bytes;
@@ -19,18 +19,18 @@ use crate::params::{Query, invalid_param, validate_channel_name};
 use crate::publish::{self, Publisher};
 use crate::state::{AppState, lock};
 
-/// History's default and largest page sizes (§6.3).
+/// History's default and largest page sizes (`docs/protocol.md#history`).
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
 
-/// `GET /time`: `[ms]`, no auth (§6.1).
+/// `GET /time`: `[ms]`, no auth (`docs/protocol.md#server-time`).
 pub(super) async fn time(State(state): State<AppState>) -> Json<[u64; 1]> {
     Json([state.clock.now_ms()])
 }
 
-/// `POST /channels/{channel}/messages` (§6.2): a Message or an array of
-/// them, JSON only; needs `publish`; answers `201 {channel, messageId,
-/// serials}`.
+/// `POST /channels/{channel}/messages` (`docs/protocol.md#publishing`): a
+/// Message or an array of them, JSON only; needs `publish`; answers `201
+/// {channel, messageId, serials}`.
 pub(super) async fn publish(
     State(state): State<AppState>,
     PathParam(channel): PathParam,
@@ -72,7 +72,7 @@ pub(super) async fn publish(
 }
 
 /// ably-js in Node defaults to msgpack; say what to change rather than fail
-/// to parse (`REAL-CLIENTS.md` §1).
+/// to parse (`docs/real-clients.md#pointing-ably-js-at-a-mock`).
 fn reject_msgpack(headers: &HeaderMap) -> ApiResult<()> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -87,7 +87,8 @@ fn reject_msgpack(headers: &HeaderMap) -> ApiResult<()> {
     Ok(())
 }
 
-/// `X-Ably-ClientId`: base64 of the UTF-8 clientId (§4.4).
+/// `X-Ably-ClientId`: base64 of the UTF-8 clientId
+/// (`docs/protocol.md#clientid-rules`).
 fn declared_client_id(headers: &HeaderMap) -> ApiResult<Option<String>> {
     let Some(value) = headers.get("x-ably-clientid") else {
         return Ok(None);
@@ -137,9 +138,10 @@ pub(super) fn parse_messages(body: &[u8]) -> ApiResult<Vec<Message>> {
         .collect()
 }
 
-/// `GET /channels/{channel}/messages` (§6.3): needs `history`; `limit`
-/// (default 100, at most 1000), `direction` (`backwards` default or
-/// `forwards`), `start`/`end` (ms, inclusive) and relative `Link` paging.
+/// `GET /channels/{channel}/messages` (`docs/protocol.md#history`): needs
+/// `history`; `limit` (default 100, at most 1000), `direction` (`backwards`
+/// default or `forwards`), `start`/`end` (ms, inclusive) and relative `Link`
+/// paging.
 pub(super) async fn history(
     State(state): State<AppState>,
     PathParam(channel): PathParam,

@@ -1,11 +1,13 @@
-//! `GET /sse` and `GET /event-stream` (`ABLY-PROTOCOL.md` §1).
+//! `GET /sse` and `GET /event-stream`
+//! (`docs/protocol.md#the-streaming-endpoints`).
 //!
 //! Everything that can fail is checked before the response starts, and
 //! answered with the error envelope: credentials, channel names (40010),
-//! `subscribe` on every channel (40160, §1.6.6), a declared `clientId`
-//! (40102), parameter values (40003). Then the channels are attached, and
-//! only then does the `200` go out: every message published after the
-//! client sees the status is delivered on the stream.
+//! `subscribe` on every channel (40160,
+//! `docs/protocol.md#missing-subscribe-capability`), a declared `clientId`
+//! (40102), parameter values (40003). Then the channels are attached, and only
+//! then does the `200` go out: every message published after the client sees
+//! the status is delivered on the stream.
 
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -21,7 +23,7 @@ use crate::params::{ChannelSpec, Query, channel_specs, invalid_param, parse_dura
 use crate::state::{AppState, lock};
 use crate::stream::{StreamConfig, body};
 
-/// Ably's cap on `rewind` (§1.2).
+/// Ably's cap on `rewind` (`docs/protocol.md#stream-parameters`).
 const MAX_REWIND: usize = 100;
 
 /// `GET /sse`: always Server-Sent Events.
@@ -92,7 +94,8 @@ fn open(
     let mut registry = lock(&state.registry);
     // `Last-Event-ID` (what an EventSource sends when it reconnects) wins
     // over `lastEvent`: the browser keeps the URL it was opened with, so the
-    // header is the newer of the two. With either, rewind is ignored (§1.2).
+    // header is the newer of the two. With either, rewind is ignored
+    // (`docs/protocol.md#stream-parameters`).
     let last_event = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -103,7 +106,8 @@ fn open(
         .map(|spec| {
             let start = match last_event {
                 // An unknown or too-old cursor starts fresh, with no error
-                // (§1.6.3 mock choice).
+                // (a mock choice:
+                // `docs/protocol.md#unknown-or-expired-resume-points`).
                 Some(cursor) => registry
                     .parse_cursor(cursor)
                     .map_or(StartAt::Fresh, StartAt::After),

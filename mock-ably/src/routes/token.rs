@@ -1,16 +1,17 @@
-//! `POST /keys/{keyName}/requestToken` (`ABLY-PROTOCOL.md` §3.3).
+//! `POST /keys/{keyName}/requestToken`
+//! (`docs/protocol.md#exchanging-a-tokenrequest`).
 //!
 //! Checks, in order: the body parses (40001; 40003 for a `ttl` that is
-//! negative or not a number, §3.3; 40003 for a signed field that holds a
-//! line feed, see below); `keyName` in the body is the
-//! one in the path (40001); field rules and the ±2 minute timestamp window
-//! (40001, 40012, 40003, 40104); the key exists (40400); a signed request's
-//! MAC (40101) or an unsigned request's Basic or token auth (40101, 40102);
-//! the nonce is fresh (40105); the requested capability intersects the
-//! key's (or the token's) (40160). Success is `200` with TokenDetails whose
-//! `capability` is the canonical text of the intersection: ably-js accepts
-//! any 2xx, and `REAL-CLIENTS.md` §3b recommends 200 (§3.3 leaves 200 or 201
-//! open).
+//! negative or not a number, `docs/protocol.md#exchanging-a-tokenrequest`;
+//! 40003 for a signed field that holds a line feed, see below); `keyName` in
+//! the body is the one in the path (40001); field rules and the ±2 minute
+//! timestamp window (40001, 40012, 40003, 40104); the key exists (40400); a
+//! signed request's MAC (40101) or an unsigned request's Basic or token auth
+//! (40101, 40102); the nonce is fresh (40105); the requested capability
+//! intersects the key's (or the token's) (40160). Success is `200` with
+//! TokenDetails whose `capability` is the canonical text of the intersection:
+//! ably-js accepts any 2xx, and `docs/real-clients.md#requesttoken` recommends
+//! 200 (`docs/protocol.md#exchanging-a-tokenrequest` leaves 200 or 201 open).
 //!
 //! **Mock policy, our choice:** a request whose `keyName`, `capability` or
 //! `nonce` holds a line feed, or whose `clientId` holds any control character

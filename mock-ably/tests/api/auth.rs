@@ -1,5 +1,7 @@
-//! Credentials everywhere (§1.3, §2.2), the error envelope (§5.1), CORS
-//! (`REAL-CLIENTS.md` §5), `/time`.
+//! Credentials everywhere (`docs/protocol.md#credentials-on-the-stream`,
+//! `docs/protocol.md#jwt-rejections`), the error envelope
+//! (`docs/protocol.md#the-error-envelope`), CORS
+//! (`docs/real-clients.md#cors-for-ably-js-in-a-browser`), `/time`.
 
 use std::time::Duration;
 
@@ -59,7 +61,8 @@ async fn a_wrong_secret_is_40101_and_an_unknown_key_is_40400() {
     let get = |key: &str| app.get_owned(format!("/channels/chat/messages?key={}", enc(key)));
 
     assert_error(get("testApp.testKey:wrong").await, 401, 40101).await;
-    // Unknown key in a known app: 401; unknown app: 404 (§2.2).
+    // Unknown key in a known app: 401; unknown app: 404
+    // (`docs/protocol.md#jwt-rejections`).
     assert_error(get("testApp.otherKey:x").await, 401, 40400).await;
     assert_error(get("otherApp.testKey:x").await, 404, 40400).await;
 }

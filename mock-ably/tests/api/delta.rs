@@ -1,4 +1,5 @@
-//! `delta=vcdiff` (§7.2): frames decoded back with `shared::vcdiff::decode`.
+//! `delta=vcdiff` (`docs/protocol.md#deltas`): frames decoded back with
+//! `shared::vcdiff::decode`.
 
 use std::collections::HashMap;
 
@@ -12,7 +13,8 @@ use crate::helpers::*;
 /// The decoder's limit: Ably's default message size limit, 64 KiB.
 const LIMIT: usize = 64 * 1024;
 
-/// A subscriber's delta bookkeeping (RTL19/RTL20, §7.2.3).
+/// A subscriber's delta bookkeeping (RTL19/RTL20,
+/// `docs/protocol.md#delta-bases`).
 #[derive(Debug, Default)]
 struct Decoder {
     /// Channel → (base message id, base payload).

@@ -1,5 +1,5 @@
-//! `GET /channels/{channel}/messages` (§6.3): limit, direction, start/end,
-//! relative `Link` paging, capability, retention.
+//! `GET /channels/{channel}/messages` (`docs/protocol.md#history`): limit,
+//! direction, start/end, relative `Link` paging, capability, retention.
 
 use std::time::Duration;
 

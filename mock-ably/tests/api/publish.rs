@@ -1,4 +1,5 @@
-//! `POST /channels/{channel}/messages` (§6.2) and the handle's `publish`.
+//! `POST /channels/{channel}/messages` (`docs/protocol.md#publishing`) and the
+//! handle's `publish`.
 
 use serde_json::{Value, json};
 use shared::Message;
@@ -80,7 +81,8 @@ async fn json_values_are_stored_as_text_with_json_encoding() {
 async fn what_ably_js_sends_is_stored_as_sent() {
     let app = spawn().await;
 
-    // REAL-CLIENTS.md §4: ably-js always sends an array, with action and size.
+    // `docs/real-clients.md#rest-endpoints`: ably-js always sends an array,
+    // with action and size.
     let response = app
         .publish(
             "c",

@@ -1,5 +1,6 @@
-//! Continuity (§1.6): `lastEvent` and `Last-Event-ID` resume, rewind,
-//! credential expiry on open streams (§1.3.4).
+//! Continuity (`docs/protocol.md#continuity-and-resume`): `lastEvent` and
+//! `Last-Event-ID` resume, rewind, credential expiry on open streams
+//! (`docs/protocol.md#token-expiry-on-an-open-stream`).
 
 use std::time::Duration;
 

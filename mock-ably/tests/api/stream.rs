@@ -1,5 +1,6 @@
-//! `GET /sse` and `GET /event-stream`: frames (§1.4), parameters (§1.2),
-//! refusals before the stream starts.
+//! `GET /sse` and `GET /event-stream`: frames (`docs/protocol.md#sse-framing`),
+//! parameters (`docs/protocol.md#stream-parameters`), refusals before the
+//! stream starts.
 
 use std::time::Duration;
 
@@ -26,7 +27,8 @@ async fn message_events_are_id_event_data_with_a_cursor_id_and_one_line_of_json(
     assert_eq!(message["data"], "hello\nworld");
     assert_eq!(message["channel"], "chat");
     assert!(message["timestamp"].as_u64().is_some());
-    // The id is a resume cursor, not the message id (§1.4.1).
+    // The id is a resume cursor, not the message id
+    // (`docs/protocol.md#sse-framing`).
     assert_ne!(Some(id.as_str()), message["id"].as_str());
 }
 

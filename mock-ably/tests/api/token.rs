@@ -1,4 +1,5 @@
-//! `POST /keys/{keyName}/requestToken` and every check of §3.3.
+//! `POST /keys/{keyName}/requestToken` and every check of
+//! `docs/protocol.md#exchanging-a-tokenrequest`.
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! The operations a capability can grant (`ABLY-PROTOCOL.md` §4.1.2).
+//! The operations a capability can grant (`docs/protocol.md#operations`).
 
 use std::fmt;
 use std::str::FromStr;
@@ -8,13 +8,13 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::Error;
 
-/// One operation a capability grants on a resource (§4.1.2), or `*` for all
-/// of them.
+/// One operation a capability grants on a resource
+/// (`docs/protocol.md#operations`), or `*` for all of them.
 ///
 /// On the wire an operation is its string ([`Operation::as_str`]); serde
 /// reads and writes that string. The derived `Ord` is the order of those
 /// strings (`"*"` first), so a sorted set of operations is already in the
-/// canonical order of §3.4.
+/// canonical order of `docs/protocol.md#canonical-capability-text`.
 ///
 /// The list is Ably's documented one; Ably may add operations, hence
 /// `#[non_exhaustive]`.
@@ -129,7 +129,7 @@ impl FromStr for Operation {
     /// # Errors
     ///
     /// [`Error::InvalidCapability`] naming the string if it is not one of
-    /// the operations of §4.1.2.
+    /// the operations of `docs/protocol.md#operations`.
     fn from_str(name: &str) -> Result<Self, Self::Err> {
         Operation::from_wire(name)
             .ok_or_else(|| Error::InvalidCapability(format!("unknown operation {name:?}")))

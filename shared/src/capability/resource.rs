@@ -1,5 +1,6 @@
 //! Capability resources against channel names: Ably's wildcard rules
-//! (`ABLY-PROTOCOL.md` §4.2) and tagged channels (§8.4).
+//! (`docs/protocol.md#resource-wildcards`) and tagged channels
+//! (`docs/protocol.md#tagged-channels`).
 //!
 //! A name is read as an optional `[qualifier]` and a body of `:`-separated
 //! segments. Everything here borrows from its arguments: matching runs on
@@ -18,10 +19,11 @@ enum Qualifier<'a> {
 
 /// Splits `name` into its qualifier and body.
 ///
-/// The parameter part of a qualifier is dropped (§4.2 \[I\]): `[?rewind=1]foo`
-/// is the channel `foo` and `[meta?x=y]log` is `[meta]log`. Resources go
-/// through the same split so both sides are read alike. A name starting with
-/// an unterminated `[` has no qualifier; [`wildcard_accepts`] keeps `*` off it.
+/// The parameter part of a qualifier is dropped
+/// (`docs/protocol.md#resource-wildcards` \[I\]): `[?rewind=1]foo` is the
+/// channel `foo` and `[meta?x=y]log` is `[meta]log`. Resources go through the
+/// same split so both sides are read alike. A name starting with an
+/// unterminated `[` has no qualifier; [`wildcard_accepts`] keeps `*` off it.
 fn split_qualifier(name: &str) -> (Qualifier<'_>, &str) {
     let Some((inside, body)) = name.strip_prefix('[').and_then(|rest| rest.split_once(']')) else {
         return (Qualifier::Plain, name);
@@ -46,16 +48,17 @@ fn qualifier_matches(resource: Qualifier<'_>, channel: Qualifier<'_>) -> bool {
 /// Whether a wildcard may stand for `text`.
 ///
 /// A wildcard never stands for nothing. In an unqualified resource (`*`,
-/// `*:x`) it also refuses a first segment starting with `[`: §4.2 says `*`
-/// does not match `[meta]` or `[queue]` names, and after [`split_qualifier`]
-/// the only bodies left starting with `[` are malformed or doubly qualified.
+/// `*:x`) it also refuses a first segment starting with `[`:
+/// `docs/protocol.md#resource-wildcards` says `*` does not match `[meta]` or
+/// `[queue]` names, and after [`split_qualifier`] the only bodies left starting
+/// with `[` are malformed or doubly qualified.
 fn wildcard_accepts(text: &str, bracket_guard: bool) -> bool {
     let bracketed = bracket_guard && text.starts_with('[');
     !text.is_empty() && !bracketed
 }
 
 /// Whether the resource body `pattern` matches the channel body `body`,
-/// segment by segment (§4.2).
+/// segment by segment (`docs/protocol.md#resource-wildcards`).
 ///
 /// A final `*` segment matches one or more segments (any non-empty rest), a
 /// `*` elsewhere exactly one non-empty segment, anything else itself only.
@@ -100,7 +103,7 @@ fn tag_base(body: &str) -> Option<&str> {
 /// Whether the capability resource `resource` grants access to the channel
 /// `channel`, by Ably's wildcard rules.
 ///
-/// `ABLY-PROTOCOL.md` §4.2:
+/// `docs/protocol.md#resource-wildcards`:
 /// - a wildcard replaces whole `:`-separated segments only;
 /// - `*` matches every ordinary channel, but not `[meta]…` or `[queue]…`;
 /// - `ns:*` matches `ns:a`, `ns:a:b`, …: a trailing `*` stands for one or
@@ -117,10 +120,11 @@ fn tag_base(body: &str) -> Option<&str> {
 ///   does not match `foo::baz` and `ns:*` does not match `ns:`.
 /// - \[U\] `[*]` before any body means "any qualifier or none": `[*]foo`
 ///   matches `foo` and `[meta]foo`.
-/// - \[U\] §8.4: a tagged channel `X::$tag` is also matched through `X`, the
-///   part before the first `::$`, so `room` grants `room::$chat` and `S`
-///   grants `S::$space` and `S::$cursors`. Plain prefix rules apply as
-///   usual, so `*`, `ns:*` and even `room:*` match `room::$chat`.
+/// - \[U\] `docs/protocol.md#tagged-channels`: a tagged channel `X::$tag` is
+///   also matched through `X`, the part before the first `::$`, so `room`
+///   grants `room::$chat` and `S` grants `S::$space` and `S::$cursors`. Plain
+///   prefix rules apply as usual, so `*`, `ns:*` and even `room:*` match
+///   `room::$chat`.
 ///
 /// Matching is case-sensitive and does not allocate.
 ///
@@ -146,11 +150,12 @@ pub fn resource_matches(resource: &str, channel: &str) -> bool {
 /// by [`resource_matches`]: `*` covers `ns:*`, `ns:*` covers `ns:a:*`,
 /// `[*]*` covers everything, `*` does not cover `[meta]*`.
 ///
-/// This is what intersection (§4.3) uses to pick the narrower of two
-/// resources. It is sound but not complete: `true` is always right; a few
-/// exotic pairs where coverage holds only through the §8.4 tag rule and a
-/// wildcard (`[*]room` over `[*]room::$chat`) answer `false`, which can only
-/// make an intersection smaller, never wider.
+/// This is what intersection (`docs/protocol.md#capability-intersection`) uses
+/// to pick the narrower of two resources. It is sound but not complete: `true`
+/// is always right; a few exotic pairs where coverage holds only through the
+/// `docs/protocol.md#tagged-channels` tag rule and a wildcard (`[*]room` over
+/// `[*]room::$chat`) answer `false`, which can only make an intersection
+/// smaller, never wider.
 ///
 /// ```
 /// use shared::capability::resource_covers;
@@ -166,8 +171,9 @@ pub fn resource_covers(broad: &str, narrow: &str) -> bool {
         narrow_qualifier != Qualifier::Any && !narrow_body.split(':').any(|s| s == "*");
     if narrow_is_literal {
         // A wildcard-free resource matches the channel of its own name and,
-        // if that is untagged, the channels tagged onto it (§8.4). Whatever
-        // matches the name itself matches those too, so this is exact.
+        // if that is untagged, the channels tagged onto it
+        // (`docs/protocol.md#tagged-channels`). Whatever matches the name
+        // itself matches those too, so this is exact.
         return resource_matches(broad, narrow);
     }
     qualifier_matches(broad_qualifier, narrow_qualifier)
@@ -213,11 +219,12 @@ fn body_covers(broad: &str, narrow: &str, guarded: bool) -> bool {
     (rest.len() > 1 || !rest[0].is_empty()) && !(guarded && fixed == 0 && rest[0].starts_with('['))
 }
 
-/// The two channels the Spaces SDK uses for the space `space` (§8.1):
-/// `space::$space` and `space::$cursors`.
+/// The two channels the Spaces SDK uses for the space `space`
+/// (`docs/protocol.md#spaces-channels`): `space::$space` and `space::$cursors`.
 ///
-/// A policy that grants a space should list both explicitly (§8.4): that
-/// Ably lets `space` cover them is unconfirmed.
+/// A policy that grants a space should list both explicitly
+/// (`docs/protocol.md#tagged-channels`): that Ably lets `space` cover them is
+/// unconfirmed.
 pub fn space_channels(space: &str) -> [String; 2] {
     [format!("{space}::$space"), format!("{space}::$cursors")]
 }
@@ -282,7 +289,8 @@ mod tests {
         ("[*]*", "[meta]log", true),
         ("[*]*", "[queue]q", true),
         ("[*]*", "[foo", true),
-        // Tagged channels (§8.4): also matched through the part before `::$`.
+        // Tagged channels (`docs/protocol.md#tagged-channels`): also matched
+        // through the part before `::$`.
         ("room", "room::$chat", true),
         ("room", "room::$chat::$reactions", true),
         ("room", "roomy::$chat", false),

@@ -1,5 +1,6 @@
-//! The `encoding` chain (`ABLY-PROTOCOL.md` §7.1): undoing it into a
-//! [`Payload`], and producing it for publishing (§6.2).
+//! The `encoding` chain (`docs/protocol.md#the-encoding-chain`): undoing it
+//! into a [`Payload`], and producing it for publishing
+//! (`docs/protocol.md#publishing`).
 
 use std::fmt;
 
@@ -35,8 +36,9 @@ pub enum Payload {
 }
 
 impl Payload {
-    /// Encodes the payload for the wire as a REST publish does (§6.2), giving
-    /// the `data` string and the `encoding` to send with it.
+    /// Encodes the payload for the wire as a REST publish does
+    /// (`docs/protocol.md#publishing`), giving the `data` string and the
+    /// `encoding` to send with it.
     ///
     /// - [`Payload::Text`] → the string, no encoding;
     /// - [`Payload::Binary`] → standard padded base64, `"base64"`;
@@ -97,7 +99,7 @@ pub struct Decoded {
 }
 
 /// Decodes a message's `data` by undoing its `encoding` chain from right to
-/// left (§7.1).
+/// left (`docs/protocol.md#the-encoding-chain`).
 ///
 /// Same as [`decode_data_with`] with a hook that handles no step.
 ///
@@ -111,12 +113,13 @@ pub fn decode_data(data: &Value, encoding: Option<&str>) -> Result<Decoded> {
 }
 
 /// Decodes a message's `data` by undoing its `encoding` chain from right to
-/// left (§7.1), asking `hook` about steps this module does not know.
+/// left (`docs/protocol.md#the-encoding-chain`), asking `hook` about steps this
+/// module does not know.
 ///
 /// The starting payload is [`Payload::Text`] for a string and
-/// [`Payload::Json`] for any other value: §1.5.1 asks us to accept `data` that
-/// arrives already parsed. An absent or empty `encoding` means no steps. The
-/// steps are:
+/// [`Payload::Json`] for any other value: `docs/protocol.md#the-message` asks
+/// us to accept `data` that arrives already parsed. An absent or empty
+/// `encoding` means no steps. The steps are:
 ///
 /// - `base64`: standard base64 (padding optional) → [`Payload::Binary`];
 ///   needs a string.
@@ -129,7 +132,7 @@ pub fn decode_data(data: &Value, encoding: Option<&str>) -> Result<Decoded> {
 ///   `hook(step, &payload)`. `Some(Ok(next))` continues with `next`;
 ///   `Some(Err(e))` fails with `e`; `None` stops decoding, and that step and
 ///   everything left of it stay in [`Decoded::encoding`] (RSL6b). This is where
-///   a caller plugs in `vcdiff` (§7.2) or `cipher+…`.
+///   a caller plugs in `vcdiff` (`docs/protocol.md#deltas`) or `cipher+…`.
 ///
 /// A string `data` is borrowed until a step produces something new (`base64`
 /// decodes straight from it, `utf-8` takes over the decoded bytes), so it is
@@ -315,7 +318,8 @@ mod tests {
         }
     }
 
-    // --- §7.1 "common values" and ably-common messages-encoding.json shapes.
+    // --- `docs/protocol.md#the-encoding-chain` "common values" and ably-common
+    // messages-encoding.json shapes.
 
     #[test]
     fn json_step_parses_an_object() {
@@ -392,7 +396,8 @@ mod tests {
 
     #[test]
     fn already_parsed_data_with_json_encoding_passes_through() {
-        // The `[meta]stats:minute` docs example (§1.5.1).
+        // The `[meta]stats:minute` docs example
+        // (`docs/protocol.md#the-message`).
         let data =
             json!({"entries": {"messages.all.all.count": 1}, "intervalId": "2024-01-01:00:00"});
 

@@ -1,5 +1,5 @@
 //! The default instruction code table (RFC 3284 §5.6) and the address cache
-//! (§5.1–§5.3), shared by the decoder and the encoder so the two cannot
+//! (RFC 3284 §5.1–5.3), shared by the decoder and the encoder so the two cannot
 //! disagree about an opcode or a cached address.
 
 /// What one half of a code-table entry does (RFC 3284 §5.4).
@@ -27,9 +27,10 @@ const fn instruction(kind: Kind, size: u8, mode: u8) -> Instruction {
 
 const NOOP: Instruction = instruction(Kind::Noop, 0, 0);
 
-/// Number of `near` slots in the default address cache (`s_near`, §5.1).
+/// Number of `near` slots in the default address cache (`s_near`,
+/// RFC 3284 §5.1).
 pub(super) const NEAR_SLOTS: usize = 4;
-/// Number of 256-entry blocks in the `same` cache (`s_same`, §5.1).
+/// Number of 256-entry blocks in the `same` cache (`s_same`, RFC 3284 §5.1).
 pub(super) const SAME_BLOCKS: usize = 3;
 /// Total entries in the `same` cache.
 const SAME_SLOTS: usize = SAME_BLOCKS * 256;
@@ -51,8 +52,9 @@ pub(super) const MODE_COUNT: u8 = FIRST_SAME_MODE + SAME_BLOCKS as u8;
 /// table in memory instead of risking a copy at each use.
 pub(super) static DEFAULT_CODE_TABLE: [[Instruction; 2]; 256] = build_default_code_table();
 
-/// Builds the table in the order §5.6 lists it. The order is the format:
-/// every encoder that uses the default table relies on these exact indices.
+/// Builds the table in the order RFC 3284 §5.6 lists it. The order is the
+/// format: every encoder that uses the default table relies on these exact
+/// indices.
 const fn build_default_code_table() -> [[Instruction; 2]; 256] {
     let mut table = [[NOOP; 2]; 256];
     // 0: RUN, size in the instructions section.
@@ -194,7 +196,7 @@ impl AddressCache {
         (slot / 256, (slot % 256) as u8)
     }
 
-    /// Records a decoded COPY address (§5.1 `update`).
+    /// Records a decoded COPY address (RFC 3284 §5.1 `update`).
     pub(super) fn update(&mut self, addr: usize) {
         self.near[self.next_slot] = addr;
         self.next_slot = (self.next_slot + 1) % NEAR_SLOTS;
@@ -216,7 +218,8 @@ mod tests {
         assert_eq!(t[19], [instruction(Kind::Copy, 0, 0), NOOP]);
         assert_eq!(t[34], [instruction(Kind::Copy, 18, 0), NOOP]);
         assert_eq!(t[162], [instruction(Kind::Copy, 18, 8), NOOP]);
-        // Rows 12–21 of the §5.6 listing, first and last index of each.
+        // Rows 12–21 of the RFC 3284 §5.6 listing, first and last index of
+        // each.
         let add_copy = |add, copy, mode| {
             [
                 instruction(Kind::Add, add, 0),

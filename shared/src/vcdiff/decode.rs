@@ -1,5 +1,5 @@
-//! The decoder: RFC 3284 §4 (delta file layout) and §5 (instructions and
-//! addresses), strict about every byte it reads.
+//! The decoder: RFC 3284 §4 (delta file layout) and RFC 3284 §5 (instructions
+//! and addresses), strict about every byte it reads.
 
 use super::code_table::{
     AddressCache, DEFAULT_CODE_TABLE, FIRST_NEAR_MODE, FIRST_SAME_MODE, Kind, MODE_COUNT,
@@ -30,15 +30,15 @@ pub fn decode(base: &[u8], delta: &[u8], max_target_len: usize) -> Result<Vec<u8
     let mut reader = Reader::new(delta);
     read_header(&mut reader)?;
     let mut target = Vec::new();
-    // §4.2: windows follow the header back to back until the delta ends;
-    // bytes that do not form a whole window are an error, not ignored.
+    // RFC 3284 §4.2: windows follow the header back to back until the delta
+    // ends; bytes that do not form a whole window are an error, not ignored.
     while !reader.is_empty() {
         decode_window(&mut reader, base, &mut target, max_target_len)?;
     }
     Ok(target)
 }
 
-/// Reads the file header (§4.1) and skips an application header.
+/// Reads the file header (RFC 3284 §4.1) and skips an application header.
 fn read_header(reader: &mut Reader<'_>) -> Result<()> {
     let magic = reader.take(3, "magic")?;
     if magic != &MAGIC[..3] {
@@ -76,7 +76,8 @@ fn read_header(reader: &mut Reader<'_>) -> Result<()> {
     Ok(())
 }
 
-/// Where a window's COPY addresses below the source length point (§4.2).
+/// Where a window's COPY addresses below the source length point
+/// (RFC 3284 §4.2).
 #[derive(Clone, Copy, Debug)]
 enum Source<'a> {
     /// A segment of the base (`VCD_SOURCE`), or an empty slice for a window
@@ -95,8 +96,8 @@ impl Source<'_> {
     }
 }
 
-/// Decodes one window (§4.2–§4.3), appending exactly its declared number
-/// of bytes to `target`.
+/// Decodes one window (RFC 3284 §4.2–4.3), appending exactly its declared
+/// number of bytes to `target`.
 fn decode_window(
     reader: &mut Reader<'_>,
     base: &[u8],
@@ -230,7 +231,7 @@ fn read_segment(reader: &mut Reader<'_>, available: usize, what: &str) -> Result
     Ok((start, len))
 }
 
-/// The three sections of a window's delta encoding (§4.3).
+/// The three sections of a window's delta encoding (RFC 3284 §4.3).
 #[derive(Debug)]
 struct Sections<'a> {
     data: Reader<'a>,
@@ -238,8 +239,8 @@ struct Sections<'a> {
     addresses: Reader<'a>,
 }
 
-/// Executes a window's instructions (§5.4), appending at most `target_len`
-/// bytes to `target`.
+/// Executes a window's instructions (RFC 3284 §5.4), appending at most
+/// `target_len` bytes to `target`.
 fn run_instructions(
     sections: &mut Sections<'_>,
     source: Source<'_>,
@@ -287,8 +288,8 @@ fn run_instructions(
     Ok(())
 }
 
-/// Decodes a COPY address in `mode` (§5.3) and checks it is before `here`,
-/// the position in the source-plus-target address space being written.
+/// Decodes a COPY address in `mode` (RFC 3284 §5.3) and checks it is before
+/// `here`, the position in the source-plus-target address space being written.
 fn read_address(
     addresses: &mut Reader<'_>,
     cache: &mut AddressCache,
@@ -323,7 +324,7 @@ fn read_address(
             return Err(Error::Vcdiff(format!("invalid address mode {mode}")));
         }
     };
-    // §5.3: "the address ... must be less than 'here'".
+    // RFC 3284 §5.3: "the address ... must be less than 'here'".
     if addr >= here {
         return Err(Error::Vcdiff(format!(
             "COPY address {addr} at offset {offset} is not before the current position {here}"
@@ -334,7 +335,7 @@ fn read_address(
 }
 
 /// Appends `size` bytes copied from `addr` in the source-plus-target
-/// address space (§3).
+/// address space (RFC 3284 §3).
 ///
 /// The caller has checked that `addr < here` and that `size` bytes fit the
 /// window. A copy may start in the source segment and run on into the
@@ -451,7 +452,7 @@ impl<'a> Reader<'a> {
         })
     }
 
-    /// Reads an RFC 3284 integer (§2): base 128, most significant digit
+    /// Reads a VCDIFF integer (RFC 3284 §2): base 128, most significant digit
     /// first, the top bit of each byte set on all but the last.
     #[inline]
     pub(super) fn integer(&mut self, what: &str) -> Result<usize> {

@@ -71,7 +71,7 @@ pub fn encode(base: &[u8], target: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Appends `value` as an RFC 3284 integer (§2).
+/// Appends `value` as a VCDIFF integer (RFC 3284 §2).
 pub(super) fn write_integer(out: &mut Vec<u8>, mut value: usize) {
     let mut digits = [0u8; MAX_INTEGER_LEN];
     let mut start = digits.len();
@@ -108,7 +108,7 @@ impl Sections {
 }
 
 /// An instruction held back because the next one may share its opcode
-/// (the default table's ADD+COPY and COPY+ADD pairs, §5.6).
+/// (the default table's ADD+COPY and COPY+ADD pairs, RFC 3284 §5.6).
 #[derive(Debug, Clone, Copy)]
 enum Pending {
     None,
@@ -229,7 +229,7 @@ impl WindowWriter {
         self.choose_address(addr).1.len()
     }
 
-    /// The cheapest of the §5.3 modes for `addr` given the cache.
+    /// The cheapest of the RFC 3284 §5.3 modes for `addr` given the cache.
     fn choose_address(&self, addr: usize) -> (u8, EncodedAddress) {
         let (block, byte) = AddressCache::same_slot(addr);
         if self.cache.same(block, byte) == addr {

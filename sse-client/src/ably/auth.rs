@@ -1,5 +1,6 @@
 //! Credentials: where tokens come from, read exactly as ably-js reads them
-//! (`ABLY-PROTOCOL.md` §9.1, §9.2; REAL-CLIENTS.md §3d).
+//! (`docs/protocol.md#the-ably-js-token-contract`;
+//! `docs/real-clients.md#authcallback-and-authurl`).
 
 use std::fmt;
 use std::future::Future;
@@ -22,9 +23,10 @@ const MAX_TOKEN_LEN: usize = 1 << 17;
 /// The most of an error body read when a request fails.
 pub(crate) const MAX_ERROR_BODY: usize = 64 * 1024;
 
-/// What an auth URL or callback hands back (§9.1.2): a token string (an Ably
-/// token or an Ably JWT), TokenDetails, or a TokenRequest to exchange at
-/// `POST {endpoint}/keys/{keyName}/requestToken`.
+/// What an auth URL or callback hands back
+/// (`docs/protocol.md#what-an-auth-source-may-return`): a token string (an Ably
+/// token or an Ably JWT), TokenDetails, or a TokenRequest to exchange at `POST
+/// {endpoint}/keys/{keyName}/requestToken`.
 #[derive(Clone)]
 #[non_exhaustive]
 pub enum TokenReply {
@@ -127,7 +129,8 @@ impl AuthUrl {
 
     /// Adds a parameter: to the query for GET, to the form body for POST. A
     /// parameter replaces one of the same name in the URL's own query (for
-    /// GET) or added before, as ably-js's `authParams` do (§9.2.1).
+    /// GET) or added before, as ably-js's `authParams` do
+    /// (`docs/protocol.md#authurl-requests`).
     #[must_use]
     pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.params.push((name.into(), value.into()));
@@ -231,8 +234,9 @@ impl Auth {
                 .await?;
                 if let TokenReply::Token(token) = &reply {
                     // A callback's string is checked as ably-js checks it
-                    // (§9.1.2): one starting with `{` is TokenDetails or a
-                    // TokenRequest JSON-encoded by mistake.
+                    // (`docs/protocol.md#what-an-auth-source-may-return`): one
+                    // starting with `{` is TokenDetails or a TokenRequest
+                    // JSON-encoded by mistake.
                     check_token_string(token, false)?;
                 }
                 reply
@@ -309,7 +313,8 @@ impl Credential {
     }
 }
 
-/// ably-js's checks on a token string (§9.1.2).
+/// ably-js's checks on a token string
+/// (`docs/protocol.md#what-an-auth-source-may-return`).
 fn check_token_string(token: &str, json_allowed: bool) -> Result<()> {
     let problem = if token.is_empty() {
         "token string is empty"
@@ -330,7 +335,7 @@ fn auth_failed(message: impl Into<String>) -> Error {
 }
 
 /// GETs or POSTs the auth URL and reads the reply by its `Content-Type`
-/// (§9.2.2).
+/// (`docs/protocol.md#authurl-responses`).
 async fn fetch_auth_url(http: &reqwest::Client, auth: &AuthUrl) -> Result<TokenReply> {
     let mut url = auth.url.clone();
     let mut request = match auth.method {
@@ -384,10 +389,10 @@ async fn fetch_auth_url(http: &reqwest::Client, auth: &AuthUrl) -> Result<TokenR
     )))
 }
 
-/// The error an auth URL answered with (§9.2.2): its `{"error": …}` envelope
-/// only when the `Content-Type` is exactly `application/json`, as ably-js
-/// reads it; else the `X-Ably-ErrorCode` header; else 40170 (5xx: the status
-/// × 100, retried) naming the status.
+/// The error an auth URL answered with (`docs/protocol.md#authurl-responses`):
+/// its `{"error": …}` envelope only when the `Content-Type` is exactly
+/// `application/json`, as ably-js reads it; else the `X-Ably-ErrorCode` header;
+/// else 40170 (5xx: the status × 100, retried) naming the status.
 async fn auth_url_error(response: reqwest::Response) -> Error {
     let status = response.status().as_u16();
     let headers = response.headers().clone();
@@ -411,8 +416,9 @@ async fn auth_url_error(response: reqwest::Response) -> Error {
     Error::Ably(info)
 }
 
-/// Parameters mixed as ably-js mixes objects (§9.2.1, RSA8c1c): on a name
-/// clash the later value wins, in the place of the first.
+/// Parameters mixed as ably-js mixes objects
+/// (`docs/protocol.md#authurl-requests`, RSA8c1c): on a name clash the later
+/// value wins, in the place of the first.
 fn merge_params<'a>(
     params: impl IntoIterator<Item = &'a (String, String)>,
 ) -> Vec<(&'a str, &'a str)> {
@@ -426,10 +432,11 @@ fn merge_params<'a>(
     merged
 }
 
-/// Classifies a JSON reply as ably-js does (§9.1.2, §9.2.2): a JSON string is
-/// a token string (checked like one, `{` refused since the type is not
-/// `application/jwt`), an object is TokenDetails (has `issued`) or a
-/// TokenRequest (has `keyName`).
+/// Classifies a JSON reply as ably-js does
+/// (`docs/protocol.md#what-an-auth-source-may-return`,
+/// `docs/protocol.md#authurl-responses`): a JSON string is a token string
+/// (checked like one, `{` refused since the type is not `application/jwt`), an
+/// object is TokenDetails (has `issued`) or a TokenRequest (has `keyName`).
 fn token_reply_from_json(value: serde_json::Value) -> Result<TokenReply> {
     if let serde_json::Value::String(token) = value {
         check_token_string(&token, false)?;
@@ -456,7 +463,8 @@ fn token_reply_from_json(value: serde_json::Value) -> Result<TokenReply> {
 }
 
 /// Exchanges a TokenRequest at `POST {endpoint}/keys/{keyName}/requestToken`
-/// (§3.3): no Authorization, the MAC authenticates it; any 2xx is success.
+/// (`docs/protocol.md#exchanging-a-tokenrequest`): no Authorization, the MAC
+/// authenticates it; any 2xx is success.
 async fn request_token(
     http: &reqwest::Client,
     endpoint: &Url,
@@ -502,10 +510,11 @@ pub(crate) async fn read_limited(
     Ok(body.freeze())
 }
 
-/// The Ably error an HTTP error response carries (§5.1, §9.2.2): the
-/// `{"error": …}` envelope, else the `X-Ably-ErrorCode` header, else one
-/// made up from the status (`fallback_code` for 4xx, the status × 100 for
-/// 5xx, so that they stay retryable).
+/// The Ably error an HTTP error response carries
+/// (`docs/protocol.md#the-error-envelope`,
+/// `docs/protocol.md#authurl-responses`): the `{"error": …}` envelope, else the
+/// `X-Ably-ErrorCode` header, else one made up from the status (`fallback_code`
+/// for 4xx, the status × 100 for 5xx, so that they stay retryable).
 pub(crate) async fn error_from_response(response: reqwest::Response, fallback_code: u32) -> Error {
     let status = response.status().as_u16();
     let headers = response.headers().clone();

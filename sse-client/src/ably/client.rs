@@ -14,7 +14,8 @@ use crate::sse::{DEFAULT_HEADERS_TIMEOUT, Limits, ReconnectOptions};
 /// Ably's production endpoint.
 pub const DEFAULT_ENDPOINT: &str = "https://main.realtime.ably.net";
 
-/// How long Ably keeps a connection's state for a resume (§1.6.1).
+/// How long Ably keeps a connection's state for a resume
+/// (`docs/protocol.md#continuity-and-resume`).
 pub const RESUME_WINDOW: Duration = Duration::from_secs(120);
 
 /// The default limit on each step of getting a credential (auth URL,
@@ -276,8 +277,9 @@ pub struct SubscribeOptions {
 
 impl SubscribeOptions {
     /// One or more channels. A name may carry a qualifier, such as
-    /// `[?rewind=1]news` or `[?delta=vcdiff]scores` (§1.2.1), or be a
-    /// metachannel such as `[meta]stats:minute`.
+    /// `[?rewind=1]news` or `[?delta=vcdiff]scores`
+    /// (`docs/protocol.md#channel-qualifiers`), or be a metachannel such as
+    /// `[meta]stats:minute`.
     pub fn new<I, S>(channels: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -354,7 +356,7 @@ impl SubscribeOptions {
     }
 
     /// Whether deltas are asked for: on every channel, or on one by a
-    /// `[?delta=…]` qualifier (§1.2.1).
+    /// `[?delta=…]` qualifier (`docs/protocol.md#channel-qualifiers`).
     pub(crate) fn wants_deltas(&self) -> bool {
         self.delta
             || self.channels.iter().any(|name| {
@@ -380,7 +382,8 @@ impl SubscribeOptions {
     }
 
     /// The `channels` value and, when a name contains a comma, the
-    /// `separator` that keeps the names apart (§1.2.3).
+    /// `separator` that keeps the names apart
+    /// (`docs/protocol.md#channel-lists-and-separators`).
     pub(crate) fn channels_param(&self) -> (String, Option<&'static str>) {
         if !self.channels.iter().any(|name| name.contains(',')) {
             return (self.channels.join(","), None);

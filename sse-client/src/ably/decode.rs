@@ -1,7 +1,8 @@
 //! From an SSE `message` event to a decoded [`ChannelMessage`]: the
-//! `encoding` chain, vcdiff deltas with their per-channel base (§7.2.3,
-//! §7.2.4), and the memory of recent message ids that keeps delivery
-//! exactly-once.
+//! `encoding` chain, vcdiff deltas with their per-channel base
+//! (`docs/protocol.md#delta-bases`,
+//! `docs/protocol.md#deltas-without-an-envelope`), and the memory of recent
+//! message ids that keeps delivery exactly-once.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -58,9 +59,10 @@ impl Decoder {
         self.bases.clear();
     }
 
-    /// Decodes an enveloped message (§7.2.3). A delta whose `from` is not
-    /// the stored base, or that does not apply, is an error: the caller must
-    /// not deliver anything and must resume from the last good message.
+    /// Decodes an enveloped message (`docs/protocol.md#delta-bases`). A delta
+    /// whose `from` is not the stored base, or that does not apply, is an
+    /// error: the caller must not deliver anything and must resume from the
+    /// last good message.
     pub(crate) fn decode_enveloped(
         &mut self,
         message: Message,
@@ -81,8 +83,9 @@ impl Decoder {
                     ("vcdiff", Payload::Binary(delta)) => {
                         let result = match delta_from.as_deref() {
                             Some(from) => apply_delta(base, Some(from), delta, self.max_payload),
-                            // A delta names its base (§7.2.2); one that does
-                            // not cannot be checked against ours.
+                            // A delta names its base
+                            // (`docs/protocol.md#delta-messages`); one that
+                            // does not cannot be checked against ours.
                             None => Err(SharedError::Vcdiff(
                                 "vcdiff message without extras.delta.from".into(),
                             )),
@@ -118,10 +121,11 @@ impl Decoder {
         })
     }
 
-    /// Decodes an unenveloped payload (§7.2.4): the event data is the payload
-    /// itself. When deltas were asked for (`deltas`), a delta is recognised
-    /// by its `1sPE` (vcdiff magic) prefix and applied to the previous
-    /// payload; otherwise every payload is taken as it is.
+    /// Decodes an unenveloped payload
+    /// (`docs/protocol.md#deltas-without-an-envelope`): the event data is the
+    /// payload itself. When deltas were asked for (`deltas`), a delta is
+    /// recognised by its `1sPE` (vcdiff magic) prefix and applied to the
+    /// previous payload; otherwise every payload is taken as it is.
     pub(crate) fn decode_unenveloped(
         &mut self,
         data: String,
@@ -184,7 +188,7 @@ fn apply_delta(
 }
 
 /// The delta base of a full message: its data with only an outermost
-/// `base64` removed (§7.2.3).
+/// `base64` removed (`docs/protocol.md#delta-bases`).
 fn base_of(message: &Message) -> Result<Option<Vec<u8>>> {
     let Some(data) = &message.data else {
         return Ok(None);

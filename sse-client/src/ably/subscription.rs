@@ -1,5 +1,5 @@
 //! The subscription driver: connect, decode, deliver exactly once, renew
-//! tokens, resume (`ABLY-PROTOCOL.md` §10.1).
+//! tokens, resume (`docs/protocol.md#the-sse-client-algorithm`).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -64,11 +64,13 @@ pub enum StateChange {
 /// issuer of nearly expired tokens cannot cause a loop of stream switches.
 const MIN_EARLY_RENEWAL: Duration = Duration::from_millis(500);
 
-/// Ably keeps two minutes of messages for a rewind (§1.2).
+/// Ably keeps two minutes of messages for a rewind
+/// (`docs/protocol.md#stream-parameters`).
 const MAX_REWIND_SECS: u64 = 120;
 
 /// A message that fails to decode this many times in a row, resuming from
-/// the same point, never will: the subscription then skips it (§7.2.3 [I]).
+/// the same point, never will: the subscription then skips it
+/// (`docs/protocol.md#delta-bases` [I]).
 const MAX_DECODE_FAILURES: u32 = 3;
 
 enum State {
@@ -602,8 +604,9 @@ impl Subscription {
     }
 }
 
-/// The ErrorInfo of an `error` event: a bare ErrorInfo (§1.4.4), or an
-/// envelope, or text we cannot read (then a generic 50000, retried).
+/// The ErrorInfo of an `error` event: a bare ErrorInfo
+/// (`docs/protocol.md#error-events`), or an envelope, or text we cannot read
+/// (then a generic 50000, retried).
 fn error_event(data: &str) -> ErrorInfo {
     serde_json::from_str::<ErrorInfo>(data)
         .or_else(|_| serde_json::from_str::<ErrorResponse>(data).map(|envelope| envelope.error))

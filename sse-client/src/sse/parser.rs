@@ -1,5 +1,5 @@
 //! The event-stream parser: bytes in, events out, no I/O (WHATWG HTML,
-//! "Server-sent events", §9.2.6 "Interpreting an event stream").
+//! "Server-sent events", HTML §9.2.6 "Interpreting an event stream").
 //!
 //! [`Parser::feed`] takes the body in chunks of any size, split anywhere, and
 //! queues what they complete; [`Parser::next_frame`] hands the queue out in
@@ -386,7 +386,7 @@ impl Parser {
         Ok(())
     }
 
-    /// Interprets one line (§9.2.6).
+    /// Interprets one line (HTML §9.2.6).
     fn line(&mut self, line: &[u8]) -> Result<()> {
         if line.len() > self.limits.max_line {
             return Err(Error::LineTooLong {
@@ -481,7 +481,7 @@ impl Parser {
         Ok(())
     }
 
-    /// A blank line: dispatch the event (§9.2.6 "dispatch the event").
+    /// A blank line: dispatch the event (HTML §9.2.6 "dispatch the event").
     fn dispatch(&mut self) {
         // 1. The last event ID is updated even when nothing is dispatched.
         if self.last_event_id != self.id_buffer {

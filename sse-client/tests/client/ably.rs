@@ -1,8 +1,9 @@
 //! The Ably layer against a purpose-built local server that emits the frames
-//! of ABLY-PROTOCOL.md §1.4 and the error envelopes of §5: renewal on error
-//! events and on 401 responses, the wrong-secret loop cut off, proactive
-//! renewal, 5xx retry, resume without loss or duplicates, rewind, deltas,
-//! unenveloped mode, and every way of getting a token.
+//! of `docs/protocol.md#sse-framing` and the error envelopes of
+//! `docs/protocol.md#errors`: renewal on error events and on 401 responses, the
+//! wrong-secret loop cut off, proactive renewal, 5xx retry, resume without loss
+//! or duplicates, rewind, deltas, unenveloped mode, and every way of getting a
+//! token.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,7 +27,7 @@ use sse_client::sse::ReconnectOptions;
 
 use crate::support::{Recorded, Script, ScriptServer, within};
 
-/// A message frame as Ably sends it (§1.4.1).
+/// A message frame as Ably sends it (`docs/protocol.md#sse-framing`).
 fn message_frame(event_id: &str, message: &Value) -> String {
     format!("id: {event_id}\nevent: message\ndata: {message}\n\n")
 }
@@ -36,7 +37,8 @@ fn text_message(id: &str, data: &str) -> Value {
     json!({"id": id, "channel": "ch", "name": "n", "data": data, "timestamp": 1})
 }
 
-/// An `error` event carrying a bare ErrorInfo (§1.4.4).
+/// An `error` event carrying a bare ErrorInfo
+/// (`docs/protocol.md#error-events`).
 fn error_frame(code: u32) -> String {
     let info = ErrorInfo::from_code(code, format!("error {code}"));
     format!(
@@ -50,7 +52,8 @@ fn sse(frames: &[String]) -> Script {
     Script::sse(&[body.as_bytes()])
 }
 
-/// An error response before the stream, as Ably sends it (§5.1).
+/// An error response before the stream, as Ably sends it
+/// (`docs/protocol.md#the-error-envelope`).
 fn rejection(code: u32) -> Script {
     let info = ErrorInfo::from_code(code, format!("error {code}"));
     Script::status(info.status_code)
@@ -506,7 +509,8 @@ async fn deltas_are_applied_and_a_bad_one_resumes_from_the_last_good_message() {
             // Against a base we never had: must not be delivered.
             delta_frame("e3", "m3", "m9", s2.as_bytes(), s3.as_bytes()),
         ]),
-        // After the resume, a full message first (§7.2.5).
+        // After the resume, a full message first
+        // (`docs/protocol.md#deltas-after-a-resume`).
         sse(&[json_frame("e3", "m3", s3)]),
     ])
     .await;
@@ -665,7 +669,8 @@ async fn a_bad_unenveloped_delta_is_never_delivered_and_the_stream_resumes() {
     let frame = |id: &str, data: &str| format!("id: {id}\nevent: message\ndata: {data}\n\n");
     let mut f = Fixture::start(vec![
         sse(&[frame("e1", first), frame("e2", &bad)]),
-        // The resumed stream starts with a full payload (§7.2.1).
+        // The resumed stream starts with a full payload
+        // (`docs/protocol.md#asking-for-deltas`).
         sse(&[frame("e2", second)]),
     ])
     .await;

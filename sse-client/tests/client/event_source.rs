@@ -1,5 +1,6 @@
 //! The reconnecting stream against scripted local servers: every request
-//! and reconnect rule of SSE-CONFORMANCE.md §1 (WPT, LaunchDarkly).
+//! and reconnect rule of `docs/sse-conformance.md#conformance-cases` (WPT,
+//! LaunchDarkly).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -1,7 +1,8 @@
-//! Every parsing case of SSE-CONFORMANCE.md §1 (WPT `eventsource/`,
-//! LaunchDarkly's sse-contract-tests, eventsource-parser's suite), each run
-//! as given, whole, and re-chunked into 1, 2, 3 and 7 byte pieces and at
-//! random; inputs written with LF only are also run with CR and CRLF.
+//! Every parsing case of `docs/sse-conformance.md#conformance-cases` (WPT
+//! `eventsource/`, LaunchDarkly's sse-contract-tests, eventsource-parser's
+//! suite), each run as given, whole, and re-chunked into 1, 2, 3 and 7 byte
+//! pieces and at random; inputs written with LF only are also run with CR and
+//! CRLF.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::Duration;
