@@ -70,3 +70,8 @@ pub use client::{
 };
 pub use decode::ChannelMessage;
 pub use subscription::{StateChange, Subscription, Update};
+
+// The wire types this module's API names, so that applications need no
+// other crate; everything else of Ably's wire formats is in
+// [`crate::wire`].
+pub use shared::{ApiKey, ErrorInfo, Message, Payload, TokenDetails, TokenParams, TokenRequest};

@@ -18,11 +18,10 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use reqwest::header::{HeaderName, HeaderValue};
 use serde::Serialize;
 use serde_json::{Map, Value};
-use shared::ApiKey;
-use shared::message::Payload;
 use sse_client::Error;
 use sse_client::ably::{
-    Auth, AuthMethod, AuthUrl, ChannelMessage, Client, StateChange, SubscribeOptions, Update,
+    ApiKey, Auth, AuthMethod, AuthUrl, ChannelMessage, Client, Payload, StateChange,
+    SubscribeOptions, Update,
 };
 use sse_client::sse::{EventSource, Item, Request};
 
