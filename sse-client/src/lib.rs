@@ -20,7 +20,7 @@
 //!             .header("Authorization", "Bearer my-session")?,
 //!     ))
 //!     .build()?;
-//! let mut subscription = client.subscribe(SubscribeOptions::new(["chat:lobby"]).rewind("10"));
+//! let mut subscription = client.subscribe(SubscribeOptions::new(["chat:lobby"]).rewind(10));
 //! while let Some(update) = subscription.next().await {
 //!     match update? {
 //!         Update::Message(message) => println!("{:?}: {:?}", message.channel, message.payload),

@@ -350,7 +350,7 @@ impl Subscription {
                     query.append_pair("lastEvent", cursor);
                 }
                 (None, Some(rewind), _) => {
-                    query.append_pair("rewind", rewind);
+                    query.append_pair("rewind", &rewind.to_string());
                 }
                 // Connected before but nothing delivered yet, so there is no
                 // cursor: ask for everything since then. Repeats are dropped
