@@ -188,7 +188,7 @@ impl Subscription {
     ///
     /// Cancel safe: if the future is dropped before it completes (the losing
     /// branch of a `tokio::select!`, a `tokio::time::timeout`), no message is
-    /// lost, repeated or skipped, and the next call carries on.
+    /// lost or repeated because of it, and the next call carries on.
     ///
     /// - A message is taken from the parser, decoded, remembered and the
     ///   resume cursor moved past it in one step with no `.await` in it,
@@ -201,8 +201,8 @@ impl Subscription {
     /// - A backoff wait is kept, not restarted: its deadline is stored in the
     ///   subscription.
     /// - What is abandoned is in-flight I/O, repeated by the next call: a
-    ///   credential being fetched (the auth URL, callback or `requestToken`
-    ///   is asked again; a token the dropped request would have brought is
+    ///   credential being fetched, also for an early renewal (the auth URL,
+    ///   callback or `requestToken` is asked again; a token the dropped request would have brought is
     ///   never used, and the auth timeout starts over), and a stream request
     ///   awaiting its response (sent again, from the same resume point).
     /// - The read timeout
