@@ -16,7 +16,7 @@
 //!   with exactly `Content-Type: application/json`, as ably-js reads it;
 //!   else its `X-Ably-ErrorCode`; else a 40170 naming the status.
 //! - [`Client`] and [`SubscribeOptions`]: `GET {endpoint}/sse?v=1.2&channels=…`
-//!   with `accessToken`, `lastEvent`, `rewind`, `delta=vcdiff`,
+//!   with `accessToken`, `lastEvent`, `rewind` ([`Rewind`]), `delta=vcdiff`,
 //!   `enveloped=false` and `heartbeats` as asked.
 //! - [`Subscription`]: yields [`Update`]s, decoded [`ChannelMessage`]s and
 //!   [`StateChange`]s.
@@ -62,6 +62,7 @@
 mod auth;
 mod client;
 mod decode;
+mod rewind;
 mod subscription;
 
 pub use auth::{Auth, AuthMethod, AuthUrl, TokenReply};
@@ -69,4 +70,10 @@ pub use client::{
     Client, ClientBuilder, DEFAULT_AUTH_TIMEOUT, DEFAULT_ENDPOINT, RESUME_WINDOW, SubscribeOptions,
 };
 pub use decode::ChannelMessage;
+pub use rewind::{ParseRewindError, Rewind};
 pub use subscription::{StateChange, Subscription, Update};
+
+// The wire types this module's API names, so that applications need no
+// other crate; everything else of Ably's wire formats is in
+// [`crate::wire`].
+pub use shared::{ApiKey, ErrorInfo, Message, Payload, TokenDetails, TokenParams, TokenRequest};

@@ -14,7 +14,8 @@ use shared::ErrorInfo;
 pub enum Error {
     /// Ably said no: an `error` event, an error response before the stream
     /// started, or a credential that could not be obtained. Carries Ably's
-    /// own code, status and message.
+    /// own code, status and message
+    /// ([`ErrorInfo`](crate::ably::ErrorInfo)).
     #[error("ably error {}: {}", .0.code, .0.message)]
     Ably(ErrorInfo),
     /// The server answered with a status other than 200 (a plain event stream;
@@ -61,7 +62,8 @@ pub enum Error {
         limit: usize,
     },
     /// A message could not be decoded (its `data` does not match its
-    /// `encoding`, or a delta does not apply).
+    /// `encoding`, or a delta does not apply). The source is
+    /// [`wire::Error`](crate::wire::Error).
     #[error("cannot decode message")]
     Decode(#[source] shared::Error),
     /// The client was configured with something unusable: a URL that does not

@@ -20,7 +20,7 @@
 //!             .header("Authorization", "Bearer my-session")?,
 //!     ))
 //!     .build()?;
-//! let mut subscription = client.subscribe(SubscribeOptions::new(["chat:lobby"]).rewind("10"));
+//! let mut subscription = client.subscribe(SubscribeOptions::new(["chat:lobby"]).rewind(10));
 //! while let Some(update) = subscription.next().await {
 //!     match update? {
 //!         Update::Message(message) => println!("{:?}: {:?}", message.channel, message.payload),
@@ -48,7 +48,27 @@ pub mod ably;
 mod error;
 pub mod sse;
 
+pub use ably::{Auth, AuthUrl, ChannelMessage, Client, StateChange, SubscribeOptions, Update};
 pub use error::{Error, Result};
+
+/// Ably's wire types, as this crate's API names them: the workspace's
+/// `shared` crate re-exported whole, so that `sse-client` is the only
+/// dependency an application needs.
+///
+/// The ones an application meets every day are also at
+/// [`sse_client::ably`](crate::ably): [`ApiKey`](crate::ably::ApiKey) for
+/// [`Auth::key`], [`TokenParams`](crate::ably::TokenParams) for
+/// [`Auth::callback`], [`TokenDetails`](crate::ably::TokenDetails) and
+/// [`TokenRequest`](crate::ably::TokenRequest) for
+/// [`TokenReply`](crate::ably::TokenReply), [`Message`](crate::ably::Message)
+/// and [`Payload`](crate::ably::Payload) in a [`ChannelMessage`], and
+/// [`ErrorInfo`](crate::ably::ErrorInfo) in [`Error::Ably`]. The rest
+/// (`wire::message::DeltaExtras`, `wire::token::ClientId`, the error codes in
+/// `wire::codes`, `wire::Error` inside [`Error::Decode`]) is here.
+pub mod wire {
+    #[doc(inline)]
+    pub use shared::*;
+}
 
 // The README's Rust examples are compiled as doctests of this crate, so they
 // cannot drift from the API. Snippets for the other crates there (top-level

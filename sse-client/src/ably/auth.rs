@@ -179,6 +179,14 @@ impl fmt::Debug for Auth {
 impl Auth {
     /// An API key, sent as HTTP Basic auth (for servers: the key is a
     /// long-lived secret).
+    ///
+    /// ```
+    /// use sse_client::ably::{ApiKey, Auth};
+    ///
+    /// let auth = Auth::key(ApiKey::parse("xVLyHw.mDYnFA:s3cr3t")?);
+    /// assert!(!auth.can_renew());
+    /// # Ok::<(), sse_client::wire::Error>(())
+    /// ```
     pub fn key(key: ApiKey) -> Self {
         Self(Source::Key(key))
     }
@@ -196,6 +204,16 @@ impl Auth {
     }
 
     /// Tokens from an async callback, called for every new token.
+    ///
+    /// ```
+    /// use sse_client::ably::{Auth, TokenParams, TokenReply};
+    ///
+    /// let auth = Auth::callback(|_params: TokenParams| async {
+    ///     // Ask your own server for an Ably JWT here.
+    ///     Ok(TokenReply::Token("eyJhbGciOi…".to_owned()))
+    /// });
+    /// assert!(auth.can_renew());
+    /// ```
     pub fn callback<F, Fut>(callback: F) -> Self
     where
         F: Fn(TokenParams) -> Fut + Send + Sync + 'static,

@@ -7,6 +7,7 @@ use std::time::Duration;
 use reqwest::Url;
 
 use super::auth::Auth;
+use super::rewind::Rewind;
 use super::subscription::Subscription;
 use crate::error::{Error, Result};
 use crate::sse::{DEFAULT_HEADERS_TIMEOUT, Limits, ReconnectOptions};
@@ -268,7 +269,7 @@ impl ClientBuilder {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscribeOptions {
     pub(crate) channels: Vec<String>,
-    pub(crate) rewind: Option<String>,
+    pub(crate) rewind: Option<Rewind>,
     pub(crate) delta: bool,
     pub(crate) enveloped: bool,
     pub(crate) heartbeats: bool,
@@ -295,10 +296,24 @@ impl SubscribeOptions {
         }
     }
 
-    /// Backlog on a fresh start: a count (`"10"`) or a duration (`"2m"`).
-    /// Ignored while resuming. Default none.
+    /// Backlog on a fresh start: a count of messages
+    /// ([`Rewind::Messages`], or a `u32`) or a time span
+    /// ([`Rewind::Duration`], or a `Duration`). Ignored while resuming.
+    /// Default none.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sse_client::ably::{Rewind, SubscribeOptions};
+    ///
+    /// let last_ten = SubscribeOptions::new(["chat:lobby"]).rewind(10);
+    /// let last_two_minutes = SubscribeOptions::new(["chat:lobby"]).rewind(Duration::from_secs(120));
+    /// let from_text = SubscribeOptions::new(["chat:lobby"]).rewind("2m".parse::<Rewind>()?);
+    /// assert_eq!(last_two_minutes, from_text);
+    /// # let _ = last_ten;
+    /// # Ok::<(), sse_client::ably::ParseRewindError>(())
+    /// ```
     #[must_use]
-    pub fn rewind(mut self, rewind: impl Into<String>) -> Self {
+    pub fn rewind(mut self, rewind: impl Into<Rewind>) -> Self {
         self.rewind = Some(rewind.into());
         self
     }

@@ -183,6 +183,35 @@ impl Subscription {
 
     /// The next message or state change; `None` once the subscription has
     /// ended. An `Err` is always followed by `None`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: if the future is dropped before it completes (the losing
+    /// branch of a `tokio::select!`, a `tokio::time::timeout`), no message is
+    /// lost or repeated because of it, and the next call carries on.
+    ///
+    /// - A message is taken from the parser, decoded, remembered and the
+    ///   resume cursor moved past it in one step with no `.await` in it,
+    ///   which ends by returning it: a message is either handed out or still
+    ///   queued. Bytes read from the stream go straight into the parser, and
+    ///   reading them is itself cancel safe.
+    /// - State changes already queued ([`StateChange::Connected`],
+    ///   [`StateChange::TokenRenewed`], [`StateChange::ContinuityLost`]) stay
+    ///   queued and come out of the next call.
+    /// - A backoff wait is kept, not restarted: its deadline is stored in the
+    ///   subscription.
+    /// - What is abandoned is in-flight I/O, repeated by the next call: a
+    ///   credential being fetched, also for an early renewal (the auth URL,
+    ///   callback or `requestToken` is asked again; a token the dropped request would have brought is
+    ///   never used, and the auth timeout starts over), and a stream request
+    ///   awaiting its response (sent again, from the same resume point).
+    /// - The read timeout
+    ///   ([`ClientBuilder::read_timeout`](crate::ably::ClientBuilder::read_timeout))
+    ///   is measured within one call: a caller that drops `next()` more
+    ///   often than that timeout never sees [`Error::ReadTimeout`].
+    ///
+    /// [`into_stream`](Subscription::into_stream) keeps its pending future
+    /// across polls, so dropping a `StreamExt::next` on it abandons nothing.
     pub async fn next(&mut self) -> Option<Result<Update>> {
         loop {
             if let Some(update) = self.pending.pop_front() {
@@ -350,7 +379,7 @@ impl Subscription {
                     query.append_pair("lastEvent", cursor);
                 }
                 (None, Some(rewind), _) => {
-                    query.append_pair("rewind", rewind);
+                    query.append_pair("rewind", &rewind.to_string());
                 }
                 // Connected before but nothing delivered yet, so there is no
                 // cursor: ask for everything since then. Repeats are dropped

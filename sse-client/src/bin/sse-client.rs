@@ -18,11 +18,10 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use reqwest::header::{HeaderName, HeaderValue};
 use serde::Serialize;
 use serde_json::{Map, Value};
-use shared::ApiKey;
-use shared::message::Payload;
 use sse_client::Error;
 use sse_client::ably::{
-    Auth, AuthMethod, AuthUrl, ChannelMessage, Client, StateChange, SubscribeOptions, Update,
+    ApiKey, Auth, AuthMethod, AuthUrl, ChannelMessage, Client, Payload, Rewind, StateChange,
+    SubscribeOptions, Update,
 };
 use sse_client::sse::{EventSource, Item, Request};
 
@@ -78,8 +77,8 @@ struct SubscribeArgs {
     #[arg(long, env = "ABLY_API_KEY", value_name = "KEY", hide_env_values = true, value_parser = Quiet(parse_key))]
     key: Option<String>,
     /// Backlog on start: a message count (`10`) or a duration (`30s`, `2m`).
-    #[arg(long, value_name = "N|DURATION", value_parser = parse_rewind)]
-    rewind: Option<String>,
+    #[arg(long, value_name = "N|DURATION")]
+    rewind: Option<Rewind>,
     /// Ask for vcdiff deltas.
     #[arg(long)]
     delta: bool,
@@ -178,17 +177,6 @@ fn parse_param(text: &str) -> Result<(String, String), String> {
         .filter(|(name, _)| !name.is_empty())
         .map(|(name, value)| (name.to_owned(), value.to_owned()))
         .ok_or_else(|| "expected k=v".to_owned())
-}
-
-fn parse_rewind(text: &str) -> Result<String, String> {
-    let digits = text.trim_end_matches(['s', 'm', 'h']);
-    let unit_len = text.len() - digits.len();
-    if digits.is_empty() || unit_len > 1 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!(
-            "expected a count (10) or a duration (30s, 2m, 1h), got {text:?}"
-        ));
-    }
-    Ok(text.to_owned())
 }
 
 /// Why the program stops with exit code 1.
@@ -339,7 +327,7 @@ fn subscribe_options(args: &SubscribeArgs) -> SubscribeOptions {
         .delta(args.delta)
         .enveloped(!args.unenveloped);
     if let Some(rewind) = &args.rewind {
-        options = options.rewind(rewind.clone());
+        options = options.rewind(*rewind);
     }
     if let Some(last_event) = &args.last_event {
         options = options.last_event(last_event.clone());

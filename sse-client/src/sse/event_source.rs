@@ -355,6 +355,16 @@ impl EventSource {
 
     /// The next item; `None` once the stream has ended. An `Err` is always
     /// followed by `None`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: if the future is dropped before it completes, no event
+    /// is lost or repeated. Events are handed out from the parser's queue
+    /// with no `.await` in between, bytes read go straight into the parser,
+    /// and a backoff wait keeps its deadline. A connection being opened (the
+    /// hook's future, or a request awaiting its response) is abandoned and
+    /// made again by the next call, with the same `Last-Event-ID` and the
+    /// next [`Attempt::number`]; the read timeout starts over at each call.
     pub async fn next(&mut self) -> Option<Result<Item>> {
         loop {
             if let Some(frame) = self.parser.next_frame() {

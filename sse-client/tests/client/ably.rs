@@ -451,7 +451,7 @@ async fn rewind_is_sent_on_a_fresh_start_and_dropped_on_resume() {
         &text_message("m1", "one"),
     )])])
     .await;
-    let mut sub = f.subscribe(SubscribeOptions::new(["ch"]).rewind("2m"));
+    let mut sub = f.subscribe(SubscribeOptions::new(["ch"]).rewind(Duration::from_secs(120)));
 
     next_message(&mut sub).await;
     next_update(&mut sub).await; // disconnected (the stream ended)
@@ -467,11 +467,7 @@ async fn rewind_is_sent_on_a_fresh_start_and_dropped_on_resume() {
 #[tokio::test]
 async fn a_configured_last_event_resumes_the_first_connection() {
     let mut f = Fixture::start(vec![]).await;
-    let mut sub = f.subscribe(
-        SubscribeOptions::new(["ch"])
-            .last_event("saved")
-            .rewind("5"),
-    );
+    let mut sub = f.subscribe(SubscribeOptions::new(["ch"]).last_event("saved").rewind(5));
 
     next_update(&mut sub).await;
 
@@ -619,7 +615,7 @@ async fn a_message_that_never_decodes_is_skipped_after_three_tries_with_continui
         sse(&[message_frame("e3", &text_message("m3", "three"))]),
     ])
     .await;
-    let mut sub = f.subscribe(SubscribeOptions::new(["ch"]).rewind("5"));
+    let mut sub = f.subscribe(SubscribeOptions::new(["ch"]).rewind(5));
 
     assert_eq!(text(&next_message(&mut sub).await), "one");
     let (states, after) = states_then_message(&mut sub).await;

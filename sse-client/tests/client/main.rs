@@ -3,6 +3,8 @@
 //! Run with `cargo test -p sse-client`.
 
 mod ably;
+// The CLI's tests need the binary, which only the `cli` feature builds.
+#[cfg(feature = "cli")]
 mod cli;
 mod event_source;
 mod mock;

@@ -268,7 +268,7 @@ async fn rewind_replays_the_last_messages() {
         mock.publish_data("chat", "", n.to_string());
     }
     let (auth, _) = callback_auth(&mock, None);
-    let mut sub = client(&mock, auth).subscribe(SubscribeOptions::new(["chat"]).rewind("2"));
+    let mut sub = client(&mock, auth).subscribe(SubscribeOptions::new(["chat"]).rewind(2));
 
     let first = text(&message(&mut sub).await.1);
     let second = text(&message(&mut sub).await.1);
