@@ -1,7 +1,7 @@
 //! Criterion benchmarks of VCDIFF decoding and encoding on the 100 KB JSON
 //! test vectors (`tests/fixtures/vcdiff`). Throughput is target bytes.
 //!
-//! Run with `cargo bench -p shared --bench vcdiff`; results are recorded in
+//! Run with `cargo bench -p ably-sse-wire --bench vcdiff`; results are recorded in
 //! `BENCHMARKS.md`.
 
 use std::hint::black_box;

@@ -3,7 +3,7 @@
 //!
 //! Each target checks that the parser never panics on generated and mutated
 //! input, and, where a writer exists, that what it writes reads back the
-//! same. Run them alone with `cargo test -p shared --lib fuzz_`.
+//! same. Run them alone with `cargo test -p ably-sse-wire --lib fuzz_`.
 
 use std::path::Path;
 
