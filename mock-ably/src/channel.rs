@@ -496,7 +496,8 @@ impl Registry {
 mod tests {
     use super::*;
     use crate::server::{
-        DEFAULT_KEEPALIVE, DEFAULT_LAG_LIMIT, DEFAULT_RETENTION, DEFAULT_RETENTION_COUNT,
+        DEFAULT_CONNECTION_STATE_TTL, DEFAULT_KEEPALIVE, DEFAULT_LAG_LIMIT,
+        DEFAULT_MAX_IDLE_INTERVAL, DEFAULT_RETENTION, DEFAULT_RETENTION_COUNT,
     };
     use crate::state::Settings;
 
@@ -508,6 +509,8 @@ mod tests {
             retention_count: DEFAULT_RETENTION_COUNT,
             keepalive: DEFAULT_KEEPALIVE,
             lag_limit: DEFAULT_LAG_LIMIT,
+            max_idle_interval: DEFAULT_MAX_IDLE_INTERVAL,
+            connection_state_ttl: DEFAULT_CONNECTION_STATE_TTL,
         }
     }
 

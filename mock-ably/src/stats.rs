@@ -5,13 +5,16 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// Counters for the whole mock, as `GET /_mock/stats` returns them:
-/// `{"openStreams":N,"published":N,"delivered":N,"channels":{"name":{…}}}`.
+/// `{"openStreams":N,"openConnections":N,"published":N,"delivered":N,"channels":{"name":{…}}}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct Stats {
     /// SSE and plain streams open right now.
     pub open_streams: u64,
+    /// Realtime WebSocket connections open right now (past the upgrade,
+    /// before the socket closes).
+    pub open_connections: u64,
     /// Messages stored since start (idempotent duplicates not counted).
     pub published: u64,
     /// Message events written to streams since start (replays included).

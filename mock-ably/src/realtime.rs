@@ -1,0 +1,650 @@
+//! Ably's realtime protocol over a WebSocket at `/`, on the listener REST
+//! and SSE use: what an unmodified ably-js `Realtime` client connects to.
+//!
+//! # Connecting
+//!
+//! ably-js opens `ws://host:port/?key=…` (or `access_token=…`) with
+//! `clientId`, `format` (`json` or `msgpack`), `echo`, `heartbeats`, `v`,
+//! `agent`, and for a resume `resume` or `recover`; other parameters are
+//! ignored. It then sends nothing and waits for CONNECTED (RTN2, RTN4).
+//!
+//! The credential is checked by the code REST and SSE use (keys, tokens
+//! from `requestToken`, Ably JWTs with no leeway). Every refusal is sent
+//! **in-band** after the upgrade, then the socket closes (RTN14): an HTTP
+//! 401 on the upgrade reads to ably-js as a network failure, after which it
+//! never renews its token.
+//!
+//! - a token that has expired: DISCONNECTED 40142, so the client renews and
+//!   reconnects (RTN14b);
+//! - any other credential failure (40101, 40143, 40144 …), a clientId the
+//!   credential does not allow (40102), a bad parameter (40003): ERROR,
+//!   which fails the connection (RTN14g).
+//!
+//! Otherwise CONNECTED carries `connectionId` and `connectionDetails`
+//! (CD2): a `connectionKey` that stays the same for the life of the
+//! connection (also across AUTH, since ably-js resumes with the first one
+//! it was given), the `clientId`, `maxIdleInterval`, `connectionStateTtl`,
+//! `maxMessageSize` and `serverId`.
+//!
+//! # While connected
+//!
+//! - HEARTBEAT frames, and WebSocket pings, once the connection has been
+//!   sent nothing for half of `maxIdleInterval` (RTN23); never before
+//!   CONNECTED. A client HEARTBEAT is answered with one carrying the same
+//!   `id` (RTN13e).
+//! - Nothing heard from the client (no frame, not even a pong) for twice
+//!   `maxIdleInterval`: the socket is dropped, and the connection stays
+//!   resumable. Each send has a timeout too.
+//! - AUTH with a new token (RTC8a): the credential is checked again; the
+//!   same clientId gets CONNECTED with the same `connectionId` and key, a
+//!   different one ERROR 40102 and the connection fails.
+//! - The credential's expiry (or `expire_credentials`): DISCONNECTED 40142,
+//!   then close; the client renews and resumes (RTN15h).
+//! - CLOSE: CLOSED, then close; the connection is gone (RTN12).
+//! - DISCONNECT, a lost socket, or `drop_streams` (an abrupt close, as a
+//!   network failure): the connection stays resumable for
+//!   `connectionStateTtl`.
+//! - A frame that does not read: ERROR 40000, then close.
+//!
+//! # Resume (shape only so far)
+//!
+//! `resume=<connectionKey>` (or a `recover` key naming one, RTN16) of a
+//! connection dropped less than `connectionStateTtl` ago, acting as the same
+//! clientId, gets CONNECTED with the same `connectionId` (RTN15c6); an
+//! unknown or expired key gets a new one and error 80008 on CONNECTED
+//! (RTN15c7). Channels are not implemented yet, so there is nothing else to
+//! carry over.
+
+mod connections;
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, Method};
+use axum::response::{IntoResponse, Response};
+use shared::protocol::{Action, ConnectionDetails, Format, ProtocolMessage};
+use shared::{ErrorInfo, codes};
+use tokio::sync::watch;
+use tokio::time::{Instant, Sleep};
+
+use crate::auth::{Credential, CredentialKind, Principal, authenticate, verify};
+use crate::error::ApiError;
+use crate::params::{Query, invalid_param};
+use crate::state::{AppState, Control, lock, random_id};
+
+pub(crate) use connections::Connections;
+use connections::Entry;
+
+/// `maxMessageSize` announced on CONNECTED: Ably's default of 64 KiB.
+pub(crate) const MAX_MESSAGE_SIZE: u64 = 65_536;
+
+/// The largest WebSocket frame or message read from a client. Above
+/// `maxMessageSize`, as a ProtocolMessage may batch several messages.
+const MAX_FRAME_BYTES: usize = 1 << 20;
+
+/// `serverId` on CONNECTED.
+const SERVER_ID: &str = "mock-ably";
+
+/// How long one frame may take to be written before the client is deemed
+/// gone.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long, after a closing frame, the client has to close its side
+/// before the socket is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// `GET /` with `Upgrade: websocket`: a realtime connection. Anything else
+/// on `/` is answered as before there was one: 404.
+pub(crate) async fn upgrade(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let ws = match ws {
+        Ok(ws) if method == Method::GET => ws,
+        _ => return crate::routes::not_found_response(),
+    };
+    // Watch for drops and expiries from before the credential is checked, so
+    // one that races the upgrade still reaches the connection.
+    let control = state.control.subscribe();
+    let seen = *control.borrow();
+    let query = Query::parse(raw.as_deref());
+    let opening = open(&state, &headers, &query);
+    ws.max_message_size(MAX_FRAME_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
+        .on_upgrade(move |socket| async move {
+            match opening {
+                Ok(opening) => run(state, socket, opening, control, seen).await,
+                Err(refusal) => refuse(socket, refusal).await,
+            }
+        })
+        .into_response()
+}
+
+/// A checked connection request.
+#[derive(Debug)]
+struct Opening {
+    format: Format,
+    principal: Principal,
+    /// The clientId the connection acts as.
+    client_id: Option<String>,
+    /// `echo=false`: the client's own messages are not delivered back to
+    /// it (checked now, used once channels are).
+    #[allow(dead_code)]
+    echo: bool,
+    /// The connectionKey to resume, from `resume` or a `recover` key.
+    resume: Option<String>,
+}
+
+/// A connection request refused in-band.
+#[derive(Debug)]
+struct Refusal {
+    format: Format,
+    frame: Box<ProtocolMessage>,
+}
+
+/// Checks a connection request: parameters, credential, clientId.
+fn open(state: &AppState, headers: &HeaderMap, query: &Query) -> Result<Opening, Refusal> {
+    let format = match query.get("format") {
+        None => Ok(Format::Json),
+        Some(value) => Format::from_param(value).ok_or_else(|| invalid_param("format", value)),
+    };
+    let refuse = |format: Format, error: ApiError| Refusal {
+        format,
+        frame: Box::new(refusal_frame(error.0)),
+    };
+    let format = format.map_err(|err| refuse(Format::Json, err))?;
+    let checked = (|| {
+        let echo = query.flag("echo", true)?;
+        query.flag("heartbeats", false)?;
+        if let Some(value) = query.get("remainPresentFor")
+            && value.parse::<u64>().is_err()
+        {
+            return Err(invalid_param("remainPresentFor", value));
+        }
+        let principal = authenticate(state, headers, query)?;
+        let client_id = principal.identify(query.get("clientId"))?;
+        let resume = query
+            .get("resume")
+            .map(str::to_owned)
+            .or_else(|| query.get("recover").and_then(recovery_key));
+        Ok(Opening {
+            format,
+            principal,
+            client_id,
+            echo,
+            resume,
+        })
+    })();
+    checked.map_err(|err| refuse(format, err))
+}
+
+/// The connectionKey in a recovery key (RTN16g: a JSON object with
+/// `connectionKey`, `msgSerial` and `channelSerials`).
+fn recovery_key(recover: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(recover).ok()?;
+    value.get("connectionKey")?.as_str().map(str::to_owned)
+}
+
+/// DISCONNECTED for an expired token (the client renews and retries),
+/// ERROR for anything else (the connection fails).
+fn refusal_frame(error: ErrorInfo) -> ProtocolMessage {
+    let action = if error.code == codes::TOKEN_EXPIRED {
+        Action::DISCONNECTED
+    } else {
+        Action::ERROR
+    };
+    ProtocolMessage::with_error(action, error)
+}
+
+/// Sends the refusal, then closes.
+async fn refuse(mut socket: WebSocket, refusal: Refusal) {
+    tracing::debug!(code = ?refusal.frame.error.as_ref().map(|e| e.code), "realtime connection refused");
+    if send(&mut socket, refusal.format, &refusal.frame)
+        .await
+        .is_ok()
+    {
+        close(&mut socket).await;
+    }
+}
+
+/// Writes one frame, within [`SEND_TIMEOUT`].
+async fn send(socket: &mut WebSocket, format: Format, frame: &ProtocolMessage) -> Result<(), ()> {
+    let bytes = format.encode(frame).map_err(|err| {
+        tracing::error!(%err, action = %frame.action, "cannot encode a realtime frame");
+    })?;
+    let message = match format {
+        Format::Json => WsMessage::Text(String::from_utf8(bytes).map_err(|_| ())?.into()),
+        Format::Msgpack => WsMessage::Binary(bytes.into()),
+    };
+    send_raw(socket, message).await
+}
+
+async fn send_raw(socket: &mut WebSocket, message: WsMessage) -> Result<(), ()> {
+    match tokio::time::timeout(SEND_TIMEOUT, socket.send(message)).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(()),
+    }
+}
+
+/// Starts the closing handshake and waits, within [`CLOSE_GRACE`], for the
+/// client's side of it.
+async fn close(socket: &mut WebSocket) {
+    let frame = CloseFrame {
+        code: axum::extract::ws::close_code::NORMAL,
+        reason: "".into(),
+    };
+    if send_raw(socket, WsMessage::Close(Some(frame)))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        while let Some(Ok(message)) = socket.recv().await {
+            if matches!(message, WsMessage::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// How a connection's socket ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// Dropped, or DISCONNECTED: the connection stays resumable.
+    Resumable,
+    /// CLOSE or a fatal ERROR: the connection is gone.
+    Gone,
+}
+
+/// What a frame from the client asks for.
+enum Next {
+    Continue,
+    /// Close the socket gracefully, then end so.
+    Close(End),
+}
+
+/// What a change of the mock's controls means for a connection.
+enum ControlEvent {
+    None,
+    /// The mock is shutting down: close.
+    Shutdown,
+    /// `drop_streams`: drop the socket abruptly.
+    Drop,
+    /// `expire_credentials`, and the connection uses a token or JWT.
+    Expired,
+}
+
+/// Removes the connection from the open count however its task ends, and
+/// leaves it resumable or not.
+struct Registration {
+    state: AppState,
+    key: String,
+    entry: Entry,
+    end: End,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let until = match self.end {
+            End::Resumable => {
+                let ttl = u64::try_from(self.state.settings.connection_state_ttl.as_millis())
+                    .unwrap_or(u64::MAX);
+                Some(self.state.clock.now_ms().saturating_add(ttl))
+            }
+            End::Gone => None,
+        };
+        lock(&self.state.connections).closed(&self.key, self.entry.clone(), until);
+    }
+}
+
+/// One connection served by one socket.
+struct Connection {
+    state: AppState,
+    socket: WebSocket,
+    format: Format,
+    principal: Principal,
+    registration: Registration,
+    control: watch::Receiver<Control>,
+    seen: Control,
+    expiry: Option<Pin<Box<Sleep>>>,
+    heartbeat: Pin<Box<Sleep>>,
+    last_sent: Instant,
+    last_heard: Instant,
+}
+
+/// Sends CONNECTED and serves the connection until its socket ends.
+async fn run(
+    state: AppState,
+    socket: WebSocket,
+    opening: Opening,
+    control: watch::Receiver<Control>,
+    seen: Control,
+) {
+    let now_ms = state.clock.now_ms();
+    let resumed = opening.resume.as_deref().and_then(|key| {
+        let mut connections = lock(&state.connections);
+        let entry = connections.resume(key, now_ms)?;
+        if entry.client_id == opening.client_id {
+            Some((key.to_owned(), entry))
+        } else {
+            // Another identity cannot take the connection over; it stays
+            // resumable for its own client.
+            drop(connections);
+            None
+        }
+    });
+    let mut resume_error = None;
+    let (key, entry) = match resumed {
+        Some(resumed) => resumed,
+        None => {
+            if opening.resume.is_some() {
+                resume_error = Some(ErrorInfo::from_code(
+                    codes::CONNECTION_EXPIRED,
+                    "Unable to resume: the connection is unknown or has expired",
+                ));
+            }
+            let connection_id = random_id(9);
+            let key = format!("{connection_id}!{}", random_id(12));
+            let entry = Entry {
+                connection_id,
+                client_id: opening.client_id.clone(),
+                next_serial: 0,
+            };
+            lock(&state.connections).insert(key.clone(), entry.clone());
+            (key, entry)
+        }
+    };
+    let idle = state.settings.max_idle_interval;
+    let mut connection = Connection {
+        heartbeat: Box::pin(tokio::time::sleep(idle / 2)),
+        registration: Registration {
+            state: state.clone(),
+            key,
+            entry,
+            end: End::Resumable,
+        },
+        state,
+        socket,
+        format: opening.format,
+        principal: opening.principal,
+        control,
+        seen,
+        expiry: None,
+        last_sent: Instant::now(),
+        last_heard: Instant::now(),
+    };
+    let mut connected = connection.connected_frame();
+    connected.error = resume_error;
+    if connection.send(&connected).await.is_err() {
+        return;
+    }
+    connection.reset_expiry();
+    connection.serve().await;
+}
+
+impl Connection {
+    /// CONNECTED for this connection as it stands.
+    fn connected_frame(&self) -> ProtocolMessage {
+        let entry = &self.registration.entry;
+        let mut frame = ProtocolMessage::new(Action::CONNECTED);
+        frame.connection_id = Some(entry.connection_id.clone());
+        frame.connection_details = Some({
+            let mut details = ConnectionDetails::default();
+            details.client_id.clone_from(&entry.client_id);
+            details.connection_key = Some(self.registration.key.clone());
+            details.max_idle_interval = Some(millis(self.state.settings.max_idle_interval));
+            details.connection_state_ttl = Some(millis(self.state.settings.connection_state_ttl));
+            details.max_message_size = Some(MAX_MESSAGE_SIZE);
+            details.server_id = Some(SERVER_ID.to_owned());
+            details
+        });
+        frame
+    }
+
+    async fn send(&mut self, frame: &ProtocolMessage) -> Result<(), ()> {
+        self.last_sent = Instant::now();
+        send(&mut self.socket, self.format, frame).await
+    }
+
+    /// The loop: client frames, heartbeats, expiry and the mock's controls.
+    async fn serve(mut self) {
+        let idle = self.state.settings.max_idle_interval;
+        let end = loop {
+            let silence_deadline = self.last_heard + idle * 2;
+            tokio::select! {
+                biased;
+                changed = self.control.changed() => {
+                    if changed.is_err() {
+                        break End::Resumable;
+                    }
+                    match self.on_control() {
+                        ControlEvent::None => {}
+                        ControlEvent::Shutdown => {
+                            close(&mut self.socket).await;
+                            break End::Gone;
+                        }
+                        // An abrupt end, as a network failure: no close
+                        // handshake; the socket is dropped with the task.
+                        ControlEvent::Drop => break End::Resumable,
+                        ControlEvent::Expired => {
+                            if self.expired().await.is_ok() {
+                                close(&mut self.socket).await;
+                            }
+                            break End::Resumable;
+                        }
+                    }
+                }
+                () = wait(&mut self.expiry) => {
+                    let now = self.state.clock.now_ms();
+                    if self.principal.expires_ms.is_some_and(|expires| now >= expires) {
+                        if self.expired().await.is_ok() {
+                            close(&mut self.socket).await;
+                        }
+                        break End::Resumable;
+                    }
+                    self.reset_expiry();
+                }
+                incoming = tokio::time::timeout_at(silence_deadline, self.socket.recv()) => {
+                    let message = match incoming {
+                        Ok(Some(Ok(message))) => message,
+                        Err(_) => {
+                            tracing::debug!("realtime client silent too long; dropped");
+                            break End::Resumable;
+                        }
+                        // The socket failed or the client went away.
+                        Ok(_) => break End::Resumable,
+                    };
+                    self.last_heard = Instant::now();
+                    let bytes = match message {
+                        WsMessage::Text(text) => axum::body::Bytes::from(text),
+                        WsMessage::Binary(bytes) => bytes,
+                        WsMessage::Ping(_) | WsMessage::Pong(_) => continue,
+                        WsMessage::Close(_) => break End::Resumable,
+                    };
+                    match self.on_frame(&bytes).await {
+                        Ok(Next::Continue) => {}
+                        Ok(Next::Close(end)) => {
+                            close(&mut self.socket).await;
+                            break end;
+                        }
+                        Err(()) => break End::Resumable,
+                    }
+                }
+                () = &mut self.heartbeat => {
+                    let due = self.last_sent + idle / 2;
+                    if due > Instant::now() {
+                        self.heartbeat.as_mut().reset(due);
+                        continue;
+                    }
+                    if self.send(&ProtocolMessage::new(Action::HEARTBEAT)).await.is_err()
+                        || send_raw(&mut self.socket, WsMessage::Ping(axum::body::Bytes::new())).await.is_err()
+                    {
+                        break End::Resumable;
+                    }
+                    self.heartbeat.as_mut().reset(Instant::now() + idle / 2);
+                }
+            }
+        };
+        self.registration.end = end;
+    }
+
+    /// What the mock's controls changed for this connection.
+    fn on_control(&mut self) -> ControlEvent {
+        let now = *self.control.borrow_and_update();
+        let seen = std::mem::replace(&mut self.seen, now);
+        if now.shutdown {
+            return ControlEvent::Shutdown;
+        }
+        if now.drops != seen.drops {
+            return ControlEvent::Drop;
+        }
+        if now.expiries != seen.expiries && self.principal.kind != CredentialKind::Key {
+            return ControlEvent::Expired;
+        }
+        if now.clock != seen.clock {
+            self.reset_expiry();
+        }
+        ControlEvent::None
+    }
+
+    /// DISCONNECTED 40142: the token has expired (RTN15h).
+    async fn expired(&mut self) -> Result<(), ()> {
+        let frame = ProtocolMessage::with_error(
+            Action::DISCONNECTED,
+            ErrorInfo::from_code(codes::TOKEN_EXPIRED, "Token expired"),
+        );
+        self.send(&frame).await
+    }
+
+    /// Handles one frame from the client.
+    async fn on_frame(&mut self, bytes: &[u8]) -> Result<Next, ()> {
+        let frame = match self.format.decode(bytes) {
+            Ok(frame) => frame,
+            Err(err) => {
+                let error = err.error_info();
+                self.send(&ProtocolMessage::with_error(Action::ERROR, error))
+                    .await?;
+                return Ok(Next::Close(End::Gone));
+            }
+        };
+        match frame.action {
+            Action::HEARTBEAT => {
+                let mut reply = ProtocolMessage::new(Action::HEARTBEAT);
+                reply.id = frame.id;
+                self.send(&reply).await?;
+                Ok(Next::Continue)
+            }
+            Action::CLOSE => {
+                self.send(&ProtocolMessage::new(Action::CLOSED)).await?;
+                Ok(Next::Close(End::Gone))
+            }
+            Action::DISCONNECT => Ok(Next::Close(End::Resumable)),
+            Action::AUTH => self.on_auth(frame).await,
+            Action::ATTACH | Action::DETACH => {
+                let mut reply = ProtocolMessage::with_error(
+                    Action::ERROR,
+                    ErrorInfo::from_code(
+                        codes::BAD_REQUEST,
+                        "mock-ably does not support realtime channels yet",
+                    ),
+                );
+                reply.channel = frame.channel;
+                self.send(&reply).await?;
+                Ok(Next::Continue)
+            }
+            Action::MESSAGE | Action::PRESENCE => {
+                let mut reply = ProtocolMessage::with_error(
+                    Action::NACK,
+                    ErrorInfo::from_code(
+                        codes::BAD_REQUEST,
+                        "mock-ably does not support realtime publishing yet",
+                    ),
+                );
+                reply.msg_serial = frame.msg_serial;
+                reply.count = Some(1);
+                self.send(&reply).await?;
+                Ok(Next::Continue)
+            }
+            other => {
+                let error = ErrorInfo::from_code(
+                    codes::BAD_REQUEST,
+                    format!("Unexpected {other} frame from a client"),
+                );
+                self.send(&ProtocolMessage::with_error(Action::ERROR, error))
+                    .await?;
+                Ok(Next::Close(End::Gone))
+            }
+        }
+    }
+
+    /// AUTH with a new credential (RTC8a): the same clientId gets CONNECTED
+    /// with the same connectionId and key; anything else fails the
+    /// connection with ERROR (RTC8a2), never DISCONNECTED.
+    async fn on_auth(&mut self, frame: ProtocolMessage) -> Result<Next, ()> {
+        let checked = frame
+            .auth
+            .ok_or_else(|| ApiError::new(codes::BAD_REQUEST, "AUTH without auth.accessToken"))
+            .and_then(|auth| verify(&self.state, &Credential::Token(auth.access_token)))
+            .and_then(|principal| {
+                let own = self.registration.entry.client_id.as_deref();
+                match principal.identify(own) {
+                    Ok(id) if id.as_deref() == own => Ok(principal),
+                    Ok(_) | Err(_) => Err(ApiError::new(
+                        codes::INCOMPATIBLE_CREDENTIALS,
+                        format!(
+                            "Mismatched clientId on AUTH: the connection's is {own:?}, the new token's is {:?}",
+                            principal.client_id
+                        ),
+                    )),
+                }
+            });
+        match checked {
+            Ok(principal) => {
+                self.principal = principal;
+                self.reset_expiry();
+                let frame = self.connected_frame();
+                self.send(&frame).await?;
+                Ok(Next::Continue)
+            }
+            Err(error) => {
+                self.send(&ProtocolMessage::with_error(Action::ERROR, error.0))
+                    .await?;
+                Ok(Next::Close(End::Gone))
+            }
+        }
+    }
+
+    /// Points the expiry timer at the credential's expiry on the mock clock.
+    fn reset_expiry(&mut self) {
+        let Some(expires) = self.principal.expires_ms else {
+            self.expiry = None;
+            return;
+        };
+        let left = expires.saturating_sub(self.state.clock.now_ms());
+        let deadline = Instant::now() + Duration::from_millis(left);
+        match &mut self.expiry {
+            Some(sleep) => sleep.as_mut().reset(deadline),
+            None => self.expiry = Some(Box::pin(tokio::time::sleep_until(deadline))),
+        }
+    }
+}
+
+/// A duration in whole ms.
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Waits for the timer, or forever when there is none.
+async fn wait(sleep: &mut Option<Pin<Box<Sleep>>>) {
+    match sleep {
+        Some(sleep) => sleep.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
