@@ -1,0 +1,122 @@
+// ably-js 2 `Realtime` (Node) against mock-ably's WebSocket: the connection
+// only, so far (channels come in a later slice). Each test runs with the
+// Node default (msgpack) and again with `useBinaryProtocol: false` (JSON).
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import { after, before, test } from 'node:test';
+
+import { KEY, PATIENCE_MS, ablyOptions, control, mockStats, startPair } from './harness.mjs';
+
+const Ably = createRequire(import.meta.url)('ably');
+
+let pair;
+before(async () => {
+  pair = await startPair();
+});
+after(() => pair?.stop());
+
+/** Realtime options for the mock: the harness's, in the given format. */
+function realtimeOptions(binary, extra = {}) {
+  const { useBinaryProtocol: _json, ...base } = ablyOptions(pair.mockUrl);
+  const options = { ...base, ...extra };
+  if (!binary) options.useBinaryProtocol = false;
+  return options;
+}
+
+/** Resolves when `connection` reaches `state`, or fails after PATIENCE_MS. */
+function reach(connection, state) {
+  if (connection.state === state) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`still ${connection.state}, not ${state}, after ${PATIENCE_MS} ms`)),
+      PATIENCE_MS,
+    );
+    connection.on(state, (change) => {
+      clearTimeout(timer);
+      resolve(change);
+    });
+  });
+}
+
+for (const binary of [true, false]) {
+  const format = binary ? 'msgpack (the Node default)' : 'JSON (useBinaryProtocol: false)';
+
+  test(`a key connects, pings and closes in ${format}`, async () => {
+    const realtime = new Ably.Realtime(realtimeOptions(binary, { key: KEY, clientId: 'alice' }));
+    try {
+      await reach(realtime.connection, 'connected');
+      assert.match(realtime.connection.id, /^[A-Za-z0-9_-]+$/);
+      assert.ok(realtime.connection.key.startsWith(`${realtime.connection.id}!`));
+      assert.equal(realtime.auth.clientId, 'alice');
+      const rtt = await realtime.connection.ping();
+      assert.ok(rtt >= 0, `ping ${rtt}`);
+      assert.equal((await mockStats(pair.mockUrl)).openConnections, 1);
+    } finally {
+      realtime.close();
+    }
+    await reach(realtime.connection, 'closed');
+  });
+
+  test(`a token-only client learns its clientId from CONNECTED in ${format}`, async () => {
+    const rest = new Ably.Rest({ key: KEY, ...ablyOptions(pair.mockUrl) });
+    const realtime = new Ably.Realtime(
+      realtimeOptions(binary, {
+        authCallback: (_params, callback) =>
+          rest.auth.requestToken({ clientId: 'tok-user' }).then(
+            (details) => callback(null, details),
+            (err) => callback(err, null),
+          ),
+      }),
+    );
+    try {
+      await reach(realtime.connection, 'connected');
+      assert.equal(realtime.auth.clientId, 'tok-user');
+    } finally {
+      realtime.close();
+    }
+    await reach(realtime.connection, 'closed');
+  });
+
+  test(`a wrong key fails the connection with 40101 in ${format}`, async () => {
+    const realtime = new Ably.Realtime(
+      realtimeOptions(binary, { key: 'interopApp.interopKey:wrong-secret' }),
+    );
+    try {
+      const change = await reach(realtime.connection, 'failed');
+      assert.equal(change.reason.code, 40101);
+    } finally {
+      realtime.close();
+    }
+  });
+
+  test(`an expired token is renewed and the connection resumed in ${format}`, async () => {
+    const rest = new Ably.Rest({ key: KEY, ...ablyOptions(pair.mockUrl) });
+    let tokens = 0;
+    const realtime = new Ably.Realtime(
+      realtimeOptions(binary, {
+        authCallback: (_params, callback) => {
+          tokens += 1;
+          rest.auth.requestToken({ clientId: 'renewer' }).then(
+            (details) => callback(null, details),
+            (err) => callback(err, null),
+          );
+        },
+      }),
+    );
+    try {
+      await reach(realtime.connection, 'connected');
+      const id = realtime.connection.id;
+      const disconnected = new Promise((resolve) => realtime.connection.once('disconnected', resolve));
+      await control(pair.mockUrl, 'expire-credentials');
+      const change = await disconnected;
+      assert.equal(change.reason.code, 40142);
+      await reach(realtime.connection, 'connected');
+      assert.equal(tokens, 2);
+      // The resume kept the connection (RTN15c6).
+      assert.equal(realtime.connection.id, id);
+    } finally {
+      realtime.close();
+    }
+    await reach(realtime.connection, 'closed');
+  });
+}
