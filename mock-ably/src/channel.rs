@@ -277,6 +277,20 @@ pub(crate) struct Attachment {
     pub(crate) owed: Owed,
 }
 
+/// A subscriber that joins channels one at a time and keeps one queue for
+/// all of them: a realtime connection, which attaches channel by channel.
+#[derive(Debug)]
+pub(crate) struct Member {
+    /// Its id in the subscriber lists.
+    pub(crate) id: u64,
+    tx: mpsc::Sender<Arc<StoredMessage>>,
+    /// Set when it came to owe more than `lag_limit` messages; it is then
+    /// dropped from every channel's list.
+    pub(crate) lagged: Arc<AtomicBool>,
+    /// Backlogs still to send plus live messages queued.
+    pub(crate) owed: Owed,
+}
+
 /// Every channel, and the global sequence.
 #[derive(Debug)]
 pub(crate) struct Registry {
@@ -455,6 +469,60 @@ impl Registry {
             backlog: backlog.into(),
             owed,
         }
+    }
+
+    /// The current end of the global sequence as a cursor, `<instance>:<n>`:
+    /// what a realtime `channelSerial` is, so that a re-attach naming it
+    /// continues from there ([`Registry::parse_cursor`]).
+    pub(crate) fn position(&self) -> String {
+        format!("{}:{}", self.instance, self.last_seq)
+    }
+
+    /// A new member that belongs to no channel yet, and its queue.
+    pub(crate) fn member(
+        &mut self,
+        settings: &Settings,
+    ) -> (Member, mpsc::Receiver<Arc<StoredMessage>>) {
+        self.next_subscriber += 1;
+        let (tx, rx) = mpsc::channel(settings.lag_limit.max(1));
+        let member = Member {
+            id: self.next_subscriber,
+            tx,
+            lagged: Arc::new(AtomicBool::new(false)),
+            owed: Owed::new(0),
+        };
+        (member, rx)
+    }
+
+    /// Adds `member` to `channel` (if not there already) from `start`, and
+    /// returns the backlog it is owed there, atomically as
+    /// [`Registry::attach`] does.
+    pub(crate) fn join(
+        &mut self,
+        settings: &Settings,
+        member: &Member,
+        channel: &str,
+        start: StartAt,
+        now_ms: u64,
+    ) -> Vec<Arc<StoredMessage>> {
+        let entry = self
+            .channels
+            .entry(channel.to_owned())
+            .or_insert_with(|| Channel::new(channel));
+        entry.evict(settings, now_ms);
+        let backlog = entry.backlog(start);
+        for _ in &backlog {
+            member.owed.owe_one();
+        }
+        if !entry.subscribers.iter().any(|s| s.id == member.id) {
+            entry.subscribers.push(Subscriber {
+                id: member.id,
+                tx: member.tx.clone(),
+                lagged: Arc::clone(&member.lagged),
+                owed: member.owed.clone(),
+            });
+        }
+        backlog
     }
 
     /// Removes stream `subscriber` from `channels`, forgetting channels left

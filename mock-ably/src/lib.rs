@@ -10,10 +10,10 @@
 //! - `POST /keys/{keyName}/requestToken` with every check of §3.3;
 //! - `POST` and `GET /channels/{name}/messages` (publish and history);
 //! - `GET /sse` and `GET /event-stream`, with every parameter of §1.2;
-//! - a WebSocket upgrade at `/`: Ably's realtime protocol, so far the
-//!   connection itself (see the `realtime` module: CONNECTED, in-band
-//!   refusals, heartbeats, AUTH, expiry, CLOSE, the resume registry), in
-//!   JSON and msgpack;
+//! - a WebSocket upgrade at `/`: Ably's realtime protocol in JSON and
+//!   msgpack (the `realtime` module: connection, in-band refusals,
+//!   heartbeats, AUTH, expiry, resume, channels and messages through the
+//!   same channel model; no presence yet);
 //! - under `/_mock/`, controls for tests: drop every stream, expire every
 //!   credential, fail the next requests, move the clock, read counters.
 //!

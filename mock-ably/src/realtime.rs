@@ -46,32 +46,67 @@
 //!   `connectionStateTtl`.
 //! - A frame that does not read: ERROR 40000, then close.
 //!
-//! # Resume (shape only so far)
+//! # Channels and messages
+//!
+//! - ATTACH → ATTACHED with the granted modes in `flags` (RTL4l, RTL4m):
+//!   the requested modes (all four when none are) narrowed by the
+//!   capability, `publish` → PUBLISH, `subscribe` → SUBSCRIBE and
+//!   PRESENCE_SUBSCRIBE, `presence` → PRESENCE; the request's `params`
+//!   echoed; a `channelSerial`. Nothing granted: a channel ERROR 40160, and
+//!   the connection stays up (RTL14). A re-ATTACH carrying the
+//!   `channelSerial` of an earlier ATTACHED or MESSAGE gets, after
+//!   ATTACHED, what was published on the channel since, while retention
+//!   holds it. DETACH → DETACHED.
+//! - MESSAGE (RTL6): `publish` is checked whether or not the channel is
+//!   attached (RTL6c); messages are stamped as Ably does (id
+//!   `connectionId:msgSerial:index`, `clientId`, `connectionId`,
+//!   `timestamp`) and stored through the one channel model REST and SSE
+//!   use, so every transport and history see them in one order. ACK per
+//!   `msgSerial`, or NACK with 40160 (no `publish`), 40012 (a message naming
+//!   another clientId), 40010, 40013, 40009. A message re-sent with a serial
+//!   seen before keeps its id, so it is ACKed again and never fanned out
+//!   twice.
+//! - Fan-out: to every connection attached with SUBSCRIBE, except the
+//!   publisher when it connected with `echo=false`. A connection that falls
+//!   `lag_limit` messages behind is dropped (resumable), as a stream is.
+//! - AUTH that leaves an attached channel no mode: a channel ERROR 40160
+//!   (RTC8a1).
+//! - PRESENCE is NACKed (40000): presence is not implemented yet.
+//!
+//! # Resume
 //!
 //! `resume=<connectionKey>` (or a `recover` key naming one, RTN16) of a
 //! connection dropped less than `connectionStateTtl` ago, acting as the same
-//! clientId, gets CONNECTED with the same `connectionId` (RTN15c6); an
-//! unknown or expired key gets a new one and error 80008 on CONNECTED
-//! (RTN15c7). Channels are not implemented yet, so there is nothing else to
-//! carry over.
+//! clientId, gets CONNECTED with the same `connectionId` and its `msgSerial`
+//! state (RTN15c6); an unknown, closed or expired key gets a new one and
+//! error 80008 on CONNECTED (RTN15c7). ably-js then re-attaches each channel
+//! with its `channelSerial` and gets what it missed. ATTACHED does not carry
+//! RESUMED yet.
 
 mod connections;
 
+use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
-use shared::protocol::{Action, ConnectionDetails, Format, ProtocolMessage};
-use shared::{ErrorInfo, codes};
-use tokio::sync::watch;
+use serde_json::json;
+use shared::capability::Operation;
+use shared::protocol::{Action, ConnectionDetails, Flags, Format, ProtocolMessage};
+use shared::{ErrorInfo, Message, codes};
+use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, Sleep};
 
 use crate::auth::{Credential, CredentialKind, Principal, authenticate, verify};
-use crate::error::ApiError;
-use crate::params::{Query, invalid_param};
+use crate::channel::{Member, StartAt, StoredMessage};
+use crate::error::{ApiError, ApiResult};
+use crate::params::{Query, invalid_param, validate_channel_name};
+use crate::publish::{self, Publisher};
 use crate::state::{AppState, Control, lock, random_id};
 
 pub(crate) use connections::Connections;
@@ -83,6 +118,15 @@ pub(crate) const MAX_MESSAGE_SIZE: u64 = 65_536;
 /// The largest WebSocket frame or message read from a client. Above
 /// `maxMessageSize`, as a ProtocolMessage may batch several messages.
 const MAX_FRAME_BYTES: usize = 1 << 20;
+
+/// At most this many channels attached on one connection; another ATTACH
+/// gets a channel ERROR.
+const MAX_CHANNELS: usize = 1000;
+
+/// The modes granted when ATTACH asks for none: every mode a capability can
+/// grant (RTL4l).
+const DEFAULT_MODES: Flags =
+    Flags(Flags::PRESENCE.0 | Flags::PUBLISH.0 | Flags::SUBSCRIBE.0 | Flags::PRESENCE_SUBSCRIBE.0);
 
 /// `serverId` on CONNECTED.
 const SERVER_ID: &str = "mock-ably";
@@ -132,9 +176,7 @@ struct Opening {
     principal: Principal,
     /// The clientId the connection acts as.
     client_id: Option<String>,
-    /// `echo=false`: the client's own messages are not delivered back to
-    /// it (checked now, used once channels are).
-    #[allow(dead_code)]
+    /// `echo=false`: the client's own messages are not delivered back to it.
     echo: bool,
     /// The connectionKey to resume, from `resume` or a `recover` key.
     resume: Option<String>,
@@ -304,13 +346,33 @@ impl Drop for Registration {
     }
 }
 
+/// The channels a connection is attached to, with the modes granted; it
+/// leaves the registry's subscriber lists however the task ends.
+struct Membership {
+    state: AppState,
+    member: Member,
+    channels: HashMap<String, Flags>,
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        let names: Vec<String> = self.channels.keys().cloned().collect();
+        lock(&self.state.registry).detach(self.member.id, &names);
+    }
+}
+
 /// One connection served by one socket.
 struct Connection {
     state: AppState,
     socket: WebSocket,
     format: Format,
     principal: Principal,
+    /// `echo=false`: the connection's own messages are not delivered to it.
+    echo: bool,
     registration: Registration,
+    membership: Membership,
+    /// Messages of the channels this connection subscribes to, in order.
+    rx: mpsc::Receiver<Arc<StoredMessage>>,
     control: watch::Receiver<Control>,
     seen: Control,
     expiry: Option<Pin<Box<Sleep>>>,
@@ -362,7 +424,15 @@ async fn run(
         }
     };
     let idle = state.settings.max_idle_interval;
+    let (member, rx) = lock(&state.registry).member(&state.settings);
     let mut connection = Connection {
+        membership: Membership {
+            state: state.clone(),
+            member,
+            channels: HashMap::new(),
+        },
+        rx,
+        echo: opening.echo,
         heartbeat: Box::pin(tokio::time::sleep(idle / 2)),
         registration: Registration {
             state: state.clone(),
@@ -450,6 +520,20 @@ impl Connection {
                         break End::Resumable;
                     }
                     self.reset_expiry();
+                }
+                // Before the client's frames: what is queued for the client
+                // goes out first, so a reply never overtakes a message
+                // published before the frame it answers.
+                message = self.rx.recv() => {
+                    let Some(message) = message else { break End::Resumable };
+                    self.membership.member.owed.paid();
+                    if self.membership.member.lagged.load(Ordering::Relaxed) {
+                        tracing::info!("a realtime connection fell too far behind and was dropped");
+                        break End::Resumable;
+                    }
+                    if self.deliver(&message).await.is_err() {
+                        break End::Resumable;
+                    }
                 }
                 incoming = tokio::time::timeout_at(silence_deadline, self.socket.recv()) => {
                     let message = match incoming {
@@ -547,29 +631,34 @@ impl Connection {
             }
             Action::DISCONNECT => Ok(Next::Close(End::Resumable)),
             Action::AUTH => self.on_auth(frame).await,
-            Action::ATTACH | Action::DETACH => {
-                let mut reply = ProtocolMessage::with_error(
-                    Action::ERROR,
-                    ErrorInfo::from_code(
-                        codes::BAD_REQUEST,
-                        "mock-ably does not support realtime channels yet",
-                    ),
+            Action::ATTACH | Action::DETACH if frame.channel.is_none() => {
+                let error = ErrorInfo::from_code(
+                    codes::BAD_REQUEST,
+                    format!("{} without a channel", frame.action),
                 );
-                reply.channel = frame.channel;
-                self.send(&reply).await?;
+                self.send(&ProtocolMessage::with_error(Action::ERROR, error))
+                    .await?;
+                Ok(Next::Close(End::Gone))
+            }
+            Action::ATTACH => {
+                self.on_attach(frame).await?;
                 Ok(Next::Continue)
             }
-            Action::MESSAGE | Action::PRESENCE => {
-                let mut reply = ProtocolMessage::with_error(
-                    Action::NACK,
-                    ErrorInfo::from_code(
-                        codes::BAD_REQUEST,
-                        "mock-ably does not support realtime publishing yet",
-                    ),
+            Action::DETACH => {
+                self.on_detach(frame).await?;
+                Ok(Next::Continue)
+            }
+            Action::MESSAGE => {
+                self.on_message(frame).await?;
+                Ok(Next::Continue)
+            }
+            Action::PRESENCE => {
+                let serial = self.take_serial(&frame);
+                let error = ErrorInfo::from_code(
+                    codes::BAD_REQUEST,
+                    "mock-ably does not support realtime presence yet",
                 );
-                reply.msg_serial = frame.msg_serial;
-                reply.count = Some(1);
-                self.send(&reply).await?;
+                self.send(&nack(serial, error)).await?;
                 Ok(Next::Continue)
             }
             other => {
@@ -611,6 +700,7 @@ impl Connection {
                 self.reset_expiry();
                 let frame = self.connected_frame();
                 self.send(&frame).await?;
+                self.revoke_channels().await?;
                 Ok(Next::Continue)
             }
             Err(error) => {
@@ -619,6 +709,234 @@ impl Connection {
                 Ok(Next::Close(End::Gone))
             }
         }
+    }
+
+    /// ATTACH (RTL4): the granted modes are the requested ones (all when
+    /// none are) narrowed by the capability; nothing granted is a channel
+    /// ERROR 40160 and the connection stays up (RTL14). A `channelSerial`
+    /// from an earlier attachment (RTL4c1) continues from there: what was
+    /// published since follows ATTACHED, in order.
+    async fn on_attach(&mut self, frame: ProtocolMessage) -> Result<(), ()> {
+        let name = frame.channel.clone().unwrap_or_default();
+        let granted = self.check_attach(&frame, &name);
+        let modes = match granted {
+            Ok(modes) => modes,
+            Err(error) => {
+                let mut reply = ProtocolMessage::with_error(Action::ERROR, error.0);
+                reply.channel = Some(name);
+                return self.send(&reply).await;
+            }
+        };
+        let now = self.state.clock.now_ms();
+        let (backlog, position) = {
+            let mut registry = lock(&self.state.registry);
+            let start = frame
+                .channel_serial
+                .as_deref()
+                .and_then(|serial| registry.parse_cursor(serial))
+                .map_or(StartAt::Fresh, StartAt::After);
+            let backlog = if modes.contains(Flags::SUBSCRIBE) {
+                registry.join(
+                    &self.state.settings,
+                    &self.membership.member,
+                    &name,
+                    start,
+                    now,
+                )
+            } else {
+                registry.detach(self.membership.member.id, std::slice::from_ref(&name));
+                Vec::new()
+            };
+            (backlog, registry.position())
+        };
+        self.membership.channels.insert(name.clone(), modes);
+        let mut reply = ProtocolMessage::new(Action::ATTACHED);
+        reply.channel = Some(name);
+        reply.flags = Some(modes);
+        reply.params = frame.params.filter(|params| !params.is_empty());
+        reply.channel_serial = Some(position);
+        self.send(&reply).await?;
+        for message in backlog {
+            self.membership.member.owed.paid();
+            self.deliver(&message).await?;
+        }
+        Ok(())
+    }
+
+    fn check_attach(&self, frame: &ProtocolMessage, name: &str) -> ApiResult<Flags> {
+        validate_channel_name(name)?;
+        if !self.membership.channels.contains_key(name)
+            && self.membership.channels.len() >= MAX_CHANNELS
+        {
+            return Err(ApiError::new(
+                codes::BAD_REQUEST,
+                format!("At most {MAX_CHANNELS} channels may be attached on one connection"),
+            ));
+        }
+        let requested = match frame.flags().modes() {
+            modes if modes.is_empty() => DEFAULT_MODES,
+            modes => modes,
+        };
+        let granted = requested.intersection(self.allowed_modes(name));
+        if granted.is_empty() {
+            return Err(ApiError::new(
+                codes::OPERATION_NOT_PERMITTED,
+                format!("Channel denied access based on given capability; channel = {name}"),
+            ));
+        }
+        Ok(granted)
+    }
+
+    /// The modes the capability allows on `channel`: `publish` → PUBLISH,
+    /// `subscribe` → SUBSCRIBE and PRESENCE_SUBSCRIBE, `presence` →
+    /// PRESENCE.
+    fn allowed_modes(&self, channel: &str) -> Flags {
+        let capability = &self.principal.capability;
+        let mut modes = Flags::default();
+        if capability.allows(Operation::Publish, channel) {
+            modes = modes | Flags::PUBLISH;
+        }
+        if capability.allows(Operation::Subscribe, channel) {
+            modes = modes | Flags::SUBSCRIBE | Flags::PRESENCE_SUBSCRIBE;
+        }
+        if capability.allows(Operation::Presence, channel) {
+            modes = modes | Flags::PRESENCE;
+        }
+        modes
+    }
+
+    /// DETACH (RTL5): always DETACHED, attached or not.
+    async fn on_detach(&mut self, frame: ProtocolMessage) -> Result<(), ()> {
+        let name = frame.channel.unwrap_or_default();
+        if self.membership.channels.remove(&name).is_some() {
+            lock(&self.state.registry)
+                .detach(self.membership.member.id, std::slice::from_ref(&name));
+        }
+        let mut reply = ProtocolMessage::new(Action::DETACHED);
+        reply.channel = Some(name);
+        self.send(&reply).await
+    }
+
+    /// The `msgSerial` a MESSAGE or PRESENCE carries (the next expected one
+    /// when it has none), advancing the expected one past it (RTN7b).
+    fn take_serial(&mut self, frame: &ProtocolMessage) -> u64 {
+        let entry = &mut self.registration.entry;
+        let serial = frame.msg_serial.unwrap_or(entry.next_serial);
+        entry.next_serial = entry.next_serial.max(serial.saturating_add(1));
+        serial
+    }
+
+    /// MESSAGE (RTL6): checked, stamped, stored on the one channel model
+    /// (so REST history and SSE see it), then ACKed; or NACKed. Attaching
+    /// first is not required (RTL6c). A message re-sent with a serial
+    /// already seen (after a resume, RTN19a) has the same id, so the
+    /// channel keeps its first copy and fans nothing out again; it is ACKed
+    /// again.
+    async fn on_message(&mut self, frame: ProtocolMessage) -> Result<(), ()> {
+        let serial = self.take_serial(&frame);
+        let reply = match self.publish(frame, serial) {
+            Ok(stored) => {
+                let serials: Vec<&str> = stored.iter().map(|m| m.serial.as_str()).collect();
+                let mut ack = ProtocolMessage::new(Action::ACK);
+                ack.msg_serial = Some(serial);
+                ack.count = Some(1);
+                ack.res = Some(vec![json!({ "serials": serials })]);
+                ack
+            }
+            Err(error) => nack(serial, error.0),
+        };
+        self.send(&reply).await
+    }
+
+    fn publish(&self, frame: ProtocolMessage, serial: u64) -> ApiResult<Vec<Arc<StoredMessage>>> {
+        let channel = frame.channel.unwrap_or_default();
+        validate_channel_name(&channel)?;
+        if channel.starts_with("[meta]") {
+            return Err(ApiError::new(
+                codes::OPERATION_NOT_PERMITTED,
+                format!("Metachannels cannot be published to; channel = {channel}"),
+            ));
+        }
+        self.principal.require(Operation::Publish, &channel)?;
+        let connection_id = &self.registration.entry.connection_id;
+        let identity = self.registration.entry.client_id.as_deref();
+        let mut messages: Vec<Message> = frame.messages.unwrap_or_default();
+        for (index, message) in messages.iter_mut().enumerate() {
+            // Ably's id for a realtime publish (TM2a), unless the client
+            // chose one.
+            message
+                .id
+                .get_or_insert_with(|| format!("{connection_id}:{serial}:{index}"));
+        }
+        let publisher = Publisher {
+            principal: &self.principal,
+            identity,
+        };
+        let now = self.state.clock.now_ms();
+        let mut prepared = publish::prepare(messages, Some(publisher), now).map_err(|error| {
+            // On a realtime connection, a message naming another clientId
+            // is an invalid clientId (RTL6g).
+            if error.0.code == codes::INCOMPATIBLE_CREDENTIALS {
+                ApiError::new(codes::INVALID_CLIENT_ID, error.0.message)
+            } else {
+                error
+            }
+        })?;
+        for message in &mut prepared {
+            message.connection_id = Some(connection_id.clone());
+        }
+        Ok(publish::store(&self.state, &channel, prepared))
+    }
+
+    /// Sends a stored message to this connection, if it is attached to the
+    /// channel with SUBSCRIBE and the message is not its own under
+    /// `echo=false`.
+    async fn deliver(&mut self, message: &StoredMessage) -> Result<(), ()> {
+        let channel = &*message.channel.name;
+        let subscribed = self
+            .membership
+            .channels
+            .get(channel)
+            .is_some_and(|modes| modes.contains(Flags::SUBSCRIBE));
+        let own = message.message.connection_id.as_deref()
+            == Some(self.registration.entry.connection_id.as_str());
+        if !subscribed || (own && !self.echo) {
+            return Ok(());
+        }
+        self.state.delivered.fetch_add(1, Ordering::Relaxed);
+        message.channel.delivered.fetch_add(1, Ordering::Relaxed);
+        let mut frame = ProtocolMessage::new(Action::MESSAGE);
+        frame.channel = Some(channel.to_owned());
+        frame.channel_serial = Some(message.cursor.clone());
+        frame.messages = Some(vec![message.message.clone()]);
+        self.send(&frame).await
+    }
+
+    /// After AUTH: a channel the new capability no longer allows any of its
+    /// modes on gets a channel ERROR 40160 and is detached (RTC8a1).
+    async fn revoke_channels(&mut self) -> Result<(), ()> {
+        let revoked: Vec<String> = self
+            .membership
+            .channels
+            .iter()
+            .filter(|(name, modes)| modes.intersection(self.allowed_modes(name)).is_empty())
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in revoked {
+            self.membership.channels.remove(&name);
+            lock(&self.state.registry)
+                .detach(self.membership.member.id, std::slice::from_ref(&name));
+            let mut reply = ProtocolMessage::with_error(
+                Action::ERROR,
+                ErrorInfo::from_code(
+                    codes::OPERATION_NOT_PERMITTED,
+                    format!("Channel capability revoked by AUTH; channel = {name}"),
+                ),
+            );
+            reply.channel = Some(name);
+            self.send(&reply).await?;
+        }
+        Ok(())
     }
 
     /// Points the expiry timer at the credential's expiry on the mock clock.
@@ -634,6 +952,14 @@ impl Connection {
             None => self.expiry = Some(Box::pin(tokio::time::sleep_until(deadline))),
         }
     }
+}
+
+/// NACK of one `msgSerial` with `error`.
+fn nack(serial: u64, error: ErrorInfo) -> ProtocolMessage {
+    let mut frame = ProtocolMessage::with_error(Action::NACK, error);
+    frame.msg_serial = Some(serial);
+    frame.count = Some(1);
+    frame
 }
 
 /// A duration in whole ms.

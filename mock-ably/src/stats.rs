@@ -17,7 +17,8 @@ pub struct Stats {
     pub open_connections: u64,
     /// Messages stored since start (idempotent duplicates not counted).
     pub published: u64,
-    /// Message events written to streams since start (replays included).
+    /// Message events written to streams and realtime connections since
+    /// start (replays included).
     pub delivered: u64,
     /// Channels that have subscribers or retained messages, by name.
     pub channels: BTreeMap<String, ChannelStats>,
@@ -34,6 +35,7 @@ pub struct ChannelStats {
     pub delivered: u64,
     /// Messages retained for history, resume and rewind.
     pub retained: u64,
-    /// Streams attached to the channel.
+    /// Streams attached to the channel, and realtime connections attached
+    /// to it with the subscribe mode.
     pub subscribers: u64,
 }

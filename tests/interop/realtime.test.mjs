@@ -1,6 +1,7 @@
-// ably-js 2 `Realtime` (Node) against mock-ably's WebSocket: the connection
-// only, so far (channels come in a later slice). Each test runs with the
-// Node default (msgpack) and again with `useBinaryProtocol: false` (JSON).
+// ably-js 2 `Realtime` (Node) against mock-ably's WebSocket: connecting,
+// renewal with resume, channels and messages (presence comes later). Each
+// test runs with the Node default (msgpack) and again with
+// `useBinaryProtocol: false` (JSON).
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { after, before, test } from 'node:test';
@@ -118,5 +119,80 @@ for (const binary of [true, false]) {
       realtime.close();
     }
     await reach(realtime.connection, 'closed');
+  });
+
+  test(`publish and subscribe across two clients, text, JSON and binary, in ${format}`, async () => {
+    const alice = new Ably.Realtime(realtimeOptions(binary, { key: KEY, clientId: 'alice' }));
+    const bob = new Ably.Realtime(realtimeOptions(binary, { key: KEY, clientId: 'bob' }));
+    try {
+      const channel = `chat:rt-${binary ? 'msgpack' : 'json'}`;
+      const received = [];
+      const all = new Promise((resolve) => {
+        bob.channels.get(channel).subscribe((message) => {
+          received.push(message);
+          if (received.length === 3) resolve();
+        });
+      });
+      await bob.channels.get(channel).attach();
+      assert.equal(bob.channels.get(channel).state, 'attached');
+      assert.deepEqual(bob.channels.get(channel).modes.sort(), [
+        'presence',
+        'presence_subscribe',
+        'publish',
+        'subscribe',
+      ]);
+      // ably-js publishes without attaching first (RTL6c).
+      const sent = alice.channels.get(channel);
+      await sent.publish('text', 'hello');
+      await sent.publish('object', { hello: 'world', n: [1, 2] });
+      await sent.publish('binary', Buffer.from([1, 2, 3, 255]));
+      await Promise.race([
+        all,
+        new Promise((_, reject) => setTimeout(() => reject(new Error(`got ${received.length} of 3`)), PATIENCE_MS)),
+      ]);
+      assert.deepEqual(
+        received.map((m) => m.name),
+        ['text', 'object', 'binary'],
+      );
+      assert.equal(received[0].data, 'hello');
+      assert.deepEqual(received[1].data, { hello: 'world', n: [1, 2] });
+      assert.deepEqual([...received[2].data], [1, 2, 3, 255]);
+      for (const message of received) {
+        assert.equal(message.clientId, 'alice');
+        assert.equal(message.connectionId, alice.connection.id);
+      }
+      assert.equal(received[0].id, `${alice.connection.id}:0:0`);
+    } finally {
+      alice.close();
+      bob.close();
+    }
+  });
+
+  test(`attach and publish outside the capability are refused with 40160 in ${format}`, async () => {
+    const rest = new Ably.Rest({ key: KEY, ...ablyOptions(pair.mockUrl) });
+    const realtime = new Ably.Realtime(
+      realtimeOptions(binary, {
+        authCallback: (_params, callback) =>
+          rest.auth
+            .requestToken({ clientId: 'limited', capability: { 'chat:*': ['subscribe'] } })
+            .then(
+              (details) => callback(null, details),
+              (err) => callback(err, null),
+            ),
+      }),
+    );
+    try {
+      await reach(realtime.connection, 'connected');
+      await assert.rejects(realtime.channels.get('secret').attach(), (err) => err.code === 40160);
+      assert.equal(realtime.channels.get('secret').state, 'failed');
+      await assert.rejects(
+        realtime.channels.get('chat:ro').publish('x', 'y'),
+        (err) => err.code === 40160,
+      );
+      await realtime.channels.get('chat:ro').attach();
+      assert.equal(realtime.connection.state, 'connected');
+    } finally {
+      realtime.close();
+    }
   });
 }

@@ -9,7 +9,7 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use mock_ably::MockAbly;
 use serde_json::json;
 use shared::TokenParams;
-use shared::protocol::{Action, AuthDetails, Format, ProtocolMessage};
+use shared::protocol::{Action, AuthDetails, Flags, Format, ProtocolMessage};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -610,4 +610,350 @@ async fn open_connections_are_in_the_stats_endpoint() {
     let stats: serde_json::Value = app.get("/_mock/stats").await.json().await.unwrap();
 
     assert_eq!(stats["openConnections"], 1);
+}
+
+// --- Channels and messages ---
+
+/// A frame for `channel` with `action`.
+fn on(action: Action, channel: &str) -> ProtocolMessage {
+    let mut frame = ProtocolMessage::new(action);
+    frame.channel = Some(channel.to_owned());
+    frame
+}
+
+/// A MESSAGE publishing `messages` with `serial`.
+fn publish_frame(channel: &str, serial: u64, messages: serde_json::Value) -> ProtocolMessage {
+    let mut frame = on(Action::MESSAGE, channel);
+    frame.msg_serial = Some(serial);
+    frame.messages = Some(serde_json::from_value(messages).unwrap());
+    frame
+}
+
+impl Client {
+    /// ATTACHes `channel` and returns ATTACHED.
+    async fn attach(&mut self, channel: &str) -> ProtocolMessage {
+        self.send(&on(Action::ATTACH, channel)).await;
+        let attached = self.expect(Action::ATTACHED).await;
+        assert_eq!(attached.channel.as_deref(), Some(channel));
+        attached
+    }
+
+    /// Pings with `id` and expects the echo next: nothing else was queued.
+    async fn nothing_queued(&mut self, id: &str) {
+        let mut ping = ProtocolMessage::new(Action::HEARTBEAT);
+        ping.id = Some(id.to_owned());
+        self.send(&ping).await;
+        let next = self.expect(Action::HEARTBEAT).await;
+        assert_eq!(next.id.as_deref(), Some(id));
+    }
+}
+
+#[tokio::test]
+async fn attach_grants_the_requested_modes_the_capability_allows() {
+    let app = with(MockAbly::builder().key_with_capability(
+        KEY,
+        r#"{"all":["*"],"chat:*":["subscribe"],"pub:*":["publish","presence"]}"#,
+    ))
+    .await;
+    for format in FORMATS {
+        let (mut client, _) = Client::connected(&app.mock, "", format).await;
+
+        // No modes requested: every mode the capability allows; params echoed.
+        let mut attach = on(Action::ATTACH, "all");
+        attach.params = Some([("agent".to_owned(), "spaces/0.5.2".to_owned())].into());
+        client.send(&attach).await;
+        let all = client.expect(Action::ATTACHED).await;
+        assert_eq!(all.flags, Some(Flags(983_040)));
+        assert_eq!(all.params, attach.params);
+        assert!(all.channel_serial.is_some());
+
+        let chat = client.attach("chat:x").await;
+        assert_eq!(
+            chat.flags,
+            Some(Flags::SUBSCRIBE | Flags::PRESENCE_SUBSCRIBE)
+        );
+        assert_eq!(chat.params, None);
+
+        let mut attach = on(Action::ATTACH, "pub:x");
+        attach.flags = Some(Flags::PUBLISH | Flags::SUBSCRIBE);
+        client.send(&attach).await;
+        assert_eq!(
+            client.expect(Action::ATTACHED).await.flags,
+            Some(Flags::PUBLISH)
+        );
+
+        // Nothing granted: a channel ERROR 40160, and the connection stays.
+        let mut attach = on(Action::ATTACH, "chat:y");
+        attach.flags = Some(Flags::PUBLISH);
+        client.send(&attach).await;
+        let denied = client.expect(Action::ERROR).await;
+        assert_eq!(denied.channel.as_deref(), Some("chat:y"));
+        assert_eq!(denied.error.unwrap().code, 40160);
+        client.send(&on(Action::ATTACH, "secret")).await;
+        assert_eq!(
+            client.expect(Action::ERROR).await.error.unwrap().code,
+            40160
+        );
+        client.nothing_queued("still-up").await;
+
+        client.send(&on(Action::DETACH, "chat:x")).await;
+        let detached = client.expect(Action::DETACHED).await;
+        assert_eq!(detached.channel.as_deref(), Some("chat:x"));
+    }
+}
+
+#[tokio::test]
+async fn a_publish_is_acked_stamped_and_fanned_out_honouring_echo() {
+    let app = spawn().await;
+    for format in FORMATS {
+        let (mut alice, connected) = Client::connected(&app.mock, "clientId=alice", format).await;
+        let alice_id = connected.connection_id.unwrap();
+        let (mut quiet, _) = Client::connected(&app.mock, "clientId=bob&echo=false", format).await;
+        alice.attach("room").await;
+        quiet.attach("room").await;
+
+        alice
+            .send(&publish_frame(
+                "room",
+                0,
+                json!([{"name":"a","data":"one","action":0,"size":4},{"name":"b","data":{"n":1}}]),
+            ))
+            .await;
+
+        let ack = alice.expect(Action::ACK).await;
+        assert_eq!((ack.msg_serial, ack.count), (Some(0), Some(1)));
+        for client in [&mut alice, &mut quiet] {
+            for (index, name) in ["a", "b"].into_iter().enumerate() {
+                let frame = client.expect(Action::MESSAGE).await;
+                assert_eq!(frame.channel.as_deref(), Some("room"));
+                assert!(frame.channel_serial.is_some());
+                let message = &frame.messages.unwrap()[0];
+                assert_eq!(message.id, Some(format!("{alice_id}:0:{index}")));
+                assert_eq!(message.name.as_deref(), Some(name));
+                assert_eq!(message.client_id.as_deref(), Some("alice"));
+                assert_eq!(message.connection_id.as_deref(), Some(alice_id.as_str()));
+                assert!(message.timestamp.is_some());
+            }
+        }
+
+        // echo=false: bob's own message reaches alice, not bob.
+        quiet
+            .send(&publish_frame(
+                "room",
+                0,
+                json!([{"name":"c","data":"AQID","encoding":"base64"}]),
+            ))
+            .await;
+        assert_eq!(quiet.expect(Action::ACK).await.msg_serial, Some(0));
+        quiet.nothing_queued("no-echo").await;
+        let frame = alice.expect(Action::MESSAGE).await;
+        let message = &frame.messages.unwrap()[0];
+        assert_eq!(message.client_id.as_deref(), Some("bob"));
+        // Binary data crosses formats as binary.
+        assert_eq!(
+            (message.data.clone(), message.encoding.as_deref()),
+            (Some(json!("AQID")), Some("base64"))
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_publish_needs_no_attach_and_reaches_history_and_sse_in_order() {
+    let app = spawn().await;
+    let mut sse = app.sse("channels=log").await;
+    for format in FORMATS {
+        let (mut client, connected) = Client::connected(&app.mock, "clientId=carol", format).await;
+        let id = connected.connection_id.unwrap();
+
+        for serial in 0..3 {
+            client
+                .send(&publish_frame(
+                    "log",
+                    serial,
+                    json!([{"data": format!("m{serial}")}]),
+                ))
+                .await;
+            assert_eq!(client.expect(Action::ACK).await.msg_serial, Some(serial));
+        }
+
+        for serial in 0..3 {
+            let message = sse.message().await;
+            assert_eq!(message["id"], format!("{id}:{serial}:0"));
+            assert_eq!(message["data"], format!("m{serial}"));
+            assert_eq!(message["clientId"], "carol");
+            assert_eq!(message["connectionId"], id.as_str());
+        }
+    }
+    let history: serde_json::Value = app
+        .get(&format!(
+            "/channels/log/messages?direction=forwards&key={}",
+            enc(KEY)
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let data: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["data"].as_str().unwrap())
+        .collect();
+    assert_eq!(data, ["m0", "m1", "m2", "m0", "m1", "m2"]);
+}
+
+#[tokio::test]
+async fn rest_publishes_reach_realtime_subscribers() {
+    let app = spawn().await;
+    let (mut client, _) = Client::connected(&app.mock, "", Format::Msgpack).await;
+    client.attach("news").await;
+
+    let id = app.mock.publish_data("news", "headline", json!({"x": 1}));
+
+    let frame = client.expect(Action::MESSAGE).await;
+    let message = &frame.messages.unwrap()[0];
+    assert_eq!(message.id.as_deref(), Some(id.as_str()));
+    assert_eq!(message.data, Some(json!("{\"x\":1}")));
+    assert_eq!(message.encoding.as_deref(), Some("json"));
+    assert_eq!(app.mock.stats().channels["news"].subscribers, 1);
+}
+
+#[tokio::test]
+async fn publishes_the_credential_does_not_allow_are_nacked() {
+    let app = spawn().await;
+    for format in FORMATS {
+        let token = jwt(
+            &app.mock,
+            r#"{"ro:*":["subscribe"],"rw":["*"]}"#,
+            Some("dave"),
+            3600,
+        );
+        let mut client =
+            Client::connect(&app.mock, &format!("access_token={}", enc(&token)), format).await;
+        client.expect(Action::CONNECTED).await;
+
+        client
+            .send(&publish_frame("ro:x", 0, json!([{"data":"x"}])))
+            .await;
+        let nack = client.expect(Action::NACK).await;
+        assert_eq!((nack.msg_serial, nack.count), (Some(0), Some(1)));
+        assert_eq!(nack.error.unwrap().code, 40160);
+
+        client
+            .send(&publish_frame(
+                "rw",
+                1,
+                json!([{"data":"x","clientId":"mallory"}]),
+            ))
+            .await;
+        let nack = client.expect(Action::NACK).await;
+        assert_eq!(nack.msg_serial, Some(1));
+        assert_eq!(nack.error.unwrap().code, 40012);
+
+        client
+            .send(&publish_frame(
+                "rw",
+                2,
+                json!([{"data":"x","clientId":"dave"}]),
+            ))
+            .await;
+        assert_eq!(client.expect(Action::ACK).await.msg_serial, Some(2));
+    }
+    assert_eq!(app.mock.stats().published, 2);
+}
+
+#[tokio::test]
+async fn a_serial_resent_after_a_resume_is_acked_again_and_delivered_once() {
+    let app = spawn().await;
+    let (mut listener, _) = Client::connected(&app.mock, "", Format::Json).await;
+    listener.attach("dup").await;
+    let (mut client, connected) =
+        Client::connected(&app.mock, "clientId=erin", Format::Msgpack).await;
+    let (_, key) = ids(&connected);
+    client
+        .send(&publish_frame("dup", 0, json!([{"data":"once"}])))
+        .await;
+    client.expect(Action::ACK).await;
+    client.send(&ProtocolMessage::new(Action::DISCONNECT)).await;
+    client.expect_close().await;
+    eventually("the socket is closed", || {
+        app.mock.stats().open_connections == 1
+    })
+    .await;
+
+    let query = format!("clientId=erin&resume={}", enc(&key));
+    let (mut client, resumed) = Client::connected(&app.mock, &query, Format::Msgpack).await;
+    assert_eq!(resumed.error, None);
+    client
+        .send(&publish_frame("dup", 0, json!([{"data":"once"}])))
+        .await;
+    assert_eq!(client.expect(Action::ACK).await.msg_serial, Some(0));
+    client
+        .send(&publish_frame("dup", 1, json!([{"data":"twice"}])))
+        .await;
+    assert_eq!(client.expect(Action::ACK).await.msg_serial, Some(1));
+
+    let first = listener.expect(Action::MESSAGE).await.messages.unwrap();
+    let second = listener.expect(Action::MESSAGE).await.messages.unwrap();
+    assert_eq!(first[0].data, Some(json!("once")));
+    assert_eq!(second[0].data, Some(json!("twice")));
+    assert_eq!(app.mock.stats().published, 2);
+}
+
+#[tokio::test]
+async fn a_reattach_with_its_channel_serial_gets_what_was_published_meanwhile() {
+    let app = spawn().await;
+    let (mut client, connected) = Client::connected(&app.mock, "", Format::Json).await;
+    let (_, key) = ids(&connected);
+    let serial = client.attach("feed").await.channel_serial.unwrap();
+    client.send(&ProtocolMessage::new(Action::DISCONNECT)).await;
+    client.expect_close().await;
+
+    app.mock.publish_data("feed", "", "while-away-1");
+    app.mock.publish_data("feed", "", "while-away-2");
+    let (mut client, _) =
+        Client::connected(&app.mock, &format!("resume={}", enc(&key)), Format::Json).await;
+    let mut attach = on(Action::ATTACH, "feed");
+    attach.channel_serial = Some(serial);
+    client.send(&attach).await;
+
+    client.expect(Action::ATTACHED).await;
+    for data in ["while-away-1", "while-away-2"] {
+        let frame = client.expect(Action::MESSAGE).await;
+        assert_eq!(frame.messages.unwrap()[0].data, Some(json!(data)));
+    }
+    client.nothing_queued("caught-up").await;
+}
+
+#[tokio::test]
+async fn auth_that_narrows_the_capability_fails_the_channels_it_no_longer_allows() {
+    let app = spawn().await;
+    let token = jwt(&app.mock, r#"{"*":["*"]}"#, Some("fay"), 3600);
+    let mut client = Client::connect(
+        &app.mock,
+        &format!("access_token={}", enc(&token)),
+        Format::Json,
+    )
+    .await;
+    client.expect(Action::CONNECTED).await;
+    client.attach("keep").await;
+    client.attach("lose").await;
+
+    let mut auth = ProtocolMessage::new(Action::AUTH);
+    auth.auth = Some(AuthDetails::new(jwt(
+        &app.mock,
+        r#"{"keep":["subscribe"]}"#,
+        Some("fay"),
+        3600,
+    )));
+    client.send(&auth).await;
+
+    client.expect(Action::CONNECTED).await;
+    let revoked = client.expect(Action::ERROR).await;
+    assert_eq!(revoked.channel.as_deref(), Some("lose"));
+    assert_eq!(revoked.error.unwrap().code, 40160);
+    app.mock.publish_data("lose", "", "not for fay");
+    app.mock.publish_data("keep", "", "for fay");
+    let frame = client.expect(Action::MESSAGE).await;
+    assert_eq!(frame.channel.as_deref(), Some("keep"));
 }
