@@ -564,7 +564,7 @@ impl Registry {
 mod tests {
     use super::*;
     use crate::server::{
-        DEFAULT_CONNECTION_STATE_TTL, DEFAULT_KEEPALIVE, DEFAULT_LAG_LIMIT,
+        DEFAULT_AUTH_LEAD, DEFAULT_CONNECTION_STATE_TTL, DEFAULT_KEEPALIVE, DEFAULT_LAG_LIMIT,
         DEFAULT_MAX_IDLE_INTERVAL, DEFAULT_RETENTION, DEFAULT_RETENTION_COUNT,
     };
     use crate::state::Settings;
@@ -579,6 +579,7 @@ mod tests {
             lag_limit: DEFAULT_LAG_LIMIT,
             max_idle_interval: DEFAULT_MAX_IDLE_INTERVAL,
             connection_state_ttl: DEFAULT_CONNECTION_STATE_TTL,
+            auth_lead: DEFAULT_AUTH_LEAD,
         }
     }
 

@@ -144,7 +144,8 @@ pub use faults::{FailNext, FailTarget};
 pub use origin::is_loopback_origin;
 pub use params::parse_duration;
 pub use server::{
-    DEFAULT_CONNECTION_STATE_TTL, DEFAULT_KEEPALIVE, DEFAULT_LAG_LIMIT, DEFAULT_MAX_IDLE_INTERVAL,
-    DEFAULT_RETENTION, DEFAULT_RETENTION_COUNT, DEV_KEY, MockAbly, MockAblyBuilder,
+    DEFAULT_AUTH_LEAD, DEFAULT_CONNECTION_STATE_TTL, DEFAULT_KEEPALIVE, DEFAULT_LAG_LIMIT,
+    DEFAULT_MAX_IDLE_INTERVAL, DEFAULT_RETENTION, DEFAULT_RETENTION_COUNT, DEV_KEY, MockAbly,
+    MockAblyBuilder,
 };
 pub use stats::{ChannelStats, Stats};

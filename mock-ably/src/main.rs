@@ -51,6 +51,12 @@ struct Args {
     #[arg(long, env = "MOCK_ABLY_CONNECTION_STATE_TTL", default_value = "2m", value_parser = duration)]
     connection_state_ttl: Duration,
 
+    /// Realtime: how long before a token or JWT expires its connection is
+    /// sent AUTH, asking the client to renew (at most half the credential's
+    /// remaining life).
+    #[arg(long, env = "MOCK_ABLY_AUTH_LEAD", default_value = "30s", value_parser = duration)]
+    auth_lead: Duration,
+
     /// How long a connection may take to send a complete request head (from
     /// the accept, or from the first byte of a later request) before it is
     /// closed.
@@ -96,6 +102,7 @@ async fn main() -> anyhow::Result<()> {
         .keepalive(args.keepalive)
         .max_idle_interval(args.max_idle_interval)
         .connection_state_ttl(args.connection_state_ttl)
+        .auth_lead(args.auth_lead)
         .header_read_timeout(args.header_read_timeout)
         .idle_timeout(args.idle_timeout)
         .max_connections(usize::try_from(args.max_connections).unwrap_or(usize::MAX));
@@ -215,6 +222,13 @@ mod tests {
             (
                 vec!["2m".to_owned()],
                 Some("MOCK_ABLY_CONNECTION_STATE_TTL".to_owned())
+            )
+        );
+        assert_eq!(
+            default_and_env("auth-lead"),
+            (
+                vec!["30s".to_owned()],
+                Some("MOCK_ABLY_AUTH_LEAD".to_owned())
             )
         );
         assert_eq!(

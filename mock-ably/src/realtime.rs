@@ -38,6 +38,10 @@
 //! - AUTH with a new token (RTC8a): the credential is checked again; the
 //!   same clientId gets CONNECTED with the same `connectionId` and key, a
 //!   different one ERROR 40102 and the connection fails.
+//! - Before a token or JWT expires, AUTH asks the client to renew (RTN22):
+//!   `auth_lead` ahead (30 s by default), but at most half its remaining
+//!   life, so short test tokens are renewed mid-way; `force_auth` asks at
+//!   once. ably-js answers with AUTH and a new token.
 //! - The credential's expiry (or `expire_credentials`): DISCONNECTED 40142,
 //!   then close; the client renews and resumes (RTN15h).
 //! - CLOSE: CLOSED, then close; the connection is gone (RTN12).
@@ -321,6 +325,8 @@ enum ControlEvent {
     Drop,
     /// `expire_credentials`, and the connection uses a token or JWT.
     Expired,
+    /// `force_auth`, and the connection uses a token or JWT: send AUTH.
+    ForceAuth,
 }
 
 /// Removes the connection from the open count however its task ends, and
@@ -375,7 +381,11 @@ struct Connection {
     rx: mpsc::Receiver<Arc<StoredMessage>>,
     control: watch::Receiver<Control>,
     seen: Control,
+    /// Fires at the credential's expiry, or earlier at `auth_at_ms`.
     expiry: Option<Pin<Box<Sleep>>>,
+    /// When to ask the client to renew (AUTH, RTN22), on the mock clock;
+    /// `None` once asked, or for a key.
+    auth_at_ms: Option<u64>,
     heartbeat: Pin<Box<Sleep>>,
     last_sent: Instant,
     last_heard: Instant,
@@ -447,6 +457,7 @@ async fn run(
         control,
         seen,
         expiry: None,
+        auth_at_ms: None,
         last_sent: Instant::now(),
         last_heard: Instant::now(),
     };
@@ -455,6 +466,7 @@ async fn run(
     if connection.send(&connected).await.is_err() {
         return;
     }
+    connection.plan_auth();
     connection.reset_expiry();
     connection.serve().await;
 }
@@ -503,6 +515,11 @@ impl Connection {
                         // An abrupt end, as a network failure: no close
                         // handshake; the socket is dropped with the task.
                         ControlEvent::Drop => break End::Resumable,
+                        ControlEvent::ForceAuth => {
+                            if self.send(&ProtocolMessage::new(Action::AUTH)).await.is_err() {
+                                break End::Resumable;
+                            }
+                        }
                         ControlEvent::Expired => {
                             if self.expired().await.is_ok() {
                                 close(&mut self.socket).await;
@@ -518,6 +535,12 @@ impl Connection {
                             close(&mut self.socket).await;
                         }
                         break End::Resumable;
+                    }
+                    if self.auth_at_ms.is_some_and(|at| now >= at) {
+                        self.auth_at_ms = None;
+                        if self.send(&ProtocolMessage::new(Action::AUTH)).await.is_err() {
+                            break End::Resumable;
+                        }
                     }
                     self.reset_expiry();
                 }
@@ -589,11 +612,15 @@ impl Connection {
         if now.drops != seen.drops {
             return ControlEvent::Drop;
         }
-        if now.expiries != seen.expiries && self.principal.kind != CredentialKind::Key {
+        let token = self.principal.kind != CredentialKind::Key;
+        if now.expiries != seen.expiries && token {
             return ControlEvent::Expired;
         }
         if now.clock != seen.clock {
             self.reset_expiry();
+        }
+        if now.force_auth != seen.force_auth && token {
+            return ControlEvent::ForceAuth;
         }
         ControlEvent::None
     }
@@ -697,6 +724,7 @@ impl Connection {
         match checked {
             Ok(principal) => {
                 self.principal = principal;
+                self.plan_auth();
                 self.reset_expiry();
                 let frame = self.connected_frame();
                 self.send(&frame).await?;
@@ -939,13 +967,26 @@ impl Connection {
         Ok(())
     }
 
-    /// Points the expiry timer at the credential's expiry on the mock clock.
+    /// Plans the AUTH that asks the client to renew its credential (RTN22):
+    /// `auth_lead` before it expires, but at most half its remaining life
+    /// from now, so a short test token is renewed mid-way.
+    fn plan_auth(&mut self) {
+        self.auth_at_ms = self.principal.expires_ms.map(|expires| {
+            let now = self.state.clock.now_ms();
+            let half = expires.saturating_sub(now) / 2;
+            expires.saturating_sub(millis(self.state.settings.auth_lead).min(half))
+        });
+    }
+
+    /// Points the timer at the next credential event on the mock clock: the
+    /// AUTH request while not sent, then expiry.
     fn reset_expiry(&mut self) {
         let Some(expires) = self.principal.expires_ms else {
             self.expiry = None;
             return;
         };
-        let left = expires.saturating_sub(self.state.clock.now_ms());
+        let next = self.auth_at_ms.map_or(expires, |at| at.min(expires));
+        let left = next.saturating_sub(self.state.clock.now_ms());
         let deadline = Instant::now() + Duration::from_millis(left);
         match &mut self.expiry {
             Some(sleep) => sleep.as_mut().reset(deadline),

@@ -40,6 +40,10 @@ pub const DEFAULT_LAG_LIMIT: usize = 10_000;
 /// default (CD2h); it gets a HEARTBEAT after half of it without a frame.
 pub const DEFAULT_MAX_IDLE_INTERVAL: Duration = Duration::from_secs(15);
 
+/// How long before a credential expires a realtime connection is sent AUTH,
+/// by default (at most half the credential's remaining life).
+pub const DEFAULT_AUTH_LEAD: Duration = Duration::from_secs(30);
+
 /// How long a dropped realtime connection stays resumable, by default:
 /// Ably's `connectionStateTtl` of two minutes (CD2f).
 pub const DEFAULT_CONNECTION_STATE_TTL: Duration = Duration::from_secs(120);
@@ -55,6 +59,7 @@ pub struct MockAblyBuilder {
     lag_limit: usize,
     max_idle_interval: Duration,
     connection_state_ttl: Duration,
+    auth_lead: Duration,
     limits: serve::Limits,
     listener: Option<std::net::TcpListener>,
 }
@@ -69,6 +74,7 @@ impl Default for MockAblyBuilder {
             lag_limit: DEFAULT_LAG_LIMIT,
             max_idle_interval: DEFAULT_MAX_IDLE_INTERVAL,
             connection_state_ttl: DEFAULT_CONNECTION_STATE_TTL,
+            auth_lead: DEFAULT_AUTH_LEAD,
             limits: serve::Limits::default(),
             listener: None,
         }
@@ -152,6 +158,15 @@ impl MockAblyBuilder {
         self
     }
 
+    /// How long before a token or JWT expires a realtime connection using it
+    /// is sent AUTH, asking the client to renew (default
+    /// [`DEFAULT_AUTH_LEAD`], 30 s). Never more than half the credential's
+    /// remaining life when it was presented.
+    pub fn auth_lead(mut self, lead: Duration) -> Self {
+        self.auth_lead = lead;
+        self
+    }
+
     /// How long a connection may take to send a complete request head, from
     /// the accept or from the first byte of a later request, before it is
     /// closed (default 10 s).
@@ -218,6 +233,7 @@ impl MockAblyBuilder {
             lag_limit: self.lag_limit,
             max_idle_interval: self.max_idle_interval,
             connection_state_ttl: self.connection_state_ttl,
+            auth_lead: self.auth_lead,
         });
         let app = router(state.clone());
         let (shutdown, signal) = oneshot::channel::<()>();
@@ -369,6 +385,12 @@ impl MockAbly {
     /// afterwards are honoured; API keys are unaffected.
     pub fn expire_credentials(&self) {
         self.state.expire_credentials();
+    }
+
+    /// Sends AUTH to every realtime connection using a token or JWT: ably-js
+    /// fetches a new token and sends it back with AUTH (RTN22).
+    pub fn force_auth(&self) {
+        self.state.force_auth();
     }
 
     /// Makes the next requests fail with an injected error; see [`FailNext`].

@@ -46,6 +46,9 @@ pub(crate) struct Settings {
     /// Realtime: how long a dropped connection stays resumable
     /// (`connectionStateTtl`).
     pub(crate) connection_state_ttl: Duration,
+    /// Realtime: how long before a credential expires the connection is
+    /// sent AUTH (at most half the credential's remaining life).
+    pub(crate) auth_lead: Duration,
 }
 
 /// What open streams watch for: every change of a counter is an event.
@@ -57,6 +60,9 @@ pub(crate) struct Control {
     /// Bumped by `expire_credentials`: streams and realtime connections on a
     /// token or JWT get 40142.
     pub(crate) expiries: u64,
+    /// Bumped by `force_auth`: realtime connections on a token or JWT get
+    /// an AUTH request.
+    pub(crate) force_auth: u64,
     /// Bumped when the clock moves: streams recompute their expiry timers.
     pub(crate) clock: u64,
     /// Set when the handle is dropped: every stream closes.
@@ -143,6 +149,11 @@ impl Inner {
         self.clock.try_advance_ms(by_ms)?;
         self.control.send_modify(|c| c.clock += 1);
         Ok(())
+    }
+
+    /// Sends AUTH to every realtime connection on a token or JWT.
+    pub(crate) fn force_auth(&self) {
+        self.control.send_modify(|c| c.force_auth += 1);
     }
 
     /// Queues a request-failure rule.

@@ -195,4 +195,35 @@ for (const binary of [true, false]) {
       realtime.close();
     }
   });
+
+  test(`force-auth renews through authCallback on the same connection in ${format}`, async () => {
+    const rest = new Ably.Rest({ key: KEY, ...ablyOptions(pair.mockUrl) });
+    let tokens = 0;
+    const realtime = new Ably.Realtime(
+      realtimeOptions(binary, {
+        authCallback: (_params, callback) => {
+          tokens += 1;
+          rest.auth.requestToken({ clientId: 'forced' }).then(
+            (details) => callback(null, details),
+            (err) => callback(err, null),
+          );
+        },
+      }),
+    );
+    try {
+      await reach(realtime.connection, 'connected');
+      const id = realtime.connection.id;
+      const updated = new Promise((resolve) => realtime.connection.once('update', resolve));
+      await control(pair.mockUrl, 'force-auth');
+      await Promise.race([
+        updated,
+        new Promise((_, reject) => setTimeout(() => reject(new Error('no update')), PATIENCE_MS)),
+      ]);
+      assert.equal(tokens, 2);
+      assert.equal(realtime.connection.state, 'connected');
+      assert.equal(realtime.connection.id, id);
+    } finally {
+      realtime.close();
+    }
+  });
 }

@@ -957,3 +957,91 @@ async fn auth_that_narrows_the_capability_fails_the_channels_it_no_longer_allows
     let frame = client.expect(Action::MESSAGE).await;
     assert_eq!(frame.channel.as_deref(), Some("keep"));
 }
+
+// --- Token lifecycle ---
+
+#[tokio::test]
+async fn auth_is_requested_ahead_of_expiry_and_a_renewal_keeps_the_connection() {
+    let app = with(
+        MockAbly::builder()
+            .key(KEY)
+            .auth_lead(Duration::from_secs(30)),
+    )
+    .await;
+    for format in FORMATS {
+        let token = jwt(&app.mock, r#"{"*":["*"]}"#, Some("gil"), 600);
+        let mut client =
+            Client::connect(&app.mock, &format!("access_token={}", enc(&token)), format).await;
+        let connected = client.expect(Action::CONNECTED).await;
+
+        // 30 s before expiry: AUTH, once.
+        app.mock.advance_clock(Duration::from_secs(569));
+        client.nothing_queued("too-early").await;
+        app.mock.advance_clock(Duration::from_secs(2));
+        let request = client.expect(Action::AUTH).await;
+        assert_eq!(request.auth, None);
+
+        let mut auth = ProtocolMessage::new(Action::AUTH);
+        auth.auth = Some(AuthDetails::new(jwt(
+            &app.mock,
+            r#"{"*":["*"]}"#,
+            Some("gil"),
+            600,
+        )));
+        client.send(&auth).await;
+        assert_eq!(
+            ids(&client.expect(Action::CONNECTED).await),
+            ids(&connected)
+        );
+        // The old token's expiry no longer applies.
+        app.mock.advance_clock(Duration::from_secs(60));
+        client.nothing_queued("renewed").await;
+    }
+}
+
+#[tokio::test]
+async fn a_short_token_is_asked_to_renew_at_half_its_life_then_expires() {
+    let app = spawn().await;
+    let token = jwt(&app.mock, r#"{"*":["*"]}"#, None, 10);
+    let mut client = Client::connect(
+        &app.mock,
+        &format!("access_token={}", enc(&token)),
+        Format::Json,
+    )
+    .await;
+    client.expect(Action::CONNECTED).await;
+
+    app.mock.advance_clock(Duration::from_secs(4));
+    client.nothing_queued("before-half").await;
+    app.mock.advance_clock(Duration::from_secs(2));
+    client.expect(Action::AUTH).await;
+    app.mock.advance_clock(Duration::from_secs(5));
+
+    let error = client.expect(Action::DISCONNECTED).await.error.unwrap();
+    assert_eq!(error.code, 40142);
+    client.expect_close().await;
+}
+
+#[tokio::test]
+async fn force_auth_asks_token_connections_to_renew_and_not_key_ones() {
+    let app = spawn().await;
+    let token = jwt(&app.mock, r#"{"*":["*"]}"#, None, 3600);
+    let mut on_token = Client::connect(
+        &app.mock,
+        &format!("access_token={}", enc(&token)),
+        Format::Msgpack,
+    )
+    .await;
+    on_token.expect(Action::CONNECTED).await;
+    let (mut on_key, _) = Client::connected(&app.mock, "", Format::Msgpack).await;
+
+    app.mock.force_auth();
+    on_token.expect(Action::AUTH).await;
+    let response = timeout(app.client.post(app.url("/_mock/force-auth")).send())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    on_token.expect(Action::AUTH).await;
+
+    on_key.nothing_queued("no-auth-for-keys").await;
+}
