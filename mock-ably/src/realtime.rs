@@ -109,6 +109,7 @@ use tokio::time::{Instant, Sleep};
 use crate::auth::{Credential, CredentialKind, Principal, authenticate, verify};
 use crate::channel::{Member, StartAt, StoredMessage};
 use crate::error::{ApiError, ApiResult};
+use crate::faults::RequestKind;
 use crate::params::{Query, invalid_param, validate_channel_name};
 use crate::publish::{self, Publisher};
 use crate::state::{AppState, Control, lock, random_id};
@@ -161,7 +162,19 @@ pub(crate) async fn upgrade(
     let control = state.control.subscribe();
     let seen = *control.borrow();
     let query = Query::parse(raw.as_deref());
-    let opening = open(&state, &headers, &query);
+    let injected = lock(&state.faults).take(RequestKind::Realtime);
+    let opening = match injected {
+        // A fail-next rule: refused in-band like a credential, in the
+        // requested format when it is one.
+        Some(error) => Err(Refusal {
+            format: query
+                .get("format")
+                .and_then(Format::from_param)
+                .unwrap_or(Format::Json),
+            frame: Box::new(refusal_frame(error)),
+        }),
+        None => open(&state, &headers, &query),
+    };
     ws.max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
         .on_upgrade(move |socket| async move {
@@ -360,9 +373,32 @@ struct Membership {
     channels: HashMap<String, Flags>,
 }
 
+impl Membership {
+    /// Records `channel` as attached with `modes`.
+    fn attach(&mut self, channel: String, modes: Flags) {
+        if self.channels.insert(channel, modes).is_none() {
+            self.state.attached_channels.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Forgets `channel` and leaves its subscriber list; whether it was
+    /// attached.
+    fn detach(&mut self, channel: &str) -> bool {
+        let attached = self.channels.remove(channel).is_some();
+        if attached {
+            self.state.attached_channels.fetch_sub(1, Ordering::Relaxed);
+        }
+        lock(&self.state.registry).detach(self.member.id, &[channel.to_owned()]);
+        attached
+    }
+}
+
 impl Drop for Membership {
     fn drop(&mut self) {
         let names: Vec<String> = self.channels.keys().cloned().collect();
+        self.state
+            .attached_channels
+            .fetch_sub(names.len() as u64, Ordering::Relaxed);
         lock(&self.state.registry).detach(self.member.id, &names);
     }
 }
@@ -777,7 +813,7 @@ impl Connection {
             };
             (backlog, registry.position())
         };
-        self.membership.channels.insert(name.clone(), modes);
+        self.membership.attach(name.clone(), modes);
         let mut reply = ProtocolMessage::new(Action::ATTACHED);
         reply.channel = Some(name);
         reply.flags = Some(modes);
@@ -836,9 +872,8 @@ impl Connection {
     /// DETACH (RTL5): always DETACHED, attached or not.
     async fn on_detach(&mut self, frame: ProtocolMessage) -> Result<(), ()> {
         let name = frame.channel.unwrap_or_default();
-        if self.membership.channels.remove(&name).is_some() {
-            lock(&self.state.registry)
-                .detach(self.membership.member.id, std::slice::from_ref(&name));
+        if self.membership.channels.contains_key(&name) {
+            self.membership.detach(&name);
         }
         let mut reply = ProtocolMessage::new(Action::DETACHED);
         reply.channel = Some(name);
@@ -951,9 +986,7 @@ impl Connection {
             .map(|(name, _)| name.clone())
             .collect();
         for name in revoked {
-            self.membership.channels.remove(&name);
-            lock(&self.state.registry)
-                .detach(self.membership.member.id, std::slice::from_ref(&name));
+            self.membership.detach(&name);
             let mut reply = ProtocolMessage::with_error(
                 Action::ERROR,
                 ErrorInfo::from_code(

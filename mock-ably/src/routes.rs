@@ -61,8 +61,9 @@ pub(crate) fn router(state: AppState) -> Router {
 async fn fail_next(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let kind = match request.uri().path() {
         "/sse" | "/event-stream" => RequestKind::Stream,
-        // Realtime upgrades are not claimed by fail-next rules (yet), and a
-        // plain request for `/` is the 404 it always was.
+        // Realtime upgrades take their rule in the handler, to answer it
+        // in-band after the upgrade; a plain request for `/` is the 404 it
+        // always was.
         "/" => return next.run(request).await,
         _ => RequestKind::Rest,
     };

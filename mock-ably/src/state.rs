@@ -88,6 +88,7 @@ impl AppState {
             control,
             open_streams: AtomicU64::new(0),
             connections: Mutex::new(Connections::default()),
+            attached_channels: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             panics: Mutex::new(Vec::new()),
         }))
@@ -114,6 +115,8 @@ pub(crate) struct Inner {
     pub(crate) open_streams: AtomicU64,
     /// Realtime connections, open and resumable.
     pub(crate) connections: Mutex<Connections>,
+    /// Channels attached on open realtime connections, summed.
+    pub(crate) attached_channels: AtomicU64,
     pub(crate) delivered: AtomicU64,
     /// Messages of handler panics, reported when the handle drops.
     pub(crate) panics: Mutex<Vec<String>>,
@@ -168,6 +171,7 @@ impl Inner {
         Stats {
             open_streams: self.open_streams.load(Ordering::Relaxed),
             open_connections: lock(&self.connections).open(),
+            attached_channels: self.attached_channels.load(Ordering::Relaxed),
             published: lock(&self.registry).published(),
             delivered: self.delivered.load(Ordering::Relaxed),
             channels,

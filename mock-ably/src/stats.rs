@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// Counters for the whole mock, as `GET /_mock/stats` returns them:
-/// `{"openStreams":N,"openConnections":N,"published":N,"delivered":N,"channels":{"name":{…}}}`.
+/// `{"openStreams":N,"openConnections":N,"attachedChannels":N,"published":N,"delivered":N,"channels":{"name":{…}}}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
@@ -15,6 +15,9 @@ pub struct Stats {
     /// Realtime WebSocket connections open right now (past the upgrade,
     /// before the socket closes).
     pub open_connections: u64,
+    /// Channels attached on open realtime connections, counted once per
+    /// connection and channel.
+    pub attached_channels: u64,
     /// Messages stored since start (idempotent duplicates not counted).
     pub published: u64,
     /// Message events written to streams and realtime connections since

@@ -1045,3 +1045,63 @@ async fn force_auth_asks_token_connections_to_renew_and_not_key_ones() {
 
     on_key.nothing_queued("no-auth-for-keys").await;
 }
+
+// --- Controls ---
+
+#[tokio::test]
+async fn fail_next_realtime_refuses_the_next_upgrades_in_band() {
+    let app = spawn().await;
+    let response = timeout(
+        app.client
+            .post(app.url("/_mock/fail-next"))
+            .json(&json!({"count": 2, "code": 40142, "target": "realtime"}))
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 204);
+    // REST is not claimed by a realtime rule.
+    assert_eq!(app.get("/time").await.status(), 200);
+
+    for format in FORMATS {
+        let mut client = Client::connect(&app.mock, &format!("key={}", enc(KEY)), format).await;
+        let error = client.expect(Action::DISCONNECTED).await.error.unwrap();
+        assert_eq!((error.code, error.status_code), (40142, 401));
+        client.expect_close().await;
+    }
+    app.mock.fail_next(
+        mock_ably::FailNext::new(shared::ErrorInfo::from_code(40101, "injected"))
+            .target(mock_ably::FailTarget::Realtime),
+    );
+    let mut client = Client::connect(&app.mock, &format!("key={}", enc(KEY)), Format::Json).await;
+    assert_eq!(
+        client.expect(Action::ERROR).await.error.unwrap().code,
+        40101
+    );
+    client.expect_close().await;
+    Client::connected(&app.mock, "", Format::Json).await;
+}
+
+#[tokio::test]
+async fn attached_channels_are_counted_while_attached() {
+    let app = spawn().await;
+    let (mut first, _) = Client::connected(&app.mock, "", Format::Json).await;
+    let (mut second, _) = Client::connected(&app.mock, "", Format::Msgpack).await;
+    first.attach("a").await;
+    first.attach("b").await;
+    first.attach("b").await;
+    second.attach("a").await;
+    assert_eq!(app.mock.stats().attached_channels, 3);
+
+    first.send(&on(Action::DETACH, "a")).await;
+    first.expect(Action::DETACHED).await;
+    let stats: serde_json::Value = app.get("/_mock/stats").await.json().await.unwrap();
+    assert_eq!(stats["attachedChannels"], 2);
+
+    drop(second);
+    eventually(
+        "the dropped connection's channel is no longer counted",
+        || app.mock.stats().attached_channels == 1,
+    )
+    .await;
+}
