@@ -478,6 +478,14 @@ impl Registry {
         format!("{}:{}", self.instance, self.last_seq)
     }
 
+    /// Whether `channel` still holds everything published on it after
+    /// global sequence number `seq`: a resume from there has no gap.
+    pub(crate) fn continuous(&self, channel: &str, seq: u64) -> bool {
+        self.channels
+            .get(channel)
+            .is_none_or(|entry| entry.evicted_through <= seq)
+    }
+
     /// A new member that belongs to no channel yet, and its queue.
     pub(crate) fn member(
         &mut self,

@@ -60,7 +60,10 @@
 //!   the connection stays up (RTL14). A re-ATTACH carrying the
 //!   `channelSerial` of an earlier ATTACHED or MESSAGE gets, after
 //!   ATTACHED, what was published on the channel since, while retention
-//!   holds it. DETACH → DETACHED.
+//!   holds it (if it no longer does: nothing, as an SSE `lastEvent` past
+//!   retention). Otherwise `rewind` in the ATTACH params (a count, or a
+//!   duration such as `10s`; at most 100 messages) replays from the store
+//!   SSE's rewind uses. DETACH → DETACHED.
 //! - MESSAGE (RTL6): `publish` is checked whether or not the channel is
 //!   attached (RTL6c); messages are stamped as Ably does (id
 //!   `connectionId:msgSerial:index`, `clientId`, `connectionId`,
@@ -84,8 +87,8 @@
 //! clientId, gets CONNECTED with the same `connectionId` and its `msgSerial`
 //! state (RTN15c6); an unknown, closed or expired key gets a new one and
 //! error 80008 on CONNECTED (RTN15c7). ably-js then re-attaches each channel
-//! with its `channelSerial` and gets what it missed. ATTACHED does not carry
-//! RESUMED yet.
+//! with its `channelSerial` and gets what it missed, with RESUMED on
+//! ATTACHED when retention still held all of it (RTL12).
 
 mod connections;
 
@@ -411,6 +414,8 @@ struct Connection {
     principal: Principal,
     /// `echo=false`: the connection's own messages are not delivered to it.
     echo: bool,
+    /// Whether this socket resumed an earlier connection.
+    resumed: bool,
     registration: Registration,
     membership: Membership,
     /// Messages of the channels this connection subscribes to, in order.
@@ -479,6 +484,7 @@ async fn run(
         },
         rx,
         echo: opening.echo,
+        resumed: resume_error.is_none() && opening.resume.is_some(),
         heartbeat: Box::pin(tokio::time::sleep(idle / 2)),
         registration: Registration {
             state: state.clone(),
@@ -792,13 +798,26 @@ impl Connection {
             }
         };
         let now = self.state.clock.now_ms();
-        let (backlog, position) = {
+        let rewind = match rewind_from(frame.params.as_ref(), &name, now) {
+            Ok(start) => start,
+            Err(error) => {
+                let mut reply = ProtocolMessage::with_error(Action::ERROR, error.0);
+                reply.channel = Some(name);
+                return self.send(&reply).await;
+            }
+        };
+        let (backlog, position, resumed) = {
             let mut registry = lock(&self.state.registry);
-            let start = frame
+            // A channelSerial (a re-attach) wins over rewind, as lastEvent
+            // does on SSE.
+            let after = frame
                 .channel_serial
                 .as_deref()
-                .and_then(|serial| registry.parse_cursor(serial))
-                .map_or(StartAt::Fresh, StartAt::After);
+                .and_then(|serial| registry.parse_cursor(serial));
+            let start = after.map_or(rewind, StartAt::After);
+            // RESUMED: this connection was resumed and the channel lost
+            // nothing since the serial the client names (RTL12, RTN15c6).
+            let resumed = self.resumed && after.is_some_and(|seq| registry.continuous(&name, seq));
             let backlog = if modes.contains(Flags::SUBSCRIBE) {
                 registry.join(
                     &self.state.settings,
@@ -811,12 +830,16 @@ impl Connection {
                 registry.detach(self.membership.member.id, std::slice::from_ref(&name));
                 Vec::new()
             };
-            (backlog, registry.position())
+            (backlog, registry.position(), resumed)
         };
         self.membership.attach(name.clone(), modes);
         let mut reply = ProtocolMessage::new(Action::ATTACHED);
         reply.channel = Some(name);
-        reply.flags = Some(modes);
+        reply.flags = Some(if resumed {
+            modes | Flags::RESUMED
+        } else {
+            modes
+        });
         reply.params = frame.params.filter(|params| !params.is_empty());
         reply.channel_serial = Some(position);
         self.send(&reply).await?;
@@ -1026,6 +1049,24 @@ impl Connection {
             None => self.expiry = Some(Box::pin(tokio::time::sleep_until(deadline))),
         }
     }
+}
+
+/// Where an ATTACH without a `channelSerial` starts: `rewind` in its
+/// params (a count, or a duration such as `10s`, at most 100 messages), as
+/// on SSE; otherwise live.
+fn rewind_from(
+    params: Option<&std::collections::BTreeMap<String, String>>,
+    name: &str,
+    now_ms: u64,
+) -> ApiResult<StartAt> {
+    let Some(params) = params else {
+        return Ok(StartAt::Fresh);
+    };
+    let spec = crate::params::ChannelSpec {
+        name: name.to_owned(),
+        params: Query::from_pairs(params.iter().map(|(k, v)| (k.clone(), v.clone()))),
+    };
+    crate::routes::rewind(&spec, &Query::default(), now_ms)
 }
 
 /// NACK of one `msgSerial` with `error`.

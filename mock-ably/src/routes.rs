@@ -8,6 +8,8 @@ mod rest;
 mod stream;
 mod token;
 
+pub(crate) use stream::rewind;
+
 use std::any::Any;
 
 use axum::Router;

@@ -914,15 +914,90 @@ async fn a_reattach_with_its_channel_serial_gets_what_was_published_meanwhile() 
     let (mut client, _) =
         Client::connected(&app.mock, &format!("resume={}", enc(&key)), Format::Json).await;
     let mut attach = on(Action::ATTACH, "feed");
-    attach.channel_serial = Some(serial);
+    attach.channel_serial = Some(serial.clone());
     client.send(&attach).await;
 
-    client.expect(Action::ATTACHED).await;
+    let attached = client.expect(Action::ATTACHED).await;
+    assert!(attached.flags().contains(Flags::RESUMED));
     for data in ["while-away-1", "while-away-2"] {
         let frame = client.expect(Action::MESSAGE).await;
         assert_eq!(frame.messages.unwrap()[0].data, Some(json!(data)));
     }
     client.nothing_queued("caught-up").await;
+
+    // On a connection that was not resumed, the same serial still fills the
+    // gap, but the channel is not RESUMED.
+    let (mut fresh, _) = Client::connected(&app.mock, "", Format::Json).await;
+    let mut attach = on(Action::ATTACH, "feed");
+    attach.channel_serial = Some(serial);
+    fresh.send(&attach).await;
+    assert!(
+        !fresh
+            .expect(Action::ATTACHED)
+            .await
+            .flags()
+            .contains(Flags::RESUMED)
+    );
+    assert_eq!(
+        fresh.expect(Action::MESSAGE).await.messages.unwrap()[0].data,
+        Some(json!("while-away-1"))
+    );
+}
+
+#[tokio::test]
+async fn a_reattach_past_retention_is_not_resumed() {
+    let app = with(MockAbly::builder().key(KEY).retention_count(1)).await;
+    let (mut client, connected) = Client::connected(&app.mock, "", Format::Json).await;
+    let (_, key) = ids(&connected);
+    let serial = client.attach("feed").await.channel_serial.unwrap();
+    client.send(&ProtocolMessage::new(Action::DISCONNECT)).await;
+    client.expect_close().await;
+    app.mock.publish_data("feed", "", "lost");
+    app.mock.publish_data("feed", "", "kept");
+
+    let (mut client, _) =
+        Client::connected(&app.mock, &format!("resume={}", enc(&key)), Format::Json).await;
+    let mut attach = on(Action::ATTACH, "feed");
+    attach.channel_serial = Some(serial);
+    client.send(&attach).await;
+
+    assert!(
+        !client
+            .expect(Action::ATTACHED)
+            .await
+            .flags()
+            .contains(Flags::RESUMED)
+    );
+    client.nothing_queued("gap").await;
+}
+
+#[tokio::test]
+async fn rewind_in_attach_params_replays_from_the_store_sse_uses() {
+    let app = spawn().await;
+    for data in ["one", "two", "three"] {
+        app.mock.publish_data("past", "", data);
+    }
+    for format in FORMATS {
+        let (mut client, _) = Client::connected(&app.mock, "", format).await;
+        let mut attach = on(Action::ATTACH, "past");
+        attach.params = Some([("rewind".to_owned(), "2".to_owned())].into());
+        client.send(&attach).await;
+
+        let attached = client.expect(Action::ATTACHED).await;
+        assert_eq!(attached.params, attach.params);
+        for data in ["two", "three"] {
+            let frame = client.expect(Action::MESSAGE).await;
+            assert_eq!(frame.messages.unwrap()[0].data, Some(json!(data)));
+        }
+        client.nothing_queued("rewound").await;
+
+        let mut attach = on(Action::ATTACH, "other");
+        attach.params = Some([("rewind".to_owned(), "soon".to_owned())].into());
+        client.send(&attach).await;
+        let refused = client.expect(Action::ERROR).await;
+        assert_eq!(refused.channel.as_deref(), Some("other"));
+        assert_eq!(refused.error.unwrap().code, 40003);
+    }
 }
 
 #[tokio::test]
