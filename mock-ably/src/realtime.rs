@@ -63,7 +63,9 @@
 //!   holds it (if it no longer does: nothing, as an SSE `lastEvent` past
 //!   retention). Otherwise `rewind` in the ATTACH params (a count, or a
 //!   duration such as `10s`; at most 100 messages) replays from the store
-//!   SSE's rewind uses. DETACH → DETACHED.
+//!   SSE's rewind uses. `delta: "vcdiff"` in the params sends vcdiff deltas
+//!   as SSE does (the first message after each attach in full). DETACH →
+//!   DETACHED.
 //! - MESSAGE (RTL6): `publish` is checked whether or not the channel is
 //!   attached (RTL6c); messages are stamped as Ably does (id
 //!   `connectionId:msgSerial:index`, `clientId`, `connectionId`,
@@ -111,6 +113,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::auth::{Credential, CredentialKind, Principal, authenticate, verify};
 use crate::channel::{Member, StartAt, StoredMessage};
+use crate::delta::Deltas;
 use crate::error::{ApiError, ApiResult};
 use crate::faults::RequestKind;
 use crate::params::{Query, invalid_param, validate_channel_name};
@@ -416,6 +419,8 @@ struct Connection {
     echo: bool,
     /// Whether this socket resumed an earlier connection.
     resumed: bool,
+    /// vcdiff bases of the channels attached with `delta: "vcdiff"`.
+    deltas: Deltas,
     registration: Registration,
     membership: Membership,
     /// Messages of the channels this connection subscribes to, in order.
@@ -485,6 +490,7 @@ async fn run(
         rx,
         echo: opening.echo,
         resumed: resume_error.is_none() && opening.resume.is_some(),
+        deltas: Deltas::default(),
         heartbeat: Box::pin(tokio::time::sleep(idle / 2)),
         registration: Registration {
             state: state.clone(),
@@ -798,8 +804,11 @@ impl Connection {
             }
         };
         let now = self.state.clock.now_ms();
-        let rewind = match rewind_from(frame.params.as_ref(), &name, now) {
-            Ok(start) => start,
+        let checked = delta_param(frame.params.as_ref()).and_then(|delta| {
+            rewind_from(frame.params.as_ref(), &name, now).map(|start| (start, delta))
+        });
+        let (rewind, delta) = match checked {
+            Ok(checked) => checked,
             Err(error) => {
                 let mut reply = ProtocolMessage::with_error(Action::ERROR, error.0);
                 reply.channel = Some(name);
@@ -833,6 +842,8 @@ impl Connection {
             (backlog, registry.position(), resumed)
         };
         self.membership.attach(name.clone(), modes);
+        // Every (re)attach starts from a full message.
+        self.deltas.set(&name, delta);
         let mut reply = ProtocolMessage::new(Action::ATTACHED);
         reply.channel = Some(name);
         reply.flags = Some(if resumed {
@@ -897,6 +908,7 @@ impl Connection {
         let name = frame.channel.unwrap_or_default();
         if self.membership.channels.contains_key(&name) {
             self.membership.detach(&name);
+            self.deltas.set(&name, false);
         }
         let mut reply = ProtocolMessage::new(Action::DETACHED);
         reply.channel = Some(name);
@@ -991,10 +1003,18 @@ impl Connection {
         }
         self.state.delivered.fetch_add(1, Ordering::Relaxed);
         message.channel.delivered.fetch_add(1, Ordering::Relaxed);
+        let item = match self.deltas.next(message) {
+            Some(delta) => {
+                let mut item = delta.message.clone();
+                item.channel = None;
+                item
+            }
+            None => message.message.clone(),
+        };
         let mut frame = ProtocolMessage::new(Action::MESSAGE);
         frame.channel = Some(channel.to_owned());
         frame.channel_serial = Some(message.cursor.clone());
-        frame.messages = Some(vec![message.message.clone()]);
+        frame.messages = Some(vec![item]);
         self.send(&frame).await
     }
 
@@ -1010,6 +1030,7 @@ impl Connection {
             .collect();
         for name in revoked {
             self.membership.detach(&name);
+            self.deltas.set(&name, false);
             let mut reply = ProtocolMessage::with_error(
                 Action::ERROR,
                 ErrorInfo::from_code(
@@ -1067,6 +1088,16 @@ fn rewind_from(
         params: Query::from_pairs(params.iter().map(|(k, v)| (k.clone(), v.clone()))),
     };
     crate::routes::rewind(&spec, &Query::default(), now_ms)
+}
+
+/// Whether an ATTACH's params ask for vcdiff deltas (`delta: "vcdiff"`,
+/// as on SSE).
+fn delta_param(params: Option<&std::collections::BTreeMap<String, String>>) -> ApiResult<bool> {
+    match params.and_then(|p| p.get("delta")).map(String::as_str) {
+        None | Some("") => Ok(false),
+        Some("vcdiff") => Ok(true),
+        Some(other) => Err(invalid_param("delta", other)),
+    }
 }
 
 /// NACK of one `msgSerial` with `error`.

@@ -1180,3 +1180,51 @@ async fn attached_channels_are_counted_while_attached() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn delta_vcdiff_in_attach_params_sends_deltas_after_a_full_message() {
+    use base64::Engine as _;
+    let app = spawn().await;
+    let first = "the quick brown fox jumps over the lazy dog, again and again and again";
+    let second = "the quick brown fox jumps over the lazy cat, again and again and again";
+    for format in FORMATS {
+        let channel = format!("deltas-{}", format_param(format));
+        let (mut client, _) = Client::connected(&app.mock, "", format).await;
+        let mut attach = on(Action::ATTACH, &channel);
+        attach.params = Some([("delta".to_owned(), "vcdiff".to_owned())].into());
+        client.send(&attach).await;
+        client.expect(Action::ATTACHED).await;
+
+        let base_id = app.mock.publish_data(&channel, "", first);
+        app.mock.publish_data(&channel, "", second);
+
+        let full = client
+            .expect(Action::MESSAGE)
+            .await
+            .messages
+            .unwrap()
+            .remove(0);
+        assert_eq!(full.data, Some(json!(first)));
+        let delta = client
+            .expect(Action::MESSAGE)
+            .await
+            .messages
+            .unwrap()
+            .remove(0);
+        assert_eq!(delta.encoding.as_deref(), Some("utf-8/vcdiff/base64"));
+        assert_eq!(delta.delta().unwrap().from, base_id);
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(delta.data.unwrap().as_str().unwrap())
+            .unwrap();
+        let target = shared::vcdiff::decode(first.as_bytes(), &bytes, 1 << 20).unwrap();
+        assert_eq!(target, second.as_bytes());
+
+        let mut attach = on(Action::ATTACH, "x");
+        attach.params = Some([("delta".to_owned(), "xdelta".to_owned())].into());
+        client.send(&attach).await;
+        assert_eq!(
+            client.expect(Action::ERROR).await.error.unwrap().code,
+            40003
+        );
+    }
+}
