@@ -6,9 +6,10 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { after, before, test } from 'node:test';
 
-import { KEY, PATIENCE_MS, ablyOptions, control, mockStats, startPair } from './harness.mjs';
+import { KEY, PATIENCE_MS, ablyOptions, control, mockStats, publish, startPair } from './harness.mjs';
 
 const Ably = createRequire(import.meta.url)('ably');
+const vcdiff = createRequire(import.meta.url)('@ably/vcdiff-decoder');
 
 let pair;
 before(async () => {
@@ -222,6 +223,38 @@ for (const binary of [true, false]) {
       assert.equal(tokens, 2);
       assert.equal(realtime.connection.state, 'connected');
       assert.equal(realtime.connection.id, id);
+    } finally {
+      realtime.close();
+    }
+  });
+
+  test(`delta: vcdiff channels decode with Ably's plugin to the published payloads in ${format}`, async () => {
+    const realtime = new Ably.Realtime(realtimeOptions(binary, { key: KEY, plugins: { vcdiff } }));
+    try {
+      const name = `chat:deltas-${binary ? 'msgpack' : 'json'}`;
+      const channel = realtime.channels.get(name, { params: { delta: 'vcdiff' } });
+      const sent = Array.from({ length: 5 }, (_, i) => ({
+        text: `a long enough payload that deltas pay off, repeated and repeated, number ${i}`,
+        n: i,
+      }));
+      const received = [];
+      const all = new Promise((resolve) => {
+        channel.subscribe((message) => {
+          received.push(message);
+          if (received.length === sent.length) resolve();
+        });
+      });
+      await channel.attach();
+      for (const data of sent) await publish(pair.mockUrl, name, { name: 'd', data });
+      await Promise.race([
+        all,
+        new Promise((_, reject) => setTimeout(() => reject(new Error(`got ${received.length}`)), PATIENCE_MS)),
+      ]);
+      assert.deepEqual(
+        received.map((m) => m.data),
+        sent,
+      );
+      assert.equal(channel.state, 'attached');
     } finally {
       realtime.close();
     }
