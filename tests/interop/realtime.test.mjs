@@ -260,3 +260,72 @@ for (const binary of [true, false]) {
     }
   });
 }
+
+// A minute of 6 s tokens at 10 messages/s, through AUTH renewals, forced
+// expiries and dropped sockets: the subscriber (msgpack) gets every message
+// the publisher (JSON) sent exactly once and in order, and neither
+// connection's id changes. INTEROP_SOAK_MS shortens it for a quick run.
+test('a minute of renewals, expiries and drops loses, repeats and reorders nothing', async () => {
+  const soakMs = Number(process.env.INTEROP_SOAK_MS ?? 60_000);
+  const rest = new Ably.Rest({ key: KEY, ...ablyOptions(pair.mockUrl) });
+  const tokens = { pub: 0, sub: 0 };
+  const client = (who, binary) =>
+    new Ably.Realtime(
+      realtimeOptions(binary, {
+        authCallback: (_params, callback) => {
+          tokens[who] += 1;
+          rest.auth.requestToken({ clientId: `soak-${who}`, ttl: 6_000 }).then(
+            (details) => callback(null, details),
+            (err) => callback(err, null),
+          );
+        },
+      }),
+    );
+  const publisher = client('pub', false);
+  const subscriber = client('sub', true);
+  try {
+    await reach(publisher.connection, 'connected');
+    await reach(subscriber.connection, 'connected');
+    const ids = [publisher.connection.id, subscriber.connection.id];
+    const received = [];
+    const channel = subscriber.channels.get('chat:soak');
+    channel.subscribe((message) => received.push(message.data.i));
+    await channel.attach();
+
+    const sent = [];
+    const publishing = [];
+    let i = 0;
+    const faults = ['expire-credentials', 'drop-streams'];
+    let fault = 0;
+    const started = Date.now();
+    await new Promise((resolve) => {
+      const ticker = setInterval(() => {
+        publishing.push(publisher.channels.get('chat:soak').publish('n', { i }));
+        sent.push(i);
+        i += 1;
+        if (Date.now() - started >= soakMs) {
+          clearInterval(ticker);
+          clearInterval(faulter);
+          resolve();
+        }
+      }, 100);
+      const faulter = setInterval(() => {
+        control(pair.mockUrl, faults[fault % faults.length]).catch(() => {});
+        fault += 1;
+      }, 7_000);
+    });
+    await Promise.all(publishing);
+    const deadline = Date.now() + PATIENCE_MS;
+    while (received.length < sent.length && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.deepEqual(received, sent);
+    assert.deepEqual([publisher.connection.id, subscriber.connection.id], ids);
+    // Renewed well beyond the first token (6 s tokens, AUTH at half-life).
+    const renewals = Math.floor(soakMs / 6_000);
+    assert.ok(tokens.pub >= renewals && tokens.sub >= renewals, JSON.stringify(tokens));
+  } finally {
+    publisher.close();
+    subscriber.close();
+  }
+});
