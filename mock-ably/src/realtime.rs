@@ -139,6 +139,9 @@ const MAX_CHANNELS: usize = 1000;
 const DEFAULT_MODES: Flags =
     Flags(Flags::PRESENCE.0 | Flags::PUBLISH.0 | Flags::SUBSCRIBE.0 | Flags::PRESENCE_SUBSCRIBE.0);
 
+/// The read buffer each socket starts with.
+const READ_BUFFER_BYTES: usize = 8 * 1024;
+
 /// `serverId` on CONNECTED.
 const SERVER_ID: &str = "mock-ably";
 
@@ -181,7 +184,11 @@ pub(crate) async fn upgrade(
         }),
         None => open(&state, &headers, &query),
     };
-    ws.max_message_size(MAX_FRAME_BYTES)
+    // tungstenite reserves its whole read buffer per socket up front (128
+    // KiB by default): 8 KiB keeps an idle connection small, and larger
+    // frames still grow it as they arrive.
+    ws.read_buffer_size(READ_BUFFER_BYTES)
+        .max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
         .on_upgrade(move |socket| async move {
             match opening {
