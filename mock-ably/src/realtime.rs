@@ -453,17 +453,11 @@ async fn run(
     seen: Control,
 ) {
     let now_ms = state.clock.now_ms();
+    // Only a client acting as the connection's clientId may take it over.
     let resumed = opening.resume.as_deref().and_then(|key| {
-        let mut connections = lock(&state.connections);
-        let entry = connections.resume(key, now_ms)?;
-        if entry.client_id == opening.client_id {
-            Some((key.to_owned(), entry))
-        } else {
-            // Another identity cannot take the connection over; it stays
-            // resumable for its own client.
-            drop(connections);
-            None
-        }
+        lock(&state.connections)
+            .resume(key, opening.client_id.as_deref(), now_ms)
+            .map(|entry| (key.to_owned(), entry))
     });
     let mut resume_error = None;
     let (key, entry) = match resumed {

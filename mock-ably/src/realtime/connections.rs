@@ -61,12 +61,22 @@ impl Connections {
         }
     }
 
-    /// Takes over the dropped connection `key` for a resume: its entry, now
-    /// open again. `None` when the key is unknown, expired, or still served
-    /// by another socket.
-    pub(crate) fn resume(&mut self, key: &str, now_ms: u64) -> Option<Entry> {
+    /// Takes over the dropped connection `key` for a resume by a client
+    /// acting as `client_id`: its entry, now open again. `None` when the key
+    /// is unknown, expired, still served by another socket, or the
+    /// connection's clientId is another (it then stays resumable for its
+    /// own client).
+    pub(crate) fn resume(
+        &mut self,
+        key: &str,
+        client_id: Option<&str>,
+        now_ms: u64,
+    ) -> Option<Entry> {
         let slot = self.slots.get_mut(key)?;
         let until = slot.resumable_until_ms?;
+        if slot.entry.client_id.as_deref() != client_id {
+            return None;
+        }
         if now_ms >= until {
             if let Some(slot) = self.slots.remove(key) {
                 self.forget(&slot);
@@ -152,19 +162,37 @@ mod tests {
     fn a_dropped_connection_resumes_once_until_its_ttl() {
         let mut connections = Connections::default();
         connections.insert("a!k".into(), entry("a"));
-        assert!(connections.resume("a!k", 0).is_none(), "still open");
+        assert!(
+            connections.resume("a!k", Some("alice"), 0).is_none(),
+            "still open"
+        );
 
         let mut left = entry("a");
         left.next_serial = 3;
         connections.closed("a!k", left.clone(), Some(1_000));
 
         assert_eq!(connections.open(), 0);
-        assert_eq!(connections.resume("a!k", 999), Some(left.clone()));
+        assert!(connections.resume("a!k", Some("mallory"), 999).is_none());
+        assert!(connections.resume("a!k", None, 999).is_none());
+        assert_eq!(connections.open(), 0, "nothing taken over");
+        assert_eq!(
+            connections.resume("a!k", Some("alice"), 999),
+            Some(left.clone())
+        );
         assert_eq!(connections.open(), 1);
-        assert!(connections.resume("a!k", 999).is_none(), "taken");
+        assert!(
+            connections.resume("a!k", Some("alice"), 999).is_none(),
+            "taken"
+        );
         connections.closed("a!k", left, Some(2_000));
-        assert!(connections.resume("a!k", 2_000).is_none(), "expired");
-        assert!(connections.resume("a!k", 0).is_none(), "forgotten");
+        assert!(
+            connections.resume("a!k", Some("alice"), 2_000).is_none(),
+            "expired"
+        );
+        assert!(
+            connections.resume("a!k", Some("alice"), 0).is_none(),
+            "forgotten"
+        );
         assert_eq!(connections.resumable(), 0);
     }
 
@@ -176,7 +204,7 @@ mod tests {
         connections.closed("a!k", entry("a"), None);
 
         assert_eq!(connections.open(), 0);
-        assert!(connections.resume("a!k", 0).is_none());
+        assert!(connections.resume("a!k", Some("alice"), 0).is_none());
     }
 
     #[test]
@@ -190,11 +218,11 @@ mod tests {
         }
 
         assert_eq!(connections.resumable(), MAX_RESUMABLE);
-        assert!(connections.resume("c0!k", 0).is_none());
-        assert!(connections.resume("c1!k", 0).is_some());
+        assert!(connections.resume("c0!k", Some("alice"), 0).is_none());
+        assert!(connections.resume("c1!k", Some("alice"), 0).is_some());
         assert!(
             connections
-                .resume(&format!("c{MAX_RESUMABLE}!k"), 0)
+                .resume(&format!("c{MAX_RESUMABLE}!k"), Some("alice"), 0)
                 .is_some()
         );
     }

@@ -1228,3 +1228,40 @@ async fn delta_vcdiff_in_attach_params_sends_deltas_after_a_full_message() {
         );
     }
 }
+
+#[tokio::test]
+async fn another_client_id_cannot_resume_a_connection() {
+    let app = spawn().await;
+    let (mut client, connected) =
+        Client::connected(&app.mock, "clientId=alice", Format::Json).await;
+    let (id, key) = ids(&connected);
+    client.send(&ProtocolMessage::new(Action::DISCONNECT)).await;
+    client.expect_close().await;
+    eventually("the socket is closed", || {
+        app.mock.stats().open_connections == 0
+    })
+    .await;
+
+    let (mallory, refused) = Client::connected(
+        &app.mock,
+        &format!("clientId=mallory&resume={}", enc(&key)),
+        Format::Json,
+    )
+    .await;
+    assert_ne!(refused.connection_id.as_deref(), Some(id.as_str()));
+    assert_eq!(refused.error.unwrap().code, 80008);
+    drop(mallory);
+    eventually("mallory's connection is closed", || {
+        app.mock.stats().open_connections == 0
+    })
+    .await;
+
+    let (_alice, resumed) = Client::connected(
+        &app.mock,
+        &format!("clientId=alice&resume={}", enc(&key)),
+        Format::Json,
+    )
+    .await;
+    assert_eq!(ids(&resumed).0, id);
+    assert_eq!(app.mock.stats().open_connections, 1);
+}
