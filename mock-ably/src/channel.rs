@@ -67,6 +67,9 @@ pub(crate) struct StoredMessage {
     pub(crate) message: Message,
     sse_frame: OnceLock<Bytes>,
     plain_frame: OnceLock<Bytes>,
+    /// The realtime MESSAGE frame, JSON and msgpack, built once and shared
+    /// by every connection that gets the message in full.
+    realtime_frames: [OnceLock<Option<Bytes>>; 2],
     delta_base: OnceLock<Option<DeltaBase>>,
     /// The last delta computed for this message, and the base id it is from.
     delta_cache: Mutex<Option<(String, Option<Arc<DeltaMessage>>)>>,
@@ -96,6 +99,26 @@ impl StoredMessage {
 }
 
 impl StoredMessage {
+    /// The realtime MESSAGE frame carrying this message in full (TR4: the
+    /// channel, the message's cursor as `channelSerial`), encoded in
+    /// `format` once and shared by every connection; `None` if it cannot be
+    /// encoded.
+    pub(crate) fn realtime_frame(&self, format: shared::protocol::Format) -> Option<Bytes> {
+        use shared::protocol::{Action, Format, ProtocolMessage};
+        let slot = match format {
+            Format::Json => &self.realtime_frames[0],
+            Format::Msgpack => &self.realtime_frames[1],
+        };
+        slot.get_or_init(|| {
+            let mut frame = ProtocolMessage::new(Action::MESSAGE);
+            frame.channel = Some(self.channel.name.to_string());
+            frame.channel_serial = Some(self.cursor.clone());
+            frame.messages = Some(vec![self.message.clone()]);
+            format.encode(&frame).ok().map(Bytes::from)
+        })
+        .clone()
+    }
+
     /// What a delta to or from this message works with (§7.2.3), computed
     /// once.
     pub(crate) fn delta_base(&self) -> Option<&DeltaBase> {
@@ -361,6 +384,7 @@ impl Registry {
                 message,
                 sse_frame: OnceLock::new(),
                 plain_frame: OnceLock::new(),
+                realtime_frames: [OnceLock::new(), OnceLock::new()],
                 delta_base: OnceLock::new(),
                 delta_cache: Mutex::new(None),
             });

@@ -289,9 +289,20 @@ async fn send(socket: &mut WebSocket, format: Format, frame: &ProtocolMessage) -
     let bytes = format.encode(frame).map_err(|err| {
         tracing::error!(%err, action = %frame.action, "cannot encode a realtime frame");
     })?;
+    send_bytes(socket, format, bytes.into()).await
+}
+
+/// Writes an encoded frame: a text frame in JSON, a binary one in msgpack.
+async fn send_bytes(
+    socket: &mut WebSocket,
+    format: Format,
+    bytes: axum::body::Bytes,
+) -> Result<(), ()> {
     let message = match format {
-        Format::Json => WsMessage::Text(String::from_utf8(bytes).map_err(|_| ())?.into()),
-        Format::Msgpack => WsMessage::Binary(bytes.into()),
+        Format::Json => {
+            WsMessage::Text(axum::extract::ws::Utf8Bytes::try_from(bytes).map_err(|_| ())?)
+        }
+        Format::Msgpack => WsMessage::Binary(bytes),
     };
     send_raw(socket, message).await
 }
@@ -1004,14 +1015,17 @@ impl Connection {
         }
         self.state.delivered.fetch_add(1, Ordering::Relaxed);
         message.channel.delivered.fetch_add(1, Ordering::Relaxed);
-        let item = match self.deltas.next(message) {
-            Some(delta) => {
-                let mut item = delta.message.clone();
-                item.channel = None;
-                item
-            }
-            None => message.message.clone(),
+        let delta = self.deltas.next(message);
+        let Some(delta) = delta else {
+            // In full: the frame every connection in this format shares.
+            let Some(bytes) = message.realtime_frame(self.format) else {
+                return Err(());
+            };
+            self.last_sent = Instant::now();
+            return send_bytes(&mut self.socket, self.format, bytes).await;
         };
+        let mut item = delta.message.clone();
+        item.channel = None;
         let mut frame = ProtocolMessage::new(Action::MESSAGE);
         frame.channel = Some(channel.to_owned());
         frame.channel_serial = Some(message.cursor.clone());
