@@ -104,6 +104,7 @@ use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUp
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
+use futures_util::SinkExt;
 use serde_json::json;
 use shared::capability::Operation;
 use shared::protocol::{Action, ConnectionDetails, Flags, Format, ProtocolMessage};
@@ -138,6 +139,9 @@ const MAX_CHANNELS: usize = 1000;
 /// grant (RTL4l).
 const DEFAULT_MODES: Flags =
     Flags(Flags::PRESENCE.0 | Flags::PUBLISH.0 | Flags::SUBSCRIBE.0 | Flags::PRESENCE_SUBSCRIBE.0);
+
+/// At most this many queued messages are written before one flush.
+const MAX_BATCH: usize = 64;
 
 /// The read buffer each socket starts with.
 const READ_BUFFER_BYTES: usize = 8 * 1024;
@@ -289,7 +293,7 @@ async fn send(socket: &mut WebSocket, format: Format, frame: &ProtocolMessage) -
     let bytes = format.encode(frame).map_err(|err| {
         tracing::error!(%err, action = %frame.action, "cannot encode a realtime frame");
     })?;
-    send_bytes(socket, format, bytes.into()).await
+    send_bytes(socket, format, bytes.into(), true).await
 }
 
 /// Writes an encoded frame: a text frame in JSON, a binary one in msgpack.
@@ -297,6 +301,7 @@ async fn send_bytes(
     socket: &mut WebSocket,
     format: Format,
     bytes: axum::body::Bytes,
+    flush: bool,
 ) -> Result<(), ()> {
     let message = match format {
         Format::Json => {
@@ -304,11 +309,30 @@ async fn send_bytes(
         }
         Format::Msgpack => WsMessage::Binary(bytes),
     };
-    send_raw(socket, message).await
+    write(socket, message, flush).await
 }
 
 async fn send_raw(socket: &mut WebSocket, message: WsMessage) -> Result<(), ()> {
-    match tokio::time::timeout(SEND_TIMEOUT, socket.send(message)).await {
+    write(socket, message, true).await
+}
+
+/// Writes `message`, flushing it out at once unless `flush` is false (then
+/// it waits in the socket's write buffer for the next flush).
+async fn write(socket: &mut WebSocket, message: WsMessage, flush: bool) -> Result<(), ()> {
+    let written = if flush {
+        tokio::time::timeout(SEND_TIMEOUT, socket.send(message)).await
+    } else {
+        tokio::time::timeout(SEND_TIMEOUT, SinkExt::feed(socket, message)).await
+    };
+    match written {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(()),
+    }
+}
+
+/// Flushes what [`write`] left buffered.
+async fn flush(socket: &mut WebSocket) -> Result<(), ()> {
+    match tokio::time::timeout(SEND_TIMEOUT, SinkExt::flush(socket)).await {
         Ok(Ok(())) => Ok(()),
         _ => Err(()),
     }
@@ -453,6 +477,9 @@ struct Connection {
     heartbeat: Pin<Box<Sleep>>,
     last_sent: Instant,
     last_heard: Instant,
+    /// While set, frames wait in the socket's write buffer: a run of queued
+    /// messages goes out in one flush.
+    hold: bool,
 }
 
 /// Sends CONNECTED and serves the connection until its socket ends.
@@ -520,6 +547,7 @@ async fn run(
         auth_at_ms: None,
         last_sent: Instant::now(),
         last_heard: Instant::now(),
+        hold: false,
     };
     let mut connected = connection.connected_frame();
     connected.error = resume_error;
@@ -552,7 +580,10 @@ impl Connection {
 
     async fn send(&mut self, frame: &ProtocolMessage) -> Result<(), ()> {
         self.last_sent = Instant::now();
-        send(&mut self.socket, self.format, frame).await
+        let bytes = self.format.encode(frame).map_err(|err| {
+            tracing::error!(%err, action = %frame.action, "cannot encode a realtime frame");
+        })?;
+        send_bytes(&mut self.socket, self.format, bytes.into(), !self.hold).await
     }
 
     /// The loop: client frames, heartbeats, expiry and the mock's controls.
@@ -609,12 +640,27 @@ impl Connection {
                 // published before the frame it answers.
                 message = self.rx.recv() => {
                     let Some(message) = message else { break End::Resumable };
-                    self.membership.member.owed.paid();
-                    if self.membership.member.lagged.load(Ordering::Relaxed) {
-                        tracing::info!("a realtime connection fell too far behind and was dropped");
+                    // This message and up to MAX_BATCH - 1 more already
+                    // queued go out in one flush.
+                    self.hold = true;
+                    let mut next = Some(message);
+                    let mut sent = Ok(());
+                    let mut batch = 0;
+                    while let Some(message) = next.take() {
+                        self.membership.member.owed.paid();
+                        sent = self.deliver(&message).await;
+                        batch += 1;
+                        if sent.is_err() || batch == MAX_BATCH {
+                            break;
+                        }
+                        next = self.rx.try_recv().ok();
+                    }
+                    self.hold = false;
+                    if sent.is_err() || flush(&mut self.socket).await.is_err() {
                         break End::Resumable;
                     }
-                    if self.deliver(&message).await.is_err() {
+                    if self.membership.member.lagged.load(Ordering::Relaxed) {
+                        tracing::info!("a realtime connection fell too far behind and was dropped");
                         break End::Resumable;
                     }
                 }
@@ -1022,7 +1068,7 @@ impl Connection {
                 return Err(());
             };
             self.last_sent = Instant::now();
-            return send_bytes(&mut self.socket, self.format, bytes).await;
+            return send_bytes(&mut self.socket, self.format, bytes, !self.hold).await;
         };
         let mut item = delta.message.clone();
         item.channel = None;
