@@ -1,9 +1,11 @@
-//! Fan-out benchmark for mock-ably: many SSE subscribers on one channel, on
-//! loopback.
+//! Fan-out benchmark for mock-ably: many SSE subscribers, or realtime
+//! WebSocket subscribers, on one channel, on loopback.
 //!
 //! Run with `cargo bench -p mock-ably --bench fanout` (add
 //! `-- --subscribers 1000 --rate 50 --seconds 10 --burst 2000` to change the
-//! defaults shown). It starts the optimised `mock-ably` binary as a child
+//! defaults shown, and `--realtime` for realtime subscribers: each opens
+//! `ws://…/?key=…&format=json`, waits for CONNECTED, ATTACHes the channel
+//! and waits for ATTACHED). It starts the optimised `mock-ably` binary as a child
 //! process, so the mock's memory is measured alone, then:
 //!
 //! 1. **idle**: opens every subscriber, waits for them to settle, and reads the
@@ -38,6 +40,8 @@ const PHASE_LIMIT: Duration = Duration::from_secs(120);
 /// Benchmark settings, from the command line.
 #[derive(Debug, Clone, Copy)]
 struct Settings {
+    /// Realtime WebSocket subscribers instead of SSE streams.
+    realtime: bool,
     subscribers: usize,
     rate: u64,
     seconds: u64,
@@ -47,6 +51,7 @@ struct Settings {
 impl Settings {
     fn from_args() -> Self {
         let mut settings = Self {
+            realtime: false,
             subscribers: 1000,
             rate: 50,
             seconds: 10,
@@ -62,6 +67,7 @@ impl Settings {
                         .unwrap_or_else(|_| panic!("{name} takes a number"))
                 })
         };
+        settings.realtime = args.iter().any(|a| a == "--realtime");
         // `cargo bench` passes `--bench`; other unknown flags are ignored too.
         if let Some(n) = value("--subscribers") {
             settings.subscribers = usize::try_from(n).expect("a subscriber count");
@@ -201,6 +207,75 @@ async fn subscriber(
     let _ = reports.send(Ok(latencies));
 }
 
+/// Reads one realtime connection (JSON frames): CONNECTED, ATTACH, then
+/// every MESSAGE, timing those whose data is `s=<µs since epoch>`.
+async fn realtime_subscriber(
+    url: String,
+    epoch: Instant,
+    ready: mpsc::Sender<()>,
+    received: Arc<AtomicU64>,
+    reports: mpsc::UnboundedSender<Report>,
+) {
+    use futures_util::SinkExt as _;
+    use shared::protocol::{Action, Format, ProtocolMessage};
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+    let mut socket = match tokio_tungstenite::connect_async(&url).await {
+        Ok((socket, _)) => socket,
+        Err(err) => {
+            let _ = reports.send(Err(err.to_string()));
+            return;
+        }
+    };
+    let mut latencies = Vec::new();
+    let mut attached = false;
+    while let Some(Ok(message)) = socket.next().await {
+        let now = u64::try_from(epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let WsMessage::Text(text) = message else {
+            continue;
+        };
+        let Ok(frame) = Format::Json.decode(text.as_bytes()) else {
+            let _ = reports.send(Err(format!("an unreadable frame: {text}")));
+            return;
+        };
+        match frame.action {
+            Action::CONNECTED if !attached => {
+                let mut attach = ProtocolMessage::new(Action::ATTACH);
+                attach.channel = Some(CHANNEL.to_owned());
+                let bytes = Format::Json.encode(&attach).expect("an ATTACH encodes");
+                let text = String::from_utf8(bytes).expect("JSON is UTF-8");
+                if socket.send(WsMessage::Text(text.into())).await.is_err() {
+                    break;
+                }
+            }
+            Action::ATTACHED if !attached => {
+                attached = true;
+                let _ = ready.send(()).await;
+            }
+            Action::MESSAGE => {
+                for message in frame.messages.unwrap_or_default() {
+                    if let Some(sent) = message
+                        .data
+                        .as_ref()
+                        .and_then(|d| d.as_str())
+                        .and_then(|d| d.strip_prefix("s="))
+                        .and_then(|d| d.parse::<u64>().ok())
+                    {
+                        latencies.push(u32::try_from(now.saturating_sub(sent)).unwrap_or(u32::MAX));
+                    }
+                    received.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Action::ERROR | Action::DISCONNECTED => {
+                let _ = reports.send(Err(format!("refused: {:?}", frame.error)));
+                return;
+            }
+            _ => {}
+        }
+    }
+    let _ = reports.send(Ok(latencies));
+}
+
 fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -276,15 +351,29 @@ async fn main() {
         .build()
         .expect("a client");
     let opening = Instant::now();
+    let realtime_url = format!(
+        "{}/?key={key_param}&format=json&v=6",
+        mock.base_url.replacen("http://", "ws://", 1)
+    );
     for _ in 0..n {
-        tokio::spawn(subscriber(
-            client.clone(),
-            stream_url.clone(),
-            epoch,
-            ready_tx.clone(),
-            Arc::clone(&received),
-            reports_tx.clone(),
-        ));
+        if settings.realtime {
+            tokio::spawn(realtime_subscriber(
+                realtime_url.clone(),
+                epoch,
+                ready_tx.clone(),
+                Arc::clone(&received),
+                reports_tx.clone(),
+            ));
+        } else {
+            tokio::spawn(subscriber(
+                client.clone(),
+                stream_url.clone(),
+                epoch,
+                ready_tx.clone(),
+                Arc::clone(&received),
+                reports_tx.clone(),
+            ));
+        }
     }
     drop((ready_tx, reports_tx));
     for opened in 0..n {
@@ -359,12 +448,17 @@ async fn main() {
     let burst_rate = (settings.burst * n as u64) as f64 / burst_elapsed.as_secs_f64();
     println!("| Measure | Value |");
     println!("|---|---|");
+    let (kind, unit) = if settings.realtime {
+        ("realtime WebSocket, JSON, attached", "connection")
+    } else {
+        ("SSE", "stream")
+    };
     println!(
-        "| subscribers (SSE, one channel) | {n} (opened in {:.2} s) |",
+        "| subscribers ({kind}, one channel) | {n} (opened in {:.2} s) |",
         open_time.as_secs_f64()
     );
-    println!("| mock RSS before / with idle streams | {rss_before} KiB / {rss_idle} KiB |");
-    println!("| **RSS per idle stream** | **{per_stream_kib:.1} KiB** |");
+    println!("| mock RSS before / with idle {unit}s | {rss_before} KiB / {rss_idle} KiB |");
+    println!("| **RSS per idle {unit}** | **{per_stream_kib:.1} KiB** |");
     println!(
         "| steady: {} msg/s for {} s | {steady_target} deliveries, {steady_rate:.0} deliveries/s |",
         settings.rate, settings.seconds

@@ -68,6 +68,9 @@ pub(crate) struct StoredMessage {
     pub(crate) message: Message,
     sse_frame: OnceLock<Bytes>,
     plain_frame: OnceLock<Bytes>,
+    /// The realtime MESSAGE frame, JSON and msgpack, built once and shared
+    /// by every connection that gets the message in full.
+    realtime_frames: [OnceLock<Option<Bytes>>; 2],
     delta_base: OnceLock<Option<DeltaBase>>,
     /// The last delta computed for this message, and the base id it is from.
     delta_cache: Mutex<Option<(String, Option<Arc<DeltaMessage>>)>>,
@@ -97,6 +100,26 @@ impl StoredMessage {
 }
 
 impl StoredMessage {
+    /// The realtime MESSAGE frame carrying this message in full (TR4: the
+    /// channel, the message's cursor as `channelSerial`), encoded in
+    /// `format` once and shared by every connection; `None` if it cannot be
+    /// encoded.
+    pub(crate) fn realtime_frame(&self, format: shared::protocol::Format) -> Option<Bytes> {
+        use shared::protocol::{Action, Format, ProtocolMessage};
+        let slot = match format {
+            Format::Json => &self.realtime_frames[0],
+            Format::Msgpack => &self.realtime_frames[1],
+        };
+        slot.get_or_init(|| {
+            let mut frame = ProtocolMessage::new(Action::MESSAGE);
+            frame.channel = Some(self.channel.name.to_string());
+            frame.channel_serial = Some(self.cursor.clone());
+            frame.messages = Some(vec![self.message.clone()]);
+            format.encode(&frame).ok().map(Bytes::from)
+        })
+        .clone()
+    }
+
     /// What a delta to or from this message works with
     /// (`docs/protocol.md#delta-bases`), computed once.
     pub(crate) fn delta_base(&self) -> Option<&DeltaBase> {
@@ -278,6 +301,20 @@ pub(crate) struct Attachment {
     pub(crate) owed: Owed,
 }
 
+/// A subscriber that joins channels one at a time and keeps one queue for
+/// all of them: a realtime connection, which attaches channel by channel.
+#[derive(Debug)]
+pub(crate) struct Member {
+    /// Its id in the subscriber lists.
+    pub(crate) id: u64,
+    tx: mpsc::Sender<Arc<StoredMessage>>,
+    /// Set when it came to owe more than `lag_limit` messages; it is then
+    /// dropped from every channel's list.
+    pub(crate) lagged: Arc<AtomicBool>,
+    /// Backlogs still to send plus live messages queued.
+    pub(crate) owed: Owed,
+}
+
 /// Every channel, and the global sequence.
 #[derive(Debug)]
 pub(crate) struct Registry {
@@ -349,6 +386,7 @@ impl Registry {
                 message,
                 sse_frame: OnceLock::new(),
                 plain_frame: OnceLock::new(),
+                realtime_frames: [OnceLock::new(), OnceLock::new()],
                 delta_base: OnceLock::new(),
                 delta_cache: Mutex::new(None),
             });
@@ -459,6 +497,68 @@ impl Registry {
         }
     }
 
+    /// The current end of the global sequence as a cursor, `<instance>:<n>`:
+    /// what a realtime `channelSerial` is, so that a re-attach naming it
+    /// continues from there ([`Registry::parse_cursor`]).
+    pub(crate) fn position(&self) -> String {
+        format!("{}:{}", self.instance, self.last_seq)
+    }
+
+    /// Whether `channel` still holds everything published on it after
+    /// global sequence number `seq`: a resume from there has no gap.
+    pub(crate) fn continuous(&self, channel: &str, seq: u64) -> bool {
+        self.channels
+            .get(channel)
+            .is_none_or(|entry| entry.evicted_through <= seq)
+    }
+
+    /// A new member that belongs to no channel yet, and its queue.
+    pub(crate) fn member(
+        &mut self,
+        settings: &Settings,
+    ) -> (Member, mpsc::Receiver<Arc<StoredMessage>>) {
+        self.next_subscriber += 1;
+        let (tx, rx) = mpsc::channel(settings.lag_limit.max(1));
+        let member = Member {
+            id: self.next_subscriber,
+            tx,
+            lagged: Arc::new(AtomicBool::new(false)),
+            owed: Owed::new(0),
+        };
+        (member, rx)
+    }
+
+    /// Adds `member` to `channel` (if not there already) from `start`, and
+    /// returns the backlog it is owed there, atomically as
+    /// [`Registry::attach`] does.
+    pub(crate) fn join(
+        &mut self,
+        settings: &Settings,
+        member: &Member,
+        channel: &str,
+        start: StartAt,
+        now_ms: u64,
+    ) -> Vec<Arc<StoredMessage>> {
+        let entry = self
+            .channels
+            .entry(channel.to_owned())
+            .or_insert_with(|| Channel::new(channel));
+        entry.evict(settings, now_ms);
+        let backlog = entry.backlog(start);
+        for _ in &backlog {
+            member.owed.owe_one();
+        }
+        if !entry.subscribers.iter().any(|s| s.id == member.id) {
+            entry.subscribers.push(Subscriber {
+                id: member.id,
+                tx: member.tx.clone(),
+                lagged: Arc::clone(&member.lagged),
+                owed: member.owed.clone(),
+            });
+        }
+        backlog
+    }
+
     /// Removes stream `subscriber` from `channels`, forgetting channels left
     /// with neither streams nor messages.
     pub(crate) fn detach(&mut self, subscriber: u64, channels: &[String]) {
@@ -498,7 +598,8 @@ impl Registry {
 mod tests {
     use super::*;
     use crate::server::{
-        DEFAULT_KEEPALIVE, DEFAULT_LAG_LIMIT, DEFAULT_RETENTION, DEFAULT_RETENTION_COUNT,
+        DEFAULT_AUTH_LEAD, DEFAULT_CONNECTION_STATE_TTL, DEFAULT_KEEPALIVE, DEFAULT_LAG_LIMIT,
+        DEFAULT_MAX_IDLE_INTERVAL, DEFAULT_RETENTION, DEFAULT_RETENTION_COUNT,
     };
     use crate::state::Settings;
 
@@ -510,6 +611,9 @@ mod tests {
             retention_count: DEFAULT_RETENTION_COUNT,
             keepalive: DEFAULT_KEEPALIVE,
             lag_limit: DEFAULT_LAG_LIMIT,
+            max_idle_interval: DEFAULT_MAX_IDLE_INTERVAL,
+            connection_state_ttl: DEFAULT_CONNECTION_STATE_TTL,
+            auth_lead: DEFAULT_AUTH_LEAD,
         }
     }
 

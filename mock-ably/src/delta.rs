@@ -99,6 +99,16 @@ impl Deltas {
         }
     }
 
+    /// Turns deltas on for `channel` (a realtime ATTACH with `delta`), from
+    /// a full message; or off.
+    pub(crate) fn set(&mut self, channel: &str, on: bool) {
+        if on {
+            self.bases.insert(channel.to_owned(), None);
+        } else {
+            self.bases.remove(channel);
+        }
+    }
+
     /// The delta form of `stored` for this stream, or `None` to send it in
     /// full. Either way `stored` becomes the channel's base.
     pub(crate) fn next(&mut self, stored: &StoredMessage) -> Option<Arc<DeltaMessage>> {

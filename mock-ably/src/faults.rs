@@ -18,7 +18,11 @@ pub enum FailTarget {
     /// Every other Ably endpoint: `/time`, `/keys/…/requestToken`,
     /// `/channels/…/messages`.
     Rest,
-    /// Both (the default).
+    /// Realtime WebSocket upgrades at `/`: the error is sent in-band after
+    /// the upgrade (DISCONNECTED for 40142, ERROR otherwise), then the
+    /// socket closes, as a refused credential is.
+    Realtime,
+    /// All three (the default).
     #[default]
     Any,
 }
@@ -29,6 +33,7 @@ impl FailTarget {
             FailTarget::Any => true,
             FailTarget::Stream => kind == RequestKind::Stream,
             FailTarget::Rest => kind == RequestKind::Rest,
+            FailTarget::Realtime => kind == RequestKind::Realtime,
         }
     }
 }
@@ -40,6 +45,8 @@ pub(crate) enum RequestKind {
     Stream,
     /// Any other Ably endpoint.
     Rest,
+    /// A realtime WebSocket upgrade.
+    Realtime,
 }
 
 /// A rule that makes the next `count` requests of `target` fail with `error`,
@@ -47,7 +54,8 @@ pub(crate) enum RequestKind {
 /// authentication, nothing stored).
 ///
 /// Over HTTP it is the body of `POST /_mock/fail-next`:
-/// `{"count":2,"statusCode":503,"code":50003,"message":"…","target":"stream"}`.
+/// `{"count":2,"statusCode":503,"code":50003,"message":"…","target":"stream"}`
+/// (`target`: `stream`, `rest`, `realtime` or `any`).
 /// Every field is optional: `count` defaults to 1, `target` to `any`, `code`
 /// to `statusCode × 100` (or 50000), `statusCode` to the registry status of
 /// `code`, `message` to a fixed text.

@@ -12,6 +12,10 @@
 //! - `POST` and `GET /channels/{name}/messages` (publish and history);
 //! - `GET /sse` and `GET /event-stream`, with every parameter of
 //!   `docs/protocol.md#stream-parameters`;
+//! - a WebSocket upgrade at `/`: Ably's realtime protocol in JSON and
+//!   msgpack (the `realtime` module: connection, in-band refusals,
+//!   heartbeats, AUTH, expiry, resume, channels and messages through the
+//!   same channel model; no presence yet);
 //! - under `/_mock/`, controls for tests: drop every stream, expire every
 //!   credential, fail the next requests, move the clock, read counters.
 //!
@@ -94,6 +98,12 @@
 //!   idle between requests for 60 s, are closed; past 10,000 at once, a new
 //!   one is answered 503 with code 50000 and closed (all three adjustable on
 //!   the builder). An open stream is never idle.
+//! - **Realtime refusals** (bad credential, clientId or parameter) are sent
+//!   in-band after the upgrade, never as an HTTP error; a parameter value the
+//!   mock cannot use is ERROR 40003 (answered in JSON when `format` itself is
+//!   the bad one). A realtime connection's `connectionKey` never changes,
+//!   also across AUTH; a resume must act as the same clientId, and one of a
+//!   connection still open is refused like an unknown key (80008).
 //! - **Publishing to `[meta]` channels** is refused with 40160; **msgpack**
 //!   bodies with 40000 and a hint to set `useBinaryProtocol: false`.
 //!
@@ -108,6 +118,8 @@
 //! - `stream` and `frame`: the body of an open stream and its bytes.
 //! - `delta`: per-connection vcdiff state.
 //! - `publish`: turning published messages into stored ones.
+//! - `realtime`: the WebSocket connection and the registry of open and
+//!   resumable connections.
 
 #![cfg_attr(not(test), warn(clippy::print_stdout, clippy::dbg_macro))]
 
@@ -123,6 +135,7 @@ mod fuzz;
 mod origin;
 mod params;
 mod publish;
+mod realtime;
 mod routes;
 mod server;
 mod state;
@@ -134,7 +147,8 @@ pub use faults::{FailNext, FailTarget};
 pub use origin::is_loopback_origin;
 pub use params::parse_duration;
 pub use server::{
-    DEFAULT_KEEPALIVE, DEFAULT_LAG_LIMIT, DEFAULT_RETENTION, DEFAULT_RETENTION_COUNT, DEV_KEY,
-    MockAbly, MockAblyBuilder,
+    DEFAULT_AUTH_LEAD, DEFAULT_CONNECTION_STATE_TTL, DEFAULT_KEEPALIVE, DEFAULT_LAG_LIMIT,
+    DEFAULT_MAX_IDLE_INTERVAL, DEFAULT_RETENTION, DEFAULT_RETENTION_COUNT, DEV_KEY, MockAbly,
+    MockAblyBuilder,
 };
 pub use stats::{ChannelStats, Stats};

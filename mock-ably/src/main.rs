@@ -39,6 +39,24 @@ struct Args {
     #[arg(long, env = "MOCK_ABLY_KEEPALIVE", default_value = "15s", value_parser = duration)]
     keepalive: Duration,
 
+    /// Realtime: the `maxIdleInterval` told to WebSocket clients on
+    /// CONNECTED. An idle connection gets a HEARTBEAT after half of it; a
+    /// client heard nothing from (not even a pong) for twice it is dropped,
+    /// resumable.
+    #[arg(long, env = "MOCK_ABLY_MAX_IDLE_INTERVAL", default_value = "15s", value_parser = positive_duration)]
+    max_idle_interval: Duration,
+
+    /// Realtime: how long a dropped (not closed) WebSocket connection stays
+    /// resumable, told to clients as `connectionStateTtl`.
+    #[arg(long, env = "MOCK_ABLY_CONNECTION_STATE_TTL", default_value = "2m", value_parser = duration)]
+    connection_state_ttl: Duration,
+
+    /// Realtime: how long before a token or JWT expires its connection is
+    /// sent AUTH, asking the client to renew (at most half the credential's
+    /// remaining life).
+    #[arg(long, env = "MOCK_ABLY_AUTH_LEAD", default_value = "30s", value_parser = duration)]
+    auth_lead: Duration,
+
     /// How long a connection may take to send a complete request head (from
     /// the accept, or from the first byte of a later request) before it is
     /// closed.
@@ -82,6 +100,9 @@ async fn main() -> anyhow::Result<()> {
     let mut builder = MockAbly::builder()
         .retention(args.retention)
         .keepalive(args.keepalive)
+        .max_idle_interval(args.max_idle_interval)
+        .connection_state_ttl(args.connection_state_ttl)
+        .auth_lead(args.auth_lead)
         .header_read_timeout(args.header_read_timeout)
         .idle_timeout(args.idle_timeout)
         .max_connections(usize::try_from(args.max_connections).unwrap_or(usize::MAX));
@@ -190,6 +211,27 @@ mod tests {
             )
         );
         assert_eq!(
+            default_and_env("max-idle-interval"),
+            (
+                vec!["15s".to_owned()],
+                Some("MOCK_ABLY_MAX_IDLE_INTERVAL".to_owned())
+            )
+        );
+        assert_eq!(
+            default_and_env("connection-state-ttl"),
+            (
+                vec!["2m".to_owned()],
+                Some("MOCK_ABLY_CONNECTION_STATE_TTL".to_owned())
+            )
+        );
+        assert_eq!(
+            default_and_env("auth-lead"),
+            (
+                vec!["30s".to_owned()],
+                Some("MOCK_ABLY_AUTH_LEAD".to_owned())
+            )
+        );
+        assert_eq!(
             default_and_env("header-read-timeout"),
             (
                 vec!["10s".to_owned()],
@@ -226,6 +268,10 @@ mod tests {
             "500ms",
             "--keepalive",
             "1s",
+            "--max-idle-interval",
+            "3s",
+            "--connection-state-ttl",
+            "1m",
             "--header-read-timeout",
             "2s",
             "--idle-timeout",
@@ -239,6 +285,8 @@ mod tests {
         assert_eq!(args.keys, ["a.b:c", "d.e:f"]);
         assert_eq!(args.retention, Duration::from_millis(500));
         assert_eq!(args.keepalive, Duration::from_secs(1));
+        assert_eq!(args.max_idle_interval, Duration::from_secs(3));
+        assert_eq!(args.connection_state_ttl, Duration::from_secs(60));
         assert_eq!(args.header_read_timeout, Duration::from_secs(2));
         assert_eq!(args.idle_timeout, Duration::from_secs(30));
         assert_eq!(args.max_connections, 50);

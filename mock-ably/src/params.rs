@@ -24,6 +24,11 @@ impl Query {
         )
     }
 
+    /// A query of these pairs, in order (a realtime ATTACH's `params`).
+    pub(crate) fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
+        Self(pairs.into_iter().collect())
+    }
+
     /// The first value of `name`.
     pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.0

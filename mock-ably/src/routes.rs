@@ -8,6 +8,8 @@ mod rest;
 mod stream;
 mod token;
 
+pub(crate) use stream::rewind;
+
 use std::any::Any;
 
 use axum::Router;
@@ -15,7 +17,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use shared::codes;
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -27,6 +29,7 @@ use crate::state::{AppState, lock};
 pub(crate) fn router(state: AppState) -> Router {
     let panics = state.clone();
     Router::new()
+        .route("/", any(crate::realtime::upgrade))
         .route("/time", get(rest::time))
         .route("/keys/{key_name}/requestToken", post(token::request_token))
         .route(
@@ -60,6 +63,10 @@ pub(crate) fn router(state: AppState) -> Router {
 async fn fail_next(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let kind = match request.uri().path() {
         "/sse" | "/event-stream" => RequestKind::Stream,
+        // Realtime upgrades take their rule in the handler, to answer it
+        // in-band after the upgrade; a plain request for `/` is the 404 it
+        // always was.
+        "/" => return next.run(request).await,
         _ => RequestKind::Rest,
     };
     let injected = lock(&state.faults).take(kind);
@@ -133,10 +140,20 @@ async fn cors(request: Request, next: Next) -> Response {
 }
 
 async fn not_found() -> ApiError {
+    not_found_error()
+}
+
+fn not_found_error() -> ApiError {
     ApiError::new(
         codes::NOT_FOUND,
         "Not found: mock-ably does not serve this path",
     )
+}
+
+/// The fallback's 404, for handlers that serve only some requests to their
+/// path (`/` serves WebSocket upgrades only).
+pub(crate) fn not_found_response() -> Response {
+    not_found_error().into_response()
 }
 
 async fn method_not_allowed() -> ApiError {

@@ -37,6 +37,18 @@ pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(15);
 /// included) before it is disconnected, by default.
 pub const DEFAULT_LAG_LIMIT: usize = 10_000;
 
+/// The `maxIdleInterval` a realtime connection is told on CONNECTED, by
+/// default (CD2h); it gets a HEARTBEAT after half of it without a frame.
+pub const DEFAULT_MAX_IDLE_INTERVAL: Duration = Duration::from_secs(15);
+
+/// How long before a credential expires a realtime connection is sent AUTH,
+/// by default (at most half the credential's remaining life).
+pub const DEFAULT_AUTH_LEAD: Duration = Duration::from_secs(30);
+
+/// How long a dropped realtime connection stays resumable, by default:
+/// Ably's `connectionStateTtl` of two minutes (CD2f).
+pub const DEFAULT_CONNECTION_STATE_TTL: Duration = Duration::from_secs(120);
+
 /// Configures and starts a [`MockAbly`]. Made by [`MockAbly::builder`].
 #[derive(Debug)]
 #[must_use = "a builder does nothing until `start` is awaited"]
@@ -46,6 +58,9 @@ pub struct MockAblyBuilder {
     retention_count: usize,
     keepalive: Duration,
     lag_limit: usize,
+    max_idle_interval: Duration,
+    connection_state_ttl: Duration,
+    auth_lead: Duration,
     limits: serve::Limits,
     listener: Option<std::net::TcpListener>,
 }
@@ -58,6 +73,9 @@ impl Default for MockAblyBuilder {
             retention_count: DEFAULT_RETENTION_COUNT,
             keepalive: DEFAULT_KEEPALIVE,
             lag_limit: DEFAULT_LAG_LIMIT,
+            max_idle_interval: DEFAULT_MAX_IDLE_INTERVAL,
+            connection_state_ttl: DEFAULT_CONNECTION_STATE_TTL,
+            auth_lead: DEFAULT_AUTH_LEAD,
             limits: serve::Limits::default(),
             listener: None,
         }
@@ -120,6 +138,33 @@ impl MockAblyBuilder {
     /// [`DEFAULT_LAG_LIMIT`]).
     pub fn lag_limit(mut self, limit: usize) -> Self {
         self.lag_limit = limit.max(1);
+        self
+    }
+
+    /// The `maxIdleInterval` realtime connections are told on CONNECTED
+    /// (default [`DEFAULT_MAX_IDLE_INTERVAL`], 15 s). A connection gets a
+    /// HEARTBEAT frame and a WebSocket ping once it has been sent nothing for
+    /// half of it, and is dropped (resumable) when nothing, not even a pong,
+    /// has arrived from the client for twice it. At least 2 ms.
+    pub fn max_idle_interval(mut self, interval: Duration) -> Self {
+        self.max_idle_interval = interval.max(Duration::from_millis(2));
+        self
+    }
+
+    /// How long a realtime connection that was dropped (not closed) stays
+    /// resumable, announced as `connectionStateTtl` (default
+    /// [`DEFAULT_CONNECTION_STATE_TTL`], two minutes).
+    pub fn connection_state_ttl(mut self, ttl: Duration) -> Self {
+        self.connection_state_ttl = ttl;
+        self
+    }
+
+    /// How long before a token or JWT expires a realtime connection using it
+    /// is sent AUTH, asking the client to renew (default
+    /// [`DEFAULT_AUTH_LEAD`], 30 s). Never more than half the credential's
+    /// remaining life when it was presented.
+    pub fn auth_lead(mut self, lead: Duration) -> Self {
+        self.auth_lead = lead;
         self
     }
 
@@ -187,6 +232,9 @@ impl MockAblyBuilder {
             retention_count: self.retention_count,
             keepalive: self.keepalive,
             lag_limit: self.lag_limit,
+            max_idle_interval: self.max_idle_interval,
+            connection_state_ttl: self.connection_state_ttl,
+            auth_lead: self.auth_lead,
         });
         let app = router(state.clone());
         let (shutdown, signal) = oneshot::channel::<()>();
@@ -338,6 +386,12 @@ impl MockAbly {
     /// afterwards are honoured; API keys are unaffected.
     pub fn expire_credentials(&self) {
         self.state.expire_credentials();
+    }
+
+    /// Sends AUTH to every realtime connection using a token or JWT: ably-js
+    /// fetches a new token and sends it back with AUTH (RTN22).
+    pub fn force_auth(&self) {
+        self.state.force_auth();
     }
 
     /// Makes the next requests fail with an injected error; see [`FailNext`].

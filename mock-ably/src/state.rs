@@ -15,6 +15,7 @@ use crate::auth::AuthState;
 use crate::channel::Registry;
 use crate::clock::Clock;
 use crate::faults::{FailNext, Faults};
+use crate::realtime::Connections;
 use crate::stats::Stats;
 
 /// An API key the mock accepts, with the capability it grants.
@@ -39,15 +40,29 @@ pub(crate) struct Settings {
     pub(crate) keepalive: Duration,
     /// How far behind a stream may fall before it is disconnected.
     pub(crate) lag_limit: usize,
+    /// Realtime: the `maxIdleInterval` announced on CONNECTED; a HEARTBEAT
+    /// goes out after half of it without another frame.
+    pub(crate) max_idle_interval: Duration,
+    /// Realtime: how long a dropped connection stays resumable
+    /// (`connectionStateTtl`).
+    pub(crate) connection_state_ttl: Duration,
+    /// Realtime: how long before a credential expires the connection is
+    /// sent AUTH (at most half the credential's remaining life).
+    pub(crate) auth_lead: Duration,
 }
 
 /// What open streams watch for: every change of a counter is an event.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Control {
-    /// Bumped by `drop_streams`: every stream closes abruptly.
+    /// Bumped by `drop_streams`: every stream and realtime connection
+    /// closes abruptly.
     pub(crate) drops: u64,
-    /// Bumped by `expire_credentials`: streams on a token or JWT get 40142.
+    /// Bumped by `expire_credentials`: streams and realtime connections on a
+    /// token or JWT get 40142.
     pub(crate) expiries: u64,
+    /// Bumped by `force_auth`: realtime connections on a token or JWT get
+    /// an AUTH request.
+    pub(crate) force_auth: u64,
     /// Bumped when the clock moves: streams recompute their expiry timers.
     pub(crate) clock: u64,
     /// Set when the handle is dropped: every stream closes.
@@ -72,6 +87,8 @@ impl AppState {
             faults: Mutex::new(Faults::default()),
             control,
             open_streams: AtomicU64::new(0),
+            connections: Mutex::new(Connections::default()),
+            attached_channels: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             panics: Mutex::new(Vec::new()),
         }))
@@ -96,6 +113,10 @@ pub(crate) struct Inner {
     pub(crate) faults: Mutex<Faults>,
     pub(crate) control: watch::Sender<Control>,
     pub(crate) open_streams: AtomicU64,
+    /// Realtime connections, open and resumable.
+    pub(crate) connections: Mutex<Connections>,
+    /// Channels attached on open realtime connections, summed.
+    pub(crate) attached_channels: AtomicU64,
     pub(crate) delivered: AtomicU64,
     /// Messages of handler panics, reported when the handle drops.
     pub(crate) panics: Mutex<Vec<String>>,
@@ -133,6 +154,11 @@ impl Inner {
         Ok(())
     }
 
+    /// Sends AUTH to every realtime connection on a token or JWT.
+    pub(crate) fn force_auth(&self) {
+        self.control.send_modify(|c| c.force_auth += 1);
+    }
+
     /// Queues a request-failure rule.
     pub(crate) fn fail_next(&self, rule: FailNext) {
         lock(&self.faults).push(rule);
@@ -144,6 +170,8 @@ impl Inner {
         let channels = lock(&self.registry).channel_stats(&self.settings, now);
         Stats {
             open_streams: self.open_streams.load(Ordering::Relaxed),
+            open_connections: lock(&self.connections).open(),
+            attached_channels: self.attached_channels.load(Ordering::Relaxed),
             published: lock(&self.registry).published(),
             delivered: self.delivered.load(Ordering::Relaxed),
             channels,

@@ -5,16 +5,23 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// Counters for the whole mock, as `GET /_mock/stats` returns them:
-/// `{"openStreams":N,"published":N,"delivered":N,"channels":{"name":{…}}}`.
+/// `{"openStreams":N,"openConnections":N,"attachedChannels":N,"published":N,"delivered":N,"channels":{"name":{…}}}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct Stats {
     /// SSE and plain streams open right now.
     pub open_streams: u64,
+    /// Realtime WebSocket connections open right now (past the upgrade,
+    /// before the socket closes).
+    pub open_connections: u64,
+    /// Channels attached on open realtime connections, counted once per
+    /// connection and channel.
+    pub attached_channels: u64,
     /// Messages stored since start (idempotent duplicates not counted).
     pub published: u64,
-    /// Message events written to streams since start (replays included).
+    /// Message events written to streams and realtime connections since
+    /// start (replays included).
     pub delivered: u64,
     /// Channels that have subscribers or retained messages, by name.
     pub channels: BTreeMap<String, ChannelStats>,
@@ -31,6 +38,7 @@ pub struct ChannelStats {
     pub delivered: u64,
     /// Messages retained for history, resume and rewind.
     pub retained: u64,
-    /// Streams attached to the channel.
+    /// Streams attached to the channel, and realtime connections attached
+    /// to it with the subscribe mode.
     pub subscribers: u64,
 }

@@ -39,6 +39,10 @@ pub enum Error {
     /// A VCDIFF delta is malformed, unsupported, or does not fit its base.
     #[error("invalid vcdiff delta: {0}")]
     Vcdiff(String),
+    /// A realtime frame is not a ProtocolMessage in the connection's format
+    /// (JSON or msgpack).
+    #[error("invalid protocol message: {0}")]
+    InvalidProtocolMessage(String),
 }
 
 /// `Result` with [`Error`] as the default error type.
@@ -68,6 +72,9 @@ impl Error {
                 ErrorInfo::from_code(codes::INVALID_MESSAGE_DATA, self.to_string())
             }
             Error::Vcdiff(_) => ErrorInfo::from_code(codes::DELTA_DECODE_FAILED, self.to_string()),
+            Error::InvalidProtocolMessage(_) => {
+                ErrorInfo::from_code(codes::BAD_REQUEST, self.to_string())
+            }
             Error::JwtSign(_) | Error::Random(_) => {
                 ErrorInfo::from_code(codes::INTERNAL_ERROR, "internal error")
             }

@@ -14,6 +14,7 @@
 //!   separator) and TokenDetails.
 //! - [`jwt`]: Ably JWTs: claims, signing and verification with Ably's error codes.
 //! - [`message`]: the wire `Message` and its `encoding` chain.
+//! - [`protocol`]: realtime `ProtocolMessage` frames, in JSON and msgpack.
 //! - [`vcdiff`]: an RFC 3284 decoder and an encoder for Ably's delta subset.
 //!
 //! # Example
@@ -65,6 +66,7 @@ mod json;
 pub mod jwt;
 pub mod key;
 pub mod message;
+pub mod protocol;
 pub mod token;
 pub mod vcdiff;
 

@@ -10,5 +10,6 @@
 
 mod faults;
 mod login;
+mod realtime;
 mod refusals;
 mod token_kinds;

@@ -227,6 +227,69 @@ describe("Chromium's EventSource and ably-js on our servers", () => {
       refusal: { code: 40160, statusCode: 401 },
     });
   });
+
+  test('ably-js browser build: Realtime (JSON over WebSocket) with the authCallback recipe publishes and subscribes', async (t) => {
+    const { page } = await newPage(t);
+    await page.goto(site.origin);
+    const result = await page.evaluate(
+      async ({ authUrl, mockUrl, token, patience }) => {
+        const url = new URL(mockUrl);
+        // The seeds' recipe: fetch the auth endpoint, hand the text (a JWT) over.
+        const options = {
+          endpoint: url.hostname,
+          port: Number(url.port),
+          tls: false,
+          logLevel: 0,
+          transports: ['web_socket'],
+          authCallback: async (_params, callback) => {
+            try {
+              const response = await fetch(`${authUrl}/api/ably-jwt`, { headers: { Authorization: `Bearer ${token}` } });
+              callback(null, await response.text());
+            } catch (err) {
+              callback(err, null);
+            }
+          },
+        };
+        const within = (promise, what) =>
+          Promise.race([promise, new Promise((_, reject) => setTimeout(() => reject(new Error(what)), patience))]);
+        const subscriber = new Ably.Realtime(options);
+        const publisher = new Ably.Realtime(options);
+        try {
+          const channel = subscriber.channels.get('chat:realtime-browser');
+          const received = new Promise((resolve) => channel.subscribe('hello', resolve));
+          await within(channel.attach(), 'attach');
+          await within(publisher.channels.get('chat:realtime-browser').publish('hello', { from: 'a browser' }), 'publish');
+          const message = await within(received, 'the message');
+          let refusal = null;
+          try {
+            await within(publisher.channels.get('ops:deploys').attach(), 'refused attach');
+          } catch (err) {
+            refusal = err.code;
+          }
+          return {
+            data: message.data,
+            clientId: message.clientId,
+            fromPublisher: message.connectionId === publisher.connection.id,
+            ownClientId: subscriber.auth.clientId,
+            refusal,
+            state: publisher.connection.state,
+          };
+        } finally {
+          subscriber.close();
+          publisher.close();
+        }
+      },
+      { authUrl: pair.authUrl, mockUrl: pair.mockUrl, token: appToken('heidi'), patience: PATIENCE_MS },
+    );
+    assert.deepEqual(result, {
+      data: { from: 'a browser' },
+      clientId: 'heidi',
+      fromPublisher: true,
+      ownClientId: 'heidi',
+      refusal: 40160,
+      state: 'connected',
+    });
+  });
 });
 
 describe('the dev-mode demo page', () => {

@@ -359,6 +359,25 @@ impl TestEnv {
         channel: &str,
         message: Value,
     ) -> Result<String, ErrorInfo> {
+        let jwt = self.ably_jwt(login).await;
+        let request = self
+            .http
+            .post(self.channel_messages_url(channel))
+            .bearer_auth(jwt)
+            .json(&message);
+        let response = within("a REST publish", request.send())
+            .await
+            .unwrap_or_else(|err| panic!("publish on {channel:?} failed: {err}"));
+        message_id(response).await
+    }
+
+    /// An Ably JWT for `login` from the auth server's JWT endpoint.
+    ///
+    /// # Panics
+    ///
+    /// If the auth server refuses the login, or the request fails or times
+    /// out.
+    pub async fn ably_jwt(&self, login: &Login) -> String {
         let mut request = self.http.get(self.url(TokenEndpoint::Jwt.path()));
         if let Some(token) = &login.bearer {
             request = request.bearer_auth(token);
@@ -371,19 +390,9 @@ impl TestEnv {
             200,
             "the auth server refused {login:?}"
         );
-        let jwt = within("the Ably JWT", response.text())
+        within("the Ably JWT", response.text())
             .await
-            .expect("the auth server's answer is readable");
-
-        let request = self
-            .http
-            .post(self.channel_messages_url(channel))
-            .bearer_auth(jwt)
-            .json(&message);
-        let response = within("a REST publish", request.send())
-            .await
-            .unwrap_or_else(|err| panic!("publish on {channel:?} failed: {err}"));
-        message_id(response).await
+            .expect("the auth server's answer is readable")
     }
 
     /// The auth server's counters, from its `/metrics`.

@@ -5,6 +5,8 @@
 //!   event.
 //! - `POST /_mock/expire-credentials` → 204: every token and JWT accepted or
 //!   issued so far is expired from now on; streams using one get 40142.
+//! - `POST /_mock/force-auth` → 204: every realtime connection on a token
+//!   or JWT is sent AUTH (the client renews).
 //! - `POST /_mock/fail-next` with `{"count","statusCode","code","message","target"}` → 204.
 //! - `POST /_mock/advance-clock` with `{"ms": N}` → 204: the mock's clock
 //!   moves N ms forward; 400/40003 (and no move) if that would put it more
@@ -30,6 +32,7 @@ pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/_mock/drop-streams", post(drop_streams))
         .route("/_mock/expire-credentials", post(expire_credentials))
+        .route("/_mock/force-auth", post(force_auth))
         .route("/_mock/fail-next", post(fail_next))
         .route("/_mock/advance-clock", post(advance_clock))
         .route("/_mock/stats", get(stats))
@@ -42,6 +45,11 @@ async fn drop_streams(State(state): State<AppState>) -> StatusCode {
 
 async fn expire_credentials(State(state): State<AppState>) -> StatusCode {
     state.expire_credentials();
+    StatusCode::NO_CONTENT
+}
+
+async fn force_auth(State(state): State<AppState>) -> StatusCode {
+    state.force_auth();
     StatusCode::NO_CONTENT
 }
 

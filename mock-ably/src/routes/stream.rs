@@ -143,7 +143,7 @@ fn open(
 /// Where a channel starts without `lastEvent`: `rewind` from the channel's
 /// qualifier or the request, a count (`rewind=5`) or a time (`rewind=10s`,
 /// capped by `rewindLimit`), at most 100 messages either way.
-pub(super) fn rewind(spec: &ChannelSpec, query: &Query, now_ms: u64) -> ApiResult<StartAt> {
+pub(crate) fn rewind(spec: &ChannelSpec, query: &Query, now_ms: u64) -> ApiResult<StartAt> {
     let param = |name: &str| spec.params.get(name).or_else(|| query.get(name));
     let Some(value) = param("rewind") else {
         return Ok(StartAt::Fresh);

@@ -11,6 +11,7 @@ mod controls;
 mod delta;
 mod history;
 mod publish;
+mod realtime;
 mod resume;
 mod stream;
 mod token;

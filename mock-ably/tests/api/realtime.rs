@@ -1,0 +1,1267 @@
+//! The realtime WebSocket at `/`, driven frame by frame with
+//! tokio-tungstenite, in JSON and msgpack: connecting with each kind of
+//! credential, refusals in-band, heartbeats, pings, CLOSE, DISCONNECT, the
+//! resume registry, AUTH, expiry and the mock's controls.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use mock_ably::MockAbly;
+use serde_json::json;
+use shared::TokenParams;
+use shared::protocol::{Action, AuthDetails, Flags, Format, ProtocolMessage};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::helpers::{
+    KEY, TestMock, assert_error, b64, enc, eventually, jwt, spawn, timeout, with,
+};
+
+const FORMATS: [Format; 2] = [Format::Json, Format::Msgpack];
+
+fn format_param(format: Format) -> &'static str {
+    match format {
+        Format::Json => "json",
+        Format::Msgpack => "msgpack",
+    }
+}
+
+/// What the socket gave next.
+#[derive(Debug)]
+enum Got {
+    Frame(Box<ProtocolMessage>),
+    /// A close frame from the server (a graceful close).
+    Closed,
+    /// The connection ended without a close frame (cut).
+    Cut,
+}
+
+/// A realtime client speaking one format.
+struct Client {
+    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    format: Format,
+}
+
+impl Client {
+    /// Opens `ws://…/?{query}&format=…`; the upgrade itself must succeed.
+    async fn connect(mock: &MockAbly, query: &str, format: Format) -> Self {
+        let url = format!(
+            "ws://{}/?{query}&format={}",
+            mock.addr(),
+            format_param(format)
+        );
+        let (socket, response) = timeout(tokio_tungstenite::connect_async(url))
+            .await
+            .expect("the upgrade succeeds, whatever the credential");
+        assert_eq!(response.status(), 101);
+        Self { socket, format }
+    }
+
+    /// Connects with [`KEY`] and returns the client and its CONNECTED.
+    async fn connected(mock: &MockAbly, query: &str, format: Format) -> (Self, ProtocolMessage) {
+        let mut client = Self::connect(mock, &format!("key={}&{query}", enc(KEY)), format).await;
+        let connected = client.expect(Action::CONNECTED).await;
+        (client, connected)
+    }
+
+    async fn send(&mut self, frame: &ProtocolMessage) {
+        let bytes = self.format.encode(frame).unwrap();
+        let message = match self.format {
+            Format::Json => WsMessage::Text(String::from_utf8(bytes).unwrap().into()),
+            Format::Msgpack => WsMessage::Binary(bytes.into()),
+        };
+        timeout(self.socket.send(message)).await.unwrap();
+    }
+
+    /// The next frame or ending, skipping WebSocket pings and pongs.
+    async fn next(&mut self) -> Got {
+        loop {
+            let Some(Ok(message)) = timeout(self.socket.next()).await else {
+                return Got::Cut;
+            };
+            let bytes = match message {
+                WsMessage::Text(text) => text.as_bytes().to_vec(),
+                WsMessage::Binary(bytes) => {
+                    assert_eq!(self.format, Format::Msgpack, "a binary frame on JSON");
+                    bytes.to_vec()
+                }
+                WsMessage::Close(_) => return Got::Closed,
+                _ => continue,
+            };
+            if self.format == Format::Msgpack {
+                assert!(
+                    serde_json::from_slice::<serde_json::Value>(&bytes).is_err(),
+                    "a JSON frame on msgpack"
+                );
+            }
+            return Got::Frame(Box::new(
+                self.format.decode(&bytes).expect("a ProtocolMessage"),
+            ));
+        }
+    }
+
+    /// The next frame, which must have `action`.
+    async fn expect(&mut self, action: Action) -> ProtocolMessage {
+        match self.next().await {
+            Got::Frame(frame) if frame.action == action => *frame,
+            other => panic!("expected {action}, got {other:?}"),
+        }
+    }
+
+    /// The server closes the socket gracefully next; the client completes
+    /// the closing handshake, as a browser or Node's `ws` does.
+    async fn expect_close(&mut self) {
+        match self.next().await {
+            Got::Closed => {}
+            other => panic!("expected a close, got {other:?}"),
+        }
+        while let Some(Ok(_)) = timeout(self.socket.next()).await {}
+    }
+}
+
+/// The connection key and id of a CONNECTED.
+fn ids(connected: &ProtocolMessage) -> (String, String) {
+    let details = connected.connection_details.as_ref().expect("details");
+    (
+        connected.connection_id.clone().expect("connectionId"),
+        details.connection_key.clone().expect("connectionKey"),
+    )
+}
+
+#[tokio::test]
+async fn a_key_connects_with_every_connection_detail_in_both_formats() {
+    let app = with(
+        MockAbly::builder()
+            .key(KEY)
+            .max_idle_interval(Duration::from_secs(20)),
+    )
+    .await;
+    let mut clients = Vec::new();
+    for format in FORMATS {
+        // What ably-js sends, plus a parameter the mock does not know.
+        let query = "clientId=alice&heartbeats=false&v=6&agent=ably-js%2F2.28.0%20nodejs%2F20.20.2\
+                     &echo=false&remainPresentFor=15000&someFutureParam=1";
+        let (client, connected) = Client::connected(&app.mock, query, format).await;
+        clients.push(client);
+
+        let (id, key) = ids(&connected);
+        let details = connected.connection_details.unwrap();
+        assert_eq!(details.client_id.as_deref(), Some("alice"));
+        assert!(key.starts_with(&format!("{id}!")), "{key}");
+        assert!(key.len() > id.len() + 8, "{key}");
+        assert_eq!(details.max_idle_interval, Some(20_000));
+        assert_eq!(details.connection_state_ttl, Some(120_000));
+        assert_eq!(details.max_message_size, Some(65_536));
+        assert_eq!(details.server_id.as_deref(), Some("mock-ably"));
+        assert_eq!(connected.error, None);
+    }
+    assert_eq!(app.mock.stats().open_connections, 2);
+}
+
+#[tokio::test]
+async fn a_token_from_request_token_gives_its_client_id_to_a_token_only_client() {
+    let app = spawn().await;
+    let params = TokenParams {
+        client_id: Some("alice".into()),
+        ..TokenParams::default()
+    };
+    let token = app.mock.issue_token(params).token;
+    for format in FORMATS {
+        for presented in [token.clone(), b64(&token)] {
+            let mut client = Client::connect(
+                &app.mock,
+                &format!("access_token={}", enc(&presented)),
+                format,
+            )
+            .await;
+
+            let connected = client.expect(Action::CONNECTED).await;
+
+            let details = connected.connection_details.unwrap();
+            assert_eq!(details.client_id.as_deref(), Some("alice"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_ably_jwt_connects_with_its_client_id() {
+    let app = spawn().await;
+    let token = jwt(&app.mock, r#"{"*":["*"]}"#, Some("bob"), 3600);
+    for format in FORMATS {
+        let mut client = Client::connect(
+            &app.mock,
+            &format!("access_token={}&clientId=bob", enc(&token)),
+            format,
+        )
+        .await;
+
+        let connected = client.expect(Action::CONNECTED).await;
+
+        assert_eq!(
+            connected.connection_details.unwrap().client_id.as_deref(),
+            Some("bob")
+        );
+    }
+}
+
+/// Connects with `query` and expects `action` with `code`, then a close.
+async fn refused(app: &TestMock, query: &str, format: Format, action: Action, code: u32) {
+    let mut client = Client::connect(&app.mock, query, format).await;
+    let frame = client.expect(action).await;
+    let error = frame.error.expect("an error");
+    assert_eq!(error.code, code, "{query}: {}", error.message);
+    assert_eq!(error.status_code, 401, "{query}");
+    client.expect_close().await;
+}
+
+#[tokio::test]
+async fn bad_credentials_are_refused_in_band_with_error_never_http_401() {
+    let app = spawn().await;
+    let other_key = shared::ApiKey::parse("testApp.testKey:wrong-secret").unwrap();
+    let now = app.mock.now_ms() / 1000;
+    let forged = shared::jwt::encode_jwt(
+        &other_key,
+        &shared::AblyJwtClaims::new(now, now + 60, r#"{"*":["*"]}"#),
+    )
+    .unwrap();
+    for format in FORMATS {
+        refused(
+            &app,
+            "key=testApp.testKey%3Awrong",
+            format,
+            Action::ERROR,
+            40101,
+        )
+        .await;
+        refused(&app, "clientId=alice", format, Action::ERROR, 40101).await;
+        refused(
+            &app,
+            "access_token=testApp.nope",
+            format,
+            Action::ERROR,
+            40143,
+        )
+        .await;
+        refused(
+            &app,
+            &format!("access_token={forged}"),
+            format,
+            Action::ERROR,
+            40144,
+        )
+        .await;
+    }
+    eventually("every refused connection is closed", || {
+        app.mock.stats().open_connections == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_client_id_the_credential_does_not_allow_is_refused_with_40102() {
+    let app = spawn().await;
+    let token = jwt(&app.mock, r#"{"*":["*"]}"#, Some("alice"), 3600);
+    for format in FORMATS {
+        refused(
+            &app,
+            &format!("access_token={}&clientId=bob", enc(&token)),
+            format,
+            Action::ERROR,
+            40102,
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn an_expired_token_is_disconnected_with_40142_so_the_client_renews() {
+    let app = spawn().await;
+    let params = TokenParams {
+        ttl: Some(1_000),
+        ..TokenParams::default()
+    };
+    let token = app.mock.issue_token(params).token;
+    let expired_jwt = jwt(&app.mock, r#"{"*":["*"]}"#, None, 1);
+    app.mock.advance_clock(Duration::from_secs(2));
+    for format in FORMATS {
+        for token in [&token, &expired_jwt] {
+            refused(
+                &app,
+                &format!("access_token={}", enc(token)),
+                format,
+                Action::DISCONNECTED,
+                40142,
+            )
+            .await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn bad_parameters_are_refused_in_band_with_40003() {
+    let app = spawn().await;
+    for query in [
+        "format=xml",
+        "echo=maybe",
+        "heartbeats=2",
+        "remainPresentFor=soon",
+    ] {
+        let url = format!("ws://{}/?key={}&{query}", app.mock.addr(), enc(KEY));
+        let (socket, _) = timeout(tokio_tungstenite::connect_async(url))
+            .await
+            .unwrap();
+        // An unknown format is answered in JSON.
+        let mut client = Client {
+            socket,
+            format: Format::Json,
+        };
+        let error = client.expect(Action::ERROR).await.error.unwrap();
+        assert_eq!(error.code, 40003, "{query}");
+        client.expect_close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_plain_get_of_the_root_is_still_a_404() {
+    let app = spawn().await;
+
+    let response = app.get("/").await;
+
+    assert_error(response, 404, 40400).await;
+    let post = timeout(app.client.post(app.url("/")).send()).await.unwrap();
+    assert_error(post, 404, 40400).await;
+}
+
+#[tokio::test]
+async fn heartbeats_follow_connected_once_the_connection_is_idle() {
+    let idle = Duration::from_millis(200);
+    let app = with(MockAbly::builder().key(KEY).max_idle_interval(idle)).await;
+    for format in FORMATS {
+        let mut client = Client::connect(&app.mock, &format!("key={}", enc(KEY)), format).await;
+
+        // CONNECTED comes first, then a heartbeat no sooner than half the
+        // idle interval later.
+        client.expect(Action::CONNECTED).await;
+        let connected_at = std::time::Instant::now();
+        let heartbeat = client.expect(Action::HEARTBEAT).await;
+        assert!(connected_at.elapsed() >= idle / 2 - Duration::from_millis(5));
+        assert_eq!(heartbeat.id, None);
+        client.expect(Action::HEARTBEAT).await;
+    }
+}
+
+#[tokio::test]
+async fn a_ping_id_is_echoed() {
+    let app = spawn().await;
+    for format in FORMATS {
+        let (mut client, _) = Client::connected(&app.mock, "", format).await;
+        let mut ping = ProtocolMessage::new(Action::HEARTBEAT);
+        ping.id = Some("12394404419098426".into());
+
+        client.send(&ping).await;
+
+        let pong = client.expect(Action::HEARTBEAT).await;
+        assert_eq!(pong.id.as_deref(), Some("12394404419098426"));
+    }
+}
+
+#[tokio::test]
+async fn close_is_answered_closed_and_the_connection_is_gone() {
+    let app = spawn().await;
+    for format in FORMATS {
+        let (mut client, connected) = Client::connected(&app.mock, "", format).await;
+        let (id, key) = ids(&connected);
+
+        client.send(&ProtocolMessage::new(Action::CLOSE)).await;
+
+        client.expect(Action::CLOSED).await;
+        client.expect_close().await;
+        eventually("the connection is closed", || {
+            app.mock.stats().open_connections == 0
+        })
+        .await;
+        // A closed connection cannot be resumed: a new one, with 80008.
+        let (_again, resumed) =
+            Client::connected(&app.mock, &format!("resume={}", enc(&key)), format).await;
+        assert_ne!(resumed.connection_id.as_deref(), Some(id.as_str()));
+        assert_eq!(resumed.error.unwrap().code, 80008);
+    }
+}
+
+#[tokio::test]
+async fn disconnect_and_a_lost_socket_leave_the_connection_resumable() {
+    let app = spawn().await;
+    for format in FORMATS {
+        let (mut client, connected) = Client::connected(&app.mock, "clientId=alice", format).await;
+        let (id, key) = ids(&connected);
+
+        // DISCONNECT: the server closes the socket, the connection stays.
+        client.send(&ProtocolMessage::new(Action::DISCONNECT)).await;
+        client.expect_close().await;
+        eventually("the socket is closed", || {
+            app.mock.stats().open_connections == 0
+        })
+        .await;
+        let query = format!("clientId=alice&resume={}", enc(&key));
+        let (client, resumed) = Client::connected(&app.mock, &query, format).await;
+        assert_eq!(ids(&resumed), (id.clone(), key.clone()));
+        assert_eq!(resumed.error, None);
+
+        // A socket dropped without any close: resumable too, once.
+        drop(client);
+        eventually("the socket is gone", || {
+            app.mock.stats().open_connections == 0
+        })
+        .await;
+        let (_client, resumed) = Client::connected(&app.mock, &query, format).await;
+        assert_eq!(ids(&resumed), (id.clone(), key.clone()));
+        let (_other, fresh) = Client::connected(&app.mock, &query, format).await;
+        assert_ne!(fresh.connection_id.as_deref(), Some(id.as_str()));
+        assert_eq!(fresh.error.unwrap().code, 80008);
+    }
+}
+
+#[tokio::test]
+async fn a_resume_or_recovery_key_past_the_connection_state_ttl_starts_afresh() {
+    let app = with(
+        MockAbly::builder()
+            .key(KEY)
+            .connection_state_ttl(Duration::from_secs(10)),
+    )
+    .await;
+    let (mut client, connected) = Client::connected(&app.mock, "", Format::Json).await;
+    let (id, key) = ids(&connected);
+    assert_eq!(
+        connected.connection_details.unwrap().connection_state_ttl,
+        Some(10_000)
+    );
+    client.send(&ProtocolMessage::new(Action::DISCONNECT)).await;
+    client.expect_close().await;
+    eventually("the socket is closed", || {
+        app.mock.stats().open_connections == 0
+    })
+    .await;
+
+    // Within the TTL, a recovery key (RTN16g) names the connection too.
+    let recover = json!({"connectionKey": key, "msgSerial": 0, "channelSerials": {}}).to_string();
+    let (mut client, recovered) = Client::connected(
+        &app.mock,
+        &format!("recover={}", enc(&recover)),
+        Format::Json,
+    )
+    .await;
+    assert_eq!(ids(&recovered).0, id);
+    client.send(&ProtocolMessage::new(Action::DISCONNECT)).await;
+    client.expect_close().await;
+    eventually("the socket is closed", || {
+        app.mock.stats().open_connections == 0
+    })
+    .await;
+
+    app.mock.advance_clock(Duration::from_secs(11));
+    let (_client, late) =
+        Client::connected(&app.mock, &format!("resume={}", enc(&key)), Format::Json).await;
+    assert_ne!(late.connection_id.as_deref(), Some(id.as_str()));
+    assert_eq!(late.error.unwrap().code, 80008);
+}
+
+#[tokio::test]
+async fn a_client_that_stays_silent_is_dropped_and_stays_resumable() {
+    let app = with(
+        MockAbly::builder()
+            .key(KEY)
+            .max_idle_interval(Duration::from_millis(50)),
+    )
+    .await;
+    let (client, connected) = Client::connected(&app.mock, "", Format::Json).await;
+    let (id, key) = ids(&connected);
+    assert_eq!(app.mock.stats().open_connections, 1);
+
+    // Not reading means not answering the server's pings either.
+    eventually("the silent client is dropped", || {
+        app.mock.stats().open_connections == 0
+    })
+    .await;
+    drop(client);
+
+    let (_client, resumed) =
+        Client::connected(&app.mock, &format!("resume={}", enc(&key)), Format::Json).await;
+    assert_eq!(ids(&resumed).0, id);
+}
+
+#[tokio::test]
+async fn auth_with_a_new_token_keeps_the_connection_and_another_client_id_fails_it() {
+    let app = spawn().await;
+    for format in FORMATS {
+        let first = jwt(&app.mock, r#"{"*":["*"]}"#, Some("alice"), 3600);
+        let mut client =
+            Client::connect(&app.mock, &format!("access_token={}", enc(&first)), format).await;
+        let connected = client.expect(Action::CONNECTED).await;
+
+        let mut auth = ProtocolMessage::new(Action::AUTH);
+        auth.auth = Some(AuthDetails::new(jwt(
+            &app.mock,
+            r#"{"*":["subscribe"]}"#,
+            Some("alice"),
+            7200,
+        )));
+        client.send(&auth).await;
+        let renewed = client.expect(Action::CONNECTED).await;
+        assert_eq!(ids(&renewed), ids(&connected));
+        assert_eq!(
+            renewed.connection_details.unwrap().client_id.as_deref(),
+            Some("alice")
+        );
+
+        auth.auth = Some(AuthDetails::new(jwt(
+            &app.mock,
+            r#"{"*":["*"]}"#,
+            Some("bob"),
+            3600,
+        )));
+        client.send(&auth).await;
+        let error = client.expect(Action::ERROR).await.error.unwrap();
+        assert_eq!(error.code, 40102);
+        client.expect_close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_token_expiring_while_connected_gets_disconnected_40142() {
+    let app = spawn().await;
+    for format in FORMATS {
+        let token = jwt(&app.mock, r#"{"*":["*"]}"#, None, 60);
+        let mut client =
+            Client::connect(&app.mock, &format!("access_token={}", enc(&token)), format).await;
+        client.expect(Action::CONNECTED).await;
+
+        app.mock.advance_clock(Duration::from_secs(61));
+
+        let error = client.expect(Action::DISCONNECTED).await.error.unwrap();
+        assert_eq!(error.code, 40142);
+        client.expect_close().await;
+    }
+}
+
+#[tokio::test]
+async fn expire_credentials_disconnects_token_connections_but_not_key_ones() {
+    let app = spawn().await;
+    let token = jwt(&app.mock, r#"{"*":["*"]}"#, None, 3600);
+    let mut on_token = Client::connect(
+        &app.mock,
+        &format!("access_token={}", enc(&token)),
+        Format::Msgpack,
+    )
+    .await;
+    on_token.expect(Action::CONNECTED).await;
+    let (mut on_key, _) = Client::connected(&app.mock, "", Format::Msgpack).await;
+
+    app.mock.expire_credentials();
+
+    let error = on_token.expect(Action::DISCONNECTED).await.error.unwrap();
+    assert_eq!(error.code, 40142);
+    on_token.expect_close().await;
+    let mut ping = ProtocolMessage::new(Action::HEARTBEAT);
+    ping.id = Some("still-here".into());
+    on_key.send(&ping).await;
+    assert_eq!(
+        on_key.expect(Action::HEARTBEAT).await.id.as_deref(),
+        Some("still-here")
+    );
+}
+
+#[tokio::test]
+async fn drop_streams_cuts_realtime_sockets_without_a_close() {
+    let app = spawn().await;
+    let (mut client, _) = Client::connected(&app.mock, "", Format::Json).await;
+
+    app.mock.drop_streams();
+
+    assert!(matches!(client.next().await, Got::Cut));
+    eventually("the connection is counted closed", || {
+        app.mock.stats().open_connections == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_frame_that_does_not_read_is_an_error_40000() {
+    let app = spawn().await;
+    for (format, garbage) in [
+        (Format::Json, WsMessage::Text("{\"action\":".into())),
+        (Format::Msgpack, WsMessage::Binary(vec![0xc1].into())),
+    ] {
+        let (mut client, _) = Client::connected(&app.mock, "", format).await;
+
+        timeout(client.socket.send(garbage)).await.unwrap();
+
+        let error = client.expect(Action::ERROR).await.error.unwrap();
+        assert_eq!(error.code, 40000);
+        client.expect_close().await;
+    }
+}
+
+#[tokio::test]
+async fn open_connections_are_in_the_stats_endpoint() {
+    let app = spawn().await;
+    let (_client, _) = Client::connected(&app.mock, "", Format::Json).await;
+
+    let stats: serde_json::Value = app.get("/_mock/stats").await.json().await.unwrap();
+
+    assert_eq!(stats["openConnections"], 1);
+}
+
+// --- Channels and messages ---
+
+/// A frame for `channel` with `action`.
+fn on(action: Action, channel: &str) -> ProtocolMessage {
+    let mut frame = ProtocolMessage::new(action);
+    frame.channel = Some(channel.to_owned());
+    frame
+}
+
+/// A MESSAGE publishing `messages` with `serial`.
+fn publish_frame(channel: &str, serial: u64, messages: serde_json::Value) -> ProtocolMessage {
+    let mut frame = on(Action::MESSAGE, channel);
+    frame.msg_serial = Some(serial);
+    frame.messages = Some(serde_json::from_value(messages).unwrap());
+    frame
+}
+
+impl Client {
+    /// ATTACHes `channel` and returns ATTACHED.
+    async fn attach(&mut self, channel: &str) -> ProtocolMessage {
+        self.send(&on(Action::ATTACH, channel)).await;
+        let attached = self.expect(Action::ATTACHED).await;
+        assert_eq!(attached.channel.as_deref(), Some(channel));
+        attached
+    }
+
+    /// Pings with `id` and expects the echo next: nothing else was queued.
+    async fn nothing_queued(&mut self, id: &str) {
+        let mut ping = ProtocolMessage::new(Action::HEARTBEAT);
+        ping.id = Some(id.to_owned());
+        self.send(&ping).await;
+        let next = self.expect(Action::HEARTBEAT).await;
+        assert_eq!(next.id.as_deref(), Some(id));
+    }
+}
+
+#[tokio::test]
+async fn attach_grants_the_requested_modes_the_capability_allows() {
+    let app = with(MockAbly::builder().key_with_capability(
+        KEY,
+        r#"{"all":["*"],"chat:*":["subscribe"],"pub:*":["publish","presence"]}"#,
+    ))
+    .await;
+    for format in FORMATS {
+        let (mut client, _) = Client::connected(&app.mock, "", format).await;
+
+        // No modes requested: every mode the capability allows; params echoed.
+        let mut attach = on(Action::ATTACH, "all");
+        attach.params = Some([("agent".to_owned(), "spaces/0.5.2".to_owned())].into());
+        client.send(&attach).await;
+        let all = client.expect(Action::ATTACHED).await;
+        assert_eq!(all.flags, Some(Flags(983_040)));
+        assert_eq!(all.params, attach.params);
+        assert!(all.channel_serial.is_some());
+
+        let chat = client.attach("chat:x").await;
+        assert_eq!(
+            chat.flags,
+            Some(Flags::SUBSCRIBE | Flags::PRESENCE_SUBSCRIBE)
+        );
+        assert_eq!(chat.params, None);
+
+        let mut attach = on(Action::ATTACH, "pub:x");
+        attach.flags = Some(Flags::PUBLISH | Flags::SUBSCRIBE);
+        client.send(&attach).await;
+        assert_eq!(
+            client.expect(Action::ATTACHED).await.flags,
+            Some(Flags::PUBLISH)
+        );
+
+        // Nothing granted: a channel ERROR 40160, and the connection stays.
+        let mut attach = on(Action::ATTACH, "chat:y");
+        attach.flags = Some(Flags::PUBLISH);
+        client.send(&attach).await;
+        let denied = client.expect(Action::ERROR).await;
+        assert_eq!(denied.channel.as_deref(), Some("chat:y"));
+        assert_eq!(denied.error.unwrap().code, 40160);
+        client.send(&on(Action::ATTACH, "secret")).await;
+        assert_eq!(
+            client.expect(Action::ERROR).await.error.unwrap().code,
+            40160
+        );
+        client.nothing_queued("still-up").await;
+
+        client.send(&on(Action::DETACH, "chat:x")).await;
+        let detached = client.expect(Action::DETACHED).await;
+        assert_eq!(detached.channel.as_deref(), Some("chat:x"));
+    }
+}
+
+#[tokio::test]
+async fn a_publish_is_acked_stamped_and_fanned_out_honouring_echo() {
+    let app = spawn().await;
+    for format in FORMATS {
+        let (mut alice, connected) = Client::connected(&app.mock, "clientId=alice", format).await;
+        let alice_id = connected.connection_id.unwrap();
+        let (mut quiet, _) = Client::connected(&app.mock, "clientId=bob&echo=false", format).await;
+        alice.attach("room").await;
+        quiet.attach("room").await;
+
+        alice
+            .send(&publish_frame(
+                "room",
+                0,
+                json!([{"name":"a","data":"one","action":0,"size":4},{"name":"b","data":{"n":1}}]),
+            ))
+            .await;
+
+        let ack = alice.expect(Action::ACK).await;
+        assert_eq!((ack.msg_serial, ack.count), (Some(0), Some(1)));
+        for client in [&mut alice, &mut quiet] {
+            for (index, name) in ["a", "b"].into_iter().enumerate() {
+                let frame = client.expect(Action::MESSAGE).await;
+                assert_eq!(frame.channel.as_deref(), Some("room"));
+                assert!(frame.channel_serial.is_some());
+                let message = &frame.messages.unwrap()[0];
+                assert_eq!(message.id, Some(format!("{alice_id}:0:{index}")));
+                assert_eq!(message.name.as_deref(), Some(name));
+                assert_eq!(message.client_id.as_deref(), Some("alice"));
+                assert_eq!(message.connection_id.as_deref(), Some(alice_id.as_str()));
+                assert!(message.timestamp.is_some());
+            }
+        }
+
+        // echo=false: bob's own message reaches alice, not bob.
+        quiet
+            .send(&publish_frame(
+                "room",
+                0,
+                json!([{"name":"c","data":"AQID","encoding":"base64"}]),
+            ))
+            .await;
+        assert_eq!(quiet.expect(Action::ACK).await.msg_serial, Some(0));
+        quiet.nothing_queued("no-echo").await;
+        let frame = alice.expect(Action::MESSAGE).await;
+        let message = &frame.messages.unwrap()[0];
+        assert_eq!(message.client_id.as_deref(), Some("bob"));
+        // Binary data crosses formats as binary.
+        assert_eq!(
+            (message.data.clone(), message.encoding.as_deref()),
+            (Some(json!("AQID")), Some("base64"))
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_publish_needs_no_attach_and_reaches_history_and_sse_in_order() {
+    let app = spawn().await;
+    let mut sse = app.sse("channels=log").await;
+    for format in FORMATS {
+        let (mut client, connected) = Client::connected(&app.mock, "clientId=carol", format).await;
+        let id = connected.connection_id.unwrap();
+
+        for serial in 0..3 {
+            client
+                .send(&publish_frame(
+                    "log",
+                    serial,
+                    json!([{"data": format!("m{serial}")}]),
+                ))
+                .await;
+            assert_eq!(client.expect(Action::ACK).await.msg_serial, Some(serial));
+        }
+
+        for serial in 0..3 {
+            let message = sse.message().await;
+            assert_eq!(message["id"], format!("{id}:{serial}:0"));
+            assert_eq!(message["data"], format!("m{serial}"));
+            assert_eq!(message["clientId"], "carol");
+            assert_eq!(message["connectionId"], id.as_str());
+        }
+    }
+    let history: serde_json::Value = app
+        .get(&format!(
+            "/channels/log/messages?direction=forwards&key={}",
+            enc(KEY)
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let data: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["data"].as_str().unwrap())
+        .collect();
+    assert_eq!(data, ["m0", "m1", "m2", "m0", "m1", "m2"]);
+}
+
+#[tokio::test]
+async fn rest_publishes_reach_realtime_subscribers() {
+    let app = spawn().await;
+    let (mut client, _) = Client::connected(&app.mock, "", Format::Msgpack).await;
+    client.attach("news").await;
+
+    let id = app.mock.publish_data("news", "headline", json!({"x": 1}));
+
+    let frame = client.expect(Action::MESSAGE).await;
+    let message = &frame.messages.unwrap()[0];
+    assert_eq!(message.id.as_deref(), Some(id.as_str()));
+    assert_eq!(message.data, Some(json!("{\"x\":1}")));
+    assert_eq!(message.encoding.as_deref(), Some("json"));
+    assert_eq!(app.mock.stats().channels["news"].subscribers, 1);
+}
+
+#[tokio::test]
+async fn publishes_the_credential_does_not_allow_are_nacked() {
+    let app = spawn().await;
+    for format in FORMATS {
+        let token = jwt(
+            &app.mock,
+            r#"{"ro:*":["subscribe"],"rw":["*"]}"#,
+            Some("dave"),
+            3600,
+        );
+        let mut client =
+            Client::connect(&app.mock, &format!("access_token={}", enc(&token)), format).await;
+        client.expect(Action::CONNECTED).await;
+
+        client
+            .send(&publish_frame("ro:x", 0, json!([{"data":"x"}])))
+            .await;
+        let nack = client.expect(Action::NACK).await;
+        assert_eq!((nack.msg_serial, nack.count), (Some(0), Some(1)));
+        assert_eq!(nack.error.unwrap().code, 40160);
+
+        client
+            .send(&publish_frame(
+                "rw",
+                1,
+                json!([{"data":"x","clientId":"mallory"}]),
+            ))
+            .await;
+        let nack = client.expect(Action::NACK).await;
+        assert_eq!(nack.msg_serial, Some(1));
+        assert_eq!(nack.error.unwrap().code, 40012);
+
+        client
+            .send(&publish_frame(
+                "rw",
+                2,
+                json!([{"data":"x","clientId":"dave"}]),
+            ))
+            .await;
+        assert_eq!(client.expect(Action::ACK).await.msg_serial, Some(2));
+    }
+    assert_eq!(app.mock.stats().published, 2);
+}
+
+#[tokio::test]
+async fn a_serial_resent_after_a_resume_is_acked_again_and_delivered_once() {
+    let app = spawn().await;
+    let (mut listener, _) = Client::connected(&app.mock, "", Format::Json).await;
+    listener.attach("dup").await;
+    let (mut client, connected) =
+        Client::connected(&app.mock, "clientId=erin", Format::Msgpack).await;
+    let (_, key) = ids(&connected);
+    client
+        .send(&publish_frame("dup", 0, json!([{"data":"once"}])))
+        .await;
+    client.expect(Action::ACK).await;
+    client.send(&ProtocolMessage::new(Action::DISCONNECT)).await;
+    client.expect_close().await;
+    eventually("the socket is closed", || {
+        app.mock.stats().open_connections == 1
+    })
+    .await;
+
+    let query = format!("clientId=erin&resume={}", enc(&key));
+    let (mut client, resumed) = Client::connected(&app.mock, &query, Format::Msgpack).await;
+    assert_eq!(resumed.error, None);
+    client
+        .send(&publish_frame("dup", 0, json!([{"data":"once"}])))
+        .await;
+    assert_eq!(client.expect(Action::ACK).await.msg_serial, Some(0));
+    client
+        .send(&publish_frame("dup", 1, json!([{"data":"twice"}])))
+        .await;
+    assert_eq!(client.expect(Action::ACK).await.msg_serial, Some(1));
+
+    let first = listener.expect(Action::MESSAGE).await.messages.unwrap();
+    let second = listener.expect(Action::MESSAGE).await.messages.unwrap();
+    assert_eq!(first[0].data, Some(json!("once")));
+    assert_eq!(second[0].data, Some(json!("twice")));
+    assert_eq!(app.mock.stats().published, 2);
+}
+
+#[tokio::test]
+async fn a_reattach_with_its_channel_serial_gets_what_was_published_meanwhile() {
+    let app = spawn().await;
+    let (mut client, connected) = Client::connected(&app.mock, "", Format::Json).await;
+    let (_, key) = ids(&connected);
+    let serial = client.attach("feed").await.channel_serial.unwrap();
+    client.send(&ProtocolMessage::new(Action::DISCONNECT)).await;
+    client.expect_close().await;
+
+    app.mock.publish_data("feed", "", "while-away-1");
+    app.mock.publish_data("feed", "", "while-away-2");
+    let (mut client, _) =
+        Client::connected(&app.mock, &format!("resume={}", enc(&key)), Format::Json).await;
+    let mut attach = on(Action::ATTACH, "feed");
+    attach.channel_serial = Some(serial.clone());
+    client.send(&attach).await;
+
+    let attached = client.expect(Action::ATTACHED).await;
+    assert!(attached.flags().contains(Flags::RESUMED));
+    for data in ["while-away-1", "while-away-2"] {
+        let frame = client.expect(Action::MESSAGE).await;
+        assert_eq!(frame.messages.unwrap()[0].data, Some(json!(data)));
+    }
+    client.nothing_queued("caught-up").await;
+
+    // On a connection that was not resumed, the same serial still fills the
+    // gap, but the channel is not RESUMED.
+    let (mut fresh, _) = Client::connected(&app.mock, "", Format::Json).await;
+    let mut attach = on(Action::ATTACH, "feed");
+    attach.channel_serial = Some(serial);
+    fresh.send(&attach).await;
+    assert!(
+        !fresh
+            .expect(Action::ATTACHED)
+            .await
+            .flags()
+            .contains(Flags::RESUMED)
+    );
+    assert_eq!(
+        fresh.expect(Action::MESSAGE).await.messages.unwrap()[0].data,
+        Some(json!("while-away-1"))
+    );
+}
+
+#[tokio::test]
+async fn a_reattach_past_retention_is_not_resumed() {
+    let app = with(MockAbly::builder().key(KEY).retention_count(1)).await;
+    let (mut client, connected) = Client::connected(&app.mock, "", Format::Json).await;
+    let (_, key) = ids(&connected);
+    let serial = client.attach("feed").await.channel_serial.unwrap();
+    client.send(&ProtocolMessage::new(Action::DISCONNECT)).await;
+    client.expect_close().await;
+    app.mock.publish_data("feed", "", "lost");
+    app.mock.publish_data("feed", "", "kept");
+
+    let (mut client, _) =
+        Client::connected(&app.mock, &format!("resume={}", enc(&key)), Format::Json).await;
+    let mut attach = on(Action::ATTACH, "feed");
+    attach.channel_serial = Some(serial);
+    client.send(&attach).await;
+
+    assert!(
+        !client
+            .expect(Action::ATTACHED)
+            .await
+            .flags()
+            .contains(Flags::RESUMED)
+    );
+    client.nothing_queued("gap").await;
+}
+
+#[tokio::test]
+async fn rewind_in_attach_params_replays_from_the_store_sse_uses() {
+    let app = spawn().await;
+    for data in ["one", "two", "three"] {
+        app.mock.publish_data("past", "", data);
+    }
+    for format in FORMATS {
+        let (mut client, _) = Client::connected(&app.mock, "", format).await;
+        let mut attach = on(Action::ATTACH, "past");
+        attach.params = Some([("rewind".to_owned(), "2".to_owned())].into());
+        client.send(&attach).await;
+
+        let attached = client.expect(Action::ATTACHED).await;
+        assert_eq!(attached.params, attach.params);
+        for data in ["two", "three"] {
+            let frame = client.expect(Action::MESSAGE).await;
+            assert_eq!(frame.messages.unwrap()[0].data, Some(json!(data)));
+        }
+        client.nothing_queued("rewound").await;
+
+        let mut attach = on(Action::ATTACH, "other");
+        attach.params = Some([("rewind".to_owned(), "soon".to_owned())].into());
+        client.send(&attach).await;
+        let refused = client.expect(Action::ERROR).await;
+        assert_eq!(refused.channel.as_deref(), Some("other"));
+        assert_eq!(refused.error.unwrap().code, 40003);
+    }
+}
+
+#[tokio::test]
+async fn auth_that_narrows_the_capability_fails_the_channels_it_no_longer_allows() {
+    let app = spawn().await;
+    let token = jwt(&app.mock, r#"{"*":["*"]}"#, Some("fay"), 3600);
+    let mut client = Client::connect(
+        &app.mock,
+        &format!("access_token={}", enc(&token)),
+        Format::Json,
+    )
+    .await;
+    client.expect(Action::CONNECTED).await;
+    client.attach("keep").await;
+    client.attach("lose").await;
+
+    let mut auth = ProtocolMessage::new(Action::AUTH);
+    auth.auth = Some(AuthDetails::new(jwt(
+        &app.mock,
+        r#"{"keep":["subscribe"]}"#,
+        Some("fay"),
+        3600,
+    )));
+    client.send(&auth).await;
+
+    client.expect(Action::CONNECTED).await;
+    let revoked = client.expect(Action::ERROR).await;
+    assert_eq!(revoked.channel.as_deref(), Some("lose"));
+    assert_eq!(revoked.error.unwrap().code, 40160);
+    app.mock.publish_data("lose", "", "not for fay");
+    app.mock.publish_data("keep", "", "for fay");
+    let frame = client.expect(Action::MESSAGE).await;
+    assert_eq!(frame.channel.as_deref(), Some("keep"));
+}
+
+// --- Token lifecycle ---
+
+#[tokio::test]
+async fn auth_is_requested_ahead_of_expiry_and_a_renewal_keeps_the_connection() {
+    let app = with(
+        MockAbly::builder()
+            .key(KEY)
+            .auth_lead(Duration::from_secs(30)),
+    )
+    .await;
+    for format in FORMATS {
+        let token = jwt(&app.mock, r#"{"*":["*"]}"#, Some("gil"), 600);
+        let mut client =
+            Client::connect(&app.mock, &format!("access_token={}", enc(&token)), format).await;
+        let connected = client.expect(Action::CONNECTED).await;
+
+        // 30 s before expiry: AUTH, once.
+        app.mock.advance_clock(Duration::from_secs(569));
+        client.nothing_queued("too-early").await;
+        app.mock.advance_clock(Duration::from_secs(2));
+        let request = client.expect(Action::AUTH).await;
+        assert_eq!(request.auth, None);
+
+        let mut auth = ProtocolMessage::new(Action::AUTH);
+        auth.auth = Some(AuthDetails::new(jwt(
+            &app.mock,
+            r#"{"*":["*"]}"#,
+            Some("gil"),
+            600,
+        )));
+        client.send(&auth).await;
+        assert_eq!(
+            ids(&client.expect(Action::CONNECTED).await),
+            ids(&connected)
+        );
+        // The old token's expiry no longer applies.
+        app.mock.advance_clock(Duration::from_secs(60));
+        client.nothing_queued("renewed").await;
+    }
+}
+
+#[tokio::test]
+async fn a_short_token_is_asked_to_renew_at_half_its_life_then_expires() {
+    let app = spawn().await;
+    let token = jwt(&app.mock, r#"{"*":["*"]}"#, None, 10);
+    let mut client = Client::connect(
+        &app.mock,
+        &format!("access_token={}", enc(&token)),
+        Format::Json,
+    )
+    .await;
+    client.expect(Action::CONNECTED).await;
+
+    app.mock.advance_clock(Duration::from_secs(4));
+    client.nothing_queued("before-half").await;
+    app.mock.advance_clock(Duration::from_secs(2));
+    client.expect(Action::AUTH).await;
+    app.mock.advance_clock(Duration::from_secs(5));
+
+    let error = client.expect(Action::DISCONNECTED).await.error.unwrap();
+    assert_eq!(error.code, 40142);
+    client.expect_close().await;
+}
+
+#[tokio::test]
+async fn force_auth_asks_token_connections_to_renew_and_not_key_ones() {
+    let app = spawn().await;
+    let token = jwt(&app.mock, r#"{"*":["*"]}"#, None, 3600);
+    let mut on_token = Client::connect(
+        &app.mock,
+        &format!("access_token={}", enc(&token)),
+        Format::Msgpack,
+    )
+    .await;
+    on_token.expect(Action::CONNECTED).await;
+    let (mut on_key, _) = Client::connected(&app.mock, "", Format::Msgpack).await;
+
+    app.mock.force_auth();
+    on_token.expect(Action::AUTH).await;
+    let response = timeout(app.client.post(app.url("/_mock/force-auth")).send())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    on_token.expect(Action::AUTH).await;
+
+    on_key.nothing_queued("no-auth-for-keys").await;
+}
+
+// --- Controls ---
+
+#[tokio::test]
+async fn fail_next_realtime_refuses_the_next_upgrades_in_band() {
+    let app = spawn().await;
+    let response = timeout(
+        app.client
+            .post(app.url("/_mock/fail-next"))
+            .json(&json!({"count": 2, "code": 40142, "target": "realtime"}))
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 204);
+    // REST is not claimed by a realtime rule.
+    assert_eq!(app.get("/time").await.status(), 200);
+
+    for format in FORMATS {
+        let mut client = Client::connect(&app.mock, &format!("key={}", enc(KEY)), format).await;
+        let error = client.expect(Action::DISCONNECTED).await.error.unwrap();
+        assert_eq!((error.code, error.status_code), (40142, 401));
+        client.expect_close().await;
+    }
+    app.mock.fail_next(
+        mock_ably::FailNext::new(shared::ErrorInfo::from_code(40101, "injected"))
+            .target(mock_ably::FailTarget::Realtime),
+    );
+    let mut client = Client::connect(&app.mock, &format!("key={}", enc(KEY)), Format::Json).await;
+    assert_eq!(
+        client.expect(Action::ERROR).await.error.unwrap().code,
+        40101
+    );
+    client.expect_close().await;
+    Client::connected(&app.mock, "", Format::Json).await;
+}
+
+#[tokio::test]
+async fn attached_channels_are_counted_while_attached() {
+    let app = spawn().await;
+    let (mut first, _) = Client::connected(&app.mock, "", Format::Json).await;
+    let (mut second, _) = Client::connected(&app.mock, "", Format::Msgpack).await;
+    first.attach("a").await;
+    first.attach("b").await;
+    first.attach("b").await;
+    second.attach("a").await;
+    assert_eq!(app.mock.stats().attached_channels, 3);
+
+    first.send(&on(Action::DETACH, "a")).await;
+    first.expect(Action::DETACHED).await;
+    let stats: serde_json::Value = app.get("/_mock/stats").await.json().await.unwrap();
+    assert_eq!(stats["attachedChannels"], 2);
+
+    drop(second);
+    eventually(
+        "the dropped connection's channel is no longer counted",
+        || app.mock.stats().attached_channels == 1,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn delta_vcdiff_in_attach_params_sends_deltas_after_a_full_message() {
+    use base64::Engine as _;
+    let app = spawn().await;
+    let first = "the quick brown fox jumps over the lazy dog, again and again and again";
+    let second = "the quick brown fox jumps over the lazy cat, again and again and again";
+    for format in FORMATS {
+        let channel = format!("deltas-{}", format_param(format));
+        let (mut client, _) = Client::connected(&app.mock, "", format).await;
+        let mut attach = on(Action::ATTACH, &channel);
+        attach.params = Some([("delta".to_owned(), "vcdiff".to_owned())].into());
+        client.send(&attach).await;
+        client.expect(Action::ATTACHED).await;
+
+        let base_id = app.mock.publish_data(&channel, "", first);
+        app.mock.publish_data(&channel, "", second);
+
+        let full = client
+            .expect(Action::MESSAGE)
+            .await
+            .messages
+            .unwrap()
+            .remove(0);
+        assert_eq!(full.data, Some(json!(first)));
+        let delta = client
+            .expect(Action::MESSAGE)
+            .await
+            .messages
+            .unwrap()
+            .remove(0);
+        assert_eq!(delta.encoding.as_deref(), Some("utf-8/vcdiff/base64"));
+        assert_eq!(delta.delta().unwrap().from, base_id);
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(delta.data.unwrap().as_str().unwrap())
+            .unwrap();
+        let target = shared::vcdiff::decode(first.as_bytes(), &bytes, 1 << 20).unwrap();
+        assert_eq!(target, second.as_bytes());
+
+        let mut attach = on(Action::ATTACH, "x");
+        attach.params = Some([("delta".to_owned(), "xdelta".to_owned())].into());
+        client.send(&attach).await;
+        assert_eq!(
+            client.expect(Action::ERROR).await.error.unwrap().code,
+            40003
+        );
+    }
+}
+
+#[tokio::test]
+async fn another_client_id_cannot_resume_a_connection() {
+    let app = spawn().await;
+    let (mut client, connected) =
+        Client::connected(&app.mock, "clientId=alice", Format::Json).await;
+    let (id, key) = ids(&connected);
+    client.send(&ProtocolMessage::new(Action::DISCONNECT)).await;
+    client.expect_close().await;
+    eventually("the socket is closed", || {
+        app.mock.stats().open_connections == 0
+    })
+    .await;
+
+    let (mallory, refused) = Client::connected(
+        &app.mock,
+        &format!("clientId=mallory&resume={}", enc(&key)),
+        Format::Json,
+    )
+    .await;
+    assert_ne!(refused.connection_id.as_deref(), Some(id.as_str()));
+    assert_eq!(refused.error.unwrap().code, 80008);
+    drop(mallory);
+    eventually("mallory's connection is closed", || {
+        app.mock.stats().open_connections == 0
+    })
+    .await;
+
+    let (_alice, resumed) = Client::connected(
+        &app.mock,
+        &format!("clientId=alice&resume={}", enc(&key)),
+        Format::Json,
+    )
+    .await;
+    assert_eq!(ids(&resumed).0, id);
+    assert_eq!(app.mock.stats().open_connections, 1);
+}
