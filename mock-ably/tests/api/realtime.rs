@@ -65,6 +65,14 @@ impl Client {
         (client, connected)
     }
 
+    /// Connects with the token or JWT `token` and returns the client and
+    /// its CONNECTED.
+    async fn with_token(mock: &MockAbly, token: &str, format: Format) -> (Self, ProtocolMessage) {
+        let mut client = Self::connect(mock, &format!("access_token={}", enc(token)), format).await;
+        let connected = client.expect(Action::CONNECTED).await;
+        (client, connected)
+    }
+
     async fn send(&mut self, frame: &ProtocolMessage) {
         let bytes = self.format.encode(frame).unwrap();
         let message = match self.format {
@@ -169,14 +177,7 @@ async fn a_token_from_request_token_gives_its_client_id_to_a_token_only_client()
     let token = app.mock.issue_token(params).token;
     for format in FORMATS {
         for presented in [token.clone(), b64(&token)] {
-            let mut client = Client::connect(
-                &app.mock,
-                &format!("access_token={}", enc(&presented)),
-                format,
-            )
-            .await;
-
-            let connected = client.expect(Action::CONNECTED).await;
+            let (_client, connected) = Client::with_token(&app.mock, &presented, format).await;
 
             let details = connected.connection_details.unwrap();
             assert_eq!(details.client_id.as_deref(), Some("alice"));
@@ -495,9 +496,7 @@ async fn auth_with_a_new_token_keeps_the_connection_and_another_client_id_fails_
     let app = spawn().await;
     for format in FORMATS {
         let first = jwt(&app.mock, r#"{"*":["*"]}"#, Some("alice"), 3600);
-        let mut client =
-            Client::connect(&app.mock, &format!("access_token={}", enc(&first)), format).await;
-        let connected = client.expect(Action::CONNECTED).await;
+        let (mut client, connected) = Client::with_token(&app.mock, &first, format).await;
 
         let mut auth = ProtocolMessage::new(Action::AUTH);
         auth.auth = Some(AuthDetails::new(jwt(
@@ -532,9 +531,7 @@ async fn a_token_expiring_while_connected_gets_disconnected_40142() {
     let app = spawn().await;
     for format in FORMATS {
         let token = jwt(&app.mock, r#"{"*":["*"]}"#, None, 60);
-        let mut client =
-            Client::connect(&app.mock, &format!("access_token={}", enc(&token)), format).await;
-        client.expect(Action::CONNECTED).await;
+        let (mut client, _) = Client::with_token(&app.mock, &token, format).await;
 
         app.mock.advance_clock(Duration::from_secs(61));
 
@@ -548,13 +545,7 @@ async fn a_token_expiring_while_connected_gets_disconnected_40142() {
 async fn expire_credentials_disconnects_token_connections_but_not_key_ones() {
     let app = spawn().await;
     let token = jwt(&app.mock, r#"{"*":["*"]}"#, None, 3600);
-    let mut on_token = Client::connect(
-        &app.mock,
-        &format!("access_token={}", enc(&token)),
-        Format::Msgpack,
-    )
-    .await;
-    on_token.expect(Action::CONNECTED).await;
+    let (mut on_token, _) = Client::with_token(&app.mock, &token, Format::Msgpack).await;
     let (mut on_key, _) = Client::connected(&app.mock, "", Format::Msgpack).await;
 
     app.mock.expire_credentials();
@@ -828,9 +819,7 @@ async fn publishes_the_credential_does_not_allow_are_nacked() {
             Some("dave"),
             3600,
         );
-        let mut client =
-            Client::connect(&app.mock, &format!("access_token={}", enc(&token)), format).await;
-        client.expect(Action::CONNECTED).await;
+        let (mut client, _) = Client::with_token(&app.mock, &token, format).await;
 
         client
             .send(&publish_frame("ro:x", 0, json!([{"data":"x"}])))
@@ -1004,13 +993,7 @@ async fn rewind_in_attach_params_replays_from_the_store_sse_uses() {
 async fn auth_that_narrows_the_capability_fails_the_channels_it_no_longer_allows() {
     let app = spawn().await;
     let token = jwt(&app.mock, r#"{"*":["*"]}"#, Some("fay"), 3600);
-    let mut client = Client::connect(
-        &app.mock,
-        &format!("access_token={}", enc(&token)),
-        Format::Json,
-    )
-    .await;
-    client.expect(Action::CONNECTED).await;
+    let (mut client, _) = Client::with_token(&app.mock, &token, Format::Json).await;
     client.attach("keep").await;
     client.attach("lose").await;
 
@@ -1045,9 +1028,7 @@ async fn auth_is_requested_ahead_of_expiry_and_a_renewal_keeps_the_connection() 
     .await;
     for format in FORMATS {
         let token = jwt(&app.mock, r#"{"*":["*"]}"#, Some("gil"), 600);
-        let mut client =
-            Client::connect(&app.mock, &format!("access_token={}", enc(&token)), format).await;
-        let connected = client.expect(Action::CONNECTED).await;
+        let (mut client, connected) = Client::with_token(&app.mock, &token, format).await;
 
         // 30 s before expiry: AUTH, once.
         app.mock.advance_clock(Duration::from_secs(569));
@@ -1078,13 +1059,7 @@ async fn auth_is_requested_ahead_of_expiry_and_a_renewal_keeps_the_connection() 
 async fn a_short_token_is_asked_to_renew_at_half_its_life_then_expires() {
     let app = spawn().await;
     let token = jwt(&app.mock, r#"{"*":["*"]}"#, None, 10);
-    let mut client = Client::connect(
-        &app.mock,
-        &format!("access_token={}", enc(&token)),
-        Format::Json,
-    )
-    .await;
-    client.expect(Action::CONNECTED).await;
+    let (mut client, _) = Client::with_token(&app.mock, &token, Format::Json).await;
 
     app.mock.advance_clock(Duration::from_secs(4));
     client.nothing_queued("before-half").await;
@@ -1101,13 +1076,7 @@ async fn a_short_token_is_asked_to_renew_at_half_its_life_then_expires() {
 async fn force_auth_asks_token_connections_to_renew_and_not_key_ones() {
     let app = spawn().await;
     let token = jwt(&app.mock, r#"{"*":["*"]}"#, None, 3600);
-    let mut on_token = Client::connect(
-        &app.mock,
-        &format!("access_token={}", enc(&token)),
-        Format::Msgpack,
-    )
-    .await;
-    on_token.expect(Action::CONNECTED).await;
+    let (mut on_token, _) = Client::with_token(&app.mock, &token, Format::Msgpack).await;
     let (mut on_key, _) = Client::connected(&app.mock, "", Format::Msgpack).await;
 
     app.mock.force_auth();
