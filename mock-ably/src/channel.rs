@@ -239,6 +239,29 @@ impl Channel {
         }
     }
 
+    /// The channel `name` in `channels`, created if it is new, with
+    /// retention applied as of `now_ms`: what every operation on a channel
+    /// starts from.
+    fn live<'a>(
+        channels: &'a mut HashMap<String, Channel>,
+        name: &str,
+        settings: &Settings,
+        now_ms: u64,
+    ) -> &'a mut Channel {
+        let channel = channels
+            .entry(name.to_owned())
+            .or_insert_with(|| Channel::new(name));
+        channel.evict(settings, now_ms);
+        channel
+    }
+
+    /// Adds `subscriber` unless a subscriber with its id is already here.
+    fn subscribe(&mut self, subscriber: Subscriber) {
+        if !self.subscribers.iter().any(|s| s.id == subscriber.id) {
+            self.subscribers.push(subscriber);
+        }
+    }
+
     /// Drops messages past the count cap or older than the retention time.
     fn evict(&mut self, settings: &Settings, now_ms: u64) {
         let retention = u64::try_from(settings.retention.as_millis()).unwrap_or(u64::MAX);
@@ -363,11 +386,7 @@ impl Registry {
         messages: Vec<Message>,
         now_ms: u64,
     ) -> Vec<Arc<StoredMessage>> {
-        let entry = self
-            .channels
-            .entry(channel.to_owned())
-            .or_insert_with(|| Channel::new(channel));
-        entry.evict(settings, now_ms);
+        let entry = Channel::live(&mut self.channels, channel, settings, now_ms);
         let mut stored = Vec::with_capacity(messages.len());
         for message in messages {
             if let Some(earlier) = message.id.as_ref().and_then(|id| entry.ids.get(id)) {
@@ -465,11 +484,7 @@ impl Registry {
         let lagged = Arc::new(AtomicBool::new(false));
         let mut backlog = Vec::new();
         for (name, start) in channels {
-            let entry = self
-                .channels
-                .entry(name.clone())
-                .or_insert_with(|| Channel::new(name));
-            entry.evict(settings, now_ms);
+            let entry = Channel::live(&mut self.channels, name, settings, now_ms);
             backlog.extend(entry.backlog(*start));
         }
         backlog.sort_by_key(|m| m.seq);
@@ -479,14 +494,12 @@ impl Registry {
         let owed = Owed::new(backlog.len());
         for (name, _) in channels {
             let entry = self.channels.get_mut(name).expect("created above");
-            if !entry.subscribers.iter().any(|s| s.id == subscriber) {
-                entry.subscribers.push(Subscriber {
-                    id: subscriber,
-                    tx: tx.clone(),
-                    lagged: Arc::clone(&lagged),
-                    owed: owed.clone(),
-                });
-            }
+            entry.subscribe(Subscriber {
+                id: subscriber,
+                tx: tx.clone(),
+                lagged: Arc::clone(&lagged),
+                owed: owed.clone(),
+            });
         }
         Attachment {
             subscriber,
@@ -539,23 +552,17 @@ impl Registry {
         start: StartAt,
         now_ms: u64,
     ) -> Vec<Arc<StoredMessage>> {
-        let entry = self
-            .channels
-            .entry(channel.to_owned())
-            .or_insert_with(|| Channel::new(channel));
-        entry.evict(settings, now_ms);
+        let entry = Channel::live(&mut self.channels, channel, settings, now_ms);
         let backlog = entry.backlog(start);
         for _ in &backlog {
             member.owed.owe_one();
         }
-        if !entry.subscribers.iter().any(|s| s.id == member.id) {
-            entry.subscribers.push(Subscriber {
-                id: member.id,
-                tx: member.tx.clone(),
-                lagged: Arc::clone(&member.lagged),
-                owed: member.owed.clone(),
-            });
-        }
+        entry.subscribe(Subscriber {
+            id: member.id,
+            tx: member.tx.clone(),
+            lagged: Arc::clone(&member.lagged),
+            owed: member.owed.clone(),
+        });
         backlog
     }
 
