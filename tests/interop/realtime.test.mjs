@@ -25,6 +25,23 @@ function realtimeOptions(binary, extra = {}) {
   return options;
 }
 
+/**
+ * Realtime options (as `realtimeOptions`) whose authCallback asks the mock
+ * for a token with `tokenParams` at every call; `onToken` runs first.
+ */
+function tokenAuth(binary, tokenParams, onToken = () => {}) {
+  const rest = new Ably.Rest({ key: KEY, ...ablyOptions(pair.mockUrl) });
+  return realtimeOptions(binary, {
+    authCallback: (_params, callback) => {
+      onToken();
+      rest.auth.requestToken(tokenParams).then(
+        (details) => callback(null, details),
+        (err) => callback(err, null),
+      );
+    },
+  });
+}
+
 /** Resolves when `connection` reaches `state`, or fails after PATIENCE_MS. */
 function reach(connection, state) {
   if (connection.state === state) return Promise.resolve();
@@ -60,16 +77,7 @@ for (const binary of [true, false]) {
   });
 
   test(`a token-only client learns its clientId from CONNECTED in ${format}`, async () => {
-    const rest = new Ably.Rest({ key: KEY, ...ablyOptions(pair.mockUrl) });
-    const realtime = new Ably.Realtime(
-      realtimeOptions(binary, {
-        authCallback: (_params, callback) =>
-          rest.auth.requestToken({ clientId: 'tok-user' }).then(
-            (details) => callback(null, details),
-            (err) => callback(err, null),
-          ),
-      }),
-    );
+    const realtime = new Ably.Realtime(tokenAuth(binary, { clientId: 'tok-user' }));
     try {
       await reach(realtime.connection, 'connected');
       assert.equal(realtime.auth.clientId, 'tok-user');
@@ -92,17 +100,10 @@ for (const binary of [true, false]) {
   });
 
   test(`an expired token is renewed and the connection resumed in ${format}`, async () => {
-    const rest = new Ably.Rest({ key: KEY, ...ablyOptions(pair.mockUrl) });
     let tokens = 0;
     const realtime = new Ably.Realtime(
-      realtimeOptions(binary, {
-        authCallback: (_params, callback) => {
-          tokens += 1;
-          rest.auth.requestToken({ clientId: 'renewer' }).then(
-            (details) => callback(null, details),
-            (err) => callback(err, null),
-          );
-        },
+      tokenAuth(binary, { clientId: 'renewer' }, () => {
+        tokens += 1;
       }),
     );
     try {
@@ -170,17 +171,8 @@ for (const binary of [true, false]) {
   });
 
   test(`attach and publish outside the capability are refused with 40160 in ${format}`, async () => {
-    const rest = new Ably.Rest({ key: KEY, ...ablyOptions(pair.mockUrl) });
     const realtime = new Ably.Realtime(
-      realtimeOptions(binary, {
-        authCallback: (_params, callback) =>
-          rest.auth
-            .requestToken({ clientId: 'limited', capability: { 'chat:*': ['subscribe'] } })
-            .then(
-              (details) => callback(null, details),
-              (err) => callback(err, null),
-            ),
-      }),
+      tokenAuth(binary, { clientId: 'limited', capability: { 'chat:*': ['subscribe'] } }),
     );
     try {
       await reach(realtime.connection, 'connected');
@@ -198,17 +190,10 @@ for (const binary of [true, false]) {
   });
 
   test(`force-auth renews through authCallback on the same connection in ${format}`, async () => {
-    const rest = new Ably.Rest({ key: KEY, ...ablyOptions(pair.mockUrl) });
     let tokens = 0;
     const realtime = new Ably.Realtime(
-      realtimeOptions(binary, {
-        authCallback: (_params, callback) => {
-          tokens += 1;
-          rest.auth.requestToken({ clientId: 'forced' }).then(
-            (details) => callback(null, details),
-            (err) => callback(err, null),
-          );
-        },
+      tokenAuth(binary, { clientId: 'forced' }, () => {
+        tokens += 1;
       }),
     );
     try {
@@ -267,18 +252,11 @@ for (const binary of [true, false]) {
 // connection's id changes. INTEROP_SOAK_MS shortens it for a quick run.
 test('a minute of renewals, expiries and drops loses, repeats and reorders nothing', async () => {
   const soakMs = Number(process.env.INTEROP_SOAK_MS ?? 60_000);
-  const rest = new Ably.Rest({ key: KEY, ...ablyOptions(pair.mockUrl) });
   const tokens = { pub: 0, sub: 0 };
   const client = (who, binary) =>
     new Ably.Realtime(
-      realtimeOptions(binary, {
-        authCallback: (_params, callback) => {
-          tokens[who] += 1;
-          rest.auth.requestToken({ clientId: `soak-${who}`, ttl: 6_000 }).then(
-            (details) => callback(null, details),
-            (err) => callback(err, null),
-          );
-        },
+      tokenAuth(binary, { clientId: `soak-${who}`, ttl: 6_000 }, () => {
+        tokens[who] += 1;
       }),
     );
   const publisher = client('pub', false);
