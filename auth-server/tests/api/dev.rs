@@ -284,11 +284,7 @@ async fn forcing_expiry_ends_open_streams_with_40142_and_a_new_jwt_works() {
 #[tokio::test(flavor = "current_thread")]
 async fn dev_mode_logs_never_contain_its_tokens_or_secrets() {
     let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(capture.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = capture.trace();
     let dev = spawn_dev().await;
 
     let app_token = dev.login("alice", &["admin"]).await;
@@ -300,7 +296,7 @@ async fn dev_mode_logs_never_contain_its_tokens_or_secrets() {
     drop(stream);
     drop(dev);
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     assert!(logs.contains("dev login"), "the capture works:\n{logs}");
     let signature = |token: &str| token.rsplit_once('.').unwrap().1.to_owned();
     for (what, secret) in [

@@ -531,32 +531,21 @@ async fn with_a_jwks_the_binary_prints_its_ready_line_only_after_the_first_fetch
 /// on this thread.
 async fn captured_logs<F: std::future::Future<Output = ()>>(body: F) -> String {
     let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(capture.clone())
-        .finish();
-    let guard = tracing::subscriber::set_default(subscriber);
+    let guard = capture.trace();
     body.await;
     drop(guard);
-    String::from_utf8(capture.0.lock().unwrap().clone()).unwrap()
+    capture.text()
 }
 
 /// Waits until the captured log holds `text`.
 async fn log_shows(capture: &Capture, text: &str) {
-    eventually(|| async { String::from_utf8_lossy(&capture.0.lock().unwrap()).contains(text) })
-        .await;
+    eventually(|| async { capture.text().contains(text) }).await;
 }
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_jwks_url_password_or_query_never_reaches_the_logs_or_debug_output() {
     let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(capture.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = capture.trace();
     let idp = Idp::default(); // answers 500 until keys are published
     let mut url = start_idp(&idp).await;
     url.set_username("jwks-user").unwrap();
@@ -590,7 +579,7 @@ async fn a_jwks_url_password_or_query_never_reaches_the_logs_or_debug_output() {
     assert_eq!(app.get("/api/ably-jwt", Some(&unknown)).await.status(), 401);
     drop(app);
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     for secret in [
         "jwks-user",
         "hunter2-password",
@@ -693,7 +682,7 @@ fn a_plain_http_jwks_url_off_loopback_is_warned_about_at_start_up() {
         tracing::subscriber::with_default(subscriber, || {
             AppState::new(jwks_config(Url::parse(url).unwrap())).unwrap();
         });
-        String::from_utf8(capture.0.lock().unwrap().clone()).unwrap()
+        capture.text()
     };
     let warning = "AUTH_JWKS_URL is plain http:// to a host that is not loopback: \
                    anyone on the path can swap the keys and sign app tokens for any user; \

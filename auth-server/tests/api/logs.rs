@@ -25,6 +25,24 @@ impl io::Write for Capture {
     }
 }
 
+impl Capture {
+    /// Captures every event, TRACE level and up, on this thread until the
+    /// guard is dropped.
+    pub(crate) fn trace(&self) -> tracing::subscriber::DefaultGuard {
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(self.clone())
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    /// Everything captured so far.
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
 impl<'a> MakeWriter<'a> for Capture {
     type Writer = Capture;
 
@@ -38,11 +56,7 @@ impl<'a> MakeWriter<'a> for Capture {
 #[tokio::test(flavor = "current_thread")]
 async fn logs_never_contain_secrets_app_tokens_or_issued_credentials() {
     let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(capture.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = capture.trace();
     let app = spawn_app(config()).await;
     let app_token = user_token("alice", &json!({}));
     let forged = {
@@ -64,7 +78,7 @@ async fn logs_never_contain_secrets_app_tokens_or_issued_credentials() {
     assert_eq!(refused.status(), 401);
     drop(app);
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     assert!(logs.contains("issued"), "the capture works:\n{logs}");
     assert!(logs.contains("alice"));
     let signature = |token: &str| token.rsplit_once('.').unwrap().1.to_owned();
@@ -106,7 +120,7 @@ async fn logs_of_one_issue(directives: &str) -> String {
     assert_eq!(response.status(), 200);
     drop(app);
 
-    String::from_utf8(capture.0.lock().unwrap().clone()).unwrap()
+    capture.text()
 }
 
 #[tokio::test(flavor = "current_thread")]
