@@ -441,6 +441,29 @@ impl Registry {
         stored
     }
 
+    /// The retained copies of `messages` (by id) on `channel`, in order;
+    /// `None` when retention no longer holds every one of them.
+    pub(crate) fn find(
+        &mut self,
+        settings: &Settings,
+        channel: &str,
+        messages: &[Message],
+        now_ms: u64,
+    ) -> Option<Vec<Arc<StoredMessage>>> {
+        let entry = self.channels.get_mut(channel)?;
+        entry.evict(settings, now_ms);
+        messages
+            .iter()
+            .map(|message| {
+                message
+                    .id
+                    .as_ref()
+                    .and_then(|id| entry.ids.get(id))
+                    .cloned()
+            })
+            .collect()
+    }
+
     /// Applies retention to every channel and forgets those left with
     /// neither streams nor messages, so channels nobody touches again do not
     /// keep their messages past retention.

@@ -70,11 +70,14 @@
 //!   attached (RTL6c); messages are stamped as Ably does (id
 //!   `connectionId:msgSerial:index`, `clientId`, `connectionId`,
 //!   `timestamp`) and stored through the one channel model REST and SSE
-//!   use, so every transport and history see them in one order. ACK per
-//!   `msgSerial`, or NACK with 40160 (no `publish`), 40012 (a message naming
-//!   another clientId), 40010, 40013, 40009. A message re-sent with a serial
-//!   seen before keeps its id, so it is ACKed again and never fanned out
-//!   twice.
+//!   use, so every transport and history see them in one order. ACK, or
+//!   NACK with 40160 (no `publish`), 40012 (a message naming another
+//!   clientId), 40010, 40013, 40009; the ACKs of a run of publishes read in
+//!   one go are coalesced into one ACK covering the range (`msgSerial`,
+//!   `count`, a `res` entry per serial; TR4), and a NACK ends the run, so no
+//!   serial is skipped or ACKed twice. A message re-sent with a serial below
+//!   the next expected one (after a resume, RTN19a) is ACKed again and never
+//!   stored or fanned out twice, however long ago it was first published.
 //! - Fan-out: to every connection attached with SUBSCRIBE, except the
 //!   publisher when it connected with `echo=false`. A connection that falls
 //!   `lag_limit` messages behind is dropped (resumable), as a stream is.
@@ -88,7 +91,12 @@
 //! connection dropped less than `connectionStateTtl` ago, acting as the same
 //! clientId, gets CONNECTED with the same `connectionId` and its `msgSerial`
 //! state (RTN15c6); an unknown, closed or expired key gets a new one and
-//! error 80008 on CONNECTED (RTN15c7). ably-js then re-attaches each channel
+//! error 80008 on CONNECTED (RTN15c7). A resume while the old socket still
+//! looks open to the mock (the client saw it fail first) takes the
+//! connection over: the old socket is closed and the resume proceeds, with
+//! the state the old socket left. ably-js v2 sends `recover` as the bare
+//! connectionKey and restores `msgSerial` and channel serials itself
+//! (RTN16f, RTN16j). ably-js then re-attaches each channel
 //! with its `channelSerial` and gets what it missed, with RESUMED on
 //! ATTACHED when retention still held all of it (RTL12).
 
@@ -104,7 +112,7 @@ use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUp
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
-use futures_util::SinkExt;
+use futures_util::{FutureExt as _, SinkExt};
 use serde_json::json;
 use shared::capability::Operation;
 use shared::protocol::{Action, ConnectionDetails, Flags, Format, ProtocolMessage};
@@ -122,7 +130,7 @@ use crate::publish::{self, Publisher};
 use crate::state::{AppState, Control, lock, random_id};
 
 pub(crate) use connections::Connections;
-use connections::Entry;
+use connections::{Entry, Handover, Resume};
 
 /// `maxMessageSize` announced on CONNECTED: Ably's default of 64 KiB.
 pub(crate) const MAX_MESSAGE_SIZE: u64 = 65_536;
@@ -156,6 +164,14 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long, after a closing frame, the client has to close its side
 /// before the socket is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// How long a resume waits for the socket still serving the connection to
+/// let go of it (a takeover) before starting a new connection instead.
+const TAKEOVER_WAIT: Duration = Duration::from_secs(2);
+
+/// At most this many frames already received are handled before what is
+/// owed to the client (a coalesced ACK, queued messages) goes out.
+const MAX_DRAIN: usize = 64;
 
 /// `GET /` with `Upgrade: websocket`: a realtime connection. Anything else
 /// on `/` is answered as before there was one: 404.
@@ -259,9 +275,14 @@ fn open(state: &AppState, headers: &HeaderMap, query: &Query) -> Result<Opening,
     checked.map_err(|err| refuse(format, err))
 }
 
-/// The connectionKey in a recovery key (RTN16g: a JSON object with
-/// `connectionKey`, `msgSerial` and `channelSerials`).
+/// The connectionKey a `recover` parameter names. ably-js v2 sends the
+/// bare connectionKey from its recovery key, and applies the key's
+/// `msgSerial` and `channelSerials` itself (RTN16f, RTN16j); a whole
+/// recovery key (RTN16g: a JSON object with `connectionKey`) is read too.
 fn recovery_key(recover: &str) -> Option<String> {
+    if !recover.starts_with('{') {
+        return Some(recover.to_owned());
+    }
     let value: serde_json::Value = serde_json::from_str(recover).ok()?;
     value.get("connectionKey")?.as_str().map(str::to_owned)
 }
@@ -467,6 +488,11 @@ struct Connection {
     membership: Membership,
     /// Messages of the channels this connection subscribes to, in order.
     rx: mpsc::Receiver<Arc<StoredMessage>>,
+    /// Where a resume on another socket asks this one to let go.
+    handover: Arc<Handover>,
+    /// ACKs not yet sent: consecutive publishes handled in one go are
+    /// ACKed by one frame covering their range (`msgSerial`, `count`).
+    pending_ack: Option<PendingAck>,
     control: watch::Receiver<Control>,
     seen: Control,
     /// Fires at the credential's expiry, or earlier at `auth_at_ms`.
@@ -490,15 +516,14 @@ async fn run(
     control: watch::Receiver<Control>,
     seen: Control,
 ) {
-    let now_ms = state.clock.now_ms();
-    // Only a client acting as the connection's clientId may take it over.
-    let resumed = opening.resume.as_deref().and_then(|key| {
-        lock(&state.connections)
-            .resume(key, opening.client_id.as_deref(), now_ms)
-            .map(|entry| (key.to_owned(), entry))
-    });
+    let resumed = match opening.resume.as_deref() {
+        Some(key) => take_over(&state, key, opening.client_id.as_deref())
+            .await
+            .map(|(entry, handover)| (key.to_owned(), entry, handover)),
+        None => None,
+    };
     let mut resume_error = None;
-    let (key, entry) = match resumed {
+    let (key, entry, handover) = match resumed {
         Some(resumed) => resumed,
         None => {
             if opening.resume.is_some() {
@@ -514,8 +539,8 @@ async fn run(
                 client_id: opening.client_id.clone(),
                 next_serial: 0,
             };
-            lock(&state.connections).insert(key.clone(), entry.clone());
-            (key, entry)
+            let handover = lock(&state.connections).insert(key.clone(), entry.clone());
+            (key, entry, handover)
         }
     };
     let idle = state.settings.max_idle_interval;
@@ -527,6 +552,8 @@ async fn run(
             channels: HashMap::new(),
         },
         rx,
+        handover,
+        pending_ack: None,
         echo: opening.echo,
         resumed: resume_error.is_none() && opening.resume.is_some(),
         deltas: Deltas::default(),
@@ -559,6 +586,38 @@ async fn run(
     connection.serve().await;
 }
 
+/// Resumes the connection `key` for a client acting as `client_id`,
+/// taking it over from the socket that still serves it, if any (RTN15): that
+/// socket is asked to end, and the resume goes ahead once it has. `None`
+/// when the connection cannot be resumed.
+async fn take_over(
+    state: &AppState,
+    key: &str,
+    client_id: Option<&str>,
+) -> Option<(Entry, Arc<Handover>)> {
+    let mut asked = false;
+    loop {
+        let now_ms = state.clock.now_ms();
+        let found = lock(&state.connections).resume(key, client_id, now_ms);
+        match found {
+            Resume::Resumed(entry, handover) => return Some((entry, handover)),
+            Resume::Refused => return None,
+            // Asked once already, and it still has not let go.
+            Resume::Busy(_) if asked => return None,
+            Resume::Busy(handover) => {
+                asked = true;
+                handover.takeover.notify_one();
+                if tokio::time::timeout(TAKEOVER_WAIT, handover.released.notified())
+                    .await
+                    .is_err()
+                {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
 impl Connection {
     /// CONNECTED for this connection as it stands.
     fn connected_frame(&self) -> ProtocolMessage {
@@ -578,7 +637,21 @@ impl Connection {
         frame
     }
 
+    /// Sends `frame`, after any ACK owed (so replies keep their order).
     async fn send(&mut self, frame: &ProtocolMessage) -> Result<(), ()> {
+        self.send_ack().await?;
+        self.send_frame(frame).await
+    }
+
+    /// Sends the ACK owed, if any.
+    async fn send_ack(&mut self) -> Result<(), ()> {
+        match self.pending_ack.take() {
+            Some(ack) => self.send_frame(&ack.frame()).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn send_frame(&mut self, frame: &ProtocolMessage) -> Result<(), ()> {
         self.last_sent = Instant::now();
         let bytes = self.format.encode(frame).map_err(|err| {
             tracing::error!(%err, action = %frame.action, "cannot encode a realtime frame");
@@ -618,6 +691,11 @@ impl Connection {
                             break End::Resumable;
                         }
                     }
+                }
+                () = self.handover.takeover.notified() => {
+                    // A resume on another socket takes the connection over.
+                    close(&mut self.socket).await;
+                    break End::Resumable;
                 }
                 () = wait(&mut self.expiry) => {
                     let now = self.state.clock.now_ms();
@@ -675,13 +753,27 @@ impl Connection {
                         Ok(_) => break End::Resumable,
                     };
                     self.last_heard = Instant::now();
-                    let bytes = match message {
-                        WsMessage::Text(text) => axum::body::Bytes::from(text),
-                        WsMessage::Binary(bytes) => bytes,
-                        WsMessage::Ping(_) | WsMessage::Pong(_) => continue,
-                        WsMessage::Close(_) => break End::Resumable,
-                    };
-                    match self.on_frame(&bytes).await {
+                    // This frame and up to MAX_DRAIN - 1 more already
+                    // received are handled before what they are owed goes
+                    // out, so a run of publishes gets one ACK.
+                    let mut next = Some(message);
+                    let mut handled = 0;
+                    let mut outcome = Ok(Next::Continue);
+                    while let Some(message) = next.take() {
+                        outcome = self.on_ws_message(message).await;
+                        handled += 1;
+                        if !matches!(outcome, Ok(Next::Continue)) || handled == MAX_DRAIN {
+                            break;
+                        }
+                        next = match self.socket.recv().now_or_never() {
+                            Some(Some(Ok(message))) => Some(message),
+                            _ => None,
+                        };
+                    }
+                    if outcome.is_ok() && self.send_ack().await.is_err() {
+                        break End::Resumable;
+                    }
+                    match outcome {
                         Ok(Next::Continue) => {}
                         Ok(Next::Close(end)) => {
                             close(&mut self.socket).await;
@@ -738,6 +830,17 @@ impl Connection {
             ErrorInfo::from_code(codes::TOKEN_EXPIRED, "Token expired"),
         );
         self.send(&frame).await
+    }
+
+    /// Handles one WebSocket message from the client.
+    async fn on_ws_message(&mut self, message: WsMessage) -> Result<Next, ()> {
+        let bytes = match message {
+            WsMessage::Text(text) => axum::body::Bytes::from(text),
+            WsMessage::Binary(bytes) => bytes,
+            WsMessage::Ping(_) | WsMessage::Pong(_) => return Ok(Next::Continue),
+            WsMessage::Close(_) => return Err(()),
+        };
+        self.on_frame(&bytes).await
     }
 
     /// Handles one frame from the client.
@@ -984,27 +1087,50 @@ impl Connection {
 
     /// MESSAGE (RTL6): checked, stamped, stored on the one channel model
     /// (so REST history and SSE see it), then ACKed; or NACKed. Attaching
-    /// first is not required (RTL6c). A message re-sent with a serial
-    /// already seen (after a resume, RTN19a) has the same id, so the
-    /// channel keeps its first copy and fans nothing out again; it is ACKed
-    /// again.
+    /// first is not required (RTL6c). ACKs of consecutive publishes handled
+    /// in one go are coalesced into one covering their range.
+    ///
+    /// A serial below the next one expected was seen before: the client
+    /// re-sent it after a resume (RTN19a). It is checked again and ACKed,
+    /// never stored or fanned out twice, however long ago the first copy
+    /// was published; its `res` names the first copy's serials while
+    /// retention still holds them (and is left out otherwise, as ably-js
+    /// allows).
     async fn on_message(&mut self, frame: ProtocolMessage) -> Result<(), ()> {
+        let duplicate = frame
+            .msg_serial
+            .is_some_and(|serial| serial < self.registration.entry.next_serial);
         let serial = self.take_serial(&frame);
-        let reply = match self.publish(frame, serial) {
-            Ok(stored) => {
-                let serials: Vec<&str> = stored.iter().map(|m| m.serial.as_str()).collect();
-                let mut ack = ProtocolMessage::new(Action::ACK);
-                ack.msg_serial = Some(serial);
-                ack.count = Some(1);
-                ack.res = Some(vec![json!({ "serials": serials })]);
-                ack
+        let channel = frame.channel.clone().unwrap_or_default();
+        let result = self.prepare(frame, serial).map(|prepared| {
+            if duplicate {
+                let now = self.state.clock.now_ms();
+                lock(&self.state.registry).find(&self.state.settings, &channel, &prepared, now)
+            } else {
+                Some(publish::store(&self.state, &channel, prepared))
             }
-            Err(error) => nack(serial, error.0),
-        };
-        self.send(&reply).await
+        });
+        match result {
+            Ok(stored) => {
+                let res = stored.map(|stored| {
+                    let serials: Vec<&str> = stored.iter().map(|m| m.serial.as_str()).collect();
+                    json!({ "serials": serials })
+                });
+                match &mut self.pending_ack {
+                    Some(ack) if ack.extends(serial) && ack.count < u32::MAX => ack.push(res),
+                    _ => {
+                        self.send_ack().await?;
+                        self.pending_ack = Some(PendingAck::new(serial, res));
+                    }
+                }
+                Ok(())
+            }
+            Err(error) => self.send(&nack(serial, error.0)).await,
+        }
     }
 
-    fn publish(&self, frame: ProtocolMessage, serial: u64) -> ApiResult<Vec<Arc<StoredMessage>>> {
+    /// Checks and stamps a MESSAGE's messages for `channel`, ready to store.
+    fn prepare(&self, frame: ProtocolMessage, serial: u64) -> ApiResult<Vec<Message>> {
         let channel = frame.channel.unwrap_or_default();
         validate_channel_name(&channel)?;
         if channel.starts_with("[meta]") {
@@ -1041,7 +1167,7 @@ impl Connection {
         for message in &mut prepared {
             message.connection_id = Some(connection_id.clone());
         }
-        Ok(publish::store(&self.state, &channel, prepared))
+        Ok(prepared)
     }
 
     /// Sends a stored message to this connection, if it is attached to the
@@ -1158,6 +1284,51 @@ fn delta_param(params: Option<&std::collections::BTreeMap<String, String>>) -> A
         None | Some("") => Ok(false),
         Some("vcdiff") => Ok(true),
         Some(other) => Err(invalid_param("delta", other)),
+    }
+}
+
+/// ACKs owed for a run of consecutive `msgSerial`s.
+#[derive(Debug)]
+struct PendingAck {
+    serial: u64,
+    count: u32,
+    /// One publish result per serial; `None` once any is unknown, as `res`
+    /// must then be left out.
+    res: Option<Vec<serde_json::Value>>,
+}
+
+impl PendingAck {
+    fn new(serial: u64, res: Option<serde_json::Value>) -> Self {
+        Self {
+            serial,
+            count: 1,
+            res: res.map(|res| vec![res]),
+        }
+    }
+
+    /// Whether `serial` is the next one of the run.
+    fn extends(&self, serial: u64) -> bool {
+        self.serial.checked_add(u64::from(self.count)) == Some(serial)
+    }
+
+    fn push(&mut self, res: Option<serde_json::Value>) {
+        self.count += 1;
+        self.res = match (self.res.take(), res) {
+            (Some(mut all), Some(res)) => {
+                all.push(res);
+                Some(all)
+            }
+            _ => None,
+        };
+    }
+
+    /// The ACK covering `serial … serial + count - 1` (TR4).
+    fn frame(self) -> ProtocolMessage {
+        let mut ack = ProtocolMessage::new(Action::ACK);
+        ack.msg_serial = Some(self.serial);
+        ack.count = Some(self.count);
+        ack.res = self.res;
+        ack
     }
 }
 

@@ -3,7 +3,9 @@
 // test runs with the Node default (msgpack) and again with
 // `useBinaryProtocol: false` (JSON).
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 
 import { KEY, PATIENCE_MS, ablyOptions, control, mockStats, publish, startPair } from './harness.mjs';
@@ -305,5 +307,83 @@ test('a minute of renewals, expiries and drops loses, repeats and reorders nothi
   } finally {
     publisher.close();
     subscriber.close();
+  }
+});
+
+// A page reload, as Node can stage one: a child process connects, attaches,
+// gets a message, prints its recovery key and is killed (no CLOSE, so the
+// connection stays resumable). A new client with `recover` (RTN16) gets the
+// same connection and, on the channel the key names, what was published
+// while nobody was connected, and nothing it had already had.
+test('recover after the process died keeps the connection and the channel position', async () => {
+  const options = { ...realtimeOptions(true), key: KEY, clientId: 'reloader' };
+  const child = spawn(
+    process.execPath,
+    [
+      '--input-type=module',
+      '-e',
+      `
+      import { createRequire } from 'node:module';
+      const Ably = createRequire(process.cwd() + '/')('ably');
+      const realtime = new Ably.Realtime(${JSON.stringify(options)});
+      const channel = realtime.channels.get('recover:x');
+      await channel.subscribe((message) => {
+        console.log(JSON.stringify({ got: message.data, id: realtime.connection.id,
+          key: realtime.connection.createRecoveryKey() }));
+      });
+      console.log('attached');
+      `,
+    ],
+    { cwd: fileURLToPath(new URL('.', import.meta.url)), stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const lines = [];
+  const waitFor = (predicate) =>
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`child said ${lines}`)), PATIENCE_MS);
+      const check = () => {
+        const line = lines.find(predicate);
+        if (line) {
+          clearTimeout(timer);
+          resolve(line);
+        }
+      };
+      child.stdout.on('data', (chunk) => {
+        lines.push(...chunk.toString().trim().split('\n'));
+        check();
+      });
+      check();
+    });
+  let recovered;
+  try {
+    await waitFor((line) => line === 'attached');
+    await publish(pair.mockUrl, 'recover:x', { data: 'one' });
+    const { got, id, key } = JSON.parse(await waitFor((line) => line.startsWith('{')));
+    assert.equal(got, 'one');
+    child.kill('SIGKILL');
+    await new Promise((resolve) => child.once('exit', resolve));
+    await publish(pair.mockUrl, 'recover:x', { data: 'two' });
+
+    recovered = new Ably.Realtime({ ...options, recover: key });
+    const received = [];
+    const channel = recovered.channels.get('recover:x');
+    const two = new Promise((resolve) =>
+      channel.subscribe((message) => {
+        received.push(message.data);
+        resolve();
+      }),
+    );
+    await reach(recovered.connection, 'connected');
+    assert.equal(recovered.connection.id, id);
+    assert.equal(recovered.connection.errorReason, null);
+    await two;
+    await publish(pair.mockUrl, 'recover:x', { data: 'three' });
+    const deadline = Date.now() + PATIENCE_MS;
+    while (received.length < 2 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.deepEqual(received, ['two', 'three']);
+  } finally {
+    child.kill('SIGKILL');
+    recovered?.close();
   }
 });

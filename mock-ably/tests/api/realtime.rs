@@ -73,13 +73,27 @@ impl Client {
         (client, connected)
     }
 
-    async fn send(&mut self, frame: &ProtocolMessage) {
+    fn ws_message(&self, frame: &ProtocolMessage) -> WsMessage {
         let bytes = self.format.encode(frame).unwrap();
-        let message = match self.format {
+        match self.format {
             Format::Json => WsMessage::Text(String::from_utf8(bytes).unwrap().into()),
             Format::Msgpack => WsMessage::Binary(bytes.into()),
-        };
+        }
+    }
+
+    async fn send(&mut self, frame: &ProtocolMessage) {
+        let message = self.ws_message(frame);
         timeout(self.socket.send(message)).await.unwrap();
+    }
+
+    /// Sends `frames` in one write, as a client does when it publishes
+    /// several times before the server has answered.
+    async fn send_together(&mut self, frames: &[ProtocolMessage]) {
+        for frame in frames {
+            let message = self.ws_message(frame);
+            timeout(self.socket.feed(message)).await.unwrap();
+        }
+        timeout(self.socket.flush()).await.unwrap();
     }
 
     /// The next frame or ending, skipping WebSocket pings and pongs.
@@ -409,14 +423,19 @@ async fn disconnect_and_a_lost_socket_leave_the_connection_resumable() {
         assert_eq!(ids(&resumed), (id.clone(), key.clone()));
         assert_eq!(resumed.error, None);
 
-        // A socket dropped without any close: resumable too, once.
+        // A socket dropped without any close: resumable too.
         drop(client);
         eventually("the socket is gone", || {
             app.mock.stats().open_connections == 0
         })
         .await;
-        let (_client, resumed) = Client::connected(&app.mock, &query, format).await;
+        let (mut client, resumed) = Client::connected(&app.mock, &query, format).await;
         assert_eq!(ids(&resumed), (id.clone(), key.clone()));
+
+        // CLOSE ends it: no resume after that.
+        client.send(&ProtocolMessage::new(Action::CLOSE)).await;
+        client.expect(Action::CLOSED).await;
+        client.expect_close().await;
         let (_other, fresh) = Client::connected(&app.mock, &query, format).await;
         assert_ne!(fresh.connection_id.as_deref(), Some(id.as_str()));
         assert_eq!(fresh.error.unwrap().code, 80008);
@@ -444,21 +463,26 @@ async fn a_resume_or_recovery_key_past_the_connection_state_ttl_starts_afresh() 
     })
     .await;
 
-    // Within the TTL, a recovery key (RTN16g) names the connection too.
-    let recover = json!({"connectionKey": key, "msgSerial": 0, "channelSerials": {}}).to_string();
-    let (mut client, recovered) = Client::connected(
-        &app.mock,
-        &format!("recover={}", enc(&recover)),
-        Format::Json,
-    )
-    .await;
-    assert_eq!(ids(&recovered).0, id);
-    client.send(&ProtocolMessage::new(Action::DISCONNECT)).await;
-    client.expect_close().await;
-    eventually("the socket is closed", || {
-        app.mock.stats().open_connections == 0
-    })
-    .await;
+    // Within the TTL, `recover` names the connection too: ably-js v2 sends
+    // the bare connectionKey from its recovery key (RTN16f); a whole
+    // recovery key (RTN16g) is read as well.
+    let whole = json!({"connectionKey": key, "msgSerial": 0, "channelSerials": {}}).to_string();
+    for recover in [key.clone(), whole] {
+        let (mut client, recovered) = Client::connected(
+            &app.mock,
+            &format!("recover={}", enc(&recover)),
+            Format::Json,
+        )
+        .await;
+        assert_eq!(ids(&recovered).0, id, "recover={recover}");
+        assert_eq!(recovered.error, None);
+        client.send(&ProtocolMessage::new(Action::DISCONNECT)).await;
+        client.expect_close().await;
+        eventually("the socket is closed", || {
+            app.mock.stats().open_connections == 0
+        })
+        .await;
+    }
 
     app.mock.advance_clock(Duration::from_secs(11));
     let (_client, late) =
@@ -1233,4 +1257,140 @@ async fn another_client_id_cannot_resume_a_connection() {
     .await;
     assert_eq!(ids(&resumed).0, id);
     assert_eq!(app.mock.stats().open_connections, 1);
+}
+
+#[tokio::test]
+async fn a_run_of_publishes_gets_one_ack_covering_its_range() {
+    let app = with(
+        MockAbly::builder().key_with_capability(KEY, r#"{"open":["*"],"read":["subscribe"]}"#),
+    )
+    .await;
+    for format in FORMATS {
+        let (mut client, _) = Client::connected(&app.mock, "", format).await;
+        let run: Vec<_> = (0..3)
+            .map(|serial| publish_frame("open", serial, json!([{"data": serial.to_string()}])))
+            .collect();
+        client.send_together(&run).await;
+
+        let ack = client.expect(Action::ACK).await;
+        assert_eq!((ack.msg_serial, ack.count), (Some(0), Some(3)));
+        let res = ack.res.unwrap();
+        assert_eq!(res.len(), 3);
+        assert!(
+            res.iter()
+                .all(|r| r["serials"].as_array().unwrap().len() == 1)
+        );
+        client.nothing_queued("one-ack").await;
+
+        // A NACK splits the run: nothing is ACKed twice or skipped.
+        client
+            .send_together(&[
+                publish_frame("open", 3, json!([{"data": "3"}])),
+                publish_frame("read", 4, json!([{"data": "4"}])),
+                publish_frame("open", 5, json!([{"data": "5"}])),
+            ])
+            .await;
+        let ack = client.expect(Action::ACK).await;
+        assert_eq!((ack.msg_serial, ack.count), (Some(3), Some(1)));
+        let nack = client.expect(Action::NACK).await;
+        assert_eq!((nack.msg_serial, nack.count), (Some(4), Some(1)));
+        assert_eq!(nack.error.unwrap().code, 40160);
+        let ack = client.expect(Action::ACK).await;
+        assert_eq!((ack.msg_serial, ack.count), (Some(5), Some(1)));
+        client.nothing_queued("split").await;
+    }
+}
+
+#[tokio::test]
+async fn a_serial_resent_after_retention_dropped_its_first_copy_is_still_published_once() {
+    let app = with(
+        MockAbly::builder()
+            .key(KEY)
+            .retention(Duration::from_secs(5))
+            .connection_state_ttl(Duration::from_secs(120)),
+    )
+    .await;
+    let (mut listener, _) = Client::connected(&app.mock, "", Format::Json).await;
+    listener.attach("late").await;
+    let (mut client, connected) = Client::connected(&app.mock, "", Format::Json).await;
+    let (id, key) = ids(&connected);
+    client
+        .send(&publish_frame("late", 0, json!([{"data":"once"}])))
+        .await;
+    assert!(client.expect(Action::ACK).await.res.is_some());
+    client.send(&ProtocolMessage::new(Action::DISCONNECT)).await;
+    client.expect_close().await;
+    eventually("the socket is closed", || {
+        app.mock.stats().open_connections == 1
+    })
+    .await;
+    app.mock.advance_clock(Duration::from_secs(60));
+
+    let query = format!("resume={}", enc(&key));
+    let (mut client, resumed) = Client::connected(&app.mock, &query, Format::Json).await;
+    assert_eq!(ids(&resumed).0, id);
+    client
+        .send(&publish_frame("late", 0, json!([{"data":"once"}])))
+        .await;
+    let ack = client.expect(Action::ACK).await;
+    assert_eq!((ack.msg_serial, ack.res), (Some(0), None));
+    client
+        .send(&publish_frame("late", 1, json!([{"data":"next"}])))
+        .await;
+    client.expect(Action::ACK).await;
+
+    let first = listener.expect(Action::MESSAGE).await.messages.unwrap();
+    let second = listener.expect(Action::MESSAGE).await.messages.unwrap();
+    assert_eq!(first[0].data, Some(json!("once")));
+    assert_eq!(second[0].data, Some(json!("next")));
+    assert_eq!(app.mock.stats().published, 2);
+}
+
+#[tokio::test]
+async fn a_resume_while_the_old_socket_still_looks_open_takes_the_connection_over() {
+    let app = spawn().await;
+    for format in FORMATS {
+        let channel = format!("over-{}", format_param(format));
+        let (mut old, connected) = Client::connected(&app.mock, "clientId=zoe", format).await;
+        let (id, key) = ids(&connected);
+        old.send(&publish_frame(&channel, 0, json!([{"data":"first"}])))
+            .await;
+        old.expect(Action::ACK).await;
+
+        // Another clientId cannot take it over, nor end the old socket.
+        let query = format!("clientId=mallory&resume={}", enc(&key));
+        let (_mallory, refused) = Client::connected(&app.mock, &query, format).await;
+        assert_eq!(refused.error.unwrap().code, 80008);
+        old.nothing_queued("still-mine").await;
+
+        let query = format!("clientId=zoe&resume={}", enc(&key));
+        let (mut new, resumed) = Client::connected(&app.mock, &query, format).await;
+        assert_eq!(ids(&resumed), (id.clone(), key.clone()));
+        assert_eq!(resumed.error, None);
+        old.expect_close().await;
+
+        // The serials carried over: the re-sent 0 is not published again.
+        new.send(&publish_frame(&channel, 0, json!([{"data":"first"}])))
+            .await;
+        assert_eq!(new.expect(Action::ACK).await.msg_serial, Some(0));
+        new.send(&publish_frame(&channel, 1, json!([{"data":"second"}])))
+            .await;
+        assert_eq!(new.expect(Action::ACK).await.msg_serial, Some(1));
+        let history: serde_json::Value = app
+            .get(&format!(
+                "/channels/{channel}/messages?direction=forwards&key={}",
+                enc(KEY)
+            ))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let data: Vec<_> = history
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["data"].clone())
+            .collect();
+        assert_eq!(data, [json!("first"), json!("second")]);
+    }
 }
