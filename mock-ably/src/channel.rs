@@ -617,6 +617,7 @@ impl Registry {
                     delivered: entry.counters.delivered.load(Ordering::Relaxed),
                     retained: entry.ring.len() as u64,
                     subscribers: entry.subscribers.len() as u64,
+                    ..ChannelStats::default()
                 };
                 (name.clone(), stats)
             })
@@ -629,7 +630,8 @@ mod tests {
     use super::*;
     use crate::server::{
         DEFAULT_AUTH_LEAD, DEFAULT_CONNECTION_STATE_TTL, DEFAULT_KEEPALIVE, DEFAULT_LAG_LIMIT,
-        DEFAULT_MAX_IDLE_INTERVAL, DEFAULT_RETENTION, DEFAULT_RETENTION_COUNT,
+        DEFAULT_MAX_IDLE_INTERVAL, DEFAULT_REMAIN_PRESENT_FOR, DEFAULT_RETENTION,
+        DEFAULT_RETENTION_COUNT,
     };
     use crate::state::Settings;
 
@@ -644,6 +646,7 @@ mod tests {
             max_idle_interval: DEFAULT_MAX_IDLE_INTERVAL,
             connection_state_ttl: DEFAULT_CONNECTION_STATE_TTL,
             auth_lead: DEFAULT_AUTH_LEAD,
+            remain_present_for: DEFAULT_REMAIN_PRESENT_FOR,
         }
     }
 

@@ -134,6 +134,7 @@ mod frame;
 mod fuzz;
 mod origin;
 mod params;
+mod presence;
 mod publish;
 mod realtime;
 mod routes;
@@ -148,7 +149,7 @@ pub use origin::is_loopback_origin;
 pub use params::parse_duration;
 pub use server::{
     DEFAULT_AUTH_LEAD, DEFAULT_CONNECTION_STATE_TTL, DEFAULT_KEEPALIVE, DEFAULT_LAG_LIMIT,
-    DEFAULT_MAX_IDLE_INTERVAL, DEFAULT_RETENTION, DEFAULT_RETENTION_COUNT, DEV_KEY, MockAbly,
-    MockAblyBuilder,
+    DEFAULT_MAX_IDLE_INTERVAL, DEFAULT_REMAIN_PRESENT_FOR, DEFAULT_RETENTION,
+    DEFAULT_RETENTION_COUNT, DEV_KEY, MockAbly, MockAblyBuilder,
 };
 pub use stats::{ChannelStats, Stats};

@@ -51,6 +51,12 @@ struct Args {
     #[arg(long, env = "MOCK_ABLY_CONNECTION_STATE_TTL", default_value = "2m", value_parser = duration)]
     connection_state_ttl: Duration,
 
+    /// Realtime: how long the presence members of a connection lost without
+    /// CLOSE stay present (unless it resumes first); a client's
+    /// `remainPresentFor` parameter overrides it.
+    #[arg(long, env = "MOCK_ABLY_REMAIN_PRESENT_FOR", default_value = "15s", value_parser = duration)]
+    remain_present_for: Duration,
+
     /// Realtime: how long before a token or JWT expires its connection is
     /// sent AUTH, asking the client to renew (at most half the credential's
     /// remaining life).
@@ -103,6 +109,7 @@ async fn main() -> anyhow::Result<()> {
         .max_idle_interval(args.max_idle_interval)
         .connection_state_ttl(args.connection_state_ttl)
         .auth_lead(args.auth_lead)
+        .remain_present_for(args.remain_present_for)
         .header_read_timeout(args.header_read_timeout)
         .idle_timeout(args.idle_timeout)
         .max_connections(usize::try_from(args.max_connections).unwrap_or(usize::MAX));

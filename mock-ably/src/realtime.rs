@@ -105,7 +105,7 @@ mod connections;
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
@@ -115,7 +115,9 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{FutureExt as _, SinkExt};
 use serde_json::json;
 use shared::capability::Operation;
-use shared::protocol::{Action, ConnectionDetails, Flags, Format, ProtocolMessage};
+use shared::protocol::{
+    Action, ConnectionDetails, Flags, Format, PresenceAction, PresenceMessage, ProtocolMessage,
+};
 use shared::{ErrorInfo, Message, codes};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, Sleep};
@@ -126,6 +128,7 @@ use crate::delta::Deltas;
 use crate::error::{ApiError, ApiResult};
 use crate::faults::RequestKind;
 use crate::params::{Query, invalid_param, validate_channel_name};
+use crate::presence::{Listener, PresenceEvent, SYNC_PAGE};
 use crate::publish::{self, Publisher};
 use crate::state::{AppState, Control, lock, random_id};
 
@@ -230,6 +233,9 @@ struct Opening {
     echo: bool,
     /// The connectionKey to resume, from `resume` or a `recover` key.
     resume: Option<String>,
+    /// `remainPresentFor` (ms): how long the connection's members stay
+    /// present after it is lost without CLOSE.
+    remain_present_for: Option<Duration>,
 }
 
 /// A connection request refused in-band.
@@ -253,11 +259,15 @@ fn open(state: &AppState, headers: &HeaderMap, query: &Query) -> Result<Opening,
     let checked = (|| {
         let echo = query.flag("echo", true)?;
         query.flag("heartbeats", false)?;
-        if let Some(value) = query.get("remainPresentFor")
-            && value.parse::<u64>().is_err()
-        {
-            return Err(invalid_param("remainPresentFor", value));
-        }
+        let remain_present_for = query
+            .get("remainPresentFor")
+            .map(|value| {
+                value
+                    .parse::<u64>()
+                    .map(Duration::from_millis)
+                    .map_err(|_| invalid_param("remainPresentFor", value))
+            })
+            .transpose()?;
         let principal = authenticate(state, headers, query)?;
         let client_id = principal.identify(query.get("clientId"))?;
         let resume = query
@@ -270,6 +280,7 @@ fn open(state: &AppState, headers: &HeaderMap, query: &Query) -> Result<Opening,
             client_id,
             echo,
             resume,
+            remain_present_for,
         })
     })();
     checked.map_err(|err| refuse(format, err))
@@ -413,24 +424,57 @@ enum ControlEvent {
 
 /// Removes the connection from the open count however its task ends, and
 /// leaves it resumable or not.
+///
+/// Its presence members leave at once when the connection is gone (CLOSE,
+/// RTN12), or `remain_present_for` after a loss unless it resumes first.
 struct Registration {
     state: AppState,
     key: String,
     entry: Entry,
+    /// Where a resume on another socket asks this one to let go; also what
+    /// tells a later socket of the same connection from this one.
+    handover: Arc<Handover>,
+    remain_present_for: Duration,
     end: End,
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
+        let now = self.state.clock.now_ms();
         let until = match self.end {
             End::Resumable => {
                 let ttl = u64::try_from(self.state.settings.connection_state_ttl.as_millis())
                     .unwrap_or(u64::MAX);
-                Some(self.state.clock.now_ms().saturating_add(ttl))
+                Some(now.saturating_add(ttl))
             }
             End::Gone => None,
         };
         lock(&self.state.connections).closed(&self.key, self.entry.clone(), until);
+        let connection_id = &self.entry.connection_id;
+        if self.end == End::Gone {
+            lock(&self.state.presence).leave_connection(connection_id, None, now);
+            return;
+        }
+        if !lock(&self.state.presence).has_members(connection_id) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (state, key, handover) = (
+            self.state.clone(),
+            self.key.clone(),
+            Arc::clone(&self.handover),
+        );
+        let (connection_id, window) = (connection_id.clone(), self.remain_present_for);
+        runtime.spawn(async move {
+            tokio::time::sleep(window).await;
+            // Still away: no socket has resumed it since this one ended.
+            if lock(&state.connections).away(&key, &handover) {
+                let now = state.clock.now_ms();
+                lock(&state.presence).leave_connection(&connection_id, None, now);
+            }
+        });
     }
 }
 
@@ -440,6 +484,9 @@ struct Membership {
     state: AppState,
     member: Member,
     channels: HashMap<String, Flags>,
+    /// This connection on a channel's presence (its queue, its id); the
+    /// modes decide whether it subscribes.
+    listener: Listener,
 }
 
 impl Membership {
@@ -450,14 +497,23 @@ impl Membership {
         }
     }
 
-    /// Forgets `channel` and leaves its subscriber list; whether it was
-    /// attached.
+    /// Listens to `channel`'s presence with `modes`; the members to SYNC
+    /// (none without PRESENCE_SUBSCRIBE).
+    fn listen(&self, channel: &str, modes: Flags) -> Vec<PresenceMessage> {
+        let mut listener = self.listener.clone();
+        listener.subscribes = modes.contains(Flags::PRESENCE_SUBSCRIBE);
+        lock(&self.state.presence).listen(channel, self.member.id, listener)
+    }
+
+    /// Forgets `channel`, leaves its subscriber list and presence
+    /// listeners; whether it was attached.
     fn detach(&mut self, channel: &str) -> bool {
         let attached = self.channels.remove(channel).is_some();
         if attached {
             self.state.attached_channels.fetch_sub(1, Ordering::Relaxed);
         }
         lock(&self.state.registry).detach(self.member.id, &[channel.to_owned()]);
+        lock(&self.state.presence).unlisten(channel, self.member.id);
         attached
     }
 }
@@ -469,6 +525,10 @@ impl Drop for Membership {
             .attached_channels
             .fetch_sub(names.len() as u64, Ordering::Relaxed);
         lock(&self.state.registry).detach(self.member.id, &names);
+        let mut presence = lock(&self.state.presence);
+        for name in &names {
+            presence.unlisten(name, self.member.id);
+        }
     }
 }
 
@@ -488,8 +548,8 @@ struct Connection {
     membership: Membership,
     /// Messages of the channels this connection subscribes to, in order.
     rx: mpsc::Receiver<Arc<StoredMessage>>,
-    /// Where a resume on another socket asks this one to let go.
-    handover: Arc<Handover>,
+    /// Presence changes on the channels this connection listens to.
+    presence_rx: mpsc::Receiver<Arc<PresenceEvent>>,
     /// ACKs not yet sent: consecutive publishes handled in one go are
     /// ACKed by one frame covering their range (`msgSerial`, `count`).
     pending_ack: Option<PendingAck>,
@@ -545,23 +605,35 @@ async fn run(
     };
     let idle = state.settings.max_idle_interval;
     let (member, rx) = lock(&state.registry).member(&state.settings);
+    let (presence_tx, presence_rx) = mpsc::channel(state.settings.lag_limit.max(1));
+    let listener = Listener {
+        connection_id: Arc::from(entry.connection_id.as_str()),
+        subscribes: false,
+        tx: presence_tx,
+        lagged: Arc::new(AtomicBool::new(false)),
+    };
     let mut connection = Connection {
         membership: Membership {
             state: state.clone(),
             member,
             channels: HashMap::new(),
+            listener,
         },
         rx,
-        handover,
+        presence_rx,
         pending_ack: None,
         echo: opening.echo,
         resumed: resume_error.is_none() && opening.resume.is_some(),
         deltas: Deltas::default(),
         heartbeat: Box::pin(tokio::time::sleep(idle / 2)),
         registration: Registration {
+            remain_present_for: opening
+                .remain_present_for
+                .unwrap_or(state.settings.remain_present_for),
             state: state.clone(),
             key,
             entry,
+            handover,
             end: End::Resumable,
         },
         state,
@@ -692,7 +764,7 @@ impl Connection {
                         }
                     }
                 }
-                () = self.handover.takeover.notified() => {
+                () = self.registration.handover.takeover.notified() => {
                     // A resume on another socket takes the connection over.
                     close(&mut self.socket).await;
                     break End::Resumable;
@@ -739,6 +811,29 @@ impl Connection {
                     }
                     if self.membership.member.lagged.load(Ordering::Relaxed) {
                         tracing::info!("a realtime connection fell too far behind and was dropped");
+                        break End::Resumable;
+                    }
+                }
+                event = self.presence_rx.recv() => {
+                    let Some(event) = event else { break End::Resumable };
+                    self.hold = true;
+                    let mut next = Some(event);
+                    let mut sent = Ok(());
+                    let mut batch = 0;
+                    while let Some(event) = next.take() {
+                        sent = self.send_presence(&event).await;
+                        batch += 1;
+                        if sent.is_err() || batch == MAX_BATCH {
+                            break;
+                        }
+                        next = self.presence_rx.try_recv().ok();
+                    }
+                    self.hold = false;
+                    if sent.is_err() || flush(&mut self.socket).await.is_err() {
+                        break End::Resumable;
+                    }
+                    if self.membership.listener.lagged.load(Ordering::Relaxed) {
+                        tracing::info!("a realtime connection fell too far behind on presence and was dropped");
                         break End::Resumable;
                     }
                 }
@@ -889,12 +984,7 @@ impl Connection {
                 Ok(Next::Continue)
             }
             Action::PRESENCE => {
-                let serial = self.take_serial(&frame);
-                let error = ErrorInfo::from_code(
-                    codes::BAD_REQUEST,
-                    "mock-ably does not support realtime presence yet",
-                );
-                self.send(&nack(serial, error)).await?;
+                self.on_presence(frame).await?;
                 Ok(Next::Continue)
             }
             other => {
@@ -1003,18 +1093,24 @@ impl Connection {
             (backlog, registry.position(), resumed)
         };
         self.membership.attach(name.clone(), modes);
+        // The members present now, and every change after them, atomically.
+        let members = self.membership.listen(&name, modes);
         // Every (re)attach starts from a full message.
         self.deltas.set(&name, delta);
         let mut reply = ProtocolMessage::new(Action::ATTACHED);
-        reply.channel = Some(name);
-        reply.flags = Some(if resumed {
-            modes | Flags::RESUMED
-        } else {
-            modes
-        });
+        reply.channel = Some(name.clone());
+        let mut flags = modes;
+        if resumed {
+            flags = flags | Flags::RESUMED;
+        }
+        if !members.is_empty() {
+            flags = flags | Flags::HAS_PRESENCE;
+        }
+        reply.flags = Some(flags);
         reply.params = frame.params.filter(|params| !params.is_empty());
         reply.channel_serial = Some(position);
         self.send(&reply).await?;
+        self.sync(&name, members).await?;
         for message in backlog {
             self.membership.member.owed.paid();
             self.deliver(&message).await?;
@@ -1068,7 +1164,9 @@ impl Connection {
     async fn on_detach(&mut self, frame: ProtocolMessage) -> Result<(), ()> {
         let name = frame.channel.unwrap_or_default();
         if self.membership.channels.contains_key(&name) {
+            // Detached first: its own leave is not sent to it.
             self.membership.detach(&name);
+            self.leave_presence(&name);
             self.deltas.set(&name, false);
         }
         let mut reply = ProtocolMessage::new(Action::DETACHED);
@@ -1116,17 +1214,173 @@ impl Connection {
                     let serials: Vec<&str> = stored.iter().map(|m| m.serial.as_str()).collect();
                     json!({ "serials": serials })
                 });
-                match &mut self.pending_ack {
-                    Some(ack) if ack.extends(serial) && ack.count < u32::MAX => ack.push(res),
-                    _ => {
-                        self.send_ack().await?;
-                        self.pending_ack = Some(PendingAck::new(serial, res));
-                    }
-                }
-                Ok(())
+                self.owe_ack(serial, res).await
             }
             Err(error) => self.send(&nack(serial, error.0)).await,
         }
+    }
+
+    /// Adds `serial` to the ACK owed, or sends that one and starts another
+    /// when `serial` does not extend it (or one has `res` and the other
+    /// not).
+    async fn owe_ack(&mut self, serial: u64, res: Option<serde_json::Value>) -> Result<(), ()> {
+        match &mut self.pending_ack {
+            Some(ack) if ack.extends(serial, res.is_some()) => ack.push(res),
+            _ => {
+                self.send_ack().await?;
+                self.pending_ack = Some(PendingAck::new(serial, res));
+            }
+        }
+        Ok(())
+    }
+
+    /// PRESENCE (RTP8, RTP9, RTP10): enter, update or leave, each checked
+    /// (`presence` capability, else 40160; a concrete clientId, else
+    /// 40012), stamped as Ably does (id `connectionId:msgSerial:index`, kept
+    /// when the client re-sends its own on an automatic re-entry, RTP17g),
+    /// applied to the channel's presence set and fanned out; then ACKed, so
+    /// the sender's ACK goes out before its own echo. A serial seen before
+    /// (a re-send after a resume) is ACKed and not applied again.
+    async fn on_presence(&mut self, frame: ProtocolMessage) -> Result<(), ()> {
+        let duplicate = frame
+            .msg_serial
+            .is_some_and(|serial| serial < self.registration.entry.next_serial);
+        let serial = self.take_serial(&frame);
+        let channel = frame.channel.clone().unwrap_or_default();
+        let applied = self.stamp_presence(frame, serial).and_then(|stamped| {
+            if duplicate {
+                return Ok(());
+            }
+            let mut presence = lock(&self.state.presence);
+            stamped
+                .into_iter()
+                .try_for_each(|message| presence.apply(&channel, message))
+        });
+        match applied {
+            Ok(()) => self.owe_ack(serial, None).await,
+            Err(error) => self.send(&nack(serial, error.0)).await,
+        }
+    }
+
+    /// Checks a PRESENCE frame's items and stamps them for `channel`.
+    fn stamp_presence(
+        &self,
+        frame: ProtocolMessage,
+        serial: u64,
+    ) -> ApiResult<Vec<PresenceMessage>> {
+        let channel = frame.channel.unwrap_or_default();
+        validate_channel_name(&channel)?;
+        self.principal.require(Operation::Presence, &channel)?;
+        let connection_id = &self.registration.entry.connection_id;
+        let own = self
+            .registration
+            .entry
+            .client_id
+            .as_deref()
+            .filter(|id| *id != "*");
+        let now = self.state.clock.now_ms();
+        let items = frame.presence.unwrap_or_default();
+        let mut stamped = Vec::with_capacity(items.len());
+        for (index, mut item) in items.into_iter().enumerate() {
+            // The member is the connection's clientId; an item may name it
+            // again (an automatic re-entry), or name any clientId on a
+            // wildcard connection (RTP15).
+            let client_id = match (item.client_id.take(), own) {
+                (None, Some(own)) => own.to_owned(),
+                (Some(named), Some(own)) if named == own => named,
+                (Some(named), None)
+                    if self.registration.entry.client_id.as_deref() == Some("*")
+                        && !named.is_empty()
+                        && named != "*" =>
+                {
+                    named
+                }
+                (named, _) => {
+                    return Err(ApiError::new(
+                        codes::INVALID_CLIENT_ID,
+                        match named {
+                            Some(named) => format!(
+                                "Unable to enter presence as {named:?}: the connection's clientId is {:?}",
+                                self.registration.entry.client_id
+                            ),
+                            None => "Unable to enter presence without a clientId".to_owned(),
+                        },
+                    ));
+                }
+            };
+            if !matches!(
+                item.action,
+                Some(PresenceAction::ENTER | PresenceAction::UPDATE | PresenceAction::LEAVE)
+            ) {
+                return Err(ApiError::new(
+                    codes::BAD_REQUEST,
+                    format!("Unexpected presence action {:?}", item.action),
+                ));
+            }
+            if presence_size(&item) > MAX_MESSAGE_SIZE as usize {
+                return Err(ApiError::new(
+                    codes::MESSAGE_TOO_LARGE,
+                    format!("Presence data larger than the {MAX_MESSAGE_SIZE}-byte limit"),
+                ));
+            }
+            // Keep the client's own id on a re-entry (same connection);
+            // otherwise Ably's `connectionId:msgSerial:index`.
+            let keep = item
+                .id
+                .as_deref()
+                .is_some_and(|id| own_presence_id(id, connection_id));
+            if !keep {
+                item.id = Some(format!("{connection_id}:{serial}:{index}"));
+            }
+            item.client_id = Some(client_id);
+            item.connection_id = Some(connection_id.clone());
+            item.timestamp = Some(now);
+            stamped.push(item);
+        }
+        Ok(stamped)
+    }
+
+    /// This connection's members on `channel` leave (DETACH, or a channel
+    /// AUTH no longer allows).
+    fn leave_presence(&self, channel: &str) {
+        let now = self.state.clock.now_ms();
+        lock(&self.state.presence).leave_connection(
+            &self.registration.entry.connection_id,
+            Some(channel),
+            now,
+        );
+    }
+
+    /// SYNC of `members` after ATTACHED with HAS_PRESENCE (RTP18, RTP19):
+    /// pages of [`SYNC_PAGE`], each `channelSerial` `<syncId>:<cursor>`, the
+    /// last with an empty cursor so the sync ends.
+    async fn sync(&mut self, channel: &str, members: Vec<PresenceMessage>) -> Result<(), ()> {
+        if members.is_empty() {
+            return Ok(());
+        }
+        let sync_id = random_id(6);
+        let pages = members.len().div_ceil(SYNC_PAGE);
+        let mut members = members.into_iter();
+        for page in 1..=pages {
+            let mut frame = ProtocolMessage::new(Action::SYNC);
+            frame.channel = Some(channel.to_owned());
+            frame.channel_serial = Some(if page == pages {
+                format!("{sync_id}:")
+            } else {
+                format!("{sync_id}:{page}")
+            });
+            frame.presence = Some(members.by_ref().take(SYNC_PAGE).collect());
+            self.send(&frame).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends one presence change as a PRESENCE frame.
+    async fn send_presence(&mut self, event: &PresenceEvent) -> Result<(), ()> {
+        let mut frame = ProtocolMessage::new(Action::PRESENCE);
+        frame.channel = Some(event.channel.to_string());
+        frame.presence = Some(vec![event.message.clone()]);
+        self.send(&frame).await
     }
 
     /// Checks and stamps a MESSAGE's messages for `channel`, ready to store.
@@ -1216,7 +1470,9 @@ impl Connection {
             .map(|(name, _)| name.clone())
             .collect();
         for name in revoked {
+            // Detached first: its own leave is not sent to it.
             self.membership.detach(&name);
+            self.leave_presence(&name);
             self.deltas.set(&name, false);
             let mut reply = ProtocolMessage::with_error(
                 Action::ERROR,
@@ -1306,9 +1562,12 @@ impl PendingAck {
         }
     }
 
-    /// Whether `serial` is the next one of the run.
-    fn extends(&self, serial: u64) -> bool {
+    /// Whether `serial` is the next one of the run, and its `res` (or lack
+    /// of one) goes with the run's.
+    fn extends(&self, serial: u64, has_res: bool) -> bool {
         self.serial.checked_add(u64::from(self.count)) == Some(serial)
+            && self.count < u32::MAX
+            && self.res.is_some() == has_res
     }
 
     fn push(&mut self, res: Option<serde_json::Value>) {
@@ -1330,6 +1589,37 @@ impl PendingAck {
         ack.res = self.res;
         ack
     }
+}
+
+/// Whether `id` is one this connection's client may keep: Ably's form
+/// `connectionId:msgSerial:index` on this connection (RTP17g).
+fn own_presence_id(id: &str, connection_id: &str) -> bool {
+    let Some(rest) = id
+        .strip_prefix(connection_id)
+        .and_then(|rest| rest.strip_prefix(':'))
+    else {
+        return false;
+    };
+    let mut parts = rest.split(':');
+    let numeric = |part: Option<&str>| {
+        part.is_some_and(|p| {
+            !p.is_empty() && p.len() <= 20 && p.bytes().all(|b| b.is_ascii_digit())
+        })
+    };
+    numeric(parts.next()) && numeric(parts.next()) && parts.next().is_none()
+}
+
+/// The size Ably counts for a presence item: clientId, data and extras.
+fn presence_size(item: &PresenceMessage) -> usize {
+    let data = match &item.data {
+        Some(serde_json::Value::String(text)) => text.len(),
+        Some(other) => other.to_string().len(),
+        None => 0,
+    };
+    let extras = item.extras.as_ref().map_or(0, |extras| {
+        serde_json::Value::Object(extras.clone()).to_string().len()
+    });
+    data + extras + item.client_id.as_ref().map_or(0, String::len)
 }
 
 /// NACK of one `msgSerial` with `error`.

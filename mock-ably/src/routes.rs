@@ -4,6 +4,7 @@
 mod control;
 #[cfg(test)]
 mod fuzz;
+mod presence;
 mod rest;
 mod stream;
 mod token;
@@ -36,6 +37,7 @@ pub(crate) fn router(state: AppState) -> Router {
             "/channels/{channel}/messages",
             post(rest::publish).get(rest::history),
         )
+        .route("/channels/{channel}/presence", get(presence::get_presence))
         .route("/sse", get(stream::sse))
         .route("/event-stream", get(stream::event_stream))
         // Only Ably's endpoints can be made to fail; the controls cannot.

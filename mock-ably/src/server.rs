@@ -45,6 +45,10 @@ pub const DEFAULT_MAX_IDLE_INTERVAL: Duration = Duration::from_secs(15);
 /// by default (at most half the credential's remaining life).
 pub const DEFAULT_AUTH_LEAD: Duration = Duration::from_secs(30);
 
+/// How long the members of a realtime connection lost without CLOSE stay
+/// present, by default: 15 s, as Ably documents for abrupt disconnections.
+pub const DEFAULT_REMAIN_PRESENT_FOR: Duration = Duration::from_secs(15);
+
 /// How long a dropped realtime connection stays resumable, by default:
 /// Ably's `connectionStateTtl` of two minutes (CD2f).
 pub const DEFAULT_CONNECTION_STATE_TTL: Duration = Duration::from_secs(120);
@@ -61,6 +65,7 @@ pub struct MockAblyBuilder {
     max_idle_interval: Duration,
     connection_state_ttl: Duration,
     auth_lead: Duration,
+    remain_present_for: Duration,
     limits: serve::Limits,
     listener: Option<std::net::TcpListener>,
 }
@@ -76,6 +81,7 @@ impl Default for MockAblyBuilder {
             max_idle_interval: DEFAULT_MAX_IDLE_INTERVAL,
             connection_state_ttl: DEFAULT_CONNECTION_STATE_TTL,
             auth_lead: DEFAULT_AUTH_LEAD,
+            remain_present_for: DEFAULT_REMAIN_PRESENT_FOR,
             limits: serve::Limits::default(),
             listener: None,
         }
@@ -159,6 +165,16 @@ impl MockAblyBuilder {
         self
     }
 
+    /// How long the presence members of a realtime connection lost without
+    /// CLOSE stay present before the mock makes them leave, unless the
+    /// connection resumes first (default [`DEFAULT_REMAIN_PRESENT_FOR`],
+    /// 15 s). A client's `remainPresentFor` parameter overrides it for its
+    /// connection.
+    pub fn remain_present_for(mut self, window: Duration) -> Self {
+        self.remain_present_for = window;
+        self
+    }
+
     /// How long before a token or JWT expires a realtime connection using it
     /// is sent AUTH, asking the client to renew (default
     /// [`DEFAULT_AUTH_LEAD`], 30 s). Never more than half the credential's
@@ -235,6 +251,7 @@ impl MockAblyBuilder {
             max_idle_interval: self.max_idle_interval,
             connection_state_ttl: self.connection_state_ttl,
             auth_lead: self.auth_lead,
+            remain_present_for: self.remain_present_for,
         });
         let app = router(state.clone());
         let (shutdown, signal) = oneshot::channel::<()>();

@@ -15,6 +15,7 @@ use crate::auth::AuthState;
 use crate::channel::Registry;
 use crate::clock::Clock;
 use crate::faults::{FailNext, Faults};
+use crate::presence::PresenceRegistry;
 use crate::realtime::Connections;
 use crate::stats::Stats;
 
@@ -49,6 +50,10 @@ pub(crate) struct Settings {
     /// Realtime: how long before a credential expires the connection is
     /// sent AUTH (at most half the credential's remaining life).
     pub(crate) auth_lead: Duration,
+    /// Realtime: how long the members of a connection lost without CLOSE
+    /// stay present, unless it resumes first (a client's `remainPresentFor`
+    /// overrides it).
+    pub(crate) remain_present_for: Duration,
 }
 
 /// What open streams watch for: every change of a counter is an event.
@@ -88,6 +93,7 @@ impl AppState {
             control,
             open_streams: AtomicU64::new(0),
             connections: Mutex::new(Connections::default()),
+            presence: Mutex::new(PresenceRegistry::default()),
             attached_channels: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             panics: Mutex::new(Vec::new()),
@@ -115,6 +121,8 @@ pub(crate) struct Inner {
     pub(crate) open_streams: AtomicU64,
     /// Realtime connections, open and resumable.
     pub(crate) connections: Mutex<Connections>,
+    /// Every channel's presence set.
+    pub(crate) presence: Mutex<PresenceRegistry>,
     /// Channels attached on open realtime connections, summed.
     pub(crate) attached_channels: AtomicU64,
     pub(crate) delivered: AtomicU64,
@@ -167,7 +175,16 @@ impl Inner {
     /// A snapshot of the counters.
     pub(crate) fn stats(&self) -> Stats {
         let now = self.clock.now_ms();
-        let channels = lock(&self.registry).channel_stats(&self.settings, now);
+        let mut channels = lock(&self.registry).channel_stats(&self.settings, now);
+        {
+            let presence = lock(&self.presence);
+            for name in presence.channel_names() {
+                let counts = presence.counts(name);
+                let stats = channels.entry(name.to_owned()).or_default();
+                stats.presence_members = counts.members as u64;
+                stats.presence_subscribers = counts.subscribers as u64;
+            }
+        }
         Stats {
             open_streams: self.open_streams.load(Ordering::Relaxed),
             open_connections: lock(&self.connections).open(),

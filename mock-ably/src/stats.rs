@@ -41,4 +41,11 @@ pub struct ChannelStats {
     /// Streams attached to the channel, and realtime connections attached
     /// to it with the subscribe mode.
     pub subscribers: u64,
+    /// Presence members on the channel now.
+    #[serde(default)]
+    pub presence_members: u64,
+    /// Realtime connections attached to the channel with the presence
+    /// subscribe mode.
+    #[serde(default)]
+    pub presence_subscribers: u64,
 }

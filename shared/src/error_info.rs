@@ -94,6 +94,9 @@ pub mod codes {
     pub const CONNECTION_EXPIRED: u32 = 80008;
     /// 80019: the auth provider request failed (SDK side).
     pub const AUTH_PROVIDER_FAILED: u32 = 80019;
+    /// 91003: unable to enter a presence channel: the maximum number of
+    /// members was reached.
+    pub const PRESENCE_MEMBER_LIMIT: u32 = 91003;
 }
 
 /// An Ably error: `{"code", "statusCode", "message", "href"}` in camelCase,

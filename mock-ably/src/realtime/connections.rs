@@ -154,6 +154,15 @@ impl Connections {
         }
     }
 
+    /// Whether the connection `key` is still away since the socket with
+    /// `handover` ended: no other socket has resumed it since (it is still
+    /// resumable with that handover), or it is gone altogether.
+    pub(crate) fn away(&self, key: &str, handover: &Arc<Handover>) -> bool {
+        self.slots.get(key).is_none_or(|slot| {
+            slot.resumable_until_ms.is_some() && Arc::ptr_eq(&slot.handover, handover)
+        })
+    }
+
     /// How many dropped connections are remembered.
     #[cfg(test)]
     fn resumable(&self) -> usize {
