@@ -37,6 +37,7 @@ use subtle::ConstantTimeEq as _;
 
 use crate::error::{ApiError, ApiResult};
 use crate::params::Query;
+use crate::revocation::Status;
 use crate::state::{Inner, KeyEntry, lock, random_id};
 
 /// Above this many remembered tokens, expired ones are forgotten.
@@ -81,6 +82,19 @@ pub(crate) struct Principal {
     pub(crate) client_id: Option<String>,
     /// When a token or JWT expires, in ms; `None` for a key.
     pub(crate) expires_ms: Option<u64>,
+    /// What revocation matches on, for a token or JWT of a key with
+    /// revocable tokens; `None` otherwise.
+    pub(crate) revocable: Option<Issue>,
+}
+
+/// When a token or JWT was issued, and its revocation key: what
+/// `revokeTokens` matches besides the clientId.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Issue {
+    /// When it was issued (ms): a JWT's `iat` is whole seconds.
+    pub(crate) issued_ms: u64,
+    /// A JWT's `x-ably-revocation-key`.
+    pub(crate) revocation_key: Option<String>,
 }
 
 impl Principal {
@@ -262,7 +276,10 @@ struct IssuedToken {
     key_name: String,
     capability: Capability,
     client_id: Option<String>,
+    issued_ms: u64,
     expires_ms: u64,
+    /// Whether its key has revocable tokens.
+    revocable: bool,
 }
 
 /// Tokens issued, JWTs seen, nonces used.
@@ -340,7 +357,9 @@ pub(crate) fn issue_token(
             key_name: key.key.key_name().to_owned(),
             capability,
             client_id: client_id.clone(),
+            issued_ms: now,
             expires_ms,
+            revocable: key.revocable,
         },
         now,
     );
@@ -391,6 +410,7 @@ pub(crate) fn verify(inner: &Inner, credential: &Credential) -> ApiResult<Princi
                 capability: entry.capability.clone(),
                 client_id: None,
                 expires_ms: None,
+                revocable: None,
             })
         }
         Credential::Token(raw) => {
@@ -434,13 +454,26 @@ fn verify_token(inner: &Inner, token: &str) -> ApiResult<Principal> {
     if now >= issued.expires_ms {
         return Err(token_expired());
     }
-    Ok(Principal {
+    let principal = Principal {
         kind: CredentialKind::Token,
         key_name: issued.key_name,
         capability: issued.capability,
         client_id: issued.client_id,
         expires_ms: Some(issued.expires_ms),
-    })
+        revocable: issued.revocable.then_some(Issue {
+            issued_ms: issued.issued_ms,
+            revocation_key: None,
+        }),
+    };
+    check_revocation(inner, principal, now)
+}
+
+/// Refuses `principal` with 40141 when a revocation applies to it now.
+fn check_revocation(inner: &Inner, principal: Principal, now_ms: u64) -> ApiResult<Principal> {
+    match lock(&inner.revocations).status(&principal, now_ms) {
+        Status::Revoked => Err(ApiError::new(codes::TOKEN_REVOKED, "Token revoked")),
+        Status::Valid | Status::Pending => Ok(principal),
+    }
 }
 
 fn verify_ably_jwt(inner: &Inner, token: &str, now_ms: u64) -> ApiResult<Principal> {
@@ -457,13 +490,18 @@ fn verify_ably_jwt(inner: &Inner, token: &str, now_ms: u64) -> ApiResult<Princip
     let capability = requested.intersect(&entry.capability)?;
     let exp_ms = claims.exp.saturating_mul(1000);
     lock(&inner.auth).remember_jwt(token, exp_ms, now_ms);
-    Ok(Principal {
+    let principal = Principal {
         kind: CredentialKind::Jwt,
         key_name: entry.key.key_name().to_owned(),
         capability,
         client_id: claims.client_id,
         expires_ms: Some(exp_ms),
-    })
+        revocable: entry.revocable.then_some(Issue {
+            issued_ms: claims.iat.saturating_mul(1000),
+            revocation_key: claims.revocation_key,
+        }),
+    };
+    check_revocation(inner, principal, now_ms)
 }
 
 /// Finds and verifies the request's credential.
@@ -492,6 +530,7 @@ mod tests {
             capability: Capability::all(),
             client_id: client_id.map(str::to_owned),
             expires_ms: None,
+            revocable: None,
         }
     }
 

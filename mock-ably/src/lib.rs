@@ -137,6 +137,7 @@ mod params;
 mod presence;
 mod publish;
 mod realtime;
+mod revocation;
 mod routes;
 mod server;
 mod state;

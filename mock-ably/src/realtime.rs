@@ -130,6 +130,7 @@ use crate::faults::RequestKind;
 use crate::params::{Query, invalid_param, validate_channel_name};
 use crate::presence::{Listener, PresenceEvent, SYNC_PAGE};
 use crate::publish::{self, Publisher};
+use crate::revocation::Status;
 use crate::state::{AppState, Control, lock, random_id};
 
 pub(crate) use connections::Connections;
@@ -418,8 +419,11 @@ enum ControlEvent {
     Drop,
     /// `expire_credentials`, and the connection uses a token or JWT.
     Expired,
-    /// `force_auth`, and the connection uses a token or JWT: send AUTH.
+    /// `force_auth`, and the connection uses a token or JWT; or a
+    /// revocation that will apply to its credential: send AUTH.
     ForceAuth,
+    /// A revocation applies to the connection's credential now.
+    Revoked,
 }
 
 /// Removes the connection from the open count however its task ends, and
@@ -566,6 +570,9 @@ struct Connection {
     /// While set, frames wait in the socket's write buffer: a run of queued
     /// messages goes out in one flush.
     hold: bool,
+    /// Whether AUTH was sent for a revocation that will apply to the
+    /// current credential (once per credential).
+    revocation_hinted: bool,
 }
 
 /// Sends CONNECTED and serves the connection until its socket ends.
@@ -647,6 +654,7 @@ async fn run(
         last_sent: Instant::now(),
         last_heard: Instant::now(),
         hold: false,
+        revocation_hinted: false,
     };
     let mut connected = connection.connected_frame();
     connected.error = resume_error;
@@ -758,6 +766,18 @@ impl Connection {
                         }
                         ControlEvent::Expired => {
                             if self.expired().await.is_ok() {
+                                close(&mut self.socket).await;
+                            }
+                            break End::Resumable;
+                        }
+                        // DISCONNECTED with a token error: ably-js renews
+                        // and resumes, or stops if it cannot (RTN15h2).
+                        ControlEvent::Revoked => {
+                            let frame = ProtocolMessage::with_error(
+                                Action::DISCONNECTED,
+                                ErrorInfo::from_code(codes::TOKEN_REVOKED, "Token revoked"),
+                            );
+                            if self.send(&frame).await.is_ok() {
                                 close(&mut self.socket).await;
                             }
                             break End::Resumable;
@@ -915,6 +935,18 @@ impl Connection {
         if now.force_auth != seen.force_auth && token {
             return ControlEvent::ForceAuth;
         }
+        if token && (now.revocations != seen.revocations || now.clock != seen.clock) {
+            let now_ms = self.state.clock.now_ms();
+            match lock(&self.state.revocations).status(&self.principal, now_ms) {
+                Status::Revoked => return ControlEvent::Revoked,
+                // Asked once per credential to renew ahead of enforcement.
+                Status::Pending if !self.revocation_hinted => {
+                    self.revocation_hinted = true;
+                    return ControlEvent::ForceAuth;
+                }
+                Status::Pending | Status::Valid => {}
+            }
+        }
         ControlEvent::None
     }
 
@@ -1023,6 +1055,7 @@ impl Connection {
         match checked {
             Ok(principal) => {
                 self.principal = principal;
+                self.revocation_hinted = false;
                 self.plan_auth();
                 self.reset_expiry();
                 let frame = self.connected_frame();

@@ -6,6 +6,7 @@ mod control;
 mod fuzz;
 mod presence;
 mod rest;
+mod revoke;
 mod stream;
 mod token;
 
@@ -33,6 +34,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/", any(crate::realtime::upgrade))
         .route("/time", get(rest::time))
         .route("/keys/{key_name}/requestToken", post(token::request_token))
+        .route("/keys/{key_name}/revokeTokens", post(revoke::revoke_tokens))
         .route(
             "/channels/{channel}/messages",
             post(rest::publish).get(rest::history),

@@ -112,7 +112,11 @@ impl MockAblyBuilder {
         let key = ApiKey::parse(key).unwrap_or_else(|err| panic!("mock-ably: {err}"));
         let capability = Capability::parse(capability)
             .unwrap_or_else(|err| panic!("mock-ably: key {key}: {err}"));
-        self.keys.push(KeyEntry { key, capability });
+        self.keys.push(KeyEntry {
+            key,
+            capability,
+            revocable: true,
+        });
         self
     }
 
@@ -240,6 +244,7 @@ impl MockAblyBuilder {
             keys.push(KeyEntry {
                 key: ApiKey::parse(DEV_KEY).expect("DEV_KEY is a valid key"),
                 capability: Capability::all(),
+                revocable: true,
             });
         }
         let state = AppState::new(Settings {

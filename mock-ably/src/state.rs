@@ -17,6 +17,7 @@ use crate::clock::Clock;
 use crate::faults::{FailNext, Faults};
 use crate::presence::PresenceRegistry;
 use crate::realtime::Connections;
+use crate::revocation::Revocations;
 use crate::stats::Stats;
 
 /// An API key the mock accepts, with the capability it grants.
@@ -26,6 +27,8 @@ pub(crate) struct KeyEntry {
     pub(crate) key: ApiKey,
     /// What the key may do; tokens and JWTs get at most this.
     pub(crate) capability: Capability,
+    /// Whether its tokens and JWTs can be revoked (`revokeTokens`).
+    pub(crate) revocable: bool,
 }
 
 /// The builder's settings, fixed for the life of the server.
@@ -68,6 +71,9 @@ pub(crate) struct Control {
     /// Bumped by `force_auth`: realtime connections on a token or JWT get
     /// an AUTH request.
     pub(crate) force_auth: u64,
+    /// Bumped when a revocation is made and when one applies: streams and
+    /// connections check their credential again.
+    pub(crate) revocations: u64,
     /// Bumped when the clock moves: streams recompute their expiry timers.
     pub(crate) clock: u64,
     /// Set when the handle is dropped: every stream closes.
@@ -94,6 +100,7 @@ impl AppState {
             open_streams: AtomicU64::new(0),
             connections: Mutex::new(Connections::default()),
             presence: Mutex::new(PresenceRegistry::default()),
+            revocations: Mutex::new(Revocations::default()),
             attached_channels: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             panics: Mutex::new(Vec::new()),
@@ -123,6 +130,8 @@ pub(crate) struct Inner {
     pub(crate) connections: Mutex<Connections>,
     /// Every channel's presence set.
     pub(crate) presence: Mutex<PresenceRegistry>,
+    /// Token revocations made with `revokeTokens`.
+    pub(crate) revocations: Mutex<Revocations>,
     /// Channels attached on open realtime connections, summed.
     pub(crate) attached_channels: AtomicU64,
     pub(crate) delivered: AtomicU64,
@@ -160,6 +169,23 @@ impl Inner {
         self.clock.try_advance_ms(by_ms)?;
         self.control.send_modify(|c| c.clock += 1);
         Ok(())
+    }
+
+    /// Tells open streams and connections to check their credential against
+    /// the revocations, now and again once `margin` has passed (when a
+    /// revocation made now applies).
+    pub(crate) fn revocations_changed(&self, margin: Duration) {
+        self.control.send_modify(|c| c.revocations += 1);
+        if margin.is_zero() {
+            return;
+        }
+        let control = self.control.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                tokio::time::sleep(margin).await;
+                control.send_modify(|c| c.revocations += 1);
+            });
+        }
     }
 
     /// Sends AUTH to every realtime connection on a token or JWT.

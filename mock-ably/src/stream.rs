@@ -26,9 +26,11 @@ use shared::{ErrorInfo, codes};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, Sleep};
 
+use crate::auth::Principal;
 use crate::channel::{Attachment, Owed, StoredMessage};
 use crate::delta::Deltas;
 use crate::frame::Framing;
+use crate::revocation::Status;
 use crate::state::{AppState, Control, lock};
 
 /// How a stream presents its events, and when its credential runs out.
@@ -46,6 +48,9 @@ pub(crate) struct StreamConfig {
     /// Whether the stream authenticated with a token or JWT (which
     /// `expire_credentials` ends) rather than a key.
     pub(crate) token_auth: bool,
+    /// Who the stream authenticated as: checked again when a revocation is
+    /// made or applies.
+    pub(crate) principal: Principal,
 }
 
 /// Removes the stream from its channels and from the open-stream count when
@@ -231,8 +236,23 @@ impl Streamer {
         if now.clock != self.seen.clock {
             self.reset_expiry();
         }
+        let recheck = now.revocations != self.seen.revocations || now.clock != self.seen.clock;
         self.seen = now;
+        if recheck {
+            let status = lock(&self.state.revocations)
+                .status(&self.config.principal, self.state.clock.now_ms());
+            if status == Status::Revoked {
+                return Some(self.revoked());
+            }
+        }
         None
+    }
+
+    /// The 40141 error event that ends the stream: its token was revoked.
+    fn revoked(&mut self) -> Step {
+        self.done = true;
+        let info = ErrorInfo::from_code(codes::TOKEN_REVOKED, "Token revoked");
+        Step::Chunk(self.config.framing.error(&info))
     }
 
     /// The 40142 error event that ends the stream.

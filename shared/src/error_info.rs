@@ -74,6 +74,8 @@ pub mod codes {
     pub const OPERATION_NOT_PERMITTED: u32 = 40160;
     /// 40161: operation requires an identified client.
     pub const IDENTIFIED_CLIENT_REQUIRED: u32 = 40161;
+    /// 40162: token revocation needs the key's Basic auth, not a token.
+    pub const REVOCATION_NEEDS_BASIC_AUTH: u32 = 40162;
     /// 40170: the token callback or auth URL failed (SDK side).
     pub const AUTH_CALLBACK_FAILED: u32 = 40170;
     /// 40171: token expired and there is no way to renew it (SDK side).

@@ -126,6 +126,7 @@ fn open(
         delta_channels,
         expires_ms: principal.expires_ms,
         token_auth: principal.kind != CredentialKind::Key,
+        principal,
     };
     let names = starts.into_iter().map(|(name, _)| name).collect();
     let body = body(state.clone(), config, attachment, names, control, seen);

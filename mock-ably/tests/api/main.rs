@@ -14,6 +14,7 @@ mod presence;
 mod publish;
 mod realtime;
 mod resume;
+mod revocation;
 mod stream;
 mod token;
 mod ws;
