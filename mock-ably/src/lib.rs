@@ -110,6 +110,9 @@
 //! # Layout
 //!
 //! - `server`: [`MockAbly`] and its builder.
+//! - `keys`: [`KeySpec`], a key and its capability as `--key` takes them
+//!   (`appId.keyId:secret={"chat:*":["subscribe"]}`); Ably's default
+//!   [`DEFAULT_KEY_CAPABILITY`] for a key given without one.
 //! - `routes`: the HTTP surface, CORS and the fail-next switch.
 //! - `origin`: [`is_loopback_origin`], who may reach `/_mock/*` from a browser.
 //! - `auth`: finding and verifying credentials; issued tokens and nonces.
@@ -132,6 +135,7 @@ mod faults;
 mod frame;
 #[cfg(test)]
 mod fuzz;
+mod keys;
 mod origin;
 mod params;
 mod publish;
@@ -144,6 +148,7 @@ mod stream;
 
 pub use clock::MAX_CLOCK_OFFSET;
 pub use faults::{FailNext, FailTarget};
+pub use keys::{DEFAULT_KEY_CAPABILITY, KeySpec, KeySpecError};
 pub use origin::is_loopback_origin;
 pub use params::parse_duration;
 pub use server::{

@@ -10,6 +10,7 @@ mod connections;
 mod controls;
 mod delta;
 mod history;
+mod keys;
 mod publish;
 mod realtime;
 mod resume;
