@@ -156,6 +156,16 @@ pub(crate) fn not_found_response() -> Response {
     not_found_error().into_response()
 }
 
-async fn method_not_allowed() -> ApiError {
-    ApiError::new(codes::METHOD_NOT_ALLOWED, "Method not allowed")
+/// A known path asked with a method it does not take: Ably answers 404 with
+/// 40400, as for an unknown path, never 405
+/// (`docs/protocol.md#rest-subset`).
+async fn method_not_allowed(request: Request) -> ApiError {
+    ApiError::new(
+        codes::NOT_FOUND,
+        format!(
+            "Not found: mock-ably does not serve {} {}",
+            request.method(),
+            request.uri().path()
+        ),
+    )
 }
