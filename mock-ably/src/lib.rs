@@ -104,8 +104,10 @@
 //!   the bad one). A realtime connection's `connectionKey` never changes,
 //!   also across AUTH; a resume must act as the same clientId, and one of a
 //!   connection still open is refused like an unknown key (80008).
-//! - **Publishing to `[meta]` channels** is refused with 40160; **msgpack**
-//!   bodies with 40000 and a hint to set `useBinaryProtocol: false`.
+//! - **Publishing to `[meta]` channels** is refused with 40160.
+//! - **msgpack on REST**: a request whose `Accept` lists both JSON and
+//!   msgpack gets the one ranked first (by `q`, then by order); `format`
+//!   wins over `Accept`.
 //!
 //! # Layout
 //!

@@ -4,6 +4,7 @@
 mod control;
 #[cfg(test)]
 mod fuzz;
+mod msgpack;
 mod rest;
 mod stream;
 mod token;
@@ -55,6 +56,9 @@ pub(crate) fn router(state: AppState) -> Router {
                 ApiError::new(codes::INTERNAL_ERROR, "Internal error in mock-ably").into_response()
             },
         ))
+        // msgpack bodies in, msgpack answers out for whoever asks (errors
+        // included), around everything but CORS.
+        .layer(middleware::from_fn(msgpack::rest_format))
         .layer(middleware::from_fn(cors))
         .with_state(state)
 }

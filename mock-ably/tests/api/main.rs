@@ -11,6 +11,7 @@ mod controls;
 mod delta;
 mod history;
 mod keys;
+mod msgpack;
 mod publish;
 mod realtime;
 mod resume;
