@@ -10,6 +10,8 @@
 //! - `POST /keys/{keyName}/requestToken` with every check of
 //!   `docs/protocol.md#exchanging-a-tokenrequest`;
 //! - `POST` and `GET /channels/{name}/messages` (publish and history);
+//! - `POST /messages` (batch publish) and `GET /channels/{name}` (channel
+//!   status and occupancy);
 //! - `GET /sse` and `GET /event-stream`, with every parameter of
 //!   `docs/protocol.md#stream-parameters`;
 //! - a WebSocket upgrade at `/`: Ably's realtime protocol in JSON and

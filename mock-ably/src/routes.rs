@@ -37,6 +37,8 @@ pub(crate) fn router(state: AppState) -> Router {
             "/channels/{channel}/messages",
             post(rest::publish).get(rest::history),
         )
+        .route("/channels/{channel}", get(rest::channel_status))
+        .route("/messages", post(rest::batch_publish))
         .route("/sse", get(stream::sse))
         .route("/event-stream", get(stream::event_stream))
         // Only Ably's endpoints can be made to fail; the controls cannot.

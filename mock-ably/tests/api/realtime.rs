@@ -1234,3 +1234,41 @@ async fn another_client_id_cannot_resume_a_connection() {
     assert_eq!(ids(&resumed).0, id);
     assert_eq!(app.mock.stats().open_connections, 1);
 }
+
+#[tokio::test]
+async fn channel_status_counts_realtime_publishers_and_subscribers() {
+    let app = spawn().await;
+    let metrics = || async {
+        let status: serde_json::Value = app
+            .get(&format!("/channels/room?key={}", enc(KEY)))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let metrics = &status["status"]["occupancy"]["metrics"];
+        [
+            metrics["connections"].as_u64().unwrap(),
+            metrics["publishers"].as_u64().unwrap(),
+            metrics["subscribers"].as_u64().unwrap(),
+        ]
+    };
+    let (mut publisher, _) = Client::connected(&app.mock, "", Format::Json).await;
+    let (mut both, _) = Client::connected(&app.mock, "", Format::Msgpack).await;
+
+    let mut attach = on(Action::ATTACH, "room");
+    attach.flags = Some(Flags::PUBLISH);
+    publisher.send(&attach).await;
+    publisher.expect(Action::ATTACHED).await;
+    both.attach("room").await;
+    let attached = metrics().await;
+    both.send(&on(Action::DETACH, "room")).await;
+    both.expect(Action::DETACHED).await;
+    let one_left = metrics().await;
+    publisher.send(&on(Action::DETACH, "room")).await;
+    publisher.expect(Action::DETACHED).await;
+    let none_left = metrics().await;
+
+    assert_eq!(attached, [2, 2, 1]);
+    assert_eq!(one_left, [1, 1, 0]);
+    assert_eq!(none_left, [0, 0, 0]);
+}
