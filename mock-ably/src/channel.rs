@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use bytes::Bytes;
 use shared::Message;
+use shared::message::MessageAction;
 use tokio::sync::mpsc::{self, error::TrySendError};
 
 use crate::delta::{DeltaBase, DeltaMessage};
@@ -77,10 +78,14 @@ pub(crate) struct StoredMessage {
 }
 
 impl StoredMessage {
-    /// The message as an SSE envelope: with `channel` set.
+    /// The message as an SSE envelope: with `channel` set, and without the
+    /// `serial` and `action` of newer protocol versions, which SSE's
+    /// version 1.2 envelope does not carry.
     pub(crate) fn envelope(&self) -> Message {
         let mut message = self.message.clone();
         message.channel = Some(self.channel.name.to_string());
+        message.serial = None;
+        message.action = None;
         message
     }
 
@@ -418,10 +423,17 @@ impl Registry {
             self.last_seq += 1;
             self.published += 1;
             let seq = self.last_seq;
+            let serial = format!("{now_ms:013}-{seq:09}@{}", self.instance);
+            // Every message is a new one (`message.create`, 0) with the
+            // serial its publish answered: history and realtime deliver
+            // both (TM2r, TM2j).
+            let mut message = message;
+            message.serial = Some(serial.clone());
+            message.action = Some(MessageAction::CREATE);
             let stored_message = Arc::new(StoredMessage {
                 seq,
                 received_ms: now_ms,
-                serial: format!("{now_ms:013}-{seq:09}@{}", self.instance),
+                serial,
                 cursor: format!("{}:{seq}", self.instance),
                 channel: Arc::clone(&entry.counters),
                 message,

@@ -1272,3 +1272,36 @@ async fn channel_status_counts_realtime_publishers_and_subscribers() {
     assert_eq!(one_left, [1, 1, 0]);
     assert_eq!(none_left, [0, 0, 0]);
 }
+
+#[tokio::test]
+async fn realtime_and_history_carry_the_same_serial_and_action_create_and_sse_neither() {
+    let app = spawn().await;
+    let mut frames = app.sse("channels=news").await;
+    let mut subscribers = Vec::new();
+    for format in FORMATS {
+        let (mut client, _) = Client::connected(&app.mock, "", format).await;
+        client.attach("news").await;
+        subscribers.push(client);
+    }
+
+    let published: serde_json::Value = app
+        .publish("news", json!({"data": "x"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+
+    let serial = published["serials"][0].as_str().unwrap().to_owned();
+    let history = app.history_forwards("news").await;
+    assert_eq!(history[0]["serial"], serial.as_str());
+    assert_eq!(history[0]["action"], 0);
+    for client in &mut subscribers {
+        let frame = client.expect(Action::MESSAGE).await;
+        let message = &frame.messages.unwrap()[0];
+        assert_eq!(message.serial.as_deref(), Some(serial.as_str()));
+        assert_eq!(message.action, Some(shared::message::MessageAction::CREATE));
+    }
+    let envelope = frames.message().await;
+    assert!(envelope.get("serial").is_none(), "{envelope}");
+    assert!(envelope.get("action").is_none(), "{envelope}");
+}
