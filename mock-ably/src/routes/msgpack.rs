@@ -3,6 +3,8 @@
 //! - A request body sent with `Content-Type: application/x-msgpack` is read
 //!   as msgpack and handed on as its JSON form (`bin` data becomes base64
 //!   with `base64` ending its `encoding`), so every handler reads JSON only.
+//!   An empty body is no body, whatever its type (ably-js sends the type on
+//!   a GET too).
 //! - A request that prefers msgpack, by `format=msgpack` or by an `Accept`
 //!   header that ranks `application/x-msgpack` above `application/json`,
 //!   gets every JSON answer (successes and error envelopes alike) as msgpack
@@ -102,6 +104,11 @@ async fn msgpack_request_as_json(request: Request) -> Result<Request, ApiError> 
     let bytes = to_bytes(body, BODY_LIMIT)
         .await
         .map_err(|_| ApiError::new(codes::MESSAGE_TOO_LARGE, "Request body too large"))?;
+    if bytes.is_empty() {
+        // No body at all (ably-js sends its msgpack Content-Type on GETs
+        // too): nothing to decode.
+        return Ok(Request::from_parts(parts, Body::empty()));
+    }
     let value = rest_body_from_msgpack(&bytes)?;
     let json = serde_json::to_vec(&value).map_err(|err| {
         ApiError::new(

@@ -92,9 +92,9 @@ pub(super) fn publish_to(
 /// `POST /messages`, Ably's batch publish (`docs/protocol.md#batch-publish`):
 /// a spec `{channels, messages}` or an array of them; each channel is
 /// checked (name, `publish` capability) and published to on its own.
-/// Answers `201` with one result per spec, `{successCount, failureCount,
-/// results}`, each result `{channel, messageId, serials}` or `{channel,
-/// error}`.
+/// Answers `201`: for an array, one result per spec, `{successCount,
+/// failureCount, results}`; for a single spec, its `results` alone. Each
+/// result is `{channel, messageId, serials}` or `{channel, error}`.
 pub(super) async fn batch_publish(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -106,56 +106,66 @@ pub(super) async fn batch_publish(
     let principal = authenticate(&state, &headers, &query)?;
     let declared = declared_client_id(&headers)?;
     let identity = principal.identify(declared.as_deref())?;
-    let specs = parse_batch(&body)?;
+    let (specs, single) = parse_batch(&body)?;
     let publisher = Publisher {
         principal: &principal,
         identity: identity.as_deref(),
     };
-
-    let answers: Vec<Value> = specs
-        .into_iter()
-        .map(|(channels, messages)| {
-            let results: Vec<Value> = channels
-                .iter()
-                .map(|channel| {
-                    validate_channel_name(channel)
-                        .and_then(|()| check_may_publish(&principal, channel))
-                        .and_then(|()| publish_to(&state, publisher, channel, messages.clone()))
-                        .unwrap_or_else(
-                            |ApiError(error)| json!({"channel": channel, "error": error}),
-                        )
-                })
-                .collect();
-            let failures = results.iter().filter(|r| r.get("error").is_some()).count();
-            json!({
-                "successCount": results.len() - failures,
-                "failureCount": failures,
-                "results": results,
+    let publish_spec = |(channels, messages): BatchSpec| -> Vec<Value> {
+        channels
+            .iter()
+            .map(|channel| {
+                validate_channel_name(channel)
+                    .and_then(|()| check_may_publish(&principal, channel))
+                    .and_then(|()| publish_to(&state, publisher, channel, messages.clone()))
+                    .unwrap_or_else(|ApiError(error)| json!({"channel": channel, "error": error}))
             })
-        })
-        .collect();
-    Ok((StatusCode::CREATED, Json(answers)).into_response())
+            .collect()
+    };
+
+    let answer = if single {
+        // One spec, not in an array: the per-channel results, flat.
+        Value::Array(specs.into_iter().flat_map(publish_spec).collect())
+    } else {
+        specs
+            .into_iter()
+            .map(|spec| {
+                let results = publish_spec(spec);
+                let failures = results.iter().filter(|r| r.get("error").is_some()).count();
+                json!({
+                    "successCount": results.len() - failures,
+                    "failureCount": failures,
+                    "results": results,
+                })
+            })
+            .collect()
+    };
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
 
-/// A batch publish body: a spec or an array of them, each
-/// `{channels: [name…], messages: Message | [Message…]}`.
-fn parse_batch(body: &[u8]) -> ApiResult<Vec<(Vec<String>, Vec<Message>)>> {
+/// One spec of a batch publish: its channels and its messages.
+type BatchSpec = (Vec<String>, Vec<Message>);
+
+/// The specs of a batch publish body, a spec or an array of them, each
+/// `{channels: [name…], messages: Message | [Message…]}`; and whether it
+/// was a single spec, not in an array.
+fn parse_batch(body: &[u8]) -> ApiResult<(Vec<BatchSpec>, bool)> {
     let invalid = |why: &str| {
         ApiError::new(
             codes::INVALID_REQUEST_BODY,
             format!("Invalid batch publish request: {why}"),
         )
     };
-    let specs = match parse_json(body)? {
-        Value::Array(specs) => specs,
-        spec @ Value::Object(_) => vec![spec],
+    let (specs, single) = match parse_json(body)? {
+        Value::Array(specs) => (specs, false),
+        spec @ Value::Object(_) => (vec![spec], true),
         _ => {
             return Err(invalid(
                 "expected a spec {channels, messages} or an array of them",
             ));
         }
     };
-    specs
+    let specs = specs
         .into_iter()
         .map(|mut spec| {
             let channels = match spec.get_mut("channels").map(Value::take) {
@@ -179,7 +189,8 @@ fn parse_batch(body: &[u8]) -> ApiResult<Vec<(Vec<String>, Vec<Message>)>> {
             };
             Ok((channels, messages))
         })
-        .collect()
+        .collect::<ApiResult<_>>()?;
+    Ok((specs, single))
 }
 
 /// `GET /channels/{channel}`, channel status

@@ -92,7 +92,7 @@ async fn a_batch_publish_answers_per_spec_and_per_channel_checking_each_capabili
 }
 
 #[tokio::test]
-async fn a_single_batch_spec_gets_an_array_of_one_result_and_lands_in_history() {
+async fn a_single_batch_spec_gets_its_channel_results_flat_and_lands_in_history() {
     let app = spawn().await;
 
     let response = app
@@ -101,12 +101,28 @@ async fn a_single_batch_spec_gets_an_array_of_one_result_and_lands_in_history() 
             &json!({"channels": ["a", "b"], "messages": [{"name": "n", "data": "x"}, {"data": {"k": 1}}]}),
         )
         .await;
+    let in_an_array = app
+        .post_json(
+            "/messages",
+            &json!([{"channels": "c", "messages": {"data": "y"}}]),
+        )
+        .await;
 
     assert_eq!(response.status(), 201);
     let results: Value = response.json().await.unwrap();
-    assert_eq!(results.as_array().unwrap().len(), 1);
-    assert_eq!(results[0]["successCount"], 2);
-    assert_eq!(results[0]["failureCount"], 0);
+    let results = results.as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[0]["channel"], "a");
+    assert_eq!(results[1]["channel"], "b");
+    assert!(
+        results
+            .iter()
+            .all(|r| r.get("error").is_none() && r.get("successCount").is_none())
+    );
+    let wrapped: Value = in_an_array.json().await.unwrap();
+    assert_eq!(wrapped[0]["successCount"], 1);
+    assert_eq!(wrapped[0]["failureCount"], 0);
+    assert_eq!(wrapped[0]["results"][0]["channel"], "c");
     assert_eq!(
         app.history_data("a").await,
         [json!("x"), json!(r#"{"k":1}"#)]
@@ -129,10 +145,9 @@ async fn a_batch_spec_with_a_bad_channel_name_fails_that_channel_only() {
         .await;
 
     let results: Value = response.json().await.unwrap();
-    assert_eq!(results[0]["successCount"], 1);
-    assert_eq!(results[0]["failureCount"], 2);
-    assert_eq!(results[0]["results"][1]["error"]["code"], 40160);
-    assert_eq!(results[0]["results"][2]["error"]["code"], 40010);
+    assert!(results[0].get("error").is_none());
+    assert_eq!(results[1]["error"]["code"], 40160);
+    assert_eq!(results[2]["error"]["code"], 40010);
 }
 
 #[tokio::test]

@@ -238,3 +238,24 @@ async fn a_msgpack_token_request_is_read() {
     assert_eq!(field(&details, "keyName"), &Mp::from(KEY_NAME));
     assert_eq!(field(&details, "capability"), &Mp::from(r#"{"*":["*"]}"#));
 }
+
+#[tokio::test]
+async fn a_get_with_the_msgpack_content_type_and_no_body_is_served() {
+    let app = spawn().await;
+
+    // What ably-js in Node sends for `channel.status()`.
+    let response = timeout(
+        app.client
+            .get(app.url("/channels/room"))
+            .basic_auth(KEY_NAME, Some("test-secret"))
+            .header("content-type", MSGPACK)
+            .header("accept", MSGPACK)
+            .send(),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(response.status(), 200);
+    let details = unpack(&response.bytes().await.unwrap());
+    assert_eq!(field(&details, "channelId"), &Mp::from("room"));
+}
