@@ -47,14 +47,14 @@ pub struct KeySpec {
 pub enum KeySpecError {
     /// The key part is not `appId.keyId:secret`.
     #[error(transparent)]
-    Key(shared::Error),
+    Key(Box<shared::Error>),
     /// The capability after `=` is not a valid capability.
     #[error("key {key_name}: {source}")]
     Capability {
         /// The key's name, `appId.keyId`.
         key_name: String,
         /// What is wrong with the capability.
-        source: shared::Error,
+        source: Box<shared::Error>,
     },
 }
 
@@ -69,7 +69,7 @@ impl KeySpec {
     /// capability rule.
     pub fn parse(text: &str) -> Result<Self, KeySpecError> {
         let (key, capability) = split(text);
-        let key = ApiKey::parse(key).map_err(KeySpecError::Key)?;
+        let key = ApiKey::parse(key).map_err(|err| KeySpecError::Key(Box::new(err)))?;
         let capability = capability.unwrap_or(DEFAULT_KEY_CAPABILITY);
         Self::with_capability(key, capability)
     }
@@ -84,7 +84,7 @@ impl KeySpec {
         let capability =
             Capability::parse(capability).map_err(|source| KeySpecError::Capability {
                 key_name: key.key_name().to_owned(),
-                source,
+                source: Box::new(source),
             })?;
         Ok(Self { key, capability })
     }
