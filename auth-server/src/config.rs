@@ -1022,6 +1022,17 @@ mod tests {
     }
 
     #[test]
+    fn a_key_capability_with_star_beside_other_operations_is_refused_clearly() {
+        let bad = with(&[("AUTH_KEY_CAPABILITY", r#"{"chat:*":["*","publish"]}"#)]).unwrap_err();
+
+        assert_eq!(bad.name, "AUTH_KEY_CAPABILITY");
+        assert_eq!(
+            bad.problem,
+            r#"invalid capability: operations for resource "chat:*" list "*" beside other operations; "*" already means all of them"#
+        );
+    }
+
+    #[test]
     fn unreadable_policy_file_names_the_variable() {
         let err = with(&[("AUTH_POLICY_FILE", "/nonexistent/policy.toml")]).unwrap_err();
 

@@ -426,6 +426,27 @@ mod tests {
     }
 
     #[test]
+    fn a_role_granting_star_where_another_table_names_operations_grants_star_alone() {
+        // Ably refuses `["*","publish"]` (400): the merged list must be `*`.
+        let policy = Policy::from_toml(
+            r#"
+[default]
+"chat" = ["publish"]
+"news" = ["*", "subscribe"]
+
+[roles.admin]
+"chat" = ["*"]
+"#,
+        )
+        .unwrap();
+
+        let admin = policy.capability_for("bob", &roles(&["admin"]));
+
+        assert_eq!(admin.to_string(), r#"{"chat":["*"],"news":["*"]}"#);
+        assert_eq!(Capability::parse(&admin.to_string()).unwrap(), admin);
+    }
+
+    #[test]
     fn roles_add_their_tables_and_unknown_roles_add_nothing() {
         let policy = Policy::from_toml(ISSUE_EXAMPLE).unwrap();
 

@@ -23,12 +23,13 @@
 //! as it can always catches up, and no stream ever holds more than its
 //! backlog (at most `retention_count` per channel) or `lag_limit` messages.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use bytes::Bytes;
 use shared::Message;
+use shared::message::MessageAction;
 use tokio::sync::mpsc::{self, error::TrySendError};
 
 use crate::delta::{DeltaBase, DeltaMessage};
@@ -77,10 +78,14 @@ pub(crate) struct StoredMessage {
 }
 
 impl StoredMessage {
-    /// The message as an SSE envelope: with `channel` set.
+    /// The message as an SSE envelope: with `channel` set, and without the
+    /// `serial` and `action` of newer protocol versions, which SSE's
+    /// version 1.2 envelope does not carry.
     pub(crate) fn envelope(&self) -> Message {
         let mut message = self.message.clone();
         message.channel = Some(self.channel.name.to_string());
+        message.serial = None;
+        message.action = None;
         message
     }
 
@@ -219,6 +224,8 @@ struct Channel {
     /// Retained messages by id, for idempotent publishing.
     ids: HashMap<String, Arc<StoredMessage>>,
     subscribers: Vec<Subscriber>,
+    /// Realtime connections (member ids) attached with the publish mode.
+    publishers: HashSet<u64>,
     /// The sequence number of the newest message dropped from the ring
     /// (0 when none was): a resume from before it has a gap.
     evicted_through: u64,
@@ -235,6 +242,7 @@ impl Channel {
             ring: VecDeque::new(),
             ids: HashMap::new(),
             subscribers: Vec::new(),
+            publishers: HashSet::new(),
             evicted_through: 0,
         }
     }
@@ -253,6 +261,12 @@ impl Channel {
             .or_insert_with(|| Channel::new(name));
         channel.evict(settings, now_ms);
         channel
+    }
+
+    /// Whether the channel holds nothing: no message, no stream, no
+    /// attached publisher. Such a channel can be forgotten.
+    fn is_idle(&self) -> bool {
+        self.ring.is_empty() && self.subscribers.is_empty() && self.publishers.is_empty()
     }
 
     /// Adds `subscriber` unless a subscriber with its id is already here.
@@ -305,6 +319,19 @@ impl Channel {
             }
         }
     }
+}
+
+/// Who is on a channel (`docs/protocol.md#channel-status`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Occupancy {
+    /// SSE streams and realtime connections attached.
+    pub(crate) connections: u64,
+    /// Realtime connections attached with the publish mode.
+    pub(crate) publishers: u64,
+    /// SSE streams and realtime connections receiving its messages.
+    pub(crate) subscribers: u64,
+    /// Whether anyone is attached or messages are retained.
+    pub(crate) active: bool,
 }
 
 /// What [`Registry::attach`] hands a new stream.
@@ -396,10 +423,17 @@ impl Registry {
             self.last_seq += 1;
             self.published += 1;
             let seq = self.last_seq;
+            let serial = format!("{now_ms:013}-{seq:09}@{}", self.instance);
+            // Every message is a new one (`message.create`, 0) with the
+            // serial its publish answered: history and realtime deliver
+            // both (TM2r, TM2j).
+            let mut message = message;
+            message.serial = Some(serial.clone());
+            message.action = Some(MessageAction::CREATE);
             let stored_message = Arc::new(StoredMessage {
                 seq,
                 received_ms: now_ms,
-                serial: format!("{now_ms:013}-{seq:09}@{}", self.instance),
+                serial,
                 cursor: format!("{}:{seq}", self.instance),
                 channel: Arc::clone(&entry.counters),
                 message,
@@ -471,7 +505,7 @@ impl Registry {
         self.channels.retain(|_, entry| {
             entry.evict(settings, now_ms);
             entry.subscribers.retain(|s| !s.tx.is_closed());
-            !(entry.ring.is_empty() && entry.subscribers.is_empty())
+            !entry.is_idle()
         });
     }
 
@@ -595,10 +629,53 @@ impl Registry {
         for name in channels {
             if let Some(entry) = self.channels.get_mut(name) {
                 entry.subscribers.retain(|s| s.id != subscriber);
-                if entry.subscribers.is_empty() && entry.ring.is_empty() {
+                entry.publishers.remove(&subscriber);
+                if entry.is_idle() {
                     self.channels.remove(name);
                 }
             }
+        }
+    }
+
+    /// Records whether realtime connection `member` is attached to
+    /// `channel` with the publish mode (for occupancy); [`Registry::detach`]
+    /// forgets it.
+    pub(crate) fn set_publisher(
+        &mut self,
+        settings: &Settings,
+        member: u64,
+        channel: &str,
+        publishes: bool,
+        now_ms: u64,
+    ) {
+        if publishes {
+            Channel::live(&mut self.channels, channel, settings, now_ms)
+                .publishers
+                .insert(member);
+        } else if let Some(entry) = self.channels.get_mut(channel) {
+            entry.publishers.remove(&member);
+        }
+    }
+
+    /// `channel`'s occupancy as of `now_ms`: who is attached, and whether
+    /// it is active (anyone attached, or messages retained).
+    pub(crate) fn occupancy(
+        &mut self,
+        settings: &Settings,
+        channel: &str,
+        now_ms: u64,
+    ) -> Occupancy {
+        let Some(entry) = self.channels.get_mut(channel) else {
+            return Occupancy::default();
+        };
+        entry.evict(settings, now_ms);
+        entry.subscribers.retain(|s| !s.tx.is_closed());
+        let subscriber_ids: HashSet<u64> = entry.subscribers.iter().map(|s| s.id).collect();
+        Occupancy {
+            connections: subscriber_ids.union(&entry.publishers).count() as u64,
+            publishers: entry.publishers.len() as u64,
+            subscribers: subscriber_ids.len() as u64,
+            active: !entry.is_idle(),
         }
     }
 

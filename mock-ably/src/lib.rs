@@ -10,6 +10,8 @@
 //! - `POST /keys/{keyName}/requestToken` with every check of
 //!   `docs/protocol.md#exchanging-a-tokenrequest`;
 //! - `POST` and `GET /channels/{name}/messages` (publish and history);
+//! - `POST /messages` (batch publish) and `GET /channels/{name}` (channel
+//!   status and occupancy);
 //! - `GET /sse` and `GET /event-stream`, with every parameter of
 //!   `docs/protocol.md#stream-parameters`;
 //! - a WebSocket upgrade at `/`: Ably's realtime protocol in JSON and
@@ -104,12 +106,17 @@
 //!   the bad one). A realtime connection's `connectionKey` never changes,
 //!   also across AUTH; a resume must act as the same clientId, and one of a
 //!   connection still open is refused like an unknown key (80008).
-//! - **Publishing to `[meta]` channels** is refused with 40160; **msgpack**
-//!   bodies with 40000 and a hint to set `useBinaryProtocol: false`.
+//! - **Publishing to `[meta]` channels** is refused with 40160.
+//! - **msgpack on REST**: a request whose `Accept` lists both JSON and
+//!   msgpack gets the one ranked first (by `q`, then by order); `format`
+//!   wins over `Accept`.
 //!
 //! # Layout
 //!
 //! - `server`: [`MockAbly`] and its builder.
+//! - `keys`: [`KeySpec`], a key and its capability as `--key` takes them
+//!   (`appId.keyId:secret={"chat:*":["subscribe"]}`); Ably's default
+//!   [`DEFAULT_KEY_CAPABILITY`] for a key given without one.
 //! - `routes`: the HTTP surface, CORS and the fail-next switch.
 //! - `origin`: [`is_loopback_origin`], who may reach `/_mock/*` from a browser.
 //! - `auth`: finding and verifying credentials; issued tokens and nonces.
@@ -132,6 +139,7 @@ mod faults;
 mod frame;
 #[cfg(test)]
 mod fuzz;
+mod keys;
 mod origin;
 mod params;
 mod presence;
@@ -146,6 +154,7 @@ mod stream;
 
 pub use clock::MAX_CLOCK_OFFSET;
 pub use faults::{FailNext, FailTarget};
+pub use keys::{DEFAULT_KEY_CAPABILITY, KeySpec, KeySpecError};
 pub use origin::is_loopback_origin;
 pub use params::parse_duration;
 pub use server::{

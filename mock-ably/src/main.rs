@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use mock_ably::{DEV_KEY, MockAbly, parse_duration};
+use mock_ably::{DEV_KEY, KeySpec, MockAbly, parse_duration};
 use tracing_subscriber::EnvFilter;
 
 /// A local, faithful stand-in for Ably's SSE and REST endpoints.
@@ -22,10 +22,13 @@ struct Args {
     #[arg(long, env = "MOCK_ABLY_BIND", default_value = "127.0.0.1:8090")]
     bind: SocketAddr,
 
-    /// API key to accept, `appId.keyId:secret`; repeat for more (the
-    /// variable takes a comma-separated list). Without one, the fixed
-    /// development key `mockApp.devKey:mock-ably-dev-secret` is used.
-    #[arg(long = "key", env = "MOCK_ABLY_KEYS", value_delimiter = ',')]
+    /// API key to accept, `appId.keyId:secret`, optionally with its
+    /// capability after `=` (`app.key:secret={"chat:*":["subscribe"]}`;
+    /// without one: `{"*":["*"]}`); repeat for more, or separate them with
+    /// commas (commas inside the capability JSON do not separate). Without
+    /// one, the fixed development key `mockApp.devKey:mock-ably-dev-secret`
+    /// is used.
+    #[arg(long = "key", env = "MOCK_ABLY_KEYS")]
     keys: Vec<String>,
 
     /// How long messages are kept for history, resume and rewind (`500ms`,
@@ -80,6 +83,40 @@ struct Args {
     max_connections: u32,
 }
 
+/// The keys in one `--key` value or `MOCK_ABLY_KEYS`: split at commas, but
+/// not at those inside a capability's JSON (within `{…}`, `[…]` or a
+/// string); trimmed, empty ones dropped.
+fn split_keys(text: &str) -> Vec<&str> {
+    let mut keys = Vec::new();
+    let (mut depth, mut in_string, mut escaped, mut start) = (0_usize, false, false, 0);
+    for (at, c) in text.char_indices() {
+        if in_string {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' if depth > 0 => in_string = true,
+            '{' | '[' => depth += 1,
+            '}' | ']' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                keys.push(&text[start..at]);
+                start = at + 1;
+            }
+            _ => {}
+        }
+    }
+    keys.push(&text[start..]);
+    keys.into_iter()
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .collect()
+}
+
 fn duration(text: &str) -> Result<Duration, String> {
     parse_duration(text)
         .ok_or_else(|| format!("{text:?} is not a duration such as 500ms, 30s, 2m or 1h"))
@@ -113,20 +150,15 @@ async fn main() -> anyhow::Result<()> {
         .header_read_timeout(args.header_read_timeout)
         .idle_timeout(args.idle_timeout)
         .max_connections(usize::try_from(args.max_connections).unwrap_or(usize::MAX));
-    let keys: Vec<&str> = args
-        .keys
-        .iter()
-        .map(|k| k.trim())
-        .filter(|k| !k.is_empty())
-        .collect();
+    let keys: Vec<&str> = args.keys.iter().flat_map(|k| split_keys(k)).collect();
     if keys.is_empty() {
         eprintln!("mock-ably: no --key given; accepting the development key {DEV_KEY}");
     }
     for key in keys {
-        if let Err(err) = shared::ApiKey::parse(key) {
-            bail!("--key: {err}");
+        match KeySpec::parse(key) {
+            Ok(spec) => builder = builder.key_spec(spec),
+            Err(err) => bail!("--key: {err}"),
         }
-        builder = builder.key(key);
     }
     let listener = std::net::TcpListener::bind(args.bind)
         .with_context(|| format!("cannot listen on {}", args.bind))?;
@@ -297,6 +329,22 @@ mod tests {
         assert_eq!(args.header_read_timeout, Duration::from_secs(2));
         assert_eq!(args.idle_timeout, Duration::from_secs(30));
         assert_eq!(args.max_connections, 50);
+    }
+
+    #[test]
+    fn key_lists_split_at_commas_outside_a_capability() {
+        let keys = split_keys(
+            r#" a.b:c , d.e:f={"x,y":["publish","subscribe"],"z":["*"]},g.h:i={"\"],":["history"]},,"#,
+        );
+
+        assert_eq!(
+            keys,
+            [
+                "a.b:c",
+                r#"d.e:f={"x,y":["publish","subscribe"],"z":["*"]}"#,
+                r#"g.h:i={"\"],":["history"]}"#,
+            ]
+        );
     }
 
     #[test]

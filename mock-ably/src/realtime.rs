@@ -1123,6 +1123,14 @@ impl Connection {
                 registry.detach(self.membership.member.id, std::slice::from_ref(&name));
                 Vec::new()
             };
+            // For the channel's occupancy (`GET /channels/{name}`).
+            registry.set_publisher(
+                &self.state.settings,
+                self.membership.member.id,
+                &name,
+                modes.contains(Flags::PUBLISH),
+                now,
+            );
             (backlog, registry.position(), resumed)
         };
         self.membership.attach(name.clone(), modes);

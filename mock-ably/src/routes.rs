@@ -4,6 +4,7 @@
 mod control;
 #[cfg(test)]
 mod fuzz;
+mod msgpack;
 mod presence;
 mod rest;
 mod revoke;
@@ -40,6 +41,8 @@ pub(crate) fn router(state: AppState) -> Router {
             post(rest::publish).get(rest::history),
         )
         .route("/channels/{channel}/presence", get(presence::get_presence))
+        .route("/channels/{channel}", get(rest::channel_status))
+        .route("/messages", post(rest::batch_publish))
         .route("/sse", get(stream::sse))
         .route("/event-stream", get(stream::event_stream))
         // Only Ably's endpoints can be made to fail; the controls cannot.
@@ -59,6 +62,9 @@ pub(crate) fn router(state: AppState) -> Router {
                 ApiError::new(codes::INTERNAL_ERROR, "Internal error in mock-ably").into_response()
             },
         ))
+        // msgpack bodies in, msgpack answers out for whoever asks (errors
+        // included), around everything but CORS.
+        .layer(middleware::from_fn(msgpack::rest_format))
         .layer(middleware::from_fn(cors))
         .with_state(state)
 }
@@ -160,6 +166,16 @@ pub(crate) fn not_found_response() -> Response {
     not_found_error().into_response()
 }
 
-async fn method_not_allowed() -> ApiError {
-    ApiError::new(codes::METHOD_NOT_ALLOWED, "Method not allowed")
+/// A known path asked with a method it does not take: Ably answers 404 with
+/// 40400, as for an unknown path, never 405
+/// (`docs/protocol.md#rest-subset`).
+async fn method_not_allowed(request: Request) -> ApiError {
+    ApiError::new(
+        codes::NOT_FOUND,
+        format!(
+            "Not found: mock-ably does not serve {} {}",
+            request.method(),
+            request.uri().path()
+        ),
+    )
 }

@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 
 use crate::auth::issue_token;
 use crate::faults::FailNext;
+use crate::keys::KeySpec;
 use crate::publish;
 use crate::routes::router;
 use crate::state::{AppState, KeyEntry, Settings, lock};
@@ -19,7 +20,9 @@ use crate::stats::Stats;
 /// The key the mock accepts when it is given none: `mockApp.devKey:mock-ably-dev-secret`.
 ///
 /// It is public on purpose: it only ever unlocks a mock on your own machine.
-/// Its capability is everything (`{"[*]*":["*"]}`).
+/// Like any key given without a capability, it gets Ably's default,
+/// [`DEFAULT_KEY_CAPABILITY`](crate::DEFAULT_KEY_CAPABILITY) (`{"*":["*"]}`: every ordinary channel, no
+/// `[meta]` ones).
 pub const DEV_KEY: &str = "mockApp.devKey:mock-ably-dev-secret";
 
 /// How long messages are kept for history, resume and rewind unless
@@ -89,29 +92,40 @@ impl Default for MockAblyBuilder {
 }
 
 impl MockAblyBuilder {
-    /// Accepts the API key `appId.keyId:secret`, with every capability. Call
-    /// it again for more keys. With no key at all, the mock accepts
-    /// [`DEV_KEY`].
+    /// Accepts the API key `appId.keyId:secret`, optionally followed by
+    /// `=` and its capability as JSON
+    /// (`app.key:secret={"chat:*":["subscribe"]}`, see [`KeySpec`]); without
+    /// one it gets Ably's default, [`DEFAULT_KEY_CAPABILITY`](crate::DEFAULT_KEY_CAPABILITY)
+    /// (`{"*":["*"]}`, which does not cover `[meta]` channels). Call it again
+    /// for more keys. With no key at all, the mock accepts [`DEV_KEY`].
     ///
     /// # Panics
     ///
-    /// If `key` is not a valid API key (the message says why, never the
-    /// secret).
+    /// If `key` is not a valid key or its capability is invalid (the message
+    /// names the key, never the secret). [`KeySpec::parse`] and
+    /// [`MockAblyBuilder::key_spec`] check without panicking.
     pub fn key(self, key: &str) -> Self {
-        self.key_with_capability(key, r#"{"[*]*":["*"]}"#)
+        let spec = KeySpec::parse(key).unwrap_or_else(|err| panic!("mock-ably: {err}"));
+        self.key_spec(spec)
     }
 
-    /// Accepts `key` with only `capability` (JSON text such as
-    /// `{"chat:*":["subscribe"]}`): tokens and JWTs signed with it get at
-    /// most that (`docs/protocol.md#capability-intersection`).
+    /// Accepts `key` (`appId.keyId:secret`) with only `capability` (JSON text
+    /// such as `{"chat:*":["subscribe"]}`): tokens and JWTs signed with it get
+    /// at most that (`docs/protocol.md#capability-intersection`).
     ///
     /// # Panics
     ///
     /// If `key` or `capability` is invalid.
-    pub fn key_with_capability(mut self, key: &str, capability: &str) -> Self {
+    pub fn key_with_capability(self, key: &str, capability: &str) -> Self {
         let key = ApiKey::parse(key).unwrap_or_else(|err| panic!("mock-ably: {err}"));
-        let capability = Capability::parse(capability)
-            .unwrap_or_else(|err| panic!("mock-ably: key {key}: {err}"));
+        let spec = KeySpec::with_capability(key, capability)
+            .unwrap_or_else(|err| panic!("mock-ably: {err}"));
+        self.key_spec(spec)
+    }
+
+    /// Accepts a key parsed with [`KeySpec::parse`].
+    pub fn key_spec(mut self, spec: KeySpec) -> Self {
+        let (key, capability) = spec.into_parts();
         self.keys.push(KeyEntry {
             key,
             capability,
@@ -241,9 +255,12 @@ impl MockAblyBuilder {
             .expect("mock-ably: the listener has no local address");
         let mut keys = self.keys;
         if keys.is_empty() {
+            let (key, capability) = KeySpec::parse(DEV_KEY)
+                .expect("DEV_KEY is a valid key")
+                .into_parts();
             keys.push(KeyEntry {
-                key: ApiKey::parse(DEV_KEY).expect("DEV_KEY is a valid key"),
-                capability: Capability::all(),
+                key,
+                capability,
                 revocable: true,
             });
         }

@@ -76,9 +76,11 @@ pub use resource::{resource_covers, resource_matches, space_channels};
 /// # Normal form
 ///
 /// Operation lists are sets: duplicates collapse and order is canonical.
-/// `*` is kept next to named operations when given (`["*","publish"]` stays
-/// so), because ably-js canonicalises by sorting only and the canonical text
-/// is signed. Intersection results, which we compute, write `["*"]` alone.
+/// `*` stands alone: Ably refuses a list holding `*` beside other operations
+/// (`["*","publish"]`, 400), so [`Capability::parse`] and
+/// [`Capability::from_json`] do too, and [`Capability::insert`] and
+/// intersection, which build lists, write `["*"]` alone
+/// (`docs/protocol.md#capability-format`).
 ///
 /// An empty capability `{}` parses
 /// (`docs/protocol.md#exchanging-a-tokenrequest` needs to answer "requested
@@ -131,7 +133,9 @@ impl Capability {
     /// - a resource's operations are not a non-empty array;
     /// - an operation is not a string, or not one of
     ///   `docs/protocol.md#operations` (`unknown operation "publsh" for
-    ///   resource "chat:*"`).
+    ///   resource "chat:*"`);
+    /// - `*` is listed beside other operations (`["*","publish"]`), which
+    ///   Ably refuses with a 400.
     pub fn from_json(value: &Value) -> Result<Self> {
         let entries = match value {
             Value::Object(entries) => entries,
@@ -166,13 +170,20 @@ impl Capability {
                     })
                 })
                 .collect::<Result<BTreeSet<_>>>()?;
+            if operations.len() > 1 && operations.contains(&Operation::All) {
+                return Err(invalid(format!(
+                    "operations for resource {resource:?} list \"*\" beside other operations; \
+                     \"*\" already means all of them"
+                )));
+            }
             resources.insert(resource.clone(), operations);
         }
         Ok(Capability { resources })
     }
 
     /// Grants `operations` on `resource`, in addition to anything already
-    /// granted on it.
+    /// granted on it. A list that ends up holding `*` is `*` alone (see
+    /// "Normal form" above).
     ///
     /// # Errors
     ///
@@ -191,10 +202,11 @@ impl Capability {
         if operations.is_empty() {
             return Err(invalid(format!("resource {resource:?} has no operations")));
         }
-        self.resources
-            .entry(resource)
-            .or_default()
-            .extend(operations);
+        let granted = self.resources.entry(resource).or_default();
+        granted.extend(operations);
+        if granted.contains(&Operation::All) {
+            *granted = BTreeSet::from([Operation::All]);
+        }
         Ok(())
     }
 
@@ -546,10 +558,38 @@ mod tests {
     }
 
     #[test]
-    fn canonical_text_keeps_star_beside_named_operations_like_ably_js() {
-        let capability = cap(r#"{"a":["publish","*","publish"]}"#);
+    fn star_beside_other_operations_is_refused_as_ably_does() {
+        for text in [
+            r#"{"channel0":["*","publish"]}"#,
+            r#"{"ok":["*"],"channel0":["publish","*","publish"]}"#,
+        ] {
+            let err = Capability::parse(text).unwrap_err();
 
-        assert_eq!(capability.to_string(), r#"{"a":["*","publish"]}"#);
+            assert_eq!(
+                err.to_string(),
+                r#"invalid capability: operations for resource "channel0" list "*" beside other operations; "*" already means all of them"#
+            );
+            assert_eq!(err.error_info().code, crate::codes::BAD_REQUEST);
+            assert_eq!(err.error_info().status_code, 400);
+        }
+        assert_eq!(cap(r#"{"a":["*","*"]}"#).to_string(), r#"{"a":["*"]}"#);
+    }
+
+    #[test]
+    fn inserting_star_beside_other_operations_keeps_star_alone() {
+        let mut capability = Capability::new();
+
+        capability
+            .insert("a", [Operation::Publish, Operation::All])
+            .unwrap();
+        capability.insert("b", [Operation::All]).unwrap();
+        capability.insert("b", [Operation::History]).unwrap();
+
+        assert_eq!(capability.to_string(), r#"{"a":["*"],"b":["*"]}"#);
+        assert_eq!(
+            Capability::parse(&capability.to_string()).unwrap(),
+            capability
+        );
     }
 
     #[test]
@@ -742,7 +782,7 @@ mod tests {
             r#"{"a":["history","publish"]}"#
         );
         assert_eq!(
-            intersect(r#"{"a":["*"]}"#, r#"{"a":["*","publish"]}"#),
+            intersect(r#"{"a":["*"]}"#, r#"{"a":["*"]}"#),
             r#"{"a":["*"]}"#
         );
         assert_eq!(
@@ -831,7 +871,7 @@ mod tests {
             r#"{"room::$chat":["*"],"S::$space":["presence"]}"#,
             r#"{"S":["*"],"chat:lobby":["presence"]}"#,
             r#"{"[*]room":["subscribe"],"[queue]*":["*"]}"#,
-            r#"{"foo*":["*"],"news":["*","publish"]}"#,
+            r#"{"foo*":["*"],"news":["*"]}"#,
             r#"{"ns:*":["subscribe"],"ns:a:*":["publish"]}"#,
         ];
         let channels = [

@@ -43,6 +43,9 @@ pub enum Error {
     /// (JSON or msgpack).
     #[error("invalid protocol message: {0}")]
     InvalidProtocolMessage(String),
+    /// A REST body sent as msgpack does not read.
+    #[error("invalid msgpack body: {0}")]
+    InvalidMsgpackBody(String),
 }
 
 /// `Result` with [`Error`] as the default error type.
@@ -74,6 +77,9 @@ impl Error {
             Error::Vcdiff(_) => ErrorInfo::from_code(codes::DELTA_DECODE_FAILED, self.to_string()),
             Error::InvalidProtocolMessage(_) => {
                 ErrorInfo::from_code(codes::BAD_REQUEST, self.to_string())
+            }
+            Error::InvalidMsgpackBody(_) => {
+                ErrorInfo::from_code(codes::INVALID_REQUEST_BODY, self.to_string())
             }
             Error::JwtSign(_) | Error::Random(_) => {
                 ErrorInfo::from_code(codes::INTERNAL_ERROR, "internal error")

@@ -28,6 +28,11 @@
 //! encoding, and encoding one does the reverse. Binary data published in one
 //! format therefore arrives as binary in the other.
 //!
+//! REST bodies (RSC8) use the same msgpack form: [`rest_body_to_msgpack`]
+//! and [`rest_body_from_msgpack`] convert any JSON body, treating every map
+//! that holds `data` (a message in a publish, a batch or a history page) as
+//! an item.
+//!
 //! ```
 //! use shared::protocol::{Action, Format, ProtocolMessage};
 //!
@@ -466,7 +471,7 @@ impl Format {
             Self::Json => serde_json::to_vec(message).map_err(invalid),
             Self::Msgpack => {
                 let json = serde_json::to_value(message).map_err(invalid)?;
-                let value = to_msgpack(json, true);
+                let value = to_msgpack(json, Items::ProtocolMessage);
                 let mut bytes = Vec::new();
                 rmpv::encode::write_value(&mut bytes, &value).map_err(invalid)?;
                 Ok(bytes)
@@ -494,7 +499,7 @@ impl Format {
                         reader.len()
                     )));
                 }
-                let json = from_msgpack(value, true)?;
+                let json = from_msgpack(value, Items::ProtocolMessage)?;
                 serde_json::from_value(json).map_err(invalid)
             }
         }
@@ -508,10 +513,88 @@ fn invalid(err: impl fmt::Display) -> Error {
 /// The ProtocolMessage fields whose items carry `data`.
 const ITEM_LISTS: [&str; 2] = ["messages", "presence"];
 
-/// Converts the JSON form to msgpack. At the top (`top`), items of
-/// `messages` and `presence` whose encoding ends in `base64` get their data
-/// as `bin` and lose that step.
-fn to_msgpack(value: Value, top: bool) -> rmpv::Value {
+/// Where [`to_msgpack`] and [`from_msgpack`] find message-like items, whose
+/// `data` is `bin` in msgpack and base64 (with `base64` ending `encoding`)
+/// in JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Items {
+    /// The top of a ProtocolMessage: the items of its `messages` and
+    /// `presence` lists.
+    ProtocolMessage,
+    /// Below the top of a ProtocolMessage: nowhere.
+    Nowhere,
+    /// A REST body: every map with a `data` entry, at any depth.
+    Everywhere,
+}
+
+impl Items {
+    /// Where items are below a value of this level.
+    fn below(self) -> Self {
+        match self {
+            Self::Everywhere => Self::Everywhere,
+            Self::ProtocolMessage | Self::Nowhere => Self::Nowhere,
+        }
+    }
+}
+
+/// A REST request or response body (a Message or array of them, a batch
+/// publish, a history page, TokenDetails, an error envelope, …) as msgpack
+/// bytes (RSC8). Every map holding `data` is a message-like item: data that
+/// is base64 with `base64` ending its `encoding` goes out as `bin`, that
+/// step dropped, as on a realtime connection ([`Format`]).
+///
+/// ```
+/// use serde_json::json;
+/// use shared::protocol::{rest_body_from_msgpack, rest_body_to_msgpack};
+///
+/// let page = json!([{"id": "m:0", "data": "AAEC", "encoding": "base64"}]);
+/// let bytes = rest_body_to_msgpack(&page)?;
+/// assert_eq!(rest_body_from_msgpack(&bytes)?, page);
+/// # Ok::<(), shared::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// Never for a JSON value; the `Result` is for symmetry with the decoder.
+pub fn rest_body_to_msgpack(body: &Value) -> Result<Vec<u8>> {
+    let value = to_msgpack(body.clone(), Items::Everywhere);
+    let mut bytes = Vec::new();
+    rmpv::encode::write_value(&mut bytes, &value).map_err(invalid_body)?;
+    Ok(bytes)
+}
+
+/// A msgpack REST body in its JSON form (RSC8): the reverse of
+/// [`rest_body_to_msgpack`]. `bin` data of any map becomes base64 text
+/// with `base64` appended to its `encoding`.
+///
+/// # Errors
+///
+/// [`Error::InvalidMsgpackBody`] for bytes that are not exactly one msgpack
+/// value, a map key that is not a string, a string that is not UTF-8, or a
+/// `bin` or extension value other than a `data` entry.
+pub fn rest_body_from_msgpack(bytes: &[u8]) -> Result<Value> {
+    let mut reader = bytes;
+    let value = rmpv::decode::read_value(&mut reader).map_err(invalid_body)?;
+    if !reader.is_empty() {
+        return Err(Error::InvalidMsgpackBody(format!(
+            "{} bytes after the msgpack value",
+            reader.len()
+        )));
+    }
+    from_msgpack(value, Items::Everywhere).map_err(|err| match err {
+        Error::InvalidProtocolMessage(message) => Error::InvalidMsgpackBody(message),
+        other => other,
+    })
+}
+
+fn invalid_body(err: impl fmt::Display) -> Error {
+    Error::InvalidMsgpackBody(err.to_string())
+}
+
+/// Converts the JSON form to msgpack, with the data of the items `items`
+/// says where to find as `bin` when its encoding ends in `base64` (that
+/// step dropped).
+fn to_msgpack(value: Value, items: Items) -> rmpv::Value {
     match value {
         Value::Null => rmpv::Value::Nil,
         Value::Bool(b) => rmpv::Value::Boolean(b),
@@ -525,17 +608,33 @@ fn to_msgpack(value: Value, top: bool) -> rmpv::Value {
             }
         }
         Value::String(s) => rmpv::Value::String(s.into()),
-        Value::Array(items) => {
-            rmpv::Value::Array(items.into_iter().map(|v| to_msgpack(v, false)).collect())
+        Value::Array(values) => rmpv::Value::Array(
+            values
+                .into_iter()
+                .map(|v| to_msgpack(v, items.below()))
+                .collect(),
+        ),
+        Value::Object(map) if items == Items::Everywhere && map.contains_key("data") => {
+            item_to_msgpack(map, Items::Everywhere)
         }
         Value::Object(map) => rmpv::Value::Map(
             map.into_iter()
                 .map(|(key, value)| {
                     let value = match value {
-                        Value::Array(items) if top && ITEM_LISTS.contains(&key.as_str()) => {
-                            rmpv::Value::Array(items.into_iter().map(item_to_msgpack).collect())
+                        Value::Array(list)
+                            if items == Items::ProtocolMessage
+                                && ITEM_LISTS.contains(&key.as_str()) =>
+                        {
+                            rmpv::Value::Array(
+                                list.into_iter()
+                                    .map(|item| match item {
+                                        Value::Object(map) => item_to_msgpack(map, Items::Nowhere),
+                                        other => to_msgpack(other, Items::Nowhere),
+                                    })
+                                    .collect(),
+                            )
                         }
-                        value => to_msgpack(value, false),
+                        value => to_msgpack(value, items.below()),
                     };
                     (rmpv::Value::String(key.into()), value)
                 })
@@ -544,11 +643,9 @@ fn to_msgpack(value: Value, top: bool) -> rmpv::Value {
     }
 }
 
-/// One message or presence item to msgpack, with base64 data as `bin`.
-fn item_to_msgpack(item: Value) -> rmpv::Value {
-    let Value::Object(mut map) = item else {
-        return to_msgpack(item, false);
-    };
+/// One message or presence item to msgpack, with base64 data as `bin`;
+/// its other values converted at level `rest`.
+fn item_to_msgpack(mut map: Map<String, Value>, rest: Items) -> rmpv::Value {
     let binary = match (map.get("data"), map.get("encoding")) {
         (Some(Value::String(data)), Some(Value::String(encoding))) => {
             let rest = match encoding.rsplit_once('/') {
@@ -576,13 +673,13 @@ fn item_to_msgpack(item: Value) -> rmpv::Value {
     }
     out.extend(
         map.into_iter()
-            .map(|(key, value)| (rmpv::Value::String(key.into()), to_msgpack(value, false))),
+            .map(|(key, value)| (rmpv::Value::String(key.into()), to_msgpack(value, rest))),
     );
     rmpv::Value::Map(out)
 }
 
 /// Converts msgpack to the JSON form; the reverse of [`to_msgpack`].
-fn from_msgpack(value: rmpv::Value, top: bool) -> Result<Value> {
+fn from_msgpack(value: rmpv::Value, items: Items) -> Result<Value> {
     Ok(match value {
         rmpv::Value::Nil => Value::Null,
         rmpv::Value::Boolean(b) => Value::Bool(b),
@@ -599,37 +696,54 @@ fn from_msgpack(value: rmpv::Value, top: bool) -> Result<Value> {
         ),
         rmpv::Value::Binary(_) => return Err(invalid("binary value outside a message's data")),
         rmpv::Value::Ext(..) => return Err(invalid("msgpack extension values are not used")),
-        rmpv::Value::Array(items) => Value::Array(
-            items
+        rmpv::Value::Array(values) => Value::Array(
+            values
                 .into_iter()
-                .map(|v| from_msgpack(v, false))
+                .map(|v| from_msgpack(v, items.below()))
                 .collect::<Result<_>>()?,
         ),
+        rmpv::Value::Map(entries)
+            if items == Items::Everywhere
+                && entries.iter().any(|(key, _)| key.as_str() == Some("data")) =>
+        {
+            item_from_msgpack(entries, Items::Everywhere)?
+        }
         rmpv::Value::Map(entries) => {
             let mut map = Map::with_capacity(entries.len());
             for (key, value) in entries {
-                let rmpv::Value::String(key) = key else {
-                    return Err(invalid("a msgpack map key is not a string"));
-                };
-                let key = key
-                    .into_str()
-                    .ok_or_else(|| invalid("a msgpack map key is not UTF-8"))?;
+                let key = map_key(key)?;
                 let value = match value {
-                    rmpv::Value::Array(items) if top && ITEM_LISTS.contains(&key.as_str()) => {
+                    rmpv::Value::Array(list)
+                        if items == Items::ProtocolMessage
+                            && ITEM_LISTS.contains(&key.as_str()) =>
+                    {
                         Value::Array(
-                            items
-                                .into_iter()
-                                .map(item_from_msgpack)
+                            list.into_iter()
+                                .map(|item| match item {
+                                    rmpv::Value::Map(entries) => {
+                                        item_from_msgpack(entries, Items::Nowhere)
+                                    }
+                                    other => from_msgpack(other, Items::Nowhere),
+                                })
                                 .collect::<Result<_>>()?,
                         )
                     }
-                    value => from_msgpack(value, false)?,
+                    value => from_msgpack(value, items.below())?,
                 };
                 map.insert(key, value);
             }
             Value::Object(map)
         }
     })
+}
+
+/// A msgpack map key, which must be a UTF-8 string.
+fn map_key(key: rmpv::Value) -> Result<String> {
+    let rmpv::Value::String(key) = key else {
+        return Err(invalid("a msgpack map key is not a string"));
+    };
+    key.into_str()
+        .ok_or_else(|| invalid("a msgpack map key is not UTF-8"))
 }
 
 fn float(f: f64) -> Result<Value> {
@@ -639,21 +753,21 @@ fn float(f: f64) -> Result<Value> {
 }
 
 /// One message or presence item from msgpack: `bin` data becomes base64
-/// with `base64` appended to the encoding.
-fn item_from_msgpack(item: rmpv::Value) -> Result<Value> {
-    let rmpv::Value::Map(entries) = item else {
-        return from_msgpack(item, false);
-    };
+/// with `base64` appended to the encoding; its other values are converted
+/// at level `rest`.
+fn item_from_msgpack(entries: Vec<(rmpv::Value, rmpv::Value)>, rest: Items) -> Result<Value> {
     let mut binary = None;
-    let mut rest = Vec::with_capacity(entries.len());
+    let mut map = Map::with_capacity(entries.len());
     for (key, value) in entries {
+        let key = map_key(key)?;
         match (key.as_str(), value) {
-            (Some("data"), rmpv::Value::Binary(bytes)) => binary = Some(bytes),
-            (_, value) => rest.push((key, value)),
+            ("data", rmpv::Value::Binary(bytes)) => binary = Some(bytes),
+            (_, value) => {
+                map.insert(key, from_msgpack(value, rest)?);
+            }
         }
     }
-    let mut json = from_msgpack(rmpv::Value::Map(rest), false)?;
-    if let (Some(bytes), Value::Object(map)) = (binary, &mut json) {
+    if let Some(bytes) = binary {
         map.insert("data".to_owned(), Value::String(STANDARD.encode(bytes)));
         let encoding = match map.get("encoding") {
             Some(Value::String(earlier)) if !earlier.is_empty() => format!("{earlier}/base64"),
@@ -661,7 +775,7 @@ fn item_from_msgpack(item: rmpv::Value) -> Result<Value> {
         };
         map.insert("encoding".to_owned(), Value::String(encoding));
     }
-    Ok(json)
+    Ok(Value::Object(map))
 }
 
 #[cfg(test)]
@@ -997,5 +1111,79 @@ mod tests {
         assert_eq!(Format::from_param("xml"), None);
         assert!(Format::Msgpack.is_binary());
         assert!(!Format::Json.is_binary());
+    }
+
+    #[test]
+    fn rest_bodies_carry_binary_data_as_bin_at_any_depth() {
+        let batch = json!({
+            "channels": ["a", "b"],
+            "messages": [
+                {"name": "bin", "data": "AAEC/w==", "encoding": "base64"},
+                {"name": "text", "data": "hi"},
+                {"data": "aGk=", "encoding": "utf-8/base64", "extras": {"headers": {"k": "v"}}},
+            ],
+        });
+
+        let bytes = rest_body_to_msgpack(&batch).unwrap();
+
+        let raw = rmpv::decode::read_value(&mut bytes.as_slice()).unwrap();
+        let messages = raw["messages"].as_array().unwrap();
+        assert_eq!(messages[0]["data"], rmpv::Value::Binary(vec![0, 1, 2, 255]));
+        assert!(
+            messages[0]
+                .as_map()
+                .unwrap()
+                .iter()
+                .all(|(k, _)| k.as_str() != Some("encoding"))
+        );
+        assert_eq!(messages[1]["data"], rmpv::Value::from("hi"));
+        assert_eq!(messages[2]["data"], rmpv::Value::Binary(b"hi".to_vec()));
+        assert_eq!(messages[2]["encoding"], rmpv::Value::from("utf-8"));
+        assert_eq!(rest_body_from_msgpack(&bytes).unwrap(), batch);
+    }
+
+    #[test]
+    fn a_rest_body_from_msgpack_turns_bin_data_into_base64() {
+        let value = rmpv::Value::Array(vec![rmpv::Value::Map(vec![
+            ("name".into(), "m".into()),
+            ("data".into(), rmpv::Value::Binary(vec![1, 2, 3])),
+        ])]);
+        let mut bytes = Vec::new();
+        rmpv::encode::write_value(&mut bytes, &value).unwrap();
+
+        let body = rest_body_from_msgpack(&bytes).unwrap();
+
+        assert_eq!(
+            body,
+            json!([{"name": "m", "data": "AQID", "encoding": "base64"}])
+        );
+    }
+
+    #[test]
+    fn a_rest_body_that_is_not_one_msgpack_value_is_40001() {
+        let mut trailing = rest_body_to_msgpack(&json!({"a": 1})).unwrap();
+        trailing.push(0xc0);
+        let mut stray_bin = Vec::new();
+        rmpv::encode::write_value(
+            &mut stray_bin,
+            &rmpv::Value::Map(vec![("name".into(), rmpv::Value::Binary(vec![1]))]),
+        )
+        .unwrap();
+
+        let trailing = rest_body_from_msgpack(&trailing).unwrap_err();
+        let stray_bin = rest_body_from_msgpack(&stray_bin).unwrap_err();
+
+        assert_eq!(
+            trailing.to_string(),
+            "invalid msgpack body: 1 bytes after the msgpack value"
+        );
+        assert_eq!(
+            stray_bin.to_string(),
+            "invalid msgpack body: binary value outside a message's data"
+        );
+        assert_eq!(
+            trailing.error_info().code,
+            crate::codes::INVALID_REQUEST_BODY
+        );
     }
 }

@@ -418,7 +418,7 @@ mod tests {
 
         let first = decide(&state, request(&token, None)).await.unwrap();
         let second = decide(&state, request(&token, None)).await.unwrap();
-        let narrowed = decide(&state, request(&token, Some(r#"{"chat":["publish","*"]}"#)))
+        let narrowed = decide(&state, request(&token, Some(r#"{"chat":["*"]}"#)))
             .await
             .unwrap();
 

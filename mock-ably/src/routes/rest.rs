@@ -1,5 +1,7 @@
-//! `GET /time`, `POST /channels/{channel}/messages` and
-//! `GET /channels/{channel}/messages` (`docs/protocol.md#rest-subset`).
+//! `GET /time`, `POST /channels/{channel}/messages`,
+//! `GET /channels/{channel}/messages`, `POST /messages` (batch publish) and
+//! `GET /channels/{channel}` (channel status)
+//! (`docs/protocol.md#rest-subset`).
 
 use axum::Json;
 use axum::body::Bytes;
@@ -13,7 +15,7 @@ use serde_json::{Value, json};
 use shared::capability::Operation;
 use shared::{Message, codes};
 
-use crate::auth::authenticate;
+use crate::auth::{Principal, authenticate};
 use crate::error::{self, ApiError, ApiResult, PathParam};
 use crate::params::{Query, invalid_param, validate_channel_name};
 use crate::publish::{self, Publisher};
@@ -29,7 +31,8 @@ pub(super) async fn time(State(state): State<AppState>) -> Json<[u64; 1]> {
 }
 
 /// `POST /channels/{channel}/messages` (`docs/protocol.md#publishing`): a
-/// Message or an array of them, JSON only; needs `publish`; answers `201
+/// Message or an array of them (msgpack bodies arrive here as JSON, see
+/// `msgpack`); needs `publish`; answers `201
 /// {channel, messageId, serials}`.
 pub(super) async fn publish(
     State(state): State<AppState>,
@@ -42,49 +45,187 @@ pub(super) async fn publish(
     let query = Query::parse(raw.as_deref());
     let principal = authenticate(&state, &headers, &query)?;
     validate_channel_name(&channel)?;
+    check_may_publish(&principal, &channel)?;
+    let declared = declared_client_id(&headers)?;
+    let identity = principal.identify(declared.as_deref())?;
+
+    let messages = parse_messages(&body)?;
+    let publisher = Publisher {
+        principal: &principal,
+        identity: identity.as_deref(),
+    };
+    let published = publish_to(&state, publisher, &channel, messages)?;
+    Ok((StatusCode::CREATED, Json(published)).into_response())
+}
+
+/// Fails unless `principal` may publish on `channel`: never on a `[meta]`
+/// channel (40160), otherwise as its capability says (40160).
+fn check_may_publish(principal: &Principal, channel: &str) -> ApiResult<()> {
     if channel.starts_with("[meta]") {
         return Err(ApiError::new(
             codes::OPERATION_NOT_PERMITTED,
             format!("Metachannels cannot be published to; channel = {channel}"),
         ));
     }
-    principal.require(Operation::Publish, &channel)?;
-    reject_msgpack(&headers)?;
-    let declared = declared_client_id(&headers)?;
-    let identity = principal.identify(declared.as_deref())?;
+    principal.require(Operation::Publish, channel)
+}
 
-    let messages = parse_messages(&body)?;
-    let now = state.clock.now_ms();
-    let publisher = Publisher {
-        principal: &principal,
-        identity: identity.as_deref(),
-    };
-    let prepared = publish::prepare(messages, Some(publisher), now)?;
-    let stored = publish::store(&state, &channel, prepared);
-
+/// Publishes `messages` on `channel` for `publisher` (every check but the
+/// channel name's and the capability's) and answers what a publish answers:
+/// `{channel, messageId, serials}`.
+pub(super) fn publish_to(
+    state: &AppState,
+    publisher: Publisher<'_>,
+    channel: &str,
+    messages: Vec<Message>,
+) -> ApiResult<Value> {
+    let prepared = publish::prepare(messages, Some(publisher), state.clock.now_ms())?;
+    let stored = publish::store(state, channel, prepared);
     let message_id = stored
         .first()
         .and_then(|m| m.message.id.clone())
         .unwrap_or_default();
     let serials: Vec<&str> = stored.iter().map(|m| m.serial.as_str()).collect();
-    let body = json!({"channel": channel, "messageId": message_id, "serials": serials});
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    Ok(json!({"channel": channel, "messageId": message_id, "serials": serials}))
 }
 
-/// ably-js in Node defaults to msgpack; say what to change rather than fail
-/// to parse (`docs/real-clients.md#pointing-ably-js-at-a-mock`).
-fn reject_msgpack(headers: &HeaderMap) -> ApiResult<()> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if content_type.contains("msgpack") {
-        return Err(ApiError::new(
-            codes::BAD_REQUEST,
-            "mock-ably speaks JSON only: set useBinaryProtocol: false in ably-js",
-        ));
-    }
-    Ok(())
+/// `POST /messages`, Ably's batch publish (`docs/protocol.md#batch-publish`):
+/// a spec `{channels, messages}` or an array of them; each channel is
+/// checked (name, `publish` capability) and published to on its own.
+/// Answers `201`: for an array, one result per spec, `{successCount,
+/// failureCount, results}`; for a single spec, its `results` alone. Each
+/// result is `{channel, messageId, serials}` or `{channel, error}`.
+pub(super) async fn batch_publish(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let body = error::body(body)?;
+    let query = Query::parse(raw.as_deref());
+    let principal = authenticate(&state, &headers, &query)?;
+    let declared = declared_client_id(&headers)?;
+    let identity = principal.identify(declared.as_deref())?;
+    let (specs, single) = parse_batch(&body)?;
+    let publisher = Publisher {
+        principal: &principal,
+        identity: identity.as_deref(),
+    };
+    let publish_spec = |(channels, messages): BatchSpec| -> Vec<Value> {
+        channels
+            .iter()
+            .map(|channel| {
+                validate_channel_name(channel)
+                    .and_then(|()| check_may_publish(&principal, channel))
+                    .and_then(|()| publish_to(&state, publisher, channel, messages.clone()))
+                    .unwrap_or_else(|ApiError(error)| json!({"channel": channel, "error": error}))
+            })
+            .collect()
+    };
+
+    let answer = if single {
+        // One spec, not in an array: the per-channel results, flat.
+        Value::Array(specs.into_iter().flat_map(publish_spec).collect())
+    } else {
+        specs
+            .into_iter()
+            .map(|spec| {
+                let results = publish_spec(spec);
+                let failures = results.iter().filter(|r| r.get("error").is_some()).count();
+                json!({
+                    "successCount": results.len() - failures,
+                    "failureCount": failures,
+                    "results": results,
+                })
+            })
+            .collect()
+    };
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
+}
+
+/// One spec of a batch publish: its channels and its messages.
+type BatchSpec = (Vec<String>, Vec<Message>);
+
+/// The specs of a batch publish body, a spec or an array of them, each
+/// `{channels: [name…], messages: Message | [Message…]}`; and whether it
+/// was a single spec, not in an array.
+fn parse_batch(body: &[u8]) -> ApiResult<(Vec<BatchSpec>, bool)> {
+    let invalid = |why: &str| {
+        ApiError::new(
+            codes::INVALID_REQUEST_BODY,
+            format!("Invalid batch publish request: {why}"),
+        )
+    };
+    let (specs, single) = match parse_json(body)? {
+        Value::Array(specs) => (specs, false),
+        spec @ Value::Object(_) => (vec![spec], true),
+        _ => {
+            return Err(invalid(
+                "expected a spec {channels, messages} or an array of them",
+            ));
+        }
+    };
+    let specs = specs
+        .into_iter()
+        .map(|mut spec| {
+            let channels = match spec.get_mut("channels").map(Value::take) {
+                Some(Value::Array(names)) if !names.is_empty() => names
+                    .into_iter()
+                    .map(|name| match name {
+                        Value::String(name) => Ok(name),
+                        _ => Err(invalid("channels must be channel names")),
+                    })
+                    .collect::<ApiResult<Vec<_>>>()?,
+                Some(Value::String(name)) if !name.is_empty() => vec![name],
+                _ => {
+                    return Err(invalid(
+                        "channels must be a non-empty array of channel names",
+                    ));
+                }
+            };
+            let messages = match spec.get_mut("messages").map(Value::take) {
+                Some(messages @ (Value::Array(_) | Value::Object(_))) => messages_from(messages)?,
+                _ => return Err(invalid("messages must be a Message or an array of them")),
+            };
+            Ok((channels, messages))
+        })
+        .collect::<ApiResult<_>>()?;
+    Ok((specs, single))
+}
+
+/// `GET /channels/{channel}`, channel status
+/// (`docs/protocol.md#channel-status`): needs `channel-metadata`; answers
+/// ChannelDetails with the channel's occupancy.
+pub(super) async fn channel_status(
+    State(state): State<AppState>,
+    PathParam(channel): PathParam,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let query = Query::parse(raw.as_deref());
+    let principal = authenticate(&state, &headers, &query)?;
+    validate_channel_name(&channel)?;
+    principal.require(Operation::ChannelMetadata, &channel)?;
+    let now = state.clock.now_ms();
+    let occupancy = lock(&state.registry).occupancy(&state.settings, &channel, now);
+    let presence = lock(&state.presence).counts(&channel);
+    Ok(Json(json!({
+        "channelId": channel,
+        "name": channel,
+        "status": {
+            "isActive": occupancy.active || presence.members > 0,
+            "occupancy": {
+                "metrics": {
+                    "connections": occupancy.connections,
+                    "publishers": occupancy.publishers,
+                    "subscribers": occupancy.subscribers,
+                    "presenceConnections": presence.connections,
+                    "presenceMembers": presence.members,
+                    "presenceSubscribers": presence.subscribers,
+                },
+            },
+        },
+    })))
 }
 
 /// `X-Ably-ClientId`: base64 of the UTF-8 clientId
@@ -107,14 +248,23 @@ fn declared_client_id(headers: &HeaderMap) -> ApiResult<Option<String>> {
         })
 }
 
-/// A Message object or an array of them.
-pub(super) fn parse_messages(body: &[u8]) -> ApiResult<Vec<Message>> {
-    let value: Value = serde_json::from_slice(body).map_err(|err| {
+/// A JSON request body (a msgpack one arrives as JSON too).
+fn parse_json(body: &[u8]) -> ApiResult<Value> {
+    serde_json::from_slice(body).map_err(|err| {
         ApiError::new(
             codes::INVALID_REQUEST_BODY,
             format!("Unable to parse request body as JSON: {err}"),
         )
-    })?;
+    })
+}
+
+/// A Message object or an array of them.
+pub(super) fn parse_messages(body: &[u8]) -> ApiResult<Vec<Message>> {
+    messages_from(parse_json(body)?)
+}
+
+/// A Message object or an array of them, parsed.
+fn messages_from(value: Value) -> ApiResult<Vec<Message>> {
     let items = match value {
         Value::Array(items) => items,
         object @ Value::Object(_) => vec![object],

@@ -427,7 +427,34 @@ async fn unknown_paths_and_methods_get_the_envelope() {
         .unwrap();
 
     assert_error(missing, 404, 40400).await;
-    assert_error(wrong_method, 405, 40500).await;
+    let error = assert_error(wrong_method, 404, 40400).await;
+    assert_eq!(
+        error.message,
+        "Not found: mock-ably does not serve DELETE /time"
+    );
+}
+
+#[tokio::test]
+async fn a_known_path_with_the_wrong_method_is_404_40400_as_ably_answers() {
+    let app = spawn().await;
+    let send = |request: reqwest::RequestBuilder| async { timeout(request.send()).await.unwrap() };
+
+    let put_messages = send(
+        app.client
+            .put(app.url("/channels/c/messages"))
+            .basic_auth(KEY_NAME, Some("test-secret")),
+    )
+    .await;
+    let get_request_token = send(
+        app.client
+            .get(app.url(&format!("/keys/{KEY_NAME}/requestToken"))),
+    )
+    .await;
+    let post_time = send(app.client.post(app.url("/time"))).await;
+
+    assert_error(put_messages, 404, 40400).await;
+    assert_error(get_request_token, 404, 40400).await;
+    assert_error(post_time, 404, 40400).await;
 }
 
 #[tokio::test]

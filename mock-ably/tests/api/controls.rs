@@ -584,6 +584,74 @@ fn the_binary_refuses_a_bad_key() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("invalid API key"));
 }
 
+#[test]
+fn the_binary_takes_a_key_capability_after_an_equals_sign() {
+    let history = |url: &str, channel: &str, key: &str| {
+        status_of(&format!(
+            "{url}/channels/{}/messages?key={}",
+            enc(channel),
+            enc(key)
+        ))
+    };
+    let mut flag = Binary::start(
+        &[
+            "--bind",
+            "127.0.0.1:0",
+            "--key",
+            r#"app.one:s1={"chat:*":["history","subscribe"]}"#,
+        ],
+        &[],
+    );
+    // In the variable, commas inside the JSON do not separate keys.
+    let mut variable = Binary::start(
+        &["--bind", "127.0.0.1:0"],
+        &[(
+            "MOCK_ABLY_KEYS",
+            r#"app.two:s2={"news":["history"],"[meta]*":["history"]},app.three:s3"#,
+        )],
+    );
+    let (one, two) = (flag.url.clone(), variable.url.clone());
+
+    let statuses = [
+        history(&one, "chat:a", "app.one:s1"),
+        history(&one, "news", "app.one:s1"),
+        history(&two, "news", "app.two:s2"),
+        history(&two, "[meta]log", "app.two:s2"),
+        history(&two, "chat:a", "app.two:s2"),
+        history(&two, "chat:a", "app.three:s3"),
+        history(&two, "[meta]log", "app.three:s3"),
+    ];
+    flag.stop();
+    variable.stop();
+
+    assert_eq!(statuses, [200, 401, 200, 200, 401, 200, 401]);
+}
+
+#[test]
+fn the_binary_refuses_a_bad_key_capability_naming_the_key_not_the_secret() {
+    let output = Command::new(env!("CARGO_BIN_EXE_mock-ably"))
+        .args([
+            "--bind",
+            "127.0.0.1:0",
+            "--key",
+            r#"app.key:TopSecret={"chat:*":["subscribe","publsh"]}"#,
+        ])
+        .env_remove("MOCK_ABLY_KEYS")
+        .output()
+        .unwrap();
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(output.stdout.is_empty());
+    assert!(
+        stderr.contains(
+            r#"--key: key app.key: invalid capability: unknown operation "publsh" for resource "chat:*""#
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("TopSecret"), "{stderr}");
+}
+
 #[tokio::test]
 async fn a_web_page_on_another_origin_cannot_drive_the_mock_controls() {
     let app = spawn().await;

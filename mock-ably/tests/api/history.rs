@@ -179,3 +179,28 @@ async fn retention_drops_messages_by_age_and_by_count() {
     assert_eq!(data(&capped), ["2", "3", "4"]);
     assert!(aged.is_empty());
 }
+
+#[tokio::test]
+async fn history_items_carry_their_publish_serial_and_action_create() {
+    let app = spawn().await;
+    let published: Value = app
+        .publish("c", json!([{"data": "a"}, {"data": "b"}]))
+        .await
+        .json()
+        .await
+        .unwrap();
+
+    let history = app.history_forwards("c").await;
+
+    let serials: Vec<&str> = history
+        .iter()
+        .map(|m| m["serial"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        published["serials"],
+        json!(serials),
+        "history serials are the publish's"
+    );
+    assert!(serials[0] < serials[1], "serials order the channel");
+    assert!(history.iter().all(|m| m["action"] == 0));
+}

@@ -6,10 +6,13 @@
 mod helpers;
 
 mod auth;
+mod channels;
 mod connections;
 mod controls;
 mod delta;
 mod history;
+mod keys;
+mod msgpack;
 mod presence;
 mod publish;
 mod realtime;

@@ -438,4 +438,26 @@ async fn rest_presence_lists_members_paged_and_filtered_and_needs_subscribe() {
 
     let refused = get("", ("testApp.narrow", "narrow-secret")).await;
     assert_error(refused, 401, 40160).await;
+
+    // Channel status counts them too.
+    let status: serde_json::Value = timeout(
+        app.client
+            .get(app.url("/channels/rest"))
+            .basic_auth(KEY_NAME, Some("test-secret"))
+            .send(),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let metrics = &status["status"]["occupancy"]["metrics"];
+    assert_eq!(
+        (
+            metrics["presenceMembers"].clone(),
+            metrics["presenceConnections"].clone()
+        ),
+        (json!(3), json!(1))
+    );
+    assert_eq!(status["status"]["isActive"], true);
 }

@@ -1228,3 +1228,74 @@ async fn a_resume_while_the_old_socket_still_looks_open_takes_the_connection_ove
         assert_eq!(data, [json!("first"), json!("second")]);
     }
 }
+
+#[tokio::test]
+async fn channel_status_counts_realtime_publishers_and_subscribers() {
+    let app = spawn().await;
+    let metrics = || async {
+        let status: serde_json::Value = app
+            .get(&format!("/channels/room?key={}", enc(KEY)))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let metrics = &status["status"]["occupancy"]["metrics"];
+        [
+            metrics["connections"].as_u64().unwrap(),
+            metrics["publishers"].as_u64().unwrap(),
+            metrics["subscribers"].as_u64().unwrap(),
+        ]
+    };
+    let (mut publisher, _) = Client::connected(&app.mock, "", Format::Json).await;
+    let (mut both, _) = Client::connected(&app.mock, "", Format::Msgpack).await;
+
+    let mut attach = on(Action::ATTACH, "room");
+    attach.flags = Some(Flags::PUBLISH);
+    publisher.send(&attach).await;
+    publisher.expect(Action::ATTACHED).await;
+    both.attach("room").await;
+    let attached = metrics().await;
+    both.send(&on(Action::DETACH, "room")).await;
+    both.expect(Action::DETACHED).await;
+    let one_left = metrics().await;
+    publisher.send(&on(Action::DETACH, "room")).await;
+    publisher.expect(Action::DETACHED).await;
+    let none_left = metrics().await;
+
+    assert_eq!(attached, [2, 2, 1]);
+    assert_eq!(one_left, [1, 1, 0]);
+    assert_eq!(none_left, [0, 0, 0]);
+}
+
+#[tokio::test]
+async fn realtime_and_history_carry_the_same_serial_and_action_create_and_sse_neither() {
+    let app = spawn().await;
+    let mut frames = app.sse("channels=news").await;
+    let mut subscribers = Vec::new();
+    for format in FORMATS {
+        let (mut client, _) = Client::connected(&app.mock, "", format).await;
+        client.attach("news").await;
+        subscribers.push(client);
+    }
+
+    let published: serde_json::Value = app
+        .publish("news", json!({"data": "x"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+
+    let serial = published["serials"][0].as_str().unwrap().to_owned();
+    let history = app.history_forwards("news").await;
+    assert_eq!(history[0]["serial"], serial.as_str());
+    assert_eq!(history[0]["action"], 0);
+    for client in &mut subscribers {
+        let frame = client.expect(Action::MESSAGE).await;
+        let message = &frame.messages.unwrap()[0];
+        assert_eq!(message.serial.as_deref(), Some(serial.as_str()));
+        assert_eq!(message.action, Some(shared::message::MessageAction::CREATE));
+    }
+    let envelope = frames.message().await;
+    assert!(envelope.get("serial").is_none(), "{envelope}");
+    assert!(envelope.get("action").is_none(), "{envelope}");
+}

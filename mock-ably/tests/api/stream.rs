@@ -316,7 +316,9 @@ async fn a_qualifier_overrides_the_request_parameter() {
 
 #[tokio::test]
 async fn metachannels_can_be_subscribed_with_their_prefix() {
-    let app = spawn().await;
+    // Ably's `*` resource does not cover `[meta]` channels: the key needs
+    // `[*]*` (or `[meta]*`).
+    let app = with(MockAbly::builder().key(&format!(r#"{KEY}={{"[*]*":["*"]}}"#))).await;
     let mut frames = app
         .sse(&format!(
             "channels={}",

@@ -68,7 +68,8 @@ async fn the_default_ttl_is_one_hour_and_client_id_appears_only_when_requested()
         3_600_000
     );
     assert!(details.get("clientId").is_none());
-    assert_eq!(details["capability"], r#"{"[*]*":["*"]}"#);
+    // The key was given without a capability: Ably's default.
+    assert_eq!(details["capability"], r#"{"*":["*"]}"#);
 }
 
 #[tokio::test]
@@ -362,4 +363,21 @@ async fn an_unsigned_request_with_a_token_is_bounded_by_that_token() {
         Some(r#"{"chat":["subscribe"]}"#)
     );
     assert_error(other, 401, 40102).await;
+}
+
+#[tokio::test]
+async fn a_capability_with_star_beside_other_operations_is_refused_400() {
+    let app = spawn().await;
+    let request = token_request(
+        &app.mock,
+        params(None, Some(r#"{"channel0":["*","publish"]}"#), None),
+    );
+
+    let response = app.request_token(KEY_NAME, &body(&request)).await;
+
+    let error = assert_error(response, 400, 40000).await;
+    assert_eq!(
+        error.message,
+        r#"invalid capability: operations for resource "channel0" list "*" beside other operations; "*" already means all of them"#
+    );
 }
