@@ -1,5 +1,6 @@
 //! The HTTP surface: routes and the middleware every request goes through.
 
+mod accept;
 mod health;
 mod token;
 

@@ -26,6 +26,7 @@ use crate::error::ApiError;
 use crate::metrics::TokenKind;
 use crate::mint::{self, Grant};
 use crate::policy::{Allowed, CanonicalCapability, without_redundant};
+use crate::routes::accept::WantsJson;
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -69,9 +70,12 @@ async fn ably_token_request(
     Ok(no_store(Json(token_request)))
 }
 
-/// `200 application/json`: TokenDetails obtained from Ably.
+/// A token obtained from Ably: `200 text/plain` with the bare token string,
+/// or `200 application/json` with TokenDetails when the request's `Accept`
+/// prefers JSON ([`crate::routes::accept::prefers_json`]). Either way `Vary: Accept`.
 async fn ably_token(
     State(state): State<AppState>,
+    WantsJson(wants_json): WantsJson,
     request: AuthRequest,
 ) -> Result<Response, ApiError> {
     let grant = decide(&state, request).await?;
@@ -79,7 +83,21 @@ async fn ably_token(
     let details =
         mint::request_token(state.http(), &config.ably_rest_url, &config.api_key, &grant).await?;
     issued(&state, TokenKind::Token, &grant);
-    Ok(no_store(Json(details)))
+    let mut response = if wants_json {
+        no_store(Json(details))
+    } else {
+        no_store((
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            )],
+            details.token,
+        ))
+    };
+    response
+        .headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("accept"));
+    Ok(response)
 }
 
 fn no_store(body: impl IntoResponse) -> Response {

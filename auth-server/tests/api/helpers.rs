@@ -243,6 +243,10 @@ fn the_mac_by_hand_reproduces_the_protocols_worked_examples() {
     );
 }
 
+/// The `Accept` header ably-js's `authUrl` sends, which gets TokenDetails
+/// JSON from `/api/ably-token`.
+pub(crate) const AUTH_URL_ACCEPT: &str = "application/json, text/plain";
+
 /// A running server and a client for it; dropping it shuts the server down.
 pub(crate) struct TestApp {
     pub(crate) addr: SocketAddr,
@@ -276,6 +280,21 @@ impl TestApp {
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
+        within(request.send()).await.unwrap()
+    }
+
+    /// GET `path` with `Authorization: Bearer token` and `Accept: accept`.
+    pub(crate) async fn get_accepting(
+        &self,
+        path: &str,
+        token: &str,
+        accept: &str,
+    ) -> reqwest::Response {
+        let request = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .header(reqwest::header::ACCEPT, accept);
         within(request.send()).await.unwrap()
     }
 
