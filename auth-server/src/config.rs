@@ -75,6 +75,13 @@ pub struct Config {
     pub ttl_within_app_token: bool,
     /// `AUTH_CORS_ORIGINS`: browser origins allowed to call the API.
     pub cors_origins: CorsOrigins,
+    /// `AUTH_APP_JWT_COOKIE`: the cookie the app JWT is read from when a
+    /// request has no `Authorization` header (a same-origin app's session
+    /// cookie); `None` reads no cookie. With listed
+    /// [`cors_origins`](Self::cors_origins), cross-origin requests from them
+    /// may carry it (`Access-Control-Allow-Credentials: true`); with `*` they
+    /// never do.
+    pub app_jwt_cookie: Option<String>,
     /// `AUTH_RATE_LIMIT_PER_USER`: per verified clientId; `None` is off.
     pub rate_limit_per_user: Option<RateLimit>,
     /// `AUTH_RATE_LIMIT_PER_IP`: per client IP address; `None` is off.
@@ -206,7 +213,9 @@ impl AppJwtRules {
 pub enum CorsOrigins {
     /// No CORS headers at all (same-origin or non-browser callers only).
     None,
-    /// `*`: any origin. Safe here, since authUrl requests carry no cookies.
+    /// `*`: any origin. Safe here, since no cross-origin request may carry
+    /// cookies then (no `Access-Control-Allow-Credentials`), so only
+    /// `Authorization` headers a caller chose to send.
     Any,
     /// Exactly these origins (`scheme://host[:port]`).
     List(Vec<String>),
@@ -280,6 +289,7 @@ impl Config {
             max_token_ttl: ABLY_MAX_TTL,
             ttl_within_app_token: true,
             cors_origins: CorsOrigins::None,
+            app_jwt_cookie: None,
             rate_limit_per_user: Some(RateLimit {
                 count: 10,
                 period: Duration::from_secs(1),
@@ -321,6 +331,7 @@ impl Config {
     /// | `AUTH_MAX_TOKEN_TTL` | `24h` | TTL clamp, at most `24h` |
     /// | `AUTH_TTL_WITHIN_APP_TOKEN` | `true` | credentials end by the app token's `exp` (`true` or `false`) |
     /// | `AUTH_CORS_ORIGINS` | unset (no CORS) | `*` or comma-separated origins |
+    /// | `AUTH_APP_JWT_COOKIE` | unset (no cookie read) | cookie holding the app JWT when there is no `Authorization` header |
     /// | `AUTH_RATE_LIMIT_PER_USER` | `10/s` | `N/s`, `N/m` or `off` |
     /// | `AUTH_RATE_LIMIT_PER_IP` | `100/s` | `N/s`, `N/m` or `off` |
     /// | `AUTH_TRUSTED_PROXIES` | unset (trust none) | proxies whose `X-Forwarded-For` is believed, comma-separated addresses or ranges |
@@ -438,6 +449,12 @@ impl Config {
         if let Some(origins) = env.var("AUTH_CORS_ORIGINS") {
             config.cors_origins = parse_cors_origins(&origins)
                 .map_err(|problem| ConfigError::new("AUTH_CORS_ORIGINS", problem))?;
+        }
+        if let Some(name) = env.var("AUTH_APP_JWT_COOKIE") {
+            let name = name.trim();
+            check_cookie_name(name)
+                .map_err(|problem| ConfigError::new("AUTH_APP_JWT_COOKIE", problem))?;
+            config.app_jwt_cookie = Some(name.to_owned());
         }
         if let Some(limit) = env.var_parsed::<RateLimitSetting>("AUTH_RATE_LIMIT_PER_USER")? {
             config.rate_limit_per_user = limit.0;
@@ -627,6 +644,19 @@ fn comma_list(list: &str) -> Vec<String> {
         .filter(|item| !item.is_empty())
         .map(str::to_owned)
         .collect()
+}
+
+/// A cookie name is an HTTP token (RFC 6265 §4.1.1, RFC 9110 §5.6.2):
+/// letters, digits and ``!#$%&'*+-.^_`|~``.
+pub(crate) fn check_cookie_name(name: &str) -> Result<(), String> {
+    let tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if !name.is_empty() && name.chars().all(tchar) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a cookie name (letters, digits and !#$%&'*+-.^_`|~ only)"
+        ))
+    }
 }
 
 fn parse_cors_origins(text: &str) -> Result<CorsOrigins, String> {
@@ -996,6 +1026,21 @@ mod tests {
             ])
         );
         assert_eq!(with_path.name, "AUTH_CORS_ORIGINS");
+    }
+
+    #[test]
+    fn the_app_jwt_cookie_is_a_cookie_name() {
+        let set = with(&[("AUTH_APP_JWT_COOKIE", " session ")]).unwrap();
+        let bad = with(&[("AUTH_APP_JWT_COOKIE", "my session")]).unwrap_err();
+        let semicolon = with(&[("AUTH_APP_JWT_COOKIE", "a;b")]).unwrap_err();
+
+        assert_eq!(set.app_jwt_cookie.as_deref(), Some("session"));
+        assert_eq!(with(&[]).unwrap().app_jwt_cookie, None);
+        assert_eq!(
+            bad.to_string(),
+            "AUTH_APP_JWT_COOKIE: \"my session\" is not a cookie name (letters, digits and !#$%&'*+-.^_`|~ only)"
+        );
+        assert_eq!(semicolon.name, "AUTH_APP_JWT_COOKIE");
     }
 
     #[test]

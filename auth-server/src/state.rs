@@ -55,6 +55,16 @@ impl AppState {
                     format!("cannot build an HTTP client: {err}"),
                 )
             })?;
+        if let (Some(cookie), crate::config::CorsOrigins::Any) =
+            (&config.app_jwt_cookie, &config.cors_origins)
+        {
+            tracing::warn!(
+                cookie = %cookie,
+                "AUTH_APP_JWT_COOKIE with AUTH_CORS_ORIGINS=*: the cookie is read from \
+                 same-origin requests only (no origin may send credentials to *); list the \
+                 origins in AUTH_CORS_ORIGINS for cross-origin pages to send it"
+            );
+        }
         let (verifier, jwks) = match &config.app_auth {
             AppAuth::Secret(secret) => (
                 AppJwtVerifier::with_secret(secret, config.app_jwt.clone())?,

@@ -130,7 +130,12 @@ fn issued(state: &AppState, kind: TokenKind, grant: &Grant) {
 /// per-user limit, check the clientId, and compute policy ∩ request ∩ key.
 async fn decide(state: &AppState, request: AuthRequest) -> Result<Grant, ApiError> {
     let config = state.config();
-    let token = request.bearer.ok_or(ApiError::MissingCredentials)?;
+    let token = request.bearer.ok_or_else(|| match &config.app_jwt_cookie {
+        Some(cookie) => ApiError::MissingCredentialsOrCookie {
+            cookie: cookie.clone(),
+        },
+        None => ApiError::MissingCredentials,
+    })?;
     let identity = state.verifier().verify(&token).await?;
     let now_ms = mint::now_ms();
     // Verification forgives `exp` by AUTH_JWT_LEEWAY; a credential does not:
@@ -225,7 +230,7 @@ impl FromRequest<AppState> for AuthRequest {
     /// `AUTH_MAX_BODY_BYTES`.
     async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
         limit_ip(&request, state)?;
-        let bearer = bearer(request.headers())?;
+        let bearer = app_token(request.headers(), state.config().app_jwt_cookie.as_deref())?;
         let mut params = RequestedParams::default();
         if let Some(query) = request.uri().query() {
             params.read_form(query.as_bytes())?;
@@ -287,6 +292,70 @@ fn limit_ip(request: &Request, state: &AppState) -> Result<(), ApiError> {
         &state.config().trusted_proxies,
     );
     state.check_ip_rate(ip)
+}
+
+/// The app token: from `Authorization: Bearer <token>` when that header is
+/// there (it wins), else from the `cookie` cookie (`AUTH_APP_JWT_COOKIE`) when
+/// one is configured.
+fn app_token(headers: &HeaderMap, cookie: Option<&str>) -> Result<Option<String>, ApiError> {
+    match cookie {
+        Some(name) if !headers.contains_key(header::AUTHORIZATION) => cookie_value(headers, name),
+        _ => bearer(headers),
+    }
+}
+
+/// The longest app token a cookie may carry: 4096 bytes, the most a browser
+/// stores for one cookie (RFC 6265 §6.1), so anything longer did not come
+/// from one.
+pub(crate) const MAX_COOKIE_TOKEN_BYTES: usize = 4096;
+
+/// The value of the cookie `name` in the request's `Cookie` headers (RFC 6265
+/// §4.2: `name=value` pairs separated by `; `), the first if it is there
+/// more than once (browsers send the one with the longest path first).
+/// Other cookies are not checked: pairs without `=` are skipped. An empty
+/// value is no token.
+///
+/// # Errors
+///
+/// 401 ([`ApiError::InvalidCredentials`]) if a `Cookie` header is not
+/// visible ASCII, or the cookie's value holds a character a cookie value may
+/// not (RFC 6265 §4.1.1) or is longer than [`MAX_COOKIE_TOKEN_BYTES`].
+fn cookie_value(headers: &HeaderMap, name: &str) -> Result<Option<String>, ApiError> {
+    for header in headers.get_all(header::COOKIE) {
+        let header = header.to_str().map_err(|_| {
+            ApiError::InvalidCredentials("Cookie header is not visible ASCII".to_owned())
+        })?;
+        for pair in header.split(';') {
+            let Some((pair_name, value)) = pair.split_once('=') else {
+                continue;
+            };
+            if pair_name.trim() != name {
+                continue;
+            }
+            let value = value.trim();
+            let value = value
+                .strip_prefix('"')
+                .and_then(|inner| inner.strip_suffix('"'))
+                .unwrap_or(value);
+            if value.len() > MAX_COOKIE_TOKEN_BYTES {
+                return Err(ApiError::InvalidCredentials(format!(
+                    "the {name} cookie is longer than {MAX_COOKIE_TOKEN_BYTES} bytes"
+                )));
+            }
+            if !value.bytes().all(is_cookie_octet) {
+                return Err(ApiError::InvalidCredentials(format!(
+                    "the {name} cookie holds a character no cookie value may hold"
+                )));
+            }
+            return Ok((!value.is_empty()).then(|| value.to_owned()));
+        }
+    }
+    Ok(None)
+}
+
+/// RFC 6265 §4.1.1's `cookie-octet`: visible ASCII but `"`, `,`, `;` and `\`.
+fn is_cookie_octet(byte: u8) -> bool {
+    matches!(byte, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E)
 }
 
 /// The app token from `Authorization: Bearer <token>`, if the header is there.

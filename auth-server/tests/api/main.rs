@@ -5,6 +5,7 @@
 mod ably_token;
 mod binary;
 mod connections;
+mod cookies;
 #[cfg(feature = "dev")]
 mod dev;
 mod helpers;
