@@ -61,8 +61,17 @@ pub struct Config {
     pub app_auth: AppAuth,
     /// The rules every app JWT must pass.
     pub app_jwt: AppJwtRules,
-    /// `AUTH_POLICY_FILE`: who may do what.
+    /// `AUTH_POLICY_FILE`: who may do what, as the server starts.
     pub policy: Policy,
+    /// `AUTH_POLICY_FILE`: where [`policy`](Self::policy) was read from, and
+    /// is read again on `SIGHUP` ([`AppState::reload_policy`](crate::AppState::reload_policy)).
+    /// `None`: the policy was given in code (or is the default) and cannot
+    /// be reloaded.
+    pub policy_file: Option<PathBuf>,
+    /// `AUTH_POLICY_RELOAD`: how often the policy file is checked for
+    /// changes, and reloaded when it has; `None` (the default) reloads on
+    /// `SIGHUP` only.
+    pub policy_reload: Option<Duration>,
     /// `AUTH_KEY_CAPABILITY`: the key's own capability; grants never exceed it.
     pub key_capability: Capability,
     /// `AUTH_TOKEN_TTL`: the TTL of a token when the caller asks for none.
@@ -284,6 +293,8 @@ impl Config {
             app_jwt: AppJwtRules::defaults_for(&app_auth),
             app_auth,
             policy: Policy::default(),
+            policy_file: None,
+            policy_reload: None,
             key_capability: Capability::all(),
             token_ttl: Duration::from_secs(3600),
             max_token_ttl: ABLY_MAX_TTL,
@@ -326,6 +337,7 @@ impl Config {
     /// | `AUTH_CLIENT_ID_CLAIM` | `sub` | claim giving the Ably clientId |
     /// | `AUTH_ROLES_CLAIM` | `roles` | claim giving roles (dotted path allowed) |
     /// | `AUTH_POLICY_FILE` | unset: `{"*":["publish","subscribe","presence","history"]}` | TOML policy |
+    /// | `AUTH_POLICY_RELOAD` | unset: reload on `SIGHUP` only | how often to check the policy file and reload it when it changed (`30s`), or `off` |
     /// | `AUTH_KEY_CAPABILITY` | `{"[*]*":["*"]}` | the key's own capability (JSON) |
     /// | `AUTH_TOKEN_TTL` | `1h` | default token TTL |
     /// | `AUTH_MAX_TOKEN_TTL` | `24h` | TTL clamp, at most `24h` |
@@ -417,6 +429,27 @@ impl Config {
             config.policy = Policy::from_toml(&text).map_err(|err| {
                 ConfigError::new("AUTH_POLICY_FILE", format!("{}: {err}", path.display()))
             })?;
+            config.policy_file = Some(path);
+        }
+        if let Some(every) = env.var("AUTH_POLICY_RELOAD")
+            && !every.trim().eq_ignore_ascii_case("off")
+        {
+            let every: HumanDuration = every.trim().parse().map_err(|err| {
+                ConfigError::new("AUTH_POLICY_RELOAD", format!("invalid value: {err}"))
+            })?;
+            if every.0.is_zero() {
+                return Err(ConfigError::new(
+                    "AUTH_POLICY_RELOAD",
+                    "must be more than 0 (or off)",
+                ));
+            }
+            if config.policy_file.is_none() {
+                return Err(ConfigError::new(
+                    "AUTH_POLICY_RELOAD",
+                    "needs AUTH_POLICY_FILE: there is no file to watch",
+                ));
+            }
+            config.policy_reload = Some(every.0);
         }
         if let Some(text) = env.var("AUTH_KEY_CAPABILITY") {
             config.key_capability = Capability::parse(&text)
@@ -1064,6 +1097,34 @@ mod tests {
         );
         assert_eq!(bad.name, "AUTH_KEY_CAPABILITY");
         assert!(bad.problem.contains("subscrib"), "{}", bad.problem);
+    }
+
+    #[test]
+    fn policy_reload_needs_a_policy_file_and_a_positive_interval() {
+        let path = std::env::temp_dir().join(format!(
+            "auth-server-config-policy-{}.toml",
+            std::process::id()
+        ));
+        std::fs::write(&path, "[default]\n\"chat:*\" = [\"subscribe\"]\n").unwrap();
+        let file = path.to_str().unwrap().to_owned();
+        let file: &'static str = Box::leak(file.into_boxed_str());
+
+        let polled = with(&[("AUTH_POLICY_FILE", file), ("AUTH_POLICY_RELOAD", "30s")]).unwrap();
+        let off = with(&[("AUTH_POLICY_FILE", file), ("AUTH_POLICY_RELOAD", "off")]).unwrap();
+        let no_file = with(&[("AUTH_POLICY_RELOAD", "30s")]).unwrap_err();
+        let zero = with(&[("AUTH_POLICY_FILE", file), ("AUTH_POLICY_RELOAD", "0s")]).unwrap_err();
+        std::fs::remove_file(&path).unwrap();
+
+        assert_eq!(polled.policy_file.as_deref(), Some(path.as_path()));
+        assert_eq!(polled.policy_reload, Some(Duration::from_secs(30)));
+        assert_eq!(off.policy_reload, None);
+        assert_eq!(off.policy_file.as_deref(), Some(path.as_path()));
+        assert_eq!(
+            no_file.to_string(),
+            "AUTH_POLICY_RELOAD: needs AUTH_POLICY_FILE: there is no file to watch"
+        );
+        assert_eq!(zero.name, "AUTH_POLICY_RELOAD");
+        assert_eq!(with(&[]).unwrap().policy_reload, None);
     }
 
     #[test]

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::AppState;
+use crate::app_jwt::GrantFor;
 use crate::client_ip::client_ip;
 use crate::error::ApiError;
 use crate::metrics::TokenKind;
@@ -158,20 +159,32 @@ async fn decide(state: &AppState, request: AuthRequest) -> Result<Grant, ApiErro
     {
         return Err(ApiError::ClientIdMismatch { requested });
     }
-    let allowed = identity
-        .allowed
-        .get_or_init(|| {
-            Allowed::for_user(
-                &config.policy,
+    // The grant remembered with the app token, if it was worked out under
+    // the policy in force (one atomic load); else worked out now, and
+    // remembered if it is the first.
+    let grant_for = |state: &AppState| {
+        let policy = state.policy();
+        GrantFor {
+            generation: policy.generation,
+            allowed: Allowed::for_user(
+                &policy.policy,
                 &config.key_capability,
                 &identity.client_id,
                 &identity.roles,
-            )
-        })
-        .as_ref()
-        .ok_or_else(|| {
-            ApiError::CapabilityDenied("the policy grants this user nothing".to_owned())
-        })?;
+            ),
+        }
+    };
+    let remembered = identity.allowed.get_or_init(|| grant_for(state));
+    let fresh;
+    let grant = if remembered.generation == state.policy_generation() {
+        remembered
+    } else {
+        fresh = grant_for(state);
+        &fresh
+    };
+    let allowed = grant.allowed.as_ref().ok_or_else(|| {
+        ApiError::CapabilityDenied("the policy grants this user nothing".to_owned())
+    })?;
     let capability = match params.capability {
         None => Arc::clone(&allowed.granted),
         // Narrowing only: the result never exceeds `allowed`.

@@ -255,18 +255,25 @@ pub(crate) struct TestApp {
 }
 
 pub(crate) async fn spawn_app(config: Config) -> TestApp {
+    spawn_app_with_state(config).await.0
+}
+
+/// [`spawn_app`], and the server's state (for what a signal would do, such
+/// as [`AppState::reload_policy`]).
+pub(crate) async fn spawn_app_with_state(config: Config) -> (TestApp, AppState) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let state = AppState::new(config).expect("test config is valid");
     let (shutdown, stopped) = oneshot::channel::<()>();
-    tokio::spawn(auth_server::serve(listener, state, async {
+    tokio::spawn(auth_server::serve(listener, state.clone(), async {
         stopped.await.ok();
     }));
-    TestApp {
+    let app = TestApp {
         addr,
         client: reqwest::Client::new(),
         _shutdown: shutdown,
-    }
+    };
+    (app, state)
 }
 
 impl TestApp {

@@ -13,5 +13,6 @@ mod http;
 mod jwks;
 mod logs;
 mod mock_ably;
+mod policy_reload;
 mod refusals;
 mod tokens;
