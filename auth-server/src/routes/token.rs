@@ -322,9 +322,9 @@ fn app_token(headers: &HeaderMap, cookie: Option<&str>) -> Result<Option<String>
 /// from one.
 pub(crate) const MAX_COOKIE_TOKEN_BYTES: usize = 4096;
 
-/// The value of the cookie `name` in the request's `Cookie` headers (RFC 6265
-/// §4.2: `name=value` pairs separated by `; `), the first if it is there
-/// more than once (browsers send the one with the longest path first).
+/// The value of the cookie `name` in the request's `Cookie` headers
+/// (RFC 6265 §4.2: `name=value` pairs separated by `; `), the first if it is
+/// there more than once (browsers send the one with the longest path first).
 /// Other cookies are not checked: pairs without `=` are skipped. An empty
 /// value is no token.
 ///
