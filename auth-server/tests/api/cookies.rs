@@ -256,3 +256,37 @@ async fn credentials_are_never_allowed_with_any_origin_or_without_the_cookie() {
         );
     }
 }
+
+/// The cookie with `AUTH_CORS_ORIGINS=*` is allowed (same-origin pages still
+/// send it) but said at start-up to work same-origin only.
+#[test]
+fn the_cookie_with_any_origin_is_a_start_up_warning() {
+    let capture = crate::logs::Capture::default();
+    let _guard = capture.trace();
+
+    let _any = auth_server::AppState::new(Config {
+        app_jwt_cookie: Some("session".to_owned()),
+        cors_origins: CorsOrigins::Any,
+        ..config()
+    })
+    .unwrap();
+    let warned_for_any = capture.text();
+    let _listed = auth_server::AppState::new(Config {
+        app_jwt_cookie: Some("session".to_owned()),
+        cors_origins: CorsOrigins::List(vec!["https://app.example".to_owned()]),
+        ..config()
+    })
+    .unwrap();
+
+    let line = warned_for_any
+        .lines()
+        .find(|line| line.contains("AUTH_APP_JWT_COOKIE with AUTH_CORS_ORIGINS=*"))
+        .unwrap_or_else(|| panic!("no warning in {warned_for_any}"));
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains("cookie=session"), "{line}");
+    assert_eq!(
+        capture.text(),
+        warned_for_any,
+        "no warning with listed origins"
+    );
+}
