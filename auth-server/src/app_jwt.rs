@@ -39,9 +39,20 @@ pub(crate) struct Identity {
     /// The clientId as a JSON string literal, for the JWT claim.
     pub(crate) client_id_json: String,
     /// What the policy and the key allow this user, worked out on first
-    /// use ([`Allowed::for_user`]). The policy and the key do not change
-    /// while the server runs, so a remembered identity keeps it.
-    pub(crate) allowed: OnceLock<Option<Allowed>>,
+    /// use ([`Allowed::for_user`]) under the policy generation it carries.
+    /// The key does not change while the server runs; the policy may be
+    /// reloaded, and a grant from an older generation is not used
+    /// ([`crate::live_policy`]).
+    pub(crate) allowed: OnceLock<GrantFor>,
+}
+
+/// A user's grant under one policy generation.
+#[derive(Debug)]
+pub(crate) struct GrantFor {
+    /// The generation of the policy it was worked out under.
+    pub(crate) generation: u64,
+    /// What that policy and the key allow; `None` is nothing.
+    pub(crate) allowed: Option<Allowed>,
 }
 
 impl Identity {
@@ -129,6 +140,14 @@ impl VerifiedTokens {
         entries.insert(digest, entry);
     }
 
+    /// Forgets every remembered token (and with them their grants).
+    fn clear(&self) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
     #[cfg(test)]
     fn len(&self) -> usize {
         self.entries.lock().unwrap().len()
@@ -168,6 +187,12 @@ impl AppJwtVerifier {
             keys: KeySource::Jwks(jwks),
             verified: VerifiedTokens::default(),
         }
+    }
+
+    /// Forgets every remembered app token and the grant worked out for it,
+    /// after a policy reload: the next presentation is verified afresh.
+    pub(crate) fn forget_remembered(&self) {
+        self.verified.clear();
     }
 
     /// Verifies `token` and returns the user it names.

@@ -61,8 +61,17 @@ pub struct Config {
     pub app_auth: AppAuth,
     /// The rules every app JWT must pass.
     pub app_jwt: AppJwtRules,
-    /// `AUTH_POLICY_FILE`: who may do what.
+    /// `AUTH_POLICY_FILE`: who may do what, as the server starts.
     pub policy: Policy,
+    /// `AUTH_POLICY_FILE`: where [`policy`](Self::policy) was read from, and
+    /// is read again on `SIGHUP` ([`AppState::reload_policy`](crate::AppState::reload_policy)).
+    /// `None`: the policy was given in code (or is the default) and cannot
+    /// be reloaded.
+    pub policy_file: Option<PathBuf>,
+    /// `AUTH_POLICY_RELOAD`: how often the policy file is checked for
+    /// changes, and reloaded when it has; `None` (the default) reloads on
+    /// `SIGHUP` only.
+    pub policy_reload: Option<Duration>,
     /// `AUTH_KEY_CAPABILITY`: the key's own capability; grants never exceed it.
     pub key_capability: Capability,
     /// `AUTH_TOKEN_TTL`: the TTL of a token when the caller asks for none.
@@ -75,6 +84,13 @@ pub struct Config {
     pub ttl_within_app_token: bool,
     /// `AUTH_CORS_ORIGINS`: browser origins allowed to call the API.
     pub cors_origins: CorsOrigins,
+    /// `AUTH_APP_JWT_COOKIE`: the cookie the app JWT is read from when a
+    /// request has no `Authorization` header (a same-origin app's session
+    /// cookie); `None` reads no cookie. With listed
+    /// [`cors_origins`](Self::cors_origins), cross-origin requests from them
+    /// may carry it (`Access-Control-Allow-Credentials: true`); with `*` they
+    /// never do.
+    pub app_jwt_cookie: Option<String>,
     /// `AUTH_RATE_LIMIT_PER_USER`: per verified clientId; `None` is off.
     pub rate_limit_per_user: Option<RateLimit>,
     /// `AUTH_RATE_LIMIT_PER_IP`: per client IP address; `None` is off.
@@ -206,7 +222,9 @@ impl AppJwtRules {
 pub enum CorsOrigins {
     /// No CORS headers at all (same-origin or non-browser callers only).
     None,
-    /// `*`: any origin. Safe here, since authUrl requests carry no cookies.
+    /// `*`: any origin. Safe here, since no cross-origin request may carry
+    /// cookies then (no `Access-Control-Allow-Credentials`), so only
+    /// `Authorization` headers a caller chose to send.
     Any,
     /// Exactly these origins (`scheme://host[:port]`).
     List(Vec<String>),
@@ -275,11 +293,14 @@ impl Config {
             app_jwt: AppJwtRules::defaults_for(&app_auth),
             app_auth,
             policy: Policy::default(),
+            policy_file: None,
+            policy_reload: None,
             key_capability: Capability::all(),
             token_ttl: Duration::from_secs(3600),
             max_token_ttl: ABLY_MAX_TTL,
             ttl_within_app_token: true,
             cors_origins: CorsOrigins::None,
+            app_jwt_cookie: None,
             rate_limit_per_user: Some(RateLimit {
                 count: 10,
                 period: Duration::from_secs(1),
@@ -316,11 +337,13 @@ impl Config {
     /// | `AUTH_CLIENT_ID_CLAIM` | `sub` | claim giving the Ably clientId |
     /// | `AUTH_ROLES_CLAIM` | `roles` | claim giving roles (dotted path allowed) |
     /// | `AUTH_POLICY_FILE` | unset: `{"*":["publish","subscribe","presence","history"]}` | TOML policy |
+    /// | `AUTH_POLICY_RELOAD` | unset: reload on `SIGHUP` only | how often to check the policy file and reload it when it changed (`30s`), or `off` |
     /// | `AUTH_KEY_CAPABILITY` | `{"[*]*":["*"]}` | the key's own capability (JSON) |
     /// | `AUTH_TOKEN_TTL` | `1h` | default token TTL |
     /// | `AUTH_MAX_TOKEN_TTL` | `24h` | TTL clamp, at most `24h` |
     /// | `AUTH_TTL_WITHIN_APP_TOKEN` | `true` | credentials end by the app token's `exp` (`true` or `false`) |
     /// | `AUTH_CORS_ORIGINS` | unset (no CORS) | `*` or comma-separated origins |
+    /// | `AUTH_APP_JWT_COOKIE` | unset (no cookie read) | cookie holding the app JWT when there is no `Authorization` header |
     /// | `AUTH_RATE_LIMIT_PER_USER` | `10/s` | `N/s`, `N/m` or `off` |
     /// | `AUTH_RATE_LIMIT_PER_IP` | `100/s` | `N/s`, `N/m` or `off` |
     /// | `AUTH_TRUSTED_PROXIES` | unset (trust none) | proxies whose `X-Forwarded-For` is believed, comma-separated addresses or ranges |
@@ -406,6 +429,27 @@ impl Config {
             config.policy = Policy::from_toml(&text).map_err(|err| {
                 ConfigError::new("AUTH_POLICY_FILE", format!("{}: {err}", path.display()))
             })?;
+            config.policy_file = Some(path);
+        }
+        if let Some(every) = env.var("AUTH_POLICY_RELOAD")
+            && !every.trim().eq_ignore_ascii_case("off")
+        {
+            let every: HumanDuration = every.trim().parse().map_err(|err| {
+                ConfigError::new("AUTH_POLICY_RELOAD", format!("invalid value: {err}"))
+            })?;
+            if every.0.is_zero() {
+                return Err(ConfigError::new(
+                    "AUTH_POLICY_RELOAD",
+                    "must be more than 0 (or off)",
+                ));
+            }
+            if config.policy_file.is_none() {
+                return Err(ConfigError::new(
+                    "AUTH_POLICY_RELOAD",
+                    "needs AUTH_POLICY_FILE: there is no file to watch",
+                ));
+            }
+            config.policy_reload = Some(every.0);
         }
         if let Some(text) = env.var("AUTH_KEY_CAPABILITY") {
             config.key_capability = Capability::parse(&text)
@@ -438,6 +482,12 @@ impl Config {
         if let Some(origins) = env.var("AUTH_CORS_ORIGINS") {
             config.cors_origins = parse_cors_origins(&origins)
                 .map_err(|problem| ConfigError::new("AUTH_CORS_ORIGINS", problem))?;
+        }
+        if let Some(name) = env.var("AUTH_APP_JWT_COOKIE") {
+            let name = name.trim();
+            check_cookie_name(name)
+                .map_err(|problem| ConfigError::new("AUTH_APP_JWT_COOKIE", problem))?;
+            config.app_jwt_cookie = Some(name.to_owned());
         }
         if let Some(limit) = env.var_parsed::<RateLimitSetting>("AUTH_RATE_LIMIT_PER_USER")? {
             config.rate_limit_per_user = limit.0;
@@ -627,6 +677,19 @@ fn comma_list(list: &str) -> Vec<String> {
         .filter(|item| !item.is_empty())
         .map(str::to_owned)
         .collect()
+}
+
+/// A cookie name is an HTTP token (RFC 6265 §4.1.1, RFC 9110 §5.6.2):
+/// letters, digits and ``!#$%&'*+-.^_`|~``.
+pub(crate) fn check_cookie_name(name: &str) -> Result<(), String> {
+    let tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if !name.is_empty() && name.chars().all(tchar) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a cookie name (letters, digits and !#$%&'*+-.^_`|~ only)"
+        ))
+    }
 }
 
 fn parse_cors_origins(text: &str) -> Result<CorsOrigins, String> {
@@ -999,6 +1062,21 @@ mod tests {
     }
 
     #[test]
+    fn the_app_jwt_cookie_is_a_cookie_name() {
+        let set = with(&[("AUTH_APP_JWT_COOKIE", " session ")]).unwrap();
+        let bad = with(&[("AUTH_APP_JWT_COOKIE", "my session")]).unwrap_err();
+        let semicolon = with(&[("AUTH_APP_JWT_COOKIE", "a;b")]).unwrap_err();
+
+        assert_eq!(set.app_jwt_cookie.as_deref(), Some("session"));
+        assert_eq!(with(&[]).unwrap().app_jwt_cookie, None);
+        assert_eq!(
+            bad.to_string(),
+            "AUTH_APP_JWT_COOKIE: \"my session\" is not a cookie name (letters, digits and !#$%&'*+-.^_`|~ only)"
+        );
+        assert_eq!(semicolon.name, "AUTH_APP_JWT_COOKIE");
+    }
+
+    #[test]
     fn key_capability_and_audience_are_read() {
         let config = with(&[
             ("AUTH_KEY_CAPABILITY", r#"{"chat:*":["subscribe"]}"#),
@@ -1030,6 +1108,34 @@ mod tests {
             bad.problem,
             r#"invalid capability: operations for resource "chat:*" list "*" beside other operations; "*" already means all of them"#
         );
+    }
+
+    #[test]
+    fn policy_reload_needs_a_policy_file_and_a_positive_interval() {
+        let path = std::env::temp_dir().join(format!(
+            "auth-server-config-policy-{}.toml",
+            std::process::id()
+        ));
+        std::fs::write(&path, "[default]\n\"chat:*\" = [\"subscribe\"]\n").unwrap();
+        let file = path.to_str().unwrap().to_owned();
+        let file: &'static str = Box::leak(file.into_boxed_str());
+
+        let polled = with(&[("AUTH_POLICY_FILE", file), ("AUTH_POLICY_RELOAD", "30s")]).unwrap();
+        let off = with(&[("AUTH_POLICY_FILE", file), ("AUTH_POLICY_RELOAD", "off")]).unwrap();
+        let no_file = with(&[("AUTH_POLICY_RELOAD", "30s")]).unwrap_err();
+        let zero = with(&[("AUTH_POLICY_FILE", file), ("AUTH_POLICY_RELOAD", "0s")]).unwrap_err();
+        std::fs::remove_file(&path).unwrap();
+
+        assert_eq!(polled.policy_file.as_deref(), Some(path.as_path()));
+        assert_eq!(polled.policy_reload, Some(Duration::from_secs(30)));
+        assert_eq!(off.policy_reload, None);
+        assert_eq!(off.policy_file.as_deref(), Some(path.as_path()));
+        assert_eq!(
+            no_file.to_string(),
+            "AUTH_POLICY_RELOAD: needs AUTH_POLICY_FILE: there is no file to watch"
+        );
+        assert_eq!(zero.name, "AUTH_POLICY_RELOAD");
+        assert_eq!(with(&[]).unwrap().policy_reload, None);
     }
 
     #[test]

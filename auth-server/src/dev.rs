@@ -206,6 +206,11 @@ impl Dev {
         })
     }
 
+    /// The auth server's state (the binary reloads its policy on `SIGHUP`).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
     /// The mock's base URL, `http://127.0.0.1:PORT`: Ably's REST and SSE
     /// endpoints for every client in dev mode.
     pub fn mock_url(&self) -> &str {

@@ -33,6 +33,13 @@ pub enum ApiError {
     /// No `Authorization: Bearer` app token: 401, 40101.
     #[error("no app token: send Authorization: Bearer <app JWT>")]
     MissingCredentials,
+    /// Neither an `Authorization: Bearer` app token nor the
+    /// `AUTH_APP_JWT_COOKIE` cookie: 401, 40101.
+    #[error("no app token: send Authorization: Bearer <app JWT> or the {cookie} cookie")]
+    MissingCredentialsOrCookie {
+        /// The cookie's name.
+        cookie: String,
+    },
     /// The app token failed verification: 401, 40101.
     #[error("invalid app token: {0}")]
     InvalidCredentials(String),
@@ -125,7 +132,9 @@ impl ApiError {
     pub fn error_info(&self) -> ErrorInfo {
         let message = self.to_string();
         match self {
-            ApiError::MissingCredentials | ApiError::InvalidCredentials(_) => {
+            ApiError::MissingCredentials
+            | ApiError::MissingCredentialsOrCookie { .. }
+            | ApiError::InvalidCredentials(_) => {
                 ErrorInfo::new(codes::INVALID_CREDENTIALS, 401, message)
             }
             // Ably answers these codes with 401; we use 403 on purpose, so
@@ -167,7 +176,9 @@ impl ApiError {
     /// A short label for metrics and logs.
     pub(crate) fn reason(&self) -> &'static str {
         match self {
-            ApiError::MissingCredentials => "no_credentials",
+            ApiError::MissingCredentials | ApiError::MissingCredentialsOrCookie { .. } => {
+                "no_credentials"
+            }
             ApiError::InvalidCredentials(_) => "invalid_credentials",
             ApiError::CapabilityDenied(_) => "capability_denied",
             ApiError::ClientIdMismatch { .. } => "client_id_mismatch",
@@ -213,7 +224,9 @@ impl IntoResponse for ApiError {
         headers.insert(X_ABLY_ERRORMESSAGE, message);
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         match &self {
-            ApiError::MissingCredentials | ApiError::InvalidCredentials(_) => {
+            ApiError::MissingCredentials
+            | ApiError::MissingCredentialsOrCookie { .. }
+            | ApiError::InvalidCredentials(_) => {
                 // RFC 6750 §3.
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
@@ -239,6 +252,13 @@ mod tests {
     fn each_variant_maps_to_the_documented_status_and_code() {
         let cases = [
             (ApiError::MissingCredentials, 401, 40101),
+            (
+                ApiError::MissingCredentialsOrCookie {
+                    cookie: "session".into(),
+                },
+                401,
+                40101,
+            ),
             (ApiError::InvalidCredentials("x".into()), 401, 40101),
             (ApiError::CapabilityDenied("x".into()), 403, 40160),
             (

@@ -33,7 +33,8 @@
 //!
 //! - [`config`]: [`Config`] from the environment.
 //! - `app_jwt` and `jwks`: verifying the app's tokens, with a secret or a JWKS.
-//! - [`policy`]: the TOML capability policy.
+//! - [`policy`]: the TOML capability policy; `live_policy`: the one in force,
+//!   reloaded on `SIGHUP` ([`AppState::reload_policy`]).
 //! - `mint`: Ably JWTs, TokenRequests and Ably's `requestToken`.
 //! - `routes`: the endpoints and their middleware; `rate_limit`, `client_ip`,
 //!   `metrics`.
@@ -52,6 +53,7 @@ pub mod error;
 #[cfg(test)]
 mod fuzz;
 mod jwks;
+mod live_policy;
 mod metrics;
 mod mint;
 pub mod policy;
@@ -68,6 +70,7 @@ use tokio::net::TcpListener;
 pub use client_ip::IpRange;
 pub use config::{AppAuth, AppJwtRules, Config, ConfigError, CorsOrigins, RateLimit};
 pub use error::ApiError;
+pub use live_policy::PolicyReloadError;
 pub use policy::{Policy, PolicyError};
 pub use state::AppState;
 
@@ -88,6 +91,9 @@ pub fn router(state: AppState) -> Router {
 /// [`Config::idle_timeout`] and [`Config::max_connections`]: a connection
 /// that has not sent a complete request head in time, or sits idle too long,
 /// is closed; one over the cap is answered 503 (Ably code 50000) and closed.
+///
+/// With [`Config::policy_reload`], checks the policy file that often and
+/// reloads it when it changed ([`AppState::reload_policy`]).
 ///
 /// With a JWKS, fetches it at once and then every
 /// [`Config::jwks_refresh_interval`] in the background, retrying a failed
@@ -122,6 +128,10 @@ async fn serve_app(
         let (interval, backoff) = (config.jwks_refresh_interval, config.jwks_retry_backoff);
         tokio::spawn(async move { jwks.keep_fresh(interval, backoff).await })
     });
+    let poller = state.config().policy_reload.map(|every| {
+        let state = state.clone();
+        tokio::spawn(async move { poll_policy(state, every).await })
+    });
     let config = state.config();
     let limits = serve::Limits {
         header_read_timeout: config.header_read_timeout,
@@ -129,8 +139,25 @@ async fn serve_app(
         max_connections: config.max_connections,
     };
     serve::serve(listener, app, limits, shutdown).await;
-    if let Some(refresher) = refresher {
-        refresher.abort();
+    for task in [refresher, poller].into_iter().flatten() {
+        task.abort();
     }
     Ok(())
+}
+
+/// Every `every`, reloads the policy file if it holds something other than
+/// what was last read (`AUTH_POLICY_RELOAD`). Reading a small file is quick,
+/// so it is read in place, off no request's path.
+async fn poll_policy(state: AppState, every: std::time::Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick completes at once: the file was just read.
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        if state.policy_changed_on_disk() {
+            // Logged and counted by `reload_policy`.
+            let _ = state.reload_policy();
+        }
+    }
 }

@@ -81,6 +81,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "serving /healthz; the ready line follows the first JWKS fetch"
         );
     }
+    reload_on_hangup(&state);
     let serving = auth_server::serve(listener, state.clone(), shutdown_signal());
     tokio::pin!(serving);
     // Scripts wait for the ready line to send requests, so it comes only
@@ -140,6 +141,7 @@ async fn run_dev(mock_bind: SocketAddr) -> anyhow::Result<()> {
         .context("writing to stdout")?;
     drop(stdout);
     tracing::info!(%addr, mock = dev.mock_url(), "listening in dev mode");
+    reload_on_hangup(dev.state());
     dev.serve(listener, shutdown_signal())
         .await
         .context("serving")?;
@@ -180,6 +182,33 @@ fn env_var(name: &str) -> Option<String> {
         .ok()
         .map(|value| value.trim().to_owned())
         .filter(|value| !value.is_empty())
+}
+
+/// On each SIGHUP, reloads `AUTH_POLICY_FILE`
+/// ([`AppState::reload_policy`], which logs and counts the result). Unix only.
+fn reload_on_hangup(state: &AppState) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(hangups) => hangups,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGHUP: no policy reloads");
+                return;
+            }
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading the policy");
+                // Logged and counted by `reload_policy`.
+                let _ = state.reload_policy();
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = state;
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -4,6 +4,7 @@
 //! - `auth_tokens_issued_total{kind}`: `jwt`, `token_request`, `token`;
 //! - `auth_refusals_total{reason}`: see `ApiError::reason`;
 //! - `auth_request_duration_seconds{route}`: a latency histogram;
+//! - `auth_policy_reloads_total{result}`: `ok` or `error`;
 //! - with a JWKS, `auth_jwks_fetches_total{result}` and `auth_jwks_keys`
 //!   (rendered by the JWKS cache).
 
@@ -80,6 +81,8 @@ pub(crate) struct Metrics {
     issued: [AtomicU64; 3],
     refusals: Mutex<BTreeMap<&'static str, u64>>,
     latency: [Histogram; ROUTES.len()],
+    /// Policy reloads: `[ok, error]`.
+    policy_reloads: [AtomicU64; 2],
 }
 
 impl Metrics {
@@ -92,6 +95,11 @@ impl Metrics {
     pub(crate) fn refused(&self, reason: &'static str) {
         let mut refusals = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
         *refusals.entry(reason).or_default() += 1;
+    }
+
+    /// Counts one policy reload, put in force (`ok`) or not.
+    pub(crate) fn policy_reloaded(&self, ok: bool) {
+        self.policy_reloads[usize::from(!ok)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records how long a request to `route` took.
@@ -138,6 +146,12 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
+            "# HELP auth_policy_reloads_total Reloads of AUTH_POLICY_FILE, by result.\n# TYPE auth_policy_reloads_total counter\nauth_policy_reloads_total{{result=\"ok\"}} {}\nauth_policy_reloads_total{{result=\"error\"}} {}",
+            self.policy_reloads[0].load(Ordering::Relaxed),
+            self.policy_reloads[1].load(Ordering::Relaxed),
+        );
+        let _ = writeln!(
+            out,
             "# HELP auth_request_duration_seconds Request latency, by route.\n# TYPE auth_request_duration_seconds histogram"
         );
         for (route, histogram) in ROUTES.iter().zip(&self.latency) {
@@ -179,6 +193,9 @@ mod tests {
         metrics.observe(Route::of("/api/ably-jwt"), Duration::from_micros(700));
         metrics.observe(Route::of("/api/ably-jwt"), Duration::from_secs(9));
         metrics.observe(Route::of("/healthz"), Duration::from_micros(1));
+        metrics.policy_reloaded(true);
+        metrics.policy_reloaded(false);
+        metrics.policy_reloaded(false);
 
         let text = metrics.render();
 
@@ -202,5 +219,8 @@ mod tests {
             text.contains("auth_request_duration_seconds_sum{route=\"/api/ably-jwt\"} 9.0007\n")
         );
         assert!(text.contains("auth_request_duration_seconds_count{route=\"other\"} 1\n"));
+        assert!(text.contains(
+            "# TYPE auth_policy_reloads_total counter\nauth_policy_reloads_total{result=\"ok\"} 1\nauth_policy_reloads_total{result=\"error\"} 2\n"
+        ));
     }
 }

@@ -1,5 +1,6 @@
 //! The HTTP surface: routes and the middleware every request goes through.
 
+mod accept;
 mod health;
 mod token;
 
@@ -35,7 +36,8 @@ pub(crate) fn router(state: AppState) -> Router {
 /// checks (per-IP limit, body limit) are in their extractor
 /// ([`token::AuthRequest`]) for the same reason.
 pub(crate) fn service_with(state: AppState, extra: Router) -> impl AppService {
-    let cors = cors(&state.config().cors_origins);
+    let config = state.config();
+    let cors = cors(&config.cors_origins, config.app_jwt_cookie.as_deref());
     let app = Router::new()
         .merge(token::router())
         .merge(health::router())
@@ -80,21 +82,28 @@ impl<S> AppService for S where
 {
 }
 
-/// `AUTH_CORS_ORIGINS` as a layer. authUrl requests carry no cookies, so no
-/// credentials are allowed and `*` is safe; `Authorization` must still be
-/// named, since a `*` in `Access-Control-Allow-Headers` does not cover it.
-fn cors(origins: &CorsOrigins) -> Option<CorsLayer> {
-    let allow_origin = match origins {
+/// `AUTH_CORS_ORIGINS` as a layer. `Authorization` must be named, since a
+/// `*` in `Access-Control-Allow-Headers` does not cover it. With listed
+/// origins and `AUTH_APP_JWT_COOKIE`, `Access-Control-Allow-Credentials:
+/// true` lets their pages send the session cookie (`fetch` with
+/// `credentials: 'include'`); with `*` never, whatever is configured: any
+/// site could otherwise mint credentials with a visitor's cookie.
+fn cors(origins: &CorsOrigins, cookie: Option<&str>) -> Option<CorsLayer> {
+    let (allow_origin, credentials) = match origins {
         CorsOrigins::None => return None,
-        CorsOrigins::Any => AllowOrigin::any(),
-        CorsOrigins::List(list) => AllowOrigin::list(
-            list.iter()
-                .filter_map(|origin| HeaderValue::from_str(origin).ok()),
+        CorsOrigins::Any => (AllowOrigin::any(), false),
+        CorsOrigins::List(list) => (
+            AllowOrigin::list(
+                list.iter()
+                    .filter_map(|origin| HeaderValue::from_str(origin).ok()),
+            ),
+            cookie.is_some(),
         ),
     };
     Some(
         CorsLayer::new()
             .allow_origin(allow_origin)
+            .allow_credentials(credentials)
             .allow_methods([Method::GET, Method::POST])
             .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
             // Browsers hide other headers from ably-js unless exposed

@@ -10,6 +10,7 @@ use crate::client_ip::IpKey;
 use crate::config::{AppAuth, Config, ConfigError, RedactedUrl};
 use crate::error::ApiError;
 use crate::jwks::JwksCache;
+use crate::live_policy::{LivePolicy, PolicyReloadError, Snapshot};
 use crate::metrics::Metrics;
 use crate::mint::JwtSigner;
 use crate::rate_limit::{DEFAULT_MAX_KEYS, RateLimiter};
@@ -27,6 +28,7 @@ struct Inner {
     user_limiter: Option<RateLimiter<String>>,
     ip_limiter: Option<RateLimiter<IpKey>>,
     metrics: Metrics,
+    policy: LivePolicy,
 }
 
 impl AppState {
@@ -55,6 +57,16 @@ impl AppState {
                     format!("cannot build an HTTP client: {err}"),
                 )
             })?;
+        if let (Some(cookie), crate::config::CorsOrigins::Any) =
+            (&config.app_jwt_cookie, &config.cors_origins)
+        {
+            tracing::warn!(
+                cookie = %cookie,
+                "AUTH_APP_JWT_COOKIE with AUTH_CORS_ORIGINS=*: the cookie is read from \
+                 same-origin requests only (no origin may send credentials to *); list the \
+                 origins in AUTH_CORS_ORIGINS for cross-origin pages to send it"
+            );
+        }
         let (verifier, jwks) = match &config.app_auth {
             AppAuth::Secret(secret) => (
                 AppJwtVerifier::with_secret(secret, config.app_jwt.clone())?,
@@ -97,6 +109,7 @@ impl AppState {
                 .rate_limit_per_ip
                 .map(|limit| RateLimiter::new(limit, DEFAULT_MAX_KEYS)),
             signer: JwtSigner::new(&config.api_key),
+            policy: LivePolicy::new(config.policy.clone(), config.policy_file.clone()),
             config,
             verifier,
             jwks,
@@ -108,6 +121,73 @@ impl AppState {
     /// The configuration the state was built from.
     pub fn config(&self) -> &Config {
         &self.0.config
+    }
+
+    /// Reads `AUTH_POLICY_FILE` again and puts it in force: every credential
+    /// issued once this returns follows it, and the grants remembered for
+    /// app tokens seen before are dropped. What `SIGHUP` and
+    /// `AUTH_POLICY_RELOAD` call. Counted in `/metrics` as
+    /// `auth_policy_reloads_total{result="ok"}` or `{result="error"}`, and
+    /// logged (an error at `error` with the file's line and column). The
+    /// server stays ready throughout.
+    ///
+    /// # Errors
+    ///
+    /// [`PolicyReloadError`] if there is no policy file, or it cannot be
+    /// read or parsed: the policy in force stays.
+    pub fn reload_policy(&self) -> Result<(), PolicyReloadError> {
+        let result = self.0.policy.reload();
+        match &result {
+            Ok(generation) => {
+                // After the swap: a grant remembered from here on is worked
+                // out under the new policy.
+                self.0.verifier.forget_remembered();
+                self.0.metrics.policy_reloaded(true);
+                tracing::info!(
+                    file = %self.0.policy.file().map(|p| p.display().to_string()).unwrap_or_default(),
+                    generation,
+                    "policy reloaded; remembered grants dropped"
+                );
+            }
+            Err(PolicyReloadError::NoPolicyFile) => {
+                tracing::warn!("policy reload asked for, but AUTH_POLICY_FILE is not set");
+            }
+            Err(PolicyReloadError::Parse { path, source }) => {
+                self.0.metrics.policy_reloaded(false);
+                tracing::error!(
+                    file = %path.display(),
+                    line = source.line,
+                    column = source.column,
+                    error = %source.message,
+                    "policy reload failed: the file does not parse; the old policy stays"
+                );
+            }
+            Err(err @ PolicyReloadError::Read { path, .. }) => {
+                self.0.metrics.policy_reloaded(false);
+                tracing::error!(
+                    file = %path.display(),
+                    error = %err,
+                    "policy reload failed; the old policy stays"
+                );
+            }
+        }
+        result.map(|_| ())
+    }
+
+    /// The policy generation in force (one atomic load).
+    pub(crate) fn policy_generation(&self) -> u64 {
+        self.0.policy.generation()
+    }
+
+    /// The policy in force, with its generation.
+    pub(crate) fn policy(&self) -> Arc<Snapshot> {
+        self.0.policy.snapshot()
+    }
+
+    /// Whether `AUTH_POLICY_FILE` holds something other than what was last
+    /// read (the `AUTH_POLICY_RELOAD` poller's question).
+    pub(crate) fn policy_changed_on_disk(&self) -> bool {
+        self.0.policy.changed_on_disk()
     }
 
     /// Whether the server can issue credentials (`/readyz`).

@@ -67,6 +67,19 @@ test('authUrl /api/ably-jwt: ably-js takes the application/jwt body as the token
   assert.equal(claims['x-ably-capability'], '{"chat:*":["history","publish","subscribe"],"private:carol":["*"]}');
 });
 
+test('authUrl /api/ably-token: ably-js sends Accept application/json and gets TokenDetails with expires', async () => {
+  const issued = await authCounter(pair.authUrl, 'auth_tokens_issued_total{kind="token"}');
+  const client = clientFor('/api/ably-token', 'ivan', { authParams: { ttl: '90000' } });
+  const message = await roundTrip(client, 'chat:details', 'a token from Ably');
+  assert.equal(message.clientId, 'ivan');
+  // TokenDetails, not a bare string: ably-js knows when it expires.
+  const details = client.auth.tokenDetails;
+  assert.equal(details.clientId, 'ivan');
+  assert.equal(details.expires - details.issued, 90_000);
+  assert.equal(details.capability, '{"chat:*":["history","publish","subscribe"],"private:ivan":["*"]}');
+  assert.equal(await authCounter(pair.authUrl, 'auth_tokens_issued_total{kind="token"}'), issued + 1);
+});
+
 test('tokenParams narrow the grant: ably-js capability and ttl reach the auth server', async () => {
   const client = clientFor('/api/ably-jwt', 'dave', {
     defaultTokenParams: { capability: '{"chat:narrow":["subscribe","history"]}', ttl: 60_000 },

@@ -1,6 +1,8 @@
 // Chromium (Debian's, driven by playwright-core) against our servers: its
 // own EventSource on mock-ably's /sse with a token from auth-server, the
-// browser build of ably-js across origins, and the dev-mode demo page.
+// browser build of ably-js across origins, the dev-mode demo page, and
+// Ably's documented authCallback recipes on a same-origin page with a cookie
+// session.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -8,7 +10,7 @@ import { createServer } from 'node:http';
 import { createRequire } from 'node:module';
 import { after, before, describe, test } from 'node:test';
 
-import { PATIENCE_MS, appToken, control, publish, startDev, startPair } from './harness.mjs';
+import { PATIENCE_MS, appToken, control, fetchWithin, jwtPayload, publish, startDev, startPair } from './harness.mjs';
 
 const require = createRequire(import.meta.url);
 const { chromium } = require('playwright-core');
@@ -339,4 +341,93 @@ describe('the dev-mode demo page', () => {
     const kinds = await page.$$eval('#log li', (rows) => rows.map((row) => row.dataset.kind).reverse());
     assert.deepEqual(kinds.filter((kind) => kind !== 'info'), ['connected', 'renewing', 'renewed']);
   });
+});
+
+describe("Ably's authCallback recipes on a same-origin page with a cookie session", () => {
+  let dev;
+  before(async () => {
+    // The auth server serves the page (dev mode's `/`) and the API on one
+    // origin, and reads the app JWT from the `session` cookie.
+    dev = await startDev({ env: { AUTH_APP_JWT_COOKIE: 'session' } });
+  });
+  after(() => dev?.stop());
+
+  for (const path of ['/api/ably-token', '/api/ably-jwt']) {
+    test(`fetch('${path}', { credentials: 'include' }) and response.text(): Realtime connects, publishes and subscribes`, async (t) => {
+      const login = await fetchWithin(`${dev.authUrl}/dev/login`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ user: 'judy' }),
+      });
+      assert.equal(login.status, 200);
+      const { token } = await login.json();
+      const { page } = await newPage(t);
+      // The app's login set its session cookie, as any login would.
+      await page.context().addCookies([
+        { name: 'session', value: token, url: dev.authUrl, httpOnly: true, sameSite: 'Strict' },
+      ]);
+      await page.goto(dev.authUrl);
+      await page.addScriptTag({ content: ABLY_BROWSER_BUILD.toString('utf8') });
+      const result = await page.evaluate(
+        async ({ mockUrl, path, patience }) => {
+          const url = new URL(mockUrl);
+          const { Realtime } = Ably;
+          // Ably's recipe, verbatim but for `path` and the mock's address.
+          const realtimeClient = new Realtime({
+            endpoint: url.hostname,
+            port: Number(url.port),
+            tls: false,
+            logLevel: 0,
+            authCallback: async (tokenParams, callback) => {
+              try {
+                const response = await fetch(path, { credentials: 'include' });
+                if (!response.ok) throw new Error('Auth failed');
+                const jwt = await response.text();
+                callback(null, jwt);
+              } catch (error) {
+                callback(error, null);
+              }
+            },
+          });
+          const within = (promise, what) =>
+            Promise.race([promise, new Promise((_, reject) => setTimeout(() => reject(new Error(what)), patience))]);
+          try {
+            await within(
+              new Promise((resolve, reject) => {
+                realtimeClient.connection.once('connected', resolve);
+                realtimeClient.connection.once('failed', (change) => reject(new Error(change.reason.message)));
+              }),
+              'connected',
+            );
+            const channel = realtimeClient.channels.get('recipe:browser');
+            const received = new Promise((resolve) => channel.subscribe('hello', resolve));
+            await within(channel.attach(), 'attach');
+            await within(channel.publish('hello', { from: 'the recipe' }), 'publish');
+            const message = await within(received, 'the message');
+            return {
+              credential: realtimeClient.auth.tokenDetails.token,
+              clientId: realtimeClient.auth.clientId,
+              data: message.data,
+              from: message.clientId,
+              // The page cannot read the HttpOnly cookie; it rode along anyway.
+              cookieVisible: document.cookie.includes('session='),
+            };
+          } finally {
+            realtimeClient.close();
+          }
+        },
+        { mockUrl: dev.mockUrl, path, patience: PATIENCE_MS },
+      );
+      if (path === '/api/ably-jwt') {
+        assert.equal(jwtPayload(result.credential)['x-ably-clientId'], 'judy');
+      } else {
+        // The bare token string, not TokenDetails JSON and not a JWT.
+        assert.equal(result.credential.split('.').length, 2, result.credential);
+      }
+      assert.deepEqual(
+        { ...result, credential: undefined },
+        { credential: undefined, clientId: 'judy', data: { from: 'the recipe' }, from: 'judy', cookieVisible: false },
+      );
+    });
+  }
 });

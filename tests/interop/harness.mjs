@@ -90,9 +90,10 @@ async function start(name, args, { env = {}, cwd, ready }) {
  * The production pair: mock-ably with KEY, and auth-server (built as users
  * deploy it, without dev mode) signing with KEY against that mock.
  *
- * `corsOrigins` is AUTH_CORS_ORIGINS (browser tests pass their page's origin).
+ * `corsOrigins` is AUTH_CORS_ORIGINS (browser tests pass their page's origin);
+ * `env` adds auth-server variables (AUTH_APP_JWT_COOKIE, say).
  */
-export async function startPair({ corsOrigins = '*' } = {}) {
+export async function startPair({ corsOrigins = '*', env = {} } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'interop-'));
   const policyFile = join(dir, 'policy.toml');
   writeFileSync(policyFile, POLICY);
@@ -113,6 +114,7 @@ export async function startPair({ corsOrigins = '*' } = {}) {
         AUTH_APP_JWT_SECRET: APP_SECRET,
         AUTH_POLICY_FILE: policyFile,
         AUTH_CORS_ORIGINS: corsOrigins,
+        ...env,
       },
       ready: ['auth-server listening on '],
     });
@@ -130,12 +132,15 @@ export async function startPair({ corsOrigins = '*' } = {}) {
   };
 }
 
-/** `auth-server --dev` on free ports: the demo page, its mock and publisher. */
-export async function startDev() {
+/**
+ * `auth-server --dev` on free ports: the demo page, its mock and publisher.
+ * `env` adds auth-server variables (AUTH_APP_JWT_COOKIE, say).
+ */
+export async function startDev({ env = {} } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'interop-dev-'));
   const dev = await start('auth-server', ['--dev', '--mock-bind', '127.0.0.1:0'], {
     cwd: dir,
-    env: { AUTH_BIND: '127.0.0.1:0' },
+    env: { AUTH_BIND: '127.0.0.1:0', ...env },
     ready: ['auth-server listening on ', 'mock-ably listening on '],
   });
   const [authUrl, mockUrl] = dev.urls;

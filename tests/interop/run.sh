@@ -3,8 +3,11 @@
 #   - ably-js 2 (REST, Node) against mock-ably with a key, and with authUrl at auth-server;
 #   - ably-js 2 Realtime (Node, msgpack and JSON) on mock-ably's WebSocket;
 #   - Ably's own VCDIFF decoder on every delta mock-ably sends;
+#   - ably-js 2 Realtime (Node) with Ably's documented authCallback recipes, verbatim, on
+#     auth-server's /api/ably-token and /api/ably-jwt with a cookie session;
 #   - Debian's Chromium (via playwright-core): EventSource on mock-ably with tokens from
-#     auth-server, the ably-js browser build across origins, and the dev-mode demo page.
+#     auth-server, the ably-js browser build across origins, the dev-mode demo page, and the
+#     same recipes on a same-origin page with a cookie session.
 # Versions are pinned in package-lock.json. Needs Node 20+ with npm (the npm registry) and
 # Debian's `chromium` (`apt-get install chromium`; CHROMIUM=/path overrides it).
 #

@@ -21,11 +21,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::AppState;
+use crate::app_jwt::GrantFor;
 use crate::client_ip::client_ip;
 use crate::error::ApiError;
 use crate::metrics::TokenKind;
 use crate::mint::{self, Grant};
 use crate::policy::{Allowed, CanonicalCapability, without_redundant};
+use crate::routes::accept::WantsJson;
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -69,9 +71,12 @@ async fn ably_token_request(
     Ok(no_store(Json(token_request)))
 }
 
-/// `200 application/json`: TokenDetails obtained from Ably.
+/// A token obtained from Ably: `200 text/plain` with the bare token string,
+/// or `200 application/json` with TokenDetails when the request's `Accept`
+/// prefers JSON ([`crate::routes::accept::prefers_json`]). Either way `Vary: Accept`.
 async fn ably_token(
     State(state): State<AppState>,
+    WantsJson(wants_json): WantsJson,
     request: AuthRequest,
 ) -> Result<Response, ApiError> {
     let grant = decide(&state, request).await?;
@@ -79,7 +84,21 @@ async fn ably_token(
     let details =
         mint::request_token(state.http(), &config.ably_rest_url, &config.api_key, &grant).await?;
     issued(&state, TokenKind::Token, &grant);
-    Ok(no_store(Json(details)))
+    let mut response = if wants_json {
+        no_store(Json(details))
+    } else {
+        no_store((
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            )],
+            details.token,
+        ))
+    };
+    response
+        .headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("accept"));
+    Ok(response)
 }
 
 fn no_store(body: impl IntoResponse) -> Response {
@@ -112,7 +131,12 @@ fn issued(state: &AppState, kind: TokenKind, grant: &Grant) {
 /// per-user limit, check the clientId, and compute policy ∩ request ∩ key.
 async fn decide(state: &AppState, request: AuthRequest) -> Result<Grant, ApiError> {
     let config = state.config();
-    let token = request.bearer.ok_or(ApiError::MissingCredentials)?;
+    let token = request.bearer.ok_or_else(|| match &config.app_jwt_cookie {
+        Some(cookie) => ApiError::MissingCredentialsOrCookie {
+            cookie: cookie.clone(),
+        },
+        None => ApiError::MissingCredentials,
+    })?;
     let identity = state.verifier().verify(&token).await?;
     let now_ms = mint::now_ms();
     // Verification forgives `exp` by AUTH_JWT_LEEWAY; a credential does not:
@@ -135,20 +159,32 @@ async fn decide(state: &AppState, request: AuthRequest) -> Result<Grant, ApiErro
     {
         return Err(ApiError::ClientIdMismatch { requested });
     }
-    let allowed = identity
-        .allowed
-        .get_or_init(|| {
-            Allowed::for_user(
-                &config.policy,
+    // The grant remembered with the app token, if it was worked out under
+    // the policy in force (one atomic load); else worked out now, and
+    // remembered if it is the first.
+    let grant_for = |state: &AppState| {
+        let policy = state.policy();
+        GrantFor {
+            generation: policy.generation,
+            allowed: Allowed::for_user(
+                &policy.policy,
                 &config.key_capability,
                 &identity.client_id,
                 &identity.roles,
-            )
-        })
-        .as_ref()
-        .ok_or_else(|| {
-            ApiError::CapabilityDenied("the policy grants this user nothing".to_owned())
-        })?;
+            ),
+        }
+    };
+    let remembered = identity.allowed.get_or_init(|| grant_for(state));
+    let fresh;
+    let grant = if remembered.generation == state.policy_generation() {
+        remembered
+    } else {
+        fresh = grant_for(state);
+        &fresh
+    };
+    let allowed = grant.allowed.as_ref().ok_or_else(|| {
+        ApiError::CapabilityDenied("the policy grants this user nothing".to_owned())
+    })?;
     let capability = match params.capability {
         None => Arc::clone(&allowed.granted),
         // Narrowing only: the result never exceeds `allowed`.
@@ -207,7 +243,7 @@ impl FromRequest<AppState> for AuthRequest {
     /// `AUTH_MAX_BODY_BYTES`.
     async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
         limit_ip(&request, state)?;
-        let bearer = bearer(request.headers())?;
+        let bearer = app_token(request.headers(), state.config().app_jwt_cookie.as_deref())?;
         let mut params = RequestedParams::default();
         if let Some(query) = request.uri().query() {
             params.read_form(query.as_bytes())?;
@@ -269,6 +305,70 @@ fn limit_ip(request: &Request, state: &AppState) -> Result<(), ApiError> {
         &state.config().trusted_proxies,
     );
     state.check_ip_rate(ip)
+}
+
+/// The app token: from `Authorization: Bearer <token>` when that header is
+/// there (it wins), else from the `cookie` cookie (`AUTH_APP_JWT_COOKIE`) when
+/// one is configured.
+fn app_token(headers: &HeaderMap, cookie: Option<&str>) -> Result<Option<String>, ApiError> {
+    match cookie {
+        Some(name) if !headers.contains_key(header::AUTHORIZATION) => cookie_value(headers, name),
+        _ => bearer(headers),
+    }
+}
+
+/// The longest app token a cookie may carry: 4096 bytes, the most a browser
+/// stores for one cookie (RFC 6265 §6.1), so anything longer did not come
+/// from one.
+pub(crate) const MAX_COOKIE_TOKEN_BYTES: usize = 4096;
+
+/// The value of the cookie `name` in the request's `Cookie` headers
+/// (RFC 6265 §4.2: `name=value` pairs separated by `; `), the first if it is
+/// there more than once (browsers send the one with the longest path first).
+/// Other cookies are not checked: pairs without `=` are skipped. An empty
+/// value is no token.
+///
+/// # Errors
+///
+/// 401 ([`ApiError::InvalidCredentials`]) if a `Cookie` header is not
+/// visible ASCII, or the cookie's value holds a character a cookie value may
+/// not (RFC 6265 §4.1.1) or is longer than [`MAX_COOKIE_TOKEN_BYTES`].
+fn cookie_value(headers: &HeaderMap, name: &str) -> Result<Option<String>, ApiError> {
+    for header in headers.get_all(header::COOKIE) {
+        let header = header.to_str().map_err(|_| {
+            ApiError::InvalidCredentials("Cookie header is not visible ASCII".to_owned())
+        })?;
+        for pair in header.split(';') {
+            let Some((pair_name, value)) = pair.split_once('=') else {
+                continue;
+            };
+            if pair_name.trim() != name {
+                continue;
+            }
+            let value = value.trim();
+            let value = value
+                .strip_prefix('"')
+                .and_then(|inner| inner.strip_suffix('"'))
+                .unwrap_or(value);
+            if value.len() > MAX_COOKIE_TOKEN_BYTES {
+                return Err(ApiError::InvalidCredentials(format!(
+                    "the {name} cookie is longer than {MAX_COOKIE_TOKEN_BYTES} bytes"
+                )));
+            }
+            if !value.bytes().all(is_cookie_octet) {
+                return Err(ApiError::InvalidCredentials(format!(
+                    "the {name} cookie holds a character no cookie value may hold"
+                )));
+            }
+            return Ok((!value.is_empty()).then(|| value.to_owned()));
+        }
+    }
+    Ok(None)
+}
+
+/// RFC 6265 §4.1.1's `cookie-octet`: visible ASCII but `"`, `,`, `;` and `\`.
+fn is_cookie_octet(byte: u8) -> bool {
+    matches!(byte, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E)
 }
 
 /// The app token from `Authorization: Bearer <token>`, if the header is there.

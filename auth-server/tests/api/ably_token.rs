@@ -137,14 +137,16 @@ async fn token_endpoint_returns_ablys_token_details_for_the_grant() {
     .await;
 
     let response = app
-        .get(
+        .get_accepting(
             "/api/ably-token?ttl=60000",
-            Some(&user_token("alice", &json!({}))),
+            &user_token("alice", &json!({})),
+            AUTH_URL_ACCEPT,
         )
         .await;
 
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "application/json");
+    assert_eq!(response.headers()["vary"], "accept");
     let details: Value = within(response.json()).await.unwrap();
     assert_eq!(details["token"], "appA.issued-token");
     assert_eq!(details["clientId"], "alice");
@@ -171,24 +173,32 @@ async fn token_endpoint_takes_token_params_in_a_post_form_and_a_post_json_body()
     .await;
     let token = user_token("alice", &json!({}));
 
-    let form = app
-        .post_form(
-            "/api/ably-token",
-            &token,
-            &[
+    // As ably-js's authUrl with authMethod POST sends them.
+    let post = || {
+        app.client
+            .post(app.url("/api/ably-token"))
+            .bearer_auth(&token)
+            .header(reqwest::header::ACCEPT, AUTH_URL_ACCEPT)
+    };
+
+    let form = within(
+        post()
+            .form(&[
                 ("ttl", "60000"),
                 ("capability", r#"{"chat:x":["subscribe"]}"#),
                 ("clientId", "alice"),
-            ],
-        )
-        .await;
-    let json_body = app
-        .post_json(
-            "/api/ably-token",
-            &token,
-            &json!({"ttl": 120_000, "capability": {"chat:y": ["publish"]}}),
-        )
-        .await;
+            ])
+            .send(),
+    )
+    .await
+    .unwrap();
+    let json_body = within(
+        post()
+            .json(&json!({"ttl": 120_000, "capability": {"chat:y": ["publish"]}}))
+            .send(),
+    )
+    .await
+    .unwrap();
 
     for (response, ttl, capability) in [
         (form, 60_000, r#"{"chat:x":["subscribe"]}"#),
@@ -251,6 +261,7 @@ async fn shutdown_finishes_a_request_in_flight_before_serve_returns() {
         reqwest::Client::new()
             .get(format!("http://{addr}/api/ably-token"))
             .bearer_auth(user_token("alice", &json!({})))
+            .header(reqwest::header::ACCEPT, AUTH_URL_ACCEPT)
             .send(),
     );
     stub.wait_for_requests(1).await;
@@ -416,4 +427,126 @@ async fn refusals_happen_before_ably_is_asked() {
 
     assert_eq!(response.status(), 403);
     assert!(received.lock().unwrap().is_empty());
+}
+
+/// What `fetch('/api/ably-token')` gets, as Ably's `authCallback` recipe
+/// calls it: `fetch()` sends `Accept: */*`, and the recipe hands
+/// `await response.text()` to ably-js as the token itself, so the body is the
+/// bare token string; without any `Accept` the same.
+#[tokio::test]
+async fn fetchs_default_accept_and_no_accept_get_the_bare_token_as_text() {
+    let (ably, received) = ably_stub(Behaviour::Issue).await;
+    let app = spawn_app(Config {
+        ably_rest_url: ably,
+        ..config()
+    })
+    .await;
+    let token = user_token("alice", &json!({}));
+
+    let star = app.get_accepting("/api/ably-token", &token, "*/*").await;
+    let none = raw_get(app.addr, "/api/ably-token", &token).await;
+
+    assert_eq!(star.status(), 200);
+    assert_eq!(star.headers()["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(star.headers()["cache-control"], "no-store");
+    assert_eq!(star.headers()["vary"], "accept");
+    assert_eq!(within(star.text()).await.unwrap(), "appA.issued-token");
+    assert!(none.starts_with("HTTP/1.1 200 OK\r\n"), "{none}");
+    assert!(
+        none.contains("\r\ncontent-type: text/plain; charset=utf-8\r\n"),
+        "{none}"
+    );
+    assert!(none.ends_with("\r\n\r\nappA.issued-token"), "{none}");
+    assert_eq!(received.lock().unwrap().len(), 2);
+}
+
+/// The shape follows the q-values: JSON only when `application/json` is
+/// preferred (ably-js's `authUrl` sends `application/json, text/plain`).
+#[tokio::test]
+async fn the_token_endpoint_answers_json_only_to_an_accept_that_prefers_it() {
+    let (ably, received) = ably_stub(Behaviour::Issue).await;
+    let app = spawn_app(Config {
+        ably_rest_url: ably,
+        ..config()
+    })
+    .await;
+    let token = user_token("alice", &json!({}));
+    let cases = [
+        ("application/json, text/plain", true),
+        ("text/plain;q=0.5, application/json", true),
+        ("application/json", true),
+        ("text/plain, application/json;q=0.5", false),
+        ("text/plain", false),
+        ("application/json;q=0, */*", false),
+        (
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+            false,
+        ),
+    ];
+
+    for (accept, json) in cases {
+        let response = app.get_accepting("/api/ably-token", &token, accept).await;
+
+        assert_eq!(response.status(), 200, "{accept}");
+        let content_type = response.headers()["content-type"].clone();
+        let body = within(response.text()).await.unwrap();
+        if json {
+            assert_eq!(content_type, "application/json", "{accept}");
+            let request = received.lock().unwrap().last().unwrap().1.clone();
+            let issued = request.timestamp;
+            assert_eq!(
+                serde_json::from_str::<Value>(&body).unwrap(),
+                json!({
+                    "token": "appA.issued-token",
+                    "keyName": "appA.keyA",
+                    "issued": issued,
+                    "expires": issued + 3_600_000,
+                    "capability": r#"{"*":["history","presence","publish","subscribe"]}"#,
+                    "clientId": "alice",
+                }),
+                "{accept}"
+            );
+        } else {
+            assert_eq!(content_type, "text/plain; charset=utf-8", "{accept}");
+            assert_eq!(body, "appA.issued-token", "{accept}");
+        }
+    }
+    assert_eq!(received.lock().unwrap().len(), cases.len());
+}
+
+/// Errors stay Ably's JSON envelope whatever the `Accept`: ably-js reads
+/// the code from it.
+#[tokio::test]
+async fn a_refusal_is_the_json_envelope_even_to_a_text_accept() {
+    let (ably, _) = ably_stub(Behaviour::Issue).await;
+    let app = spawn_app(Config {
+        ably_rest_url: ably,
+        ..config()
+    })
+    .await;
+
+    let response = app
+        .get_accepting(
+            "/api/ably-token?clientId=bob",
+            &user_token("alice", &json!({})),
+            "text/plain",
+        )
+        .await;
+
+    assert_ably_error(response, 403, 40102, "clientId").await;
+}
+
+/// A GET with no `Accept` at all (reqwest always adds one), over a plain
+/// socket; the whole response as text.
+async fn raw_get(addr: std::net::SocketAddr, path: &str, token: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let mut socket = within(tokio::net::TcpStream::connect(addr)).await.unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    within(socket.write_all(request.as_bytes())).await.unwrap();
+    let mut response = String::new();
+    within(socket.read_to_string(&mut response)).await.unwrap();
+    response
 }

@@ -1,8 +1,9 @@
-//! The `auth-server` binary: the ready line, configuration errors, and a
-//! graceful stop on SIGTERM.
+//! The `auth-server` binary: the ready line, configuration errors, a
+//! graceful stop on SIGTERM, and a policy reload on SIGHUP.
 
 use std::process::Stdio;
 
+use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
@@ -177,4 +178,67 @@ async fn dev_mode_says_when_the_binary_was_built_without_it() {
         ),
         "{stderr}"
     );
+}
+
+/// A real `SIGHUP` to the process: the edited policy file is in force for the
+/// next credential, the reload is counted, and the server keeps serving.
+#[cfg(unix)]
+#[tokio::test]
+async fn sighup_reloads_the_policy_file() {
+    let path = std::env::temp_dir().join(format!(
+        "auth-server-sighup-policy-{}.toml",
+        std::process::id()
+    ));
+    std::fs::write(&path, "[default]\n\"chat:*\" = [\"subscribe\"]\n").unwrap();
+    let mut child = command()
+        .env("ABLY_API_KEY", ABLY_KEY)
+        .env("AUTH_APP_JWT_SECRET", APP_SECRET)
+        .env("AUTH_BIND", "127.0.0.1:0")
+        .env("AUTH_POLICY_FILE", &path)
+        .env("RUST_LOG", "off")
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = within(stdout.next_line()).await.unwrap().unwrap();
+    let addr = line
+        .strip_prefix("auth-server listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    let client = reqwest::Client::new();
+    let alice = user_token("alice", &json!({}));
+    let capability = || async {
+        let response = within(
+            client
+                .get(format!("http://{addr}/api/ably-jwt"))
+                .bearer_auth(&alice)
+                .send(),
+        )
+        .await
+        .unwrap();
+        verified_jwt(&within(response.text()).await.unwrap()).capability
+    };
+    let reloaded = || async {
+        let metrics = within(
+            within(client.get(format!("http://{addr}/metrics")).send())
+                .await
+                .unwrap()
+                .text(),
+        )
+        .await
+        .unwrap();
+        metrics.contains("auth_policy_reloads_total{result=\"ok\"} 1\n")
+    };
+    assert_eq!(capability().await, r#"{"chat:*":["subscribe"]}"#);
+    std::fs::write(&path, "[default]\n\"news:*\" = [\"history\"]\n").unwrap();
+
+    let pid = child.id().unwrap().to_string();
+    let sent = within(Command::new("kill").args(["-HUP", &pid]).status())
+        .await
+        .unwrap();
+
+    assert!(sent.success());
+    eventually(reloaded).await;
+    assert_eq!(capability().await, r#"{"news:*":["history"]}"#);
+    std::fs::remove_file(&path).unwrap();
+    assert!(child.try_wait().unwrap().is_none(), "still running");
 }

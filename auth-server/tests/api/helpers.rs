@@ -243,6 +243,10 @@ fn the_mac_by_hand_reproduces_the_protocols_worked_examples() {
     );
 }
 
+/// The `Accept` header ably-js's `authUrl` sends, which gets TokenDetails
+/// JSON from `/api/ably-token`.
+pub(crate) const AUTH_URL_ACCEPT: &str = "application/json, text/plain";
+
 /// A running server and a client for it; dropping it shuts the server down.
 pub(crate) struct TestApp {
     pub(crate) addr: SocketAddr,
@@ -251,18 +255,25 @@ pub(crate) struct TestApp {
 }
 
 pub(crate) async fn spawn_app(config: Config) -> TestApp {
+    spawn_app_with_state(config).await.0
+}
+
+/// [`spawn_app`], and the server's state (for what a signal would do, such
+/// as [`AppState::reload_policy`]).
+pub(crate) async fn spawn_app_with_state(config: Config) -> (TestApp, AppState) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let state = AppState::new(config).expect("test config is valid");
     let (shutdown, stopped) = oneshot::channel::<()>();
-    tokio::spawn(auth_server::serve(listener, state, async {
+    tokio::spawn(auth_server::serve(listener, state.clone(), async {
         stopped.await.ok();
     }));
-    TestApp {
+    let app = TestApp {
         addr,
         client: reqwest::Client::new(),
         _shutdown: shutdown,
-    }
+    };
+    (app, state)
 }
 
 impl TestApp {
@@ -276,6 +287,21 @@ impl TestApp {
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
+        within(request.send()).await.unwrap()
+    }
+
+    /// GET `path` with `Authorization: Bearer token` and `Accept: accept`.
+    pub(crate) async fn get_accepting(
+        &self,
+        path: &str,
+        token: &str,
+        accept: &str,
+    ) -> reqwest::Response {
+        let request = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .header(reqwest::header::ACCEPT, accept);
         within(request.send()).await.unwrap()
     }
 

@@ -5,6 +5,7 @@
 mod ably_token;
 mod binary;
 mod connections;
+mod cookies;
 #[cfg(feature = "dev")]
 mod dev;
 mod helpers;
@@ -12,5 +13,6 @@ mod http;
 mod jwks;
 mod logs;
 mod mock_ably;
+mod policy_reload;
 mod refusals;
 mod tokens;

@@ -41,7 +41,11 @@ async fn the_token_from_ably_token_opens_only_the_granted_channels() {
     let (mock, app) = with_mock().await;
 
     let response = app
-        .get("/api/ably-token", Some(&user_token("alice", &json!({}))))
+        .get_accepting(
+            "/api/ably-token",
+            &user_token("alice", &json!({})),
+            AUTH_URL_ACCEPT,
+        )
         .await;
 
     assert_eq!(response.status(), 200);
@@ -312,7 +316,9 @@ async fn the_token_from_ably_token_ends_with_the_app_token() {
     };
 
     let before = now_ms();
-    let response = app.get("/api/ably-token?ttl=86400000", Some(&token)).await;
+    let response = app
+        .get_accepting("/api/ably-token?ttl=86400000", &token, AUTH_URL_ACCEPT)
+        .await;
     let took = now_ms() - before;
 
     assert_eq!(response.status(), 200);
