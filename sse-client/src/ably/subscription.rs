@@ -4,7 +4,7 @@
 //! The driver does the I/O and keeps the delivery state (the cursor, the
 //! recent ids, the delta bases); what to do after a failure, what to resume
 //! from and when to renew ahead of expiry are asked of [`policy`], which
-//! reads no clock. The driver reads time only through tokio
+//! reads no clock; [`request`] builds each attempt's URL. The driver reads time only through tokio
 //! ([`tokio::time::Instant`], `sleep`), so tests can run it on a paused
 //! clock.
 
@@ -15,20 +15,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::Stream;
-use reqwest::header::AUTHORIZATION;
 use shared::message::Message;
 use shared::{ErrorInfo, ErrorResponse};
 use tokio::time::{Instant, Sleep};
 
-use self::policy::{Decision, Policy, ResumeFrom, Settings};
+use self::policy::{Decision, Policy, Settings};
+use self::request::stream_request;
 use super::auth::{Credential, error_from_response};
 use super::client::{Client, SubscribeOptions};
 use super::decode::{ChannelMessage, Decoder, RecentIds};
 use crate::error::{Error, Result};
-use crate::sse::connection::{self, Body, Request};
+use crate::sse::connection::{self, Body};
 use crate::sse::{Event, Frame, Jitter, Parser};
 
 mod policy;
+mod request;
 
 /// What a subscription yields, besides a final [`Error`].
 // Messages are the common case: boxing them to shrink the rare state
@@ -301,7 +302,12 @@ impl Subscription {
             .credential
             .clone()
             .expect("a credential was just fetched");
-        let request = self.request(&credential);
+        let resume = self.policy.resume_from(
+            self.cursor.as_deref(),
+            self.options.rewind.as_ref(),
+            Instant::now(),
+        );
+        let request = stream_request(&config.endpoint, &self.options, &credential, resume);
         // The headers, and an error response's body, within the limit: a
         // server that accepts and stalls must not hang the subscription.
         let response = connection::within(config.headers_timeout, Error::HeadersTimeout, async {
@@ -333,60 +339,6 @@ impl Subscription {
         self.pending
             .push_back(Update::State(StateChange::Connected));
         Ok(())
-    }
-
-    /// `GET {endpoint}/sse?v=1.2&channels=…&accessToken=…[&lastEvent=…]…`.
-    fn request(&self, credential: &Credential) -> Request {
-        let config = &self.client.config;
-        let mut url = config.endpoint.clone();
-        url.path_segments_mut()
-            .expect("the endpoint is a base URL (checked in build)")
-            .pop_if_empty()
-            .push("sse");
-        let mut request_headers = reqwest::header::HeaderMap::new();
-        {
-            let (channels, separator) = self.options.channels_param();
-            let mut query = url.query_pairs_mut();
-            query.append_pair("v", "1.2");
-            query.append_pair("channels", &channels);
-            if let Some(separator) = separator {
-                query.append_pair("separator", separator);
-            }
-            match credential {
-                Credential::Token { token, .. } => {
-                    query.append_pair("accessToken", token);
-                }
-                Credential::Basic(key) => {
-                    request_headers.insert(AUTHORIZATION, Credential::basic_header(key));
-                }
-            }
-            match self.policy.resume_from(
-                self.cursor.as_deref(),
-                self.options.rewind.as_ref(),
-                Instant::now(),
-            ) {
-                ResumeFrom::Nothing => {}
-                ResumeFrom::LastEvent(cursor) => {
-                    query.append_pair("lastEvent", cursor);
-                }
-                ResumeFrom::Rewind(rewind) => {
-                    query.append_pair("rewind", &rewind.to_string());
-                }
-                ResumeFrom::SecondsSinceConnected(secs) => {
-                    query.append_pair("rewind", &format!("{secs}s"));
-                }
-            }
-            if self.options.delta {
-                query.append_pair("delta", "vcdiff");
-            }
-            if !self.options.enveloped {
-                query.append_pair("enveloped", "false");
-            }
-            if self.options.heartbeats {
-                query.append_pair("heartbeats", "true");
-            }
-        }
-        Request::new(reqwest::Method::GET, url).headers(request_headers)
     }
 
     /// The token is about to expire: fetch the next one while the old stream
