@@ -23,11 +23,14 @@
 //!
 //! # What the subscription guarantees
 //!
-//! - **Token errors** (40140–40149, as an `error` event or an error response
-//!   before the stream, envelope or `X-Ably-ErrorCode`): the stream is closed,
-//!   a *new* token fetched and the stream reopened with `lastEvent`. After
-//!   [`ClientBuilder::max_token_renewals`] of them in a row with no message in
-//!   between, the subscription ends with the Ably error.
+//! - **Token errors** (40140–40149, 40141 "token revoked" included, as an
+//!   `error` event or an error response before the stream, envelope or
+//!   `X-Ably-ErrorCode`): the stream is closed, a *new* token fetched and the
+//!   stream reopened with `lastEvent`. Nothing parsed after the error event is
+//!   delivered. When the auth source then refuses (a revoked user), the
+//!   subscription ends with that refusal. After
+//!   [`ClientBuilder::max_token_renewals`] token errors in a row with no
+//!   message in between, it ends with the Ably error.
 //! - **Known expiry** (JWT `exp`, TokenDetails `expires`): the token is
 //!   renewed before it, while the old stream is still open, and the stream is
 //!   switched with `lastEvent`, so nothing is missed.

@@ -1,27 +1,33 @@
 //! Credentials: where tokens come from, read exactly as ably-js reads them
 //! (`docs/protocol.md#the-ably-js-token-contract`;
 //! `docs/real-clients.md#authcallback-and-authurl`).
+//!
+//! - This module: the token source, [`Auth`] and what it is made of, and
+//!   the [`Credential`] each connection uses.
+//! - `reply`: reading replies and error responses, with no I/O.
+//! - `fetch`: the auth URL and `requestToken` requests.
 
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use futures_util::future::BoxFuture;
-use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
-use reqwest::{Method, Url};
+use reqwest::Url;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use secrecy::ExposeSecret;
-use shared::error_info::{ERROR_CODE_HEADER, ERROR_MESSAGE_HEADER};
-use shared::{ApiKey, ErrorInfo, ErrorResponse, TokenDetails, TokenParams, TokenRequest, codes};
+use shared::{ApiKey, TokenDetails, TokenParams, TokenRequest};
+use tokio::time::Instant;
 
+use self::fetch::{fetch_auth_url, request_token};
+use self::reply::{check_token_string, deadline};
 use crate::error::{Error, Result};
 use crate::sse::connection::within;
 
-/// ably-js refuses token strings longer than this (`MAX_TOKEN_LENGTH`).
-const MAX_TOKEN_LEN: usize = 1 << 17;
+mod fetch;
+mod reply;
 
-/// The most of an error body read when a request fails.
-pub(crate) const MAX_ERROR_BODY: usize = 64 * 1024;
+pub(crate) use self::fetch::error_from_response;
 
 /// What an auth URL or callback hands back
 /// (`docs/protocol.md#what-an-auth-source-may-return`): a token string (an Ably
@@ -263,9 +269,10 @@ impl Auth {
         let details = match reply {
             TokenReply::Token(token) => {
                 check_token_string(&token, true)?;
-                let expires = shared::jwt::decode_unverified_exp(&token)
-                    .map(|secs| UNIX_EPOCH + Duration::from_secs(secs));
-                return Ok(Credential::Token { token, expires });
+                let expires_at = shared::jwt::decode_unverified_exp(&token).and_then(|secs| {
+                    deadline(Duration::from_secs(secs), SystemTime::now(), Instant::now())
+                });
+                return Ok(Credential::Token { token, expires_at });
             }
             TokenReply::Details(details) => details,
             TokenReply::Request(request) => {
@@ -278,8 +285,15 @@ impl Auth {
             }
         };
         Ok(Credential::Token {
-            expires: (details.expires > 0)
-                .then(|| UNIX_EPOCH + Duration::from_millis(details.expires)),
+            expires_at: (details.expires > 0)
+                .then(|| {
+                    deadline(
+                        Duration::from_millis(details.expires),
+                        SystemTime::now(),
+                        Instant::now(),
+                    )
+                })
+                .flatten(),
             token: details.token,
         })
     }
@@ -290,10 +304,11 @@ impl Auth {
 pub(crate) enum Credential {
     /// HTTP Basic with the API key.
     Basic(ApiKey),
-    /// `accessToken=`, and when it expires, if known.
+    /// `accessToken=`, and when it expires, if known: on tokio's clock,
+    /// converted from the wall time the token states when it arrived.
     Token {
         token: String,
-        expires: Option<SystemTime>,
+        expires_at: Option<Instant>,
     },
 }
 
@@ -301,21 +316,21 @@ impl fmt::Debug for Credential {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Credential::Basic(key) => f.debug_tuple("Basic").field(key).finish(),
-            Credential::Token { expires, .. } => f
+            Credential::Token { expires_at, .. } => f
                 .debug_struct("Token")
                 .field("token", &"[REDACTED]")
-                .field("expires", expires)
+                .field("expires_at", expires_at)
                 .finish(),
         }
     }
 }
 
 impl Credential {
-    /// When the token expires, if known.
-    pub(crate) fn expires(&self) -> Option<SystemTime> {
+    /// When the token expires, if known, on tokio's clock.
+    pub(crate) fn expires_at(&self) -> Option<Instant> {
         match self {
             Credential::Basic(_) => None,
-            Credential::Token { expires, .. } => *expires,
+            Credential::Token { expires_at, .. } => *expires_at,
         }
     }
 
@@ -331,260 +346,6 @@ impl Credential {
     }
 }
 
-/// ably-js's checks on a token string
-/// (`docs/protocol.md#what-an-auth-source-may-return`).
-fn check_token_string(token: &str, json_allowed: bool) -> Result<()> {
-    let problem = if token.is_empty() {
-        "token string is empty"
-    } else if token.len() > MAX_TOKEN_LEN {
-        "token string is longer than 131072 characters"
-    } else if token == "null" || token == "undefined" {
-        "token string is null or undefined"
-    } else if token.starts_with('{') && !json_allowed {
-        "Token was double-encoded"
-    } else {
-        return Ok(());
-    };
-    Err(auth_failed(problem))
-}
-
-fn auth_failed(message: impl Into<String>) -> Error {
-    Error::Ably(ErrorInfo::new(codes::AUTH_CALLBACK_FAILED, 401, message))
-}
-
-/// GETs or POSTs the auth URL and reads the reply by its `Content-Type`
-/// (`docs/protocol.md#authurl-responses`).
-async fn fetch_auth_url(http: &reqwest::Client, auth: &AuthUrl) -> Result<TokenReply> {
-    let mut url = auth.url.clone();
-    let mut request = match auth.method {
-        AuthMethod::Get => {
-            if !auth.params.is_empty() {
-                let own: Vec<(String, String)> = url.query_pairs().into_owned().collect();
-                let query = merge_params(own.iter().chain(&auth.params));
-                url.set_query(None);
-                url.query_pairs_mut().extend_pairs(&query);
-            }
-            http.request(Method::GET, url)
-        }
-        // The URL keeps its own query; the parameters go in the body.
-        AuthMethod::Post => http
-            .request(Method::POST, url)
-            .form(&merge_params(&auth.params)),
-    };
-    request = request
-        .headers(auth.headers.clone())
-        .header(ACCEPT, "application/json, text/plain");
-    let response = request.send().await.map_err(Error::transport)?;
-    let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get(CONTENT_TYPE)
-        .map(|value| String::from_utf8_lossy(value.as_bytes()).to_ascii_lowercase());
-    if status >= 300 {
-        return Err(auth_url_error(response).await);
-    }
-    let body = read_limited(response, MAX_TOKEN_LEN + 1024).await?;
-    let Some(content_type) = content_type else {
-        return Err(auth_failed(
-            "authUrl response is missing a Content-Type header",
-        ));
-    };
-    if content_type.contains("application/json") {
-        let value: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|err| auth_failed(format!("authUrl returned invalid JSON: {err}")))?;
-        return token_reply_from_json(value);
-    }
-    let is_jwt = content_type.contains("application/jwt");
-    if is_jwt || content_type.contains("text/plain") {
-        let token = String::from_utf8(body.to_vec())
-            .map_err(|_| auth_failed("authUrl returned a token that is not UTF-8"))?;
-        let token = token.trim().to_owned();
-        check_token_string(&token, is_jwt)?;
-        return Ok(TokenReply::Token(token));
-    }
-    Err(auth_failed(format!(
-        "authUrl returned an unsupported Content-Type {content_type:?}"
-    )))
-}
-
-/// The error an auth URL answered with (`docs/protocol.md#authurl-responses`):
-/// its `{"error": …}` envelope only when the `Content-Type` is exactly
-/// `application/json`, as ably-js reads it; else the `X-Ably-ErrorCode` header;
-/// else 40170 (5xx: the status × 100, retried) naming the status.
-async fn auth_url_error(response: reqwest::Response) -> Error {
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let exactly_json = headers
-        .get(CONTENT_TYPE)
-        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"application/json"));
-    let body = if exactly_json {
-        read_limited(response, MAX_ERROR_BODY)
-            .await
-            .unwrap_or_default()
-    } else {
-        bytes::Bytes::new()
-    };
-    let info = reported_error(status, &headers, &body).unwrap_or_else(|| {
-        fallback_error(
-            status,
-            codes::AUTH_CALLBACK_FAILED,
-            format!("authUrl responded with HTTP {status}"),
-        )
-    });
-    Error::Ably(info)
-}
-
-/// Parameters mixed as ably-js mixes objects
-/// (`docs/protocol.md#authurl-requests`, RSA8c1c): on a name clash the later
-/// value wins, in the place of the first.
-fn merge_params<'a>(
-    params: impl IntoIterator<Item = &'a (String, String)>,
-) -> Vec<(&'a str, &'a str)> {
-    let mut merged: Vec<(&str, &str)> = Vec::new();
-    for (name, value) in params {
-        match merged.iter_mut().find(|(seen, _)| seen == name) {
-            Some(slot) => slot.1 = value,
-            None => merged.push((name, value)),
-        }
-    }
-    merged
-}
-
-/// Classifies a JSON reply as ably-js does
-/// (`docs/protocol.md#what-an-auth-source-may-return`,
-/// `docs/protocol.md#authurl-responses`): a JSON string is a token string
-/// (checked like one, `{` refused since the type is not `application/jwt`), an
-/// object is TokenDetails (has `issued`) or a TokenRequest (has `keyName`).
-fn token_reply_from_json(value: serde_json::Value) -> Result<TokenReply> {
-    if let serde_json::Value::String(token) = value {
-        check_token_string(&token, false)?;
-        return Ok(TokenReply::Token(token));
-    }
-    let Some(object) = value.as_object() else {
-        return Err(auth_failed(
-            "authUrl returned JSON that is neither a string nor an object",
-        ));
-    };
-    if object.contains_key("issued") {
-        let details = serde_json::from_value(value)
-            .map_err(|err| auth_failed(format!("invalid TokenDetails: {err}")))?;
-        Ok(TokenReply::Details(details))
-    } else if object.contains_key("keyName") {
-        let request = serde_json::from_value(value)
-            .map_err(|err| auth_failed(format!("invalid TokenRequest: {err}")))?;
-        Ok(TokenReply::Request(request))
-    } else {
-        Err(auth_failed(
-            "authUrl returned JSON that is neither TokenDetails nor a TokenRequest",
-        ))
-    }
-}
-
-/// Exchanges a TokenRequest at `POST {endpoint}/keys/{keyName}/requestToken`
-/// (`docs/protocol.md#exchanging-a-tokenrequest`): no Authorization, the MAC
-/// authenticates it; any 2xx is success.
-async fn request_token(
-    http: &reqwest::Client,
-    endpoint: &Url,
-    request: &TokenRequest,
-) -> Result<TokenDetails> {
-    let mut url = endpoint.clone();
-    {
-        let mut segments = url
-            .path_segments_mut()
-            .map_err(|()| Error::Config("endpoint cannot be a base URL".into()))?;
-        segments
-            .pop_if_empty()
-            .extend(["keys", &request.key_name, "requestToken"]);
-    }
-    let response = http
-        .post(url)
-        .header(ACCEPT, "application/json")
-        .json(request)
-        .send()
-        .await
-        .map_err(Error::transport)?;
-    if !response.status().is_success() {
-        return Err(error_from_response(response, codes::AUTH_CALLBACK_FAILED).await);
-    }
-    let body = read_limited(response, MAX_ERROR_BODY).await?;
-    serde_json::from_slice(&body)
-        .map_err(|err| auth_failed(format!("requestToken returned invalid TokenDetails: {err}")))
-}
-
-/// Reads at most `limit` bytes of a body.
-pub(crate) async fn read_limited(
-    mut response: reqwest::Response,
-    limit: usize,
-) -> Result<bytes::Bytes> {
-    let mut body = bytes::BytesMut::new();
-    while let Some(chunk) = response.chunk().await.map_err(Error::transport)? {
-        let room = limit.saturating_sub(body.len());
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if body.len() >= limit {
-            break;
-        }
-    }
-    Ok(body.freeze())
-}
-
-/// The Ably error an HTTP error response carries
-/// (`docs/protocol.md#the-error-envelope`,
-/// `docs/protocol.md#authurl-responses`): the `{"error": …}` envelope, else the
-/// `X-Ably-ErrorCode` header, else one made up from the status (`fallback_code`
-/// for 4xx, the status × 100 for 5xx, so that they stay retryable).
-pub(crate) async fn error_from_response(response: reqwest::Response, fallback_code: u32) -> Error {
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = read_limited(response, MAX_ERROR_BODY)
-        .await
-        .unwrap_or_default();
-    Error::Ably(error_info_from_parts(
-        status,
-        &headers,
-        &body,
-        fallback_code,
-    ))
-}
-
-pub(crate) fn error_info_from_parts(
-    status: u16,
-    headers: &HeaderMap,
-    body: &[u8],
-    fallback_code: u32,
-) -> ErrorInfo {
-    reported_error(status, headers, body)
-        .unwrap_or_else(|| fallback_error(status, fallback_code, format!("HTTP {status}")))
-}
-
-/// The error a response reports itself: the `{"error": …}` envelope in
-/// `body`, else the `X-Ably-ErrorCode` header.
-fn reported_error(status: u16, headers: &HeaderMap, body: &[u8]) -> Option<ErrorInfo> {
-    if let Ok(envelope) = serde_json::from_slice::<ErrorResponse>(body) {
-        return Some(envelope.error);
-    }
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned)
-    };
-    let code = header(ERROR_CODE_HEADER).and_then(|code| code.trim().parse().ok())?;
-    let message = header(ERROR_MESSAGE_HEADER).unwrap_or_else(|| format!("HTTP {status}"));
-    Some(ErrorInfo::new(code, status, message))
-}
-
-/// An error made up from the status: `fallback_code` for 4xx, the status ×
-/// 100 for 5xx, so that they stay retryable.
-fn fallback_error(status: u16, fallback_code: u32, message: String) -> ErrorInfo {
-    let code = if status >= 500 {
-        u32::from(status) * 100
-    } else {
-        fallback_code
-    };
-    ErrorInfo::new(code, status, message)
-}
-
 #[cfg(test)]
 mod fuzz;
 
@@ -597,7 +358,7 @@ mod tests {
         let auth = Auth::token("secret-token");
         let credential = Credential::Token {
             token: "secret-token".into(),
-            expires: None,
+            expires_at: None,
         };
         let reply = TokenReply::Token("secret-token".into());
 
@@ -623,59 +384,6 @@ mod tests {
         assert!(
             !text.contains("s3cr3t") && !text.contains("hunter2"),
             "{text}"
-        );
-    }
-
-    #[test]
-    fn token_strings_are_checked_like_ably_js() {
-        for bad in ["", "null", "undefined"] {
-            assert!(check_token_string(bad, false).is_err(), "{bad:?}");
-        }
-        let err = check_token_string(r#"{"keyName":"a.b"}"#, false).unwrap_err();
-        assert_eq!(err.error_info().map(|info| info.code), Some(40170));
-        assert!(check_token_string(r#"{"jwt":1}"#, true).is_ok());
-        assert!(check_token_string(&"x".repeat(MAX_TOKEN_LEN + 1), false).is_err());
-    }
-
-    #[test]
-    fn json_replies_are_told_apart_by_issued_and_key_name() {
-        let details = serde_json::json!({"token": "t", "issued": 1, "expires": 2});
-        let request = serde_json::json!({"keyName": "a.b", "timestamp": 1, "nonce": "0123456789abcdef", "mac": "m"});
-
-        assert!(matches!(
-            token_reply_from_json(details),
-            Ok(TokenReply::Details(_))
-        ));
-        assert!(matches!(
-            token_reply_from_json(request),
-            Ok(TokenReply::Request(_))
-        ));
-        assert!(token_reply_from_json(serde_json::json!({"other": 1})).is_err());
-        assert!(token_reply_from_json(serde_json::json!(42)).is_err());
-        assert!(token_reply_from_json(serde_json::json!(null)).is_err());
-    }
-
-    #[test]
-    fn errors_come_from_the_envelope_then_the_header_then_the_status() {
-        let mut headers = HeaderMap::new();
-        let envelope = br#"{"error":{"code":40142,"statusCode":401,"message":"expired"}}"#;
-
-        assert_eq!(
-            error_info_from_parts(401, &headers, envelope, 1).code,
-            40142
-        );
-        headers.insert("x-ably-errorcode", HeaderValue::from_static("40144"));
-        assert_eq!(
-            error_info_from_parts(401, &headers, b"not json", 1).code,
-            40144
-        );
-        assert_eq!(
-            error_info_from_parts(503, &HeaderMap::new(), b"", 1).code,
-            50300
-        );
-        assert_eq!(
-            error_info_from_parts(404, &HeaderMap::new(), b"", 40400).code,
-            40400
         );
     }
 }

@@ -1,24 +1,35 @@
 //! The subscription driver: connect, decode, deliver exactly once, renew
 //! tokens, resume (`docs/protocol.md#the-sse-client-algorithm`).
+//!
+//! The driver does the I/O and keeps the delivery state (the cursor, the
+//! recent ids, the delta bases); what to do after a failure, what to resume
+//! from and when to renew ahead of expiry are asked of [`policy`], which
+//! reads no clock; [`request`] builds each attempt's URL. The driver reads time only through tokio
+//! ([`tokio::time::Instant`], `sleep`), so tests can run it on a paused
+//! clock.
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use futures_util::Stream;
-use reqwest::header::AUTHORIZATION;
 use shared::message::Message;
 use shared::{ErrorInfo, ErrorResponse};
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
+use self::policy::{Decision, Policy, Settings};
+use self::request::stream_request;
 use super::auth::{Credential, error_from_response};
 use super::client::{Client, SubscribeOptions};
 use super::decode::{ChannelMessage, Decoder, RecentIds};
 use crate::error::{Error, Result};
-use crate::sse::connection::{self, Body, Request};
+use crate::sse::connection::{self, Body};
 use crate::sse::{Event, Frame, Jitter, Parser};
+
+mod policy;
+mod request;
 
 /// What a subscription yields, besides a final [`Error`].
 // Messages are the common case: boxing them to shrink the rare state
@@ -60,19 +71,6 @@ pub enum StateChange {
     ContinuityLost,
 }
 
-/// A token with less life left than this is not renewed early, so that an
-/// issuer of nearly expired tokens cannot cause a loop of stream switches.
-const MIN_EARLY_RENEWAL: Duration = Duration::from_millis(500);
-
-/// Ably keeps two minutes of messages for a rewind
-/// (`docs/protocol.md#stream-parameters`).
-const MAX_REWIND_SECS: u64 = 120;
-
-/// A message that fails to decode this many times in a row, resuming from
-/// the same point, never will: the subscription then skips it
-/// (`docs/protocol.md#delta-bases` [I]).
-const MAX_DECODE_FAILURES: u32 = 3;
-
 enum State {
     Connecting,
     Waiting(Pin<Box<Sleep>>),
@@ -100,18 +98,8 @@ pub struct Subscription {
     state: State,
     /// The SSE id of the last delivered message: `lastEvent` for a resume.
     cursor: Option<String>,
-    /// When the first stream of this run opened: with no cursor yet, a
-    /// reconnection rewinds to it so that nothing published since is lost.
-    connected_at: Option<Instant>,
-    failures: u32,
-    token_errors: u32,
-    disconnected_since: Option<Instant>,
-    /// Decode failures in a row, all resuming from `decode_failed_at`.
-    decode_failures: u32,
-    decode_failed_at: Option<String>,
-    /// The next stream starts without `lastEvent` or `rewind`: continuity
-    /// was given up to skip a message that cannot be decoded.
-    skip_backlog: bool,
+    /// The decisions and the counters they read.
+    policy: Policy,
     decoder: Decoder,
     recent: RecentIds,
     pending: VecDeque<Update>,
@@ -125,8 +113,8 @@ impl fmt::Debug for Subscription {
         f.debug_struct("Subscription")
             .field("channels", &self.options.channels)
             .field("cursor", &self.cursor)
-            .field("failures", &self.failures)
-            .field("token_errors", &self.token_errors)
+            .field("failures", &self.policy.failures())
+            .field("token_errors", &self.policy.token_errors())
             .finish_non_exhaustive()
     }
 }
@@ -143,17 +131,17 @@ impl Subscription {
             only_channel: options.only_channel(),
             deltas: options.wants_deltas(),
             cursor: options.last_event.clone(),
-            connected_at: None,
+            policy: Policy::new(Settings {
+                can_renew: config.auth.can_renew(),
+                max_token_renewals: config.max_token_renewals,
+                reconnect: config.reconnect.clone(),
+                resume_window: config.resume_window,
+                renew_before: config.renew_before,
+            }),
             options,
             credential: None,
             fetched_tokens: 0,
             state: State::Connecting,
-            failures: 0,
-            token_errors: 0,
-            disconnected_since: None,
-            decode_failures: 0,
-            decode_failed_at: None,
-            skip_backlog: false,
             decoder: Decoder::new(config.limits.max_event),
             pending: VecDeque::new(),
             fatal: None,
@@ -284,20 +272,19 @@ impl Subscription {
         let config = Arc::clone(&self.client.config);
         // A resume point is a cursor, or, when a stream dropped before its
         // first message, the time it opened (the reconnection rewinds to it).
-        if let Some(since) = self.disconnected_since
-            && (self.cursor.is_some() || self.connected_at.is_some())
-            && since.elapsed() > config.resume_window
+        if self
+            .policy
+            .resume_expired(self.cursor.is_some(), Instant::now())
         {
             // Ably has forgotten the connection: start afresh, and say so.
             self.lose_continuity();
-            self.disconnected_since = Some(Instant::now());
         }
-        let expired = self
-            .credential
-            .as_ref()
-            .and_then(Credential::expires)
-            .is_some_and(|expires| expires <= SystemTime::now());
-        if self.credential.is_none() || (expired && config.auth.can_renew()) {
+        let held = self.credential.is_some();
+        let expires_at = self.credential.as_ref().and_then(Credential::expires_at);
+        if self
+            .policy
+            .needs_credential(held, expires_at, Instant::now())
+        {
             let credential = config
                 .auth
                 .credential(&self.client.http, &config.endpoint, config.auth_timeout)
@@ -315,7 +302,12 @@ impl Subscription {
             .credential
             .clone()
             .expect("a credential was just fetched");
-        let request = self.request(&credential);
+        let resume = self.policy.resume_from(
+            self.cursor.as_deref(),
+            self.options.rewind.as_ref(),
+            Instant::now(),
+        );
+        let request = stream_request(&config.endpoint, &self.options, &credential, resume);
         // The headers, and an error response's body, within the limit: a
         // server that accepts and stalls must not hang the subscription.
         let response = connection::within(config.headers_timeout, Error::HeadersTimeout, async {
@@ -333,10 +325,13 @@ impl Subscription {
             )));
         }
         self.parser.reset();
-        self.disconnected_since = None;
-        self.skip_backlog = false;
-        self.connected_at.get_or_insert_with(Instant::now);
-        let renew_at = self.renewal_deadline(&credential);
+        let now = Instant::now();
+        self.policy.on_open(now);
+        // When to renew ahead of a known expiry.
+        let renew_at = self
+            .policy
+            .renew_at(credential.expires_at(), now)
+            .map(|at| Box::pin(tokio::time::sleep_until(at)));
         self.state = State::Open {
             body: Body::new(response, config.read_timeout),
             renew_at,
@@ -344,84 +339,6 @@ impl Subscription {
         self.pending
             .push_back(Update::State(StateChange::Connected));
         Ok(())
-    }
-
-    /// `GET {endpoint}/sse?v=1.2&channels=…&accessToken=…[&lastEvent=…]…`.
-    fn request(&self, credential: &Credential) -> Request {
-        let config = &self.client.config;
-        let mut url = config.endpoint.clone();
-        url.path_segments_mut()
-            .expect("the endpoint is a base URL (checked in build)")
-            .pop_if_empty()
-            .push("sse");
-        let mut request_headers = reqwest::header::HeaderMap::new();
-        {
-            let (channels, separator) = self.options.channels_param();
-            let mut query = url.query_pairs_mut();
-            query.append_pair("v", "1.2");
-            query.append_pair("channels", &channels);
-            if let Some(separator) = separator {
-                query.append_pair("separator", separator);
-            }
-            match credential {
-                Credential::Token { token, .. } => {
-                    query.append_pair("accessToken", token);
-                }
-                Credential::Basic(key) => {
-                    request_headers.insert(AUTHORIZATION, Credential::basic_header(key));
-                }
-            }
-            match (&self.cursor, &self.options.rewind, self.connected_at) {
-                // Starting fresh past a message that cannot be decoded: no
-                // backlog, which would hold it again.
-                _ if self.skip_backlog => {}
-                (Some(cursor), _, _) => {
-                    query.append_pair("lastEvent", cursor);
-                }
-                (None, Some(rewind), _) => {
-                    query.append_pair("rewind", &rewind.to_string());
-                }
-                // Connected before but nothing delivered yet, so there is no
-                // cursor: ask for everything since then. Repeats are dropped
-                // by message id.
-                (None, None, Some(since)) => {
-                    let secs = (since.elapsed().as_secs() + 1).min(MAX_REWIND_SECS);
-                    query.append_pair("rewind", &format!("{secs}s"));
-                }
-                (None, None, None) => {}
-            }
-            if self.options.delta {
-                query.append_pair("delta", "vcdiff");
-            }
-            if !self.options.enveloped {
-                query.append_pair("enveloped", "false");
-            }
-            if self.options.heartbeats {
-                query.append_pair("heartbeats", "true");
-            }
-        }
-        Request::new(reqwest::Method::GET, url).headers(request_headers)
-    }
-
-    /// When to renew a token whose expiry is known: `renew_before` ahead of
-    /// it, but never more than half its remaining life ahead.
-    fn renewal_deadline(&self, credential: &Credential) -> Option<Pin<Box<Sleep>>> {
-        let config = &self.client.config;
-        if !config.auth.can_renew() {
-            return None;
-        }
-        let left = credential
-            .expires()?
-            .duration_since(SystemTime::now())
-            .ok()?;
-        if left < MIN_EARLY_RENEWAL {
-            // Too close to expiry to be worth a switch: the server's
-            // rejection (and the renewal cap) takes over.
-            return None;
-        }
-        let margin = config.renew_before.min(left / 2);
-        let wait = left - margin;
-        Some(Box::pin(tokio::time::sleep(wait)))
     }
 
     /// The token is about to expire: fetch the next one while the old stream
@@ -462,7 +379,7 @@ impl Subscription {
             "message" => self.on_message(event),
             "error" => Err(Error::Ably(error_event(event.data()))),
             "heartbeat" => {
-                self.token_errors = 0;
+                self.policy.on_heartbeat();
                 Ok(None)
             }
             other => {
@@ -508,9 +425,7 @@ impl Subscription {
         }
         // Delivered: only now does the resume cursor move.
         self.advance(&event_id);
-        self.failures = 0;
-        self.token_errors = 0;
-        self.decode_failures = 0;
+        self.policy.on_message();
         Ok(Some(decoded))
     }
 
@@ -543,54 +458,29 @@ impl Subscription {
         while self.parser.next_frame().is_some() {}
         self.parser.reset();
         self.state = State::Connecting;
-        if self.disconnected_since.is_none() {
-            self.disconnected_since = Some(Instant::now());
-        }
-        let config = Arc::clone(&self.client.config);
-        let mut skipped = false;
-        if matches!(err, Error::Decode(_)) {
-            if self.decode_failures == 0 || self.decode_failed_at != self.cursor {
-                self.decode_failures = 0;
-                self.decode_failed_at.clone_from(&self.cursor);
-            }
-            self.decode_failures += 1;
-            if self.decode_failures >= MAX_DECODE_FAILURES {
-                // Resuming from here replays the same message, which will
-                // not decode: give up the resume point rather than loop or
-                // deliver it wrong, and say so.
-                tracing::warn!(error = %err, "skipping a message that cannot be decoded");
-                self.decode_failures = 0;
-                self.skip_backlog = true;
-                skipped = true;
-            }
-        }
-        let delay = if err.is_token_error() {
-            self.token_errors = self.token_errors.saturating_add(1);
-            if !config.auth.can_renew() || self.token_errors > config.max_token_renewals {
-                return Some(self.close(err));
-            }
-            self.credential = None;
-            // The first renewal reconnects at once (as ably-js does); a token
-            // rejected again waits like any other failure.
-            if self.token_errors == 1 {
-                Duration::ZERO
-            } else {
-                self.backoff()
-            }
-        } else if err.is_retryable() || matches!(err, Error::Decode(_)) {
-            self.failures = self.failures.saturating_add(1);
-            if let Some(max) = config.reconnect.max_retries
-                && self.failures > max
-            {
-                let attempts = self.failures;
+        let decision = self.policy.on_failure(
+            &err,
+            self.cursor.as_deref(),
+            Instant::now(),
+            self.jitter.sample(),
+        );
+        let delay = match decision {
+            Decision::GiveUp => return Some(self.close(err)),
+            Decision::Exhausted { attempts } => {
                 return Some(self.close(Error::RetriesExhausted {
                     attempts,
                     last: Box::new(err),
                 }));
             }
-            self.backoff()
-        } else {
-            return Some(self.close(err));
+            Decision::Renew { delay } => {
+                self.credential = None;
+                delay
+            }
+            Decision::Retry { delay } => delay,
+            Decision::Skip { delay } => {
+                tracing::warn!(error = %err, "skipping a message that cannot be decoded");
+                delay
+            }
         };
         tracing::debug!(error = %err, ?delay, "disconnected");
         if !delay.is_zero() {
@@ -601,7 +491,7 @@ impl Subscription {
                 reason: Arc::new(err),
                 retry_in: delay,
             }));
-        if skipped {
+        if matches!(decision, Decision::Skip { .. }) {
             self.lose_continuity();
         }
         None
@@ -611,19 +501,9 @@ impl Subscription {
     /// fresh, and the application is told messages may be missing.
     fn lose_continuity(&mut self) {
         self.cursor = None;
-        self.connected_at = None;
         self.decoder.clear();
         self.pending
             .push_back(Update::State(StateChange::ContinuityLost));
-    }
-
-    fn backoff(&mut self) -> Duration {
-        let reconnect = &self.client.config.reconnect;
-        reconnect.delay(
-            reconnect.initial_delay,
-            self.failures.max(self.token_errors).saturating_sub(1),
-            self.jitter.sample(),
-        )
     }
 
     fn close(&mut self, err: Error) -> Result<Update> {

@@ -182,7 +182,7 @@ async fn a_jwt_signed_with_the_wrong_secret_is_cut_off() {
     assert_eq!(calls.load(Ordering::SeqCst), 4);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_token_is_renewed_before_it_expires_without_a_gap() {
     let mock = mock().await;
     let (auth, calls) = callback_auth(&mock, Some(1_500));
@@ -332,7 +332,7 @@ async fn a_token_request_is_exchanged_at_the_mock_and_a_jwt_is_accepted() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn heartbeats_keep_a_quiet_stream_alive_under_a_short_read_timeout() {
     let mock = Arc::new(
         MockAbly::builder()
@@ -359,7 +359,7 @@ async fn heartbeats_keep_a_quiet_stream_alive_under_a_short_read_timeout() {
     assert_eq!(text(&message(&mut sub).await.1), "still here");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_headers_timeout_does_not_limit_an_open_stream() {
     let mock = mock().await;
     let client = Client::builder()
@@ -380,7 +380,7 @@ async fn the_headers_timeout_does_not_limit_an_open_stream() {
     assert_eq!(mock.stats().open_streams, 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_short_lived_jwt_is_renewed_before_its_exp_with_no_gap_and_no_repeat() {
     let mock = mock().await;
     let key = ApiKey::parse(KEY).unwrap();
@@ -428,13 +428,15 @@ async fn a_short_lived_jwt_is_renewed_before_its_exp_with_no_gap_and_no_repeat()
             }
         })
     };
-    let first_expired = || {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64;
-        now_ms > first_exp.load(Ordering::SeqCst) * 1000 + 200
+    // The first JWT's `exp` on tokio's clock, which is paused here: the
+    // mock ends a stream at its credential's expiry on the same clock.
+    let first_expires_at = {
+        let wall_ms = mock.now_ms();
+        let left = (first_exp.load(Ordering::SeqCst) * 1000).saturating_sub(wall_ms);
+        tokio::time::Instant::now() + Duration::from_millis(left)
     };
+    let first_expired =
+        || tokio::time::Instant::now() > first_expires_at + Duration::from_millis(200);
     let (mut states, mut seen) = (Vec::new(), Vec::new());
     within(async {
         while !(renewed(&states, true) && first_expired()) {
@@ -469,4 +471,64 @@ async fn a_short_lived_jwt_is_renewed_before_its_exp_with_no_gap_and_no_repeat()
     );
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     assert_eq!(mock.stats().open_streams, 1);
+}
+
+#[tokio::test]
+async fn a_revoked_token_the_auth_source_then_refuses_ends_with_its_refusal_and_nothing_after() {
+    let mock = mock().await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let auth = {
+        let (mock, calls) = (Arc::clone(&mock), Arc::clone(&calls));
+        Auth::callback(move |_| {
+            let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+            // The first token is granted; once revoked, the user is refused.
+            let reply = if n == 1 {
+                Ok(TokenReply::Details(
+                    mock.issue_token(TokenParams::default()),
+                ))
+            } else {
+                Err(sse_client::Error::Ably(ErrorInfo::new(
+                    40300,
+                    403,
+                    "user may no longer subscribe",
+                )))
+            };
+            async move { reply }
+        })
+    };
+    let mut sub = client(&mock, auth).subscribe(SubscribeOptions::new(["chat"]));
+    connected(&mut sub).await;
+    mock.publish_data("chat", "", "before");
+    assert_eq!(text(&message(&mut sub).await.1), "before");
+
+    // The token is revoked: its stream is cut, and it is refused with 40141
+    // when the client comes back. A message published meanwhile would be
+    // replayed by a resume; it must never arrive.
+    mock.fail_next(
+        FailNext::new(ErrorInfo::from_code(40141, "Token revoked")).target(FailTarget::Stream),
+    );
+    mock.drop_streams();
+    mock.publish_data("chat", "", "after the revocation");
+    let mut reasons = Vec::new();
+    let err = loop {
+        match within(sub.next()).await {
+            Some(Ok(Update::State(StateChange::Disconnected { reason, .. }))) => {
+                reasons.push(reason.error_info().map(|info| info.code));
+            }
+            Some(Err(err)) => break err,
+            other => panic!("expected the end, got {other:?}"),
+        }
+    };
+
+    assert_eq!(
+        err.error_info().map(|info| (info.code, info.status_code)),
+        Some((40300, 403))
+    );
+    assert!(
+        within(sub.next()).await.is_none(),
+        "an Err is the last item"
+    );
+    // The dropped stream (no Ably error), then the revoked token.
+    assert_eq!(reasons, [None, Some(40141)]);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
 }

@@ -7,7 +7,8 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use shared::error_info::{ERROR_CODE_HEADER, ERROR_MESSAGE_HEADER};
 use shared::fuzzing::{config, json_value_with, mutated, text_over};
 
-use super::{TokenReply, error_info_from_parts, token_reply_from_json};
+use super::TokenReply;
+use super::reply::{error_info_from_parts, token_reply_from_json};
 
 fn reply_examples() -> Vec<Vec<u8>> {
     [
