@@ -127,15 +127,7 @@ impl PresenceRegistry {
         if !subscribes {
             return Vec::new();
         }
-        entry
-            .members
-            .values()
-            .map(|member| {
-                let mut present = member.clone();
-                present.action = Some(PresenceAction::PRESENT);
-                present
-            })
-            .collect()
+        entry.members.values().map(present).collect()
     }
 
     /// Connection `id` no longer listens on `channel`.
@@ -282,17 +274,7 @@ impl PresenceRegistry {
     pub(crate) fn members(&self, channel: &str) -> Vec<PresenceMessage> {
         self.channels
             .get(channel)
-            .map(|entry| {
-                entry
-                    .members
-                    .values()
-                    .map(|member| {
-                        let mut present = member.clone();
-                        present.action = Some(PresenceAction::PRESENT);
-                        present
-                    })
-                    .collect()
-            })
+            .map(|entry| entry.members.values().map(present).collect())
             .unwrap_or_default()
     }
 
@@ -332,6 +314,14 @@ impl PresenceRegistry {
             self.channels.remove(channel);
         }
     }
+}
+
+/// `member` as a SYNC or REST listing gives it: PRESENT, the rest as it
+/// last changed (its id included).
+fn present(member: &PresenceMessage) -> PresenceMessage {
+    let mut present = member.clone();
+    present.action = Some(PresenceAction::PRESENT);
+    present
 }
 
 #[cfg(test)]

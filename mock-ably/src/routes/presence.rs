@@ -12,10 +12,6 @@ use crate::error::{ApiResult, PathParam};
 use crate::params::{Query, invalid_param, validate_channel_name};
 use crate::state::{AppState, lock};
 
-/// The default and largest page sizes (RSP3a1).
-const DEFAULT_LIMIT: usize = 100;
-const MAX_LIMIT: usize = 1000;
-
 /// `GET /channels/{channel}/presence`: needs `subscribe`; `limit` (default
 /// 100, at most 1000), `clientId` and `connectionId` filters (RSP3a), and
 /// relative `Link` paging (`first`, `current`, `next`). Members come as
@@ -31,14 +27,7 @@ pub(super) async fn get_presence(
     let principal = authenticate(&state, &headers, &query)?;
     validate_channel_name(&channel)?;
     principal.require(Operation::Subscribe, &channel)?;
-    let limit = match query.get("limit") {
-        None => DEFAULT_LIMIT,
-        Some(value) => value
-            .parse()
-            .ok()
-            .filter(|limit| (1..=MAX_LIMIT).contains(limit))
-            .ok_or_else(|| invalid_param("limit", value))?,
-    };
+    let limit = super::rest::page_limit(&query)?;
     let offset = match query.get("offset") {
         None => 0,
         Some(value) => value

@@ -353,6 +353,18 @@ pub(super) struct Page {
     pub(super) after: Option<u64>,
 }
 
+/// A paged query's `limit`: 100 by default, 1 to 1000 (RSL2b3, RSP3a1).
+pub(super) fn page_limit(query: &Query) -> ApiResult<usize> {
+    match query.get("limit") {
+        None => Ok(DEFAULT_LIMIT),
+        Some(value) => value
+            .parse()
+            .ok()
+            .filter(|limit| (1..=MAX_LIMIT).contains(limit))
+            .ok_or_else(|| invalid_param("limit", value)),
+    }
+}
+
 impl Page {
     pub(super) fn from_query(query: &Query) -> ApiResult<Self> {
         let number = |name: &str| -> ApiResult<Option<u64>> {
@@ -361,14 +373,7 @@ impl Page {
                 .map(|value| value.parse().map_err(|_| invalid_param(name, value)))
                 .transpose()
         };
-        let limit = match query.get("limit") {
-            None => DEFAULT_LIMIT,
-            Some(value) => value
-                .parse()
-                .ok()
-                .filter(|limit| (1..=MAX_LIMIT).contains(limit))
-                .ok_or_else(|| invalid_param("limit", value))?,
-        };
+        let limit = page_limit(query)?;
         let forwards = match query.get("direction") {
             None | Some("backwards") => false,
             Some("forwards") => true,

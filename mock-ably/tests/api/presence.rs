@@ -9,7 +9,7 @@ use mock_ably::MockAbly;
 use serde_json::json;
 use shared::protocol::{Action, Flags, Format, PresenceAction, PresenceMessage, ProtocolMessage};
 
-use crate::helpers::{KEY, KEY_NAME, assert_error, enc, spawn, timeout, with};
+use crate::helpers::{KEY, KEY_NAME, TestMock, assert_error, enc, spawn, timeout, with};
 use crate::ws::{Client, FORMATS, ids, on};
 
 /// A PRESENCE frame with `items` and `serial`.
@@ -18,6 +18,23 @@ fn presence_frame(channel: &str, serial: u64, items: serde_json::Value) -> Proto
     frame.msg_serial = Some(serial);
     frame.presence = Some(serde_json::from_value(items).unwrap());
     frame
+}
+
+impl TestMock {
+    /// GETs `path` with [`KEY`]'s Basic auth, and its JSON body.
+    async fn get_as_key(&self, path: &str) -> serde_json::Value {
+        timeout(
+            self.client
+                .get(self.url(path))
+                .basic_auth(KEY_NAME, Some("test-secret"))
+                .send(),
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+    }
 }
 
 impl Client {
@@ -366,17 +383,7 @@ async fn a_lost_connections_members_leave_after_remain_present_for_unless_it_res
     assert_eq!(leave.action, Some(PresenceAction::LEAVE));
     assert_eq!(leave.client_id.as_deref(), Some("carol"));
     assert!(!leave.id.unwrap().starts_with(&carol_id));
-    let members: serde_json::Value = timeout(
-        app.client
-            .get(app.url("/channels/lost/presence"))
-            .basic_auth(KEY_NAME, Some("test-secret"))
-            .send(),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let members: serde_json::Value = app.get_as_key("/channels/lost/presence").await;
     let present: Vec<_> = members
         .as_array()
         .unwrap()
@@ -440,17 +447,7 @@ async fn rest_presence_lists_members_paged_and_filtered_and_needs_subscribe() {
     assert_error(refused, 401, 40160).await;
 
     // Channel status counts them too.
-    let status: serde_json::Value = timeout(
-        app.client
-            .get(app.url("/channels/rest"))
-            .basic_auth(KEY_NAME, Some("test-secret"))
-            .send(),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let status: serde_json::Value = app.get_as_key("/channels/rest").await;
     let metrics = &status["status"]["occupancy"]["metrics"];
     assert_eq!(
         (
