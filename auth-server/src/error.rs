@@ -204,24 +204,12 @@ impl IntoResponse for ApiError {
         } else {
             tracing::debug!(reason = self.reason(), error = %self, "request refused");
         }
-        let info = self.error_info();
-        let status =
-            StatusCode::from_u16(info.status_code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let code = HeaderValue::from(info.code);
-        let message = HeaderValue::from_str(&info.header_message())
-            .expect("ErrorInfo::header_message is visible ASCII");
-        let body =
-            serde_json::to_vec(&info.into_response()).expect("ErrorInfo always serialises to JSON");
-
-        let mut response = (status, body).into_response();
-        let headers = response.headers_mut();
         // Exactly `application/json`, no charset: see the module docs.
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        headers.insert(X_ABLY_ERRORCODE, code);
-        headers.insert(X_ABLY_ERRORMESSAGE, message);
+        let mut response = self
+            .error_info()
+            .to_http_response()
+            .map(axum::body::Body::from);
+        let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         match &self {
             ApiError::MissingCredentials

@@ -23,15 +23,9 @@ use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use shared::error_info::{ERROR_CODE_HEADER, ERROR_MESSAGE_HEADER};
-use shared::{ErrorInfo, ErrorResponse, codes};
-
-/// `X-Ably-ErrorCode`.
-pub(crate) const X_ABLY_ERRORCODE: HeaderName = HeaderName::from_static(ERROR_CODE_HEADER);
-/// `X-Ably-ErrorMessage`.
-pub(crate) const X_ABLY_ERRORMESSAGE: HeaderName = HeaderName::from_static(ERROR_MESSAGE_HEADER);
+use shared::{ErrorInfo, codes};
 
 /// An Ably error on its way out as an HTTP response.
 #[derive(Debug)]
@@ -61,23 +55,7 @@ impl From<shared::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let info = self.0;
-        let status =
-            StatusCode::from_u16(info.status_code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let code = HeaderValue::from(info.code);
-        let message = HeaderValue::from_str(&info.header_message())
-            .expect("ErrorInfo::header_message is visible ASCII");
-        let body = serde_json::to_vec(&ErrorResponse { error: info })
-            .expect("an ErrorInfo always serialises");
-        let mut response = (status, body).into_response();
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        headers.insert(X_ABLY_ERRORCODE, code);
-        headers.insert(X_ABLY_ERRORMESSAGE, message);
-        response
+        self.0.to_http_response().map(axum::body::Body::from)
     }
 }
 

@@ -279,6 +279,36 @@ pub fn status_for_code(code: u32) -> u16 {
     }
 }
 
+/// The HTTP response Ably answers an error with: status `statusCode`,
+/// exactly `Content-Type: application/json` (no charset), the
+/// [`ERROR_CODE_HEADER`] and [`ERROR_MESSAGE_HEADER`] headers, and the body
+/// `{"error": ErrorInfo}`. Both servers render every error through it.
+#[cfg(feature = "http")]
+impl ErrorInfo {
+    /// This error as Ably's HTTP response.
+    pub fn to_http_response(&self) -> http::Response<Vec<u8>> {
+        use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+        let body = serde_json::to_vec(&ErrorResponse {
+            error: self.clone(),
+        })
+        .expect("an ErrorInfo always serialises");
+        let status = http::StatusCode::from_u16(self.status_code)
+            .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = http::Response::new(body);
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            HeaderName::from_static(ERROR_CODE_HEADER),
+            HeaderValue::from(self.code),
+        );
+        if let Ok(message) = HeaderValue::from_str(&self.header_message()) {
+            headers.insert(HeaderName::from_static(ERROR_MESSAGE_HEADER), message);
+        }
+        response
+    }
+}
+
 /// The `{"error": ErrorInfo}` envelope of REST and pre-stream error bodies.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorResponse {
@@ -288,6 +318,24 @@ pub struct ErrorResponse {
 
 #[cfg(test)]
 mod tests {
+    #[cfg(feature = "http")]
+    #[test]
+    fn the_http_response_is_ablys_envelope_with_its_exact_headers() {
+        let info = ErrorInfo::from_code(codes::TOKEN_EXPIRED, "Token expired\nnow");
+
+        let response = info.to_http_response();
+
+        assert_eq!(response.status(), 401);
+        let headers = response.headers();
+        assert_eq!(headers["content-type"], "application/json");
+        assert_eq!(headers["x-ably-errorcode"], "40142");
+        assert_eq!(headers["x-ably-errormessage"], "Token expired?now");
+        let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+        assert_eq!(body["error"]["code"], 40142);
+        assert_eq!(body["error"]["statusCode"], 401);
+        assert_eq!(body["error"]["message"], "Token expired\nnow");
+    }
+
     use super::*;
     use serde_json::json;
 
