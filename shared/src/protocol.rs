@@ -474,6 +474,34 @@ impl Format {
         }
     }
 
+    /// A REST response body holding message or presence `items` (history,
+    /// presence): a JSON array, or a msgpack array whose items carry binary
+    /// `data` as `bin`, as in a frame. ably-js with `useBinaryProtocol`
+    /// (its Node default) asks for msgpack and decodes the body as msgpack
+    /// whatever its `Content-Type` says.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidProtocolMessage`] if an item cannot be written (as
+    /// for [`Format::encode`]).
+    pub fn encode_items<T: Serialize>(self, items: &[T]) -> Result<Vec<u8>> {
+        match self {
+            Self::Json => serde_json::to_vec(items).map_err(invalid),
+            Self::Msgpack => {
+                let json = serde_json::to_value(items).map_err(invalid)?;
+                let value = match json {
+                    Value::Array(items) => {
+                        rmpv::Value::Array(items.into_iter().map(item_to_msgpack).collect())
+                    }
+                    other => to_msgpack(other, false),
+                };
+                let mut bytes = Vec::new();
+                rmpv::encode::write_value(&mut bytes, &value).map_err(invalid)?;
+                Ok(bytes)
+            }
+        }
+    }
+
     /// Reads a frame.
     ///
     /// # Errors
@@ -710,6 +738,50 @@ mod tests {
             json!({"action":4,"connectionId":"c-7f3a","connectionDetails":{"clientId":"alice",
                 "connectionKey":"c-7f3a!k","maxIdleInterval":15000,"connectionStateTtl":120000,
                 "maxMessageSize":65536,"serverId":"ably-mock"}})
+        );
+    }
+
+    #[test]
+    fn rest_items_in_msgpack_carry_binary_data_as_bin_and_the_rest_verbatim() {
+        let items = json!([
+            {"id": "c:0:0", "data": "AQL/", "encoding": "json/base64", "extras": {"k": [1]}},
+            {"id": "c:1:0", "data": "{\"x\":1}", "encoding": "json"}
+        ]);
+        let items = items.as_array().unwrap();
+
+        let bytes = Format::Msgpack.encode_items(items).unwrap();
+
+        let value = rmpv::decode::read_value(&mut bytes.as_slice()).unwrap();
+        let rmpv::Value::Array(read) = value else {
+            panic!("not an array: {value:?}");
+        };
+        let field = |item: &rmpv::Value, name: &str| {
+            item.as_map()
+                .unwrap()
+                .iter()
+                .find(|(key, _)| key.as_str() == Some(name))
+                .map(|(_, value)| value.clone())
+        };
+        assert_eq!(
+            field(&read[0], "data"),
+            Some(rmpv::Value::Binary(vec![1, 2, 255]))
+        );
+        assert_eq!(field(&read[0], "encoding"), Some(rmpv::Value::from("json")));
+        assert_eq!(
+            field(&read[0], "extras"),
+            Some(rmpv::Value::Map(vec![(
+                rmpv::Value::from("k"),
+                rmpv::Value::Array(vec![rmpv::Value::from(1)])
+            )]))
+        );
+        assert_eq!(
+            field(&read[1], "data"),
+            Some(rmpv::Value::from("{\"x\":1}"))
+        );
+        assert_eq!(field(&read[1], "encoding"), Some(rmpv::Value::from("json")));
+        assert_eq!(
+            serde_json::from_slice::<Value>(&Format::Json.encode_items(items).unwrap()).unwrap(),
+            Value::Array(items.clone())
         );
     }
 

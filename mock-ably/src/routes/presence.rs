@@ -1,10 +1,9 @@
 //! `GET /channels/{channel}/presence`: the members present now (RSP3), as
 //! ably-js's REST `presence.get()` reads them.
 
-use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use shared::capability::Operation;
 
 use crate::auth::authenticate;
@@ -18,7 +17,8 @@ const MAX_LIMIT: usize = 1000;
 
 /// `GET /channels/{channel}/presence`: needs `subscribe`; `limit` (default
 /// 100, at most 1000), `clientId` and `connectionId` filters (RSP3a), and
-/// relative `Link` paging (`first`, `current`, `next`). Members come as
+/// relative `Link` paging (`first`, `current`, `next`); JSON, or msgpack
+/// when `Accept` asks for it. Members come as
 /// PRESENT (action 1) with their ids, data, encoding and extras as they
 /// entered, ordered by clientId then connectionId.
 pub(super) async fn get_presence(
@@ -76,7 +76,7 @@ pub(super) async fn get_presence(
     if more {
         links.push(format!("{}; rel=\"next\"", link(offset + limit)));
     }
-    let mut response = Json(page).into_response();
+    let mut response = super::rest::items_response(&headers, &page)?;
     response.headers_mut().insert(
         header::LINK,
         HeaderValue::from_str(&links.join(", ")).expect("link URLs are percent-encoded ASCII"),

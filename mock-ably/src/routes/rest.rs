@@ -9,8 +9,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD_PAD_INDIFFERENT;
+use serde::Serialize;
 use serde_json::{Value, json};
 use shared::capability::Operation;
+use shared::protocol::Format;
 use shared::{Message, codes};
 
 use crate::auth::authenticate;
@@ -183,12 +185,38 @@ pub(super) async fn history(
         let last = matching.last().map(|m| m.seq);
         links.push(format!("<./messages?{}>; rel=\"next\"", page.query(last)));
     }
-    let mut response = Json(items).into_response();
+    let mut response = items_response(&headers, &items)?;
     response.headers_mut().insert(
         header::LINK,
         HeaderValue::from_str(&links.join(", ")).expect("link URLs are percent-encoded ASCII"),
     );
     Ok(response)
+}
+
+/// A page of messages or presence items, in the format `Accept` asks for:
+/// msgpack for `application/x-msgpack`, else JSON. ably-js with
+/// `useBinaryProtocol` (its Node default) asks for msgpack and decodes a
+/// successful body as msgpack whatever its `Content-Type`
+/// (`docs/real-clients.md#rest-responses-in-msgpack`); errors stay JSON,
+/// which it reads by their `Content-Type`.
+pub(super) fn items_response<T: Serialize>(
+    headers: &HeaderMap,
+    items: &[T],
+) -> ApiResult<Response> {
+    let msgpack = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|accept| accept.contains("application/x-msgpack"));
+    let (format, content_type) = if msgpack {
+        (Format::Msgpack, "application/x-msgpack")
+    } else {
+        (Format::Json, "application/json")
+    };
+    let body = format
+        .encode_items(items)
+        .map_err(|err| ApiError::new(codes::INTERNAL_ERROR, err.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
 }
 
 /// A history query.
