@@ -2,6 +2,7 @@
 # The interop suite: clients nobody here wrote against our binaries, on loopback.
 #   - ably-js 2 (REST, Node) against mock-ably with a key, and with authUrl at auth-server;
 #   - ably-js 2 Realtime (Node, msgpack and JSON) on mock-ably's WebSocket;
+#   - @ably/spaces on ably-js Realtime (Node), with tokens from auth-server;
 #   - Ably's own VCDIFF decoder on every delta mock-ably sends;
 #   - Debian's Chromium (via playwright-core): EventSource on mock-ably with tokens from
 #     auth-server, the ably-js browser build across origins, and the dev-mode demo page.
