@@ -455,7 +455,8 @@ describe('@ably/spaces from the CDN recipe in Chromium', () => {
     // cursors channel (each page entered it when it subscribed).
     await ivan.waitForFunction(async () => (await window.space.cursors.channel.presence.get()).length === 2);
     const board = await ivan.locator('#board').boundingBox();
-    await ivan.mouse.move(board.x + 120, board.y + 80);
+    // Whole pixels: the page rounds the pointer's offset in the board.
+    await ivan.mouse.move(Math.round(board.x) + 120, Math.round(board.y) + 80);
     await judy.waitForSelector('#board .cursor[data-client-id="ivan"]');
     await judy.waitForFunction(() => {
       const cursor = document.querySelector('#board .cursor[data-client-id="ivan"]');
@@ -511,5 +512,51 @@ describe('the dev-mode demo page', () => {
     assert.equal(await page.getAttribute('#state', 'data-state'), 'connected');
     const kinds = await page.$$eval('#log li', (rows) => rows.map((row) => row.dataset.kind).reverse());
     assert.deepEqual(kinds.filter((kind) => kind !== 'info'), ['connected', 'renewing', 'renewed']);
+
+    // Offline (Ably's CDN unreachable, as in CI), the Spaces panel says so
+    // and everything above worked without it.
+    assert.equal(await page.getAttribute('#spaces-status', 'data-state'), 'unavailable');
+    assert.match(await page.textContent('#spaces-status'), /could not be loaded/);
+    assert.equal(await page.$$eval('#avatars li', (items) => items.length), 0);
+  });
+
+  test('Spaces panel: two tabs logged in as different users see both avatars and each other\'s cursor', async (t) => {
+    /** The demo page with Ably's CDN answered from the pinned npm packages, logged in as `user`. */
+    async function tab(user) {
+      const { page } = await newPage(t, { cdn: 'npm' });
+      await page.goto(dev.authUrl);
+      await page.waitForFunction(() => document.getElementById('spaces-status').dataset.state === 'idle');
+      await page.fill('#user', user);
+      await page.click('#login');
+      await page.waitForFunction(() => document.getElementById('spaces-status').dataset.state === 'entered');
+      return page;
+    }
+    const alice = await tab('alice');
+    const bob = await tab('bob');
+    for (const page of [alice, bob]) {
+      await page.waitForFunction(() => document.querySelectorAll('#avatars li').length === 2);
+      assert.deepEqual(
+        await page.$$eval('#avatars li', (items) => items.map((li) => [li.dataset.clientId, li.dataset.name]).sort()),
+        [
+          ['alice', 'alice'],
+          ['bob', 'bob'],
+        ],
+      );
+    }
+    // The SSE demo runs alongside.
+    await bob.waitForFunction(() => document.getElementById('state').dataset.state === 'connected');
+
+    // Cursors: alice's pointer on the board shows on bob's, once the SDK on
+    // alice's side sees someone else on the cursors channel to send it to.
+    await alice.waitForFunction(async () => (await window.demoSpace.cursors.channel.presence.get()).length === 2);
+    await alice.locator('#cursor-board').scrollIntoViewIfNeeded();
+    const board = await alice.locator('#cursor-board').boundingBox();
+    // Whole pixels: the page rounds the pointer's offset in the board.
+    await alice.mouse.move(Math.round(board.x) + 150, Math.round(board.y) + 60);
+    await bob.waitForFunction(() => {
+      const cursor = document.querySelector('#cursor-board .cursor[data-client-id="alice"]');
+      return cursor?.dataset.x === '150' && cursor.dataset.y === '60';
+    });
+    assert.equal(await bob.textContent('#cursor-board .cursor[data-client-id="alice"]'), 'alice');
   });
 });
