@@ -8,8 +8,13 @@
 //! production router plus:
 //!
 //! - `GET /`: the demo page (log in, watch `demo` through the browser's own
-//!   `EventSource`, publish, force credential expiry and watch the renewal);
-//! - `GET /dev/config`: `{"mockUrl","channel"}`, what the page needs;
+//!   `EventSource`, publish, force credential expiry and watch the renewal;
+//!   and a Spaces panel, an avatar stack and live cursors in the space
+//!   [`DEMO_SPACE`] between tabs logged in as different users, with ably-js
+//!   and @ably/spaces loaded from Ably's CDN as the seeds' recipe does: the
+//!   only part of the page that needs the internet, and the only part that
+//!   stops without it);
+//! - `GET /dev/config`: `{"mockUrl","channel","space"}`, what the page needs;
 //! - `POST /dev/login` with `{"user","roles"?}`: `{"token":"<app JWT>"}`;
 //! - `POST /dev/publish` with `{"name"?,"data"}`: publishes on `demo`;
 //! - `POST /dev/expire-credentials`: every Ably token and JWT the mock has
@@ -56,6 +61,10 @@ pub const DEV_APP_SECRET: &str = "auth-server-dev-app-secret-loopback-only";
 
 /// The channel the demo publisher sends to.
 pub const DEMO_CHANNEL: &str = "demo";
+
+/// The space the demo page's Spaces panel enters (its channels are
+/// `demo-space::$space` and `demo-space::$cursors`).
+pub const DEMO_SPACE: &str = "demo-space";
 
 /// How often the demo publisher sends a message.
 pub const DEMO_INTERVAL: Duration = Duration::from_secs(1);

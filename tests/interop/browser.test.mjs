@@ -1,8 +1,14 @@
 // Chromium (Debian's, driven by playwright-core) against our servers: its
 // own EventSource on mock-ably's /sse with a token from auth-server, the
+<<<<<<< HEAD
 // browser build of ably-js across origins, the dev-mode demo page, and
 // Ably's documented authCallback recipes on a same-origin page with a cookie
 // session.
+=======
+// browser build of ably-js across origins, a Spaces page written as the
+// seeds' CDN recipe (the CDN answered from the pinned npm packages), and the
+// dev-mode demo page.
+>>>>>>> spaces12
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -25,11 +31,124 @@ function chromiumPath() {
   return execFileSync('sh', ['-c', 'command -v chromium || command -v chromium-browser'], { encoding: 'utf8' }).trim();
 }
 
-/** A page origin of its own: an empty page and the ably-js browser build. */
+/**
+ * The seeds' CDN URLs of ably-js 2 and the Spaces IIFE bundle, each answered
+ * with the file of the npm package package-lock.json pins (CI has no
+ * internet; the README of @ably/spaces 0.5.2 gives these URLs).
+ */
+const CDN = new Map([
+  ['https://cdn.ably.com/lib/ably.min-2.js', new URL('./node_modules/ably/build/ably.min.js', import.meta.url)],
+  [
+    'https://cdn.ably.com/spaces/0.5.2/iife/index.bundle.js',
+    new URL('./node_modules/@ably/spaces/dist/iife/index.bundle.js', import.meta.url),
+  ],
+]);
+
+/**
+ * Routes `context`'s requests to Ably's CDN: `npm` answers the URLs of
+ * [CDN] from the pinned packages, `offline` fails every one as a machine
+ * without internet would.
+ */
+async function routeCdn(context, mode) {
+  await context.route('https://cdn.ably.com/**', (route) => {
+    const file = CDN.get(route.request().url());
+    if (mode === 'npm' && file) {
+      return route.fulfill({ status: 200, contentType: 'text/javascript', body: readFileSync(file) });
+    }
+    return route.abort('internetdisconnected');
+  });
+}
+
+/**
+ * A Spaces page as the seeds' CDN recipe writes one: ably-js 2 and the
+ * Spaces bundle by `<script src>` from Ably's CDN, a Realtime client whose
+ * authCallback fetches an Ably JWT from the auth server with the user's
+ * login, an avatar stack of the members present and live cursors on a board.
+ * Its settings come in the fragment: `mock`, `auth`, `login`, `space`, `name`.
+ */
+const SPACES_PAGE = `<!doctype html>
+<meta charset="utf-8">
+<title>Spaces</title>
+<script src="https://cdn.ably.com/lib/ably.min-2.js"></script>
+<script src="https://cdn.ably.com/spaces/0.5.2/iife/index.bundle.js"></script>
+<style>
+  #board { position: relative; width: 400px; height: 300px; border: 1px solid #888; }
+  .cursor { position: absolute; }
+</style>
+<ul id="avatars"></ul>
+<div id="board"></div>
+<script>
+  const config = Object.fromEntries(new URLSearchParams(location.hash.slice(1)));
+  const mock = new URL(config.mock);
+  const realtime = new Ably.Realtime({
+    endpoint: mock.hostname,
+    port: Number(mock.port),
+    tls: false,
+    transports: ['web_socket'],
+    authCallback: async (_params, callback) => {
+      try {
+        const response = await fetch(config.auth + '/api/ably-jwt', {
+          headers: { Authorization: 'Bearer ' + config.login },
+        });
+        callback(null, await response.text());
+      } catch (err) {
+        callback(err, null);
+      }
+    },
+  });
+  const spaces = new Spaces(realtime);
+  const avatars = document.getElementById('avatars');
+  const board = document.getElementById('board');
+  function renderAvatars(members) {
+    avatars.replaceChildren(
+      ...members
+        .filter((member) => member.isConnected)
+        .map((member) => {
+          const li = document.createElement('li');
+          li.dataset.clientId = member.clientId;
+          li.textContent = member.profileData.name;
+          return li;
+        }),
+    );
+  }
+  window.ready = (async () => {
+    const space = await spaces.get(config.space);
+    window.space = space;
+    space.subscribe('update', ({ members }) => renderAvatars(members));
+    renderAvatars(await space.enter({ name: config.name }));
+    space.cursors.subscribe('update', ({ clientId, connectionId, position, data }) => {
+      if (connectionId === realtime.connection.id) return;
+      let cursor = board.querySelector('[data-client-id="' + clientId + '"]');
+      if (!cursor) {
+        cursor = document.createElement('span');
+        cursor.className = 'cursor';
+        cursor.dataset.clientId = clientId;
+        cursor.textContent = data.name;
+        board.append(cursor);
+      }
+      cursor.style.left = position.x + 'px';
+      cursor.style.top = position.y + 'px';
+      cursor.dataset.x = position.x;
+      cursor.dataset.y = position.y;
+    });
+    board.addEventListener('mousemove', (event) => {
+      const box = board.getBoundingClientRect();
+      space.cursors.set({
+        position: { x: Math.round(event.clientX - box.left), y: Math.round(event.clientY - box.top) },
+        data: { name: config.name },
+      });
+    });
+  })();
+</script>
+`;
+
+/** A page origin of its own: an empty page, the ably-js browser build and the Spaces page. */
 async function startPageServer() {
   const server = createServer((request, response) => {
     if (request.url === '/ably.js') {
       response.writeHead(200, { 'content-type': 'text/javascript' }).end(ABLY_BROWSER_BUILD);
+    } else if (request.url === '/spaces') {
+      response.writeHead(200, { 'content-type': 'text/html' }).end(SPACES_PAGE);
     } else if (request.url === '/') {
       response.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><title>interop</title><script src="/ably.js"></script>');
     } else {
@@ -63,9 +182,13 @@ before(async () => {
 });
 after(() => browser?.close());
 
-/** A fresh browser context and page; its console goes to `console` for the failure log. */
-async function newPage(t) {
+/**
+ * A fresh browser context and page; its console goes to `console` for the
+ * failure log. `cdn` routes Ably's CDN (`npm` or `offline`, see routeCdn).
+ */
+async function newPage(t, { cdn = 'offline' } = {}) {
   const context = await browser.newContext();
+  await routeCdn(context, cdn);
   const page = await context.newPage();
   page.setDefaultTimeout(PATIENCE_MS);
   const lines = [];
@@ -294,6 +417,61 @@ describe("Chromium's EventSource and ably-js on our servers", () => {
   });
 });
 
+describe('@ably/spaces from the CDN recipe in Chromium', () => {
+  let site;
+  let pair;
+  before(async () => {
+    site = await startPageServer();
+    pair = await startPair({ corsOrigins: site.origin });
+  });
+  after(async () => {
+    await pair?.stop();
+    await site?.stop();
+  });
+
+  /** The Spaces page as `user` (a `team` member, so granted the space). */
+  async function spacesPage(t, user, name) {
+    const { page } = await newPage(t, { cdn: 'npm' });
+    const settings = new URLSearchParams({
+      mock: pair.mockUrl,
+      auth: pair.authUrl,
+      login: appToken(user, { roles: ['team'] }),
+      space: 'browser-board',
+      name,
+    });
+    await page.goto(`${site.origin}/spaces#${settings}`);
+    await page.evaluate(() => window.ready);
+    return page;
+  }
+
+  test('two users: each sees both avatars, and a cursor moved on one appears on the other', async (t) => {
+    const ivan = await spacesPage(t, 'ivan', 'Ivan');
+    const judy = await spacesPage(t, 'judy', 'Judy');
+    const avatars = (page) =>
+      page.$$eval('#avatars li', (items) => items.map((li) => [li.dataset.clientId, li.textContent]).sort());
+    for (const page of [ivan, judy]) {
+      await page.waitForFunction(() => document.querySelectorAll('#avatars li').length === 2);
+      assert.deepEqual(await avatars(page), [
+        ['ivan', 'Ivan'],
+        ['judy', 'Judy'],
+      ]);
+    }
+
+    // The SDK sends cursor positions once it sees another member on the
+    // cursors channel (each page entered it when it subscribed).
+    await ivan.waitForFunction(async () => (await window.space.cursors.channel.presence.get()).length === 2);
+    const board = await ivan.locator('#board').boundingBox();
+    // Whole pixels: the page rounds the pointer's offset in the board.
+    await ivan.mouse.move(Math.round(board.x) + 120, Math.round(board.y) + 80);
+    await judy.waitForSelector('#board .cursor[data-client-id="ivan"]');
+    await judy.waitForFunction(() => {
+      const cursor = document.querySelector('#board .cursor[data-client-id="ivan"]');
+      return cursor.dataset.x === '120' && cursor.dataset.y === '80';
+    });
+    assert.equal(await judy.textContent('#board .cursor[data-client-id="ivan"]'), 'Ivan');
+  });
+});
+
 describe('the dev-mode demo page', () => {
   let dev;
   before(async () => {
@@ -340,6 +518,52 @@ describe('the dev-mode demo page', () => {
     assert.equal(await page.getAttribute('#state', 'data-state'), 'connected');
     const kinds = await page.$$eval('#log li', (rows) => rows.map((row) => row.dataset.kind).reverse());
     assert.deepEqual(kinds.filter((kind) => kind !== 'info'), ['connected', 'renewing', 'renewed']);
+
+    // Offline (Ably's CDN unreachable, as in CI), the Spaces panel says so
+    // and everything above worked without it.
+    assert.equal(await page.getAttribute('#spaces-status', 'data-state'), 'unavailable');
+    assert.match(await page.textContent('#spaces-status'), /could not be loaded/);
+    assert.equal(await page.$$eval('#avatars li', (items) => items.length), 0);
+  });
+
+  test('Spaces panel: two tabs logged in as different users see both avatars and each other\'s cursor', async (t) => {
+    /** The demo page with Ably's CDN answered from the pinned npm packages, logged in as `user`. */
+    async function tab(user) {
+      const { page } = await newPage(t, { cdn: 'npm' });
+      await page.goto(dev.authUrl);
+      await page.waitForFunction(() => document.getElementById('spaces-status').dataset.state === 'idle');
+      await page.fill('#user', user);
+      await page.click('#login');
+      await page.waitForFunction(() => document.getElementById('spaces-status').dataset.state === 'entered');
+      return page;
+    }
+    const alice = await tab('alice');
+    const bob = await tab('bob');
+    for (const page of [alice, bob]) {
+      await page.waitForFunction(() => document.querySelectorAll('#avatars li').length === 2);
+      assert.deepEqual(
+        await page.$$eval('#avatars li', (items) => items.map((li) => [li.dataset.clientId, li.dataset.name]).sort()),
+        [
+          ['alice', 'alice'],
+          ['bob', 'bob'],
+        ],
+      );
+    }
+    // The SSE demo runs alongside.
+    await bob.waitForFunction(() => document.getElementById('state').dataset.state === 'connected');
+
+    // Cursors: alice's pointer on the board shows on bob's, once the SDK on
+    // alice's side sees someone else on the cursors channel to send it to.
+    await alice.waitForFunction(async () => (await window.demoSpace.cursors.channel.presence.get()).length === 2);
+    await alice.locator('#cursor-board').scrollIntoViewIfNeeded();
+    const board = await alice.locator('#cursor-board').boundingBox();
+    // Whole pixels: the page rounds the pointer's offset in the board.
+    await alice.mouse.move(Math.round(board.x) + 150, Math.round(board.y) + 60);
+    await bob.waitForFunction(() => {
+      const cursor = document.querySelector('#cursor-board .cursor[data-client-id="alice"]');
+      return cursor?.dataset.x === '150' && cursor.dataset.y === '60';
+    });
+    assert.equal(await bob.textContent('#cursor-board .cursor[data-client-id="alice"]'), 'alice');
   });
 });
 

@@ -28,6 +28,10 @@ const POLICY = `
 
 [roles.ops]
 "ops:*" = ["*"]
+
+# Spaces (the shorthand grants S::$space and S::$cursors), one per test.
+[roles.team]
+spaces = ["members", "locations", "locks", "cursors", "renewal", "browser-board"]
 `;
 
 /** How long any one wait may take before the test fails instead of hanging. */
@@ -190,6 +194,92 @@ export function ablyOptions(mockUrl) {
     useBinaryProtocol: false, // Node's default is msgpack, which the mock refuses
     logLevel: 0,
   };
+}
+
+/**
+ * ably-js `Realtime` options for one of our mocks on ably-js's own defaults
+ * otherwise (msgpack in Node), with `extra` on top.
+ */
+export function realtimeOptions(mockUrl, extra = {}) {
+  const { useBinaryProtocol: _json, ...base } = ablyOptions(mockUrl);
+  return { ...base, ...extra };
+}
+
+/**
+ * The seeds' authCallback recipe pointed at our auth server: fetch an Ably
+ * JWT from `/api/ably-jwt` with the user's app login, then
+ * `callback(null, await response.text())`. `roles` go into the login,
+ * `query` narrows the token (`ttl`, `capability`), `onToken` runs at every
+ * call.
+ */
+export function authCallback(authUrl, user, { roles = [], query = {}, onToken = () => {} } = {}) {
+  const login = appToken(user, { roles });
+  const url = new URL('/api/ably-jwt', authUrl);
+  for (const [name, value] of Object.entries(query)) {
+    url.searchParams.set(name, typeof value === 'string' ? value : JSON.stringify(value));
+  }
+  return async (_params, callback) => {
+    onToken();
+    try {
+      const response = await fetch(url, { headers: { Authorization: `Bearer ${login}` } });
+      if (!response.ok) throw new Error(`ably-jwt: ${response.status} ${await response.text()}`);
+      callback(null, await response.text());
+    } catch (err) {
+      callback(err, null);
+    }
+  };
+}
+
+/** Resolves when an ably-js `connection` reaches `state`, or fails after PATIENCE_MS. */
+export function reach(connection, state) {
+  if (connection.state === state) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`still ${connection.state}, not ${state}, after ${PATIENCE_MS} ms`)),
+      PATIENCE_MS,
+    );
+    connection.on(state, (change) => {
+      clearTimeout(timer);
+      resolve(change);
+    });
+  });
+}
+
+/**
+ * Keeps every event handed to `push`, and resolves `until` on the first,
+ * past or future, that passes a check: no listener is ever late.
+ */
+export class Recorder {
+  events = [];
+  #waiters = new Set();
+
+  /** Records `event` (bound, so it can be passed as a listener). */
+  push = (event) => {
+    this.events.push(event);
+    for (const waiter of this.#waiters) waiter(event);
+  };
+
+  /**
+   * The first event passing `check` (from the `from`th recorded on), or a
+   * failure naming `what` after PATIENCE_MS.
+   */
+  until(what, check = () => true, from = 0) {
+    const seen = this.events.slice(from).find(check);
+    if (seen !== undefined) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const waiter = (event) => {
+        if (!check(event)) return;
+        this.#waiters.delete(waiter);
+        clearTimeout(timer);
+        resolve(event);
+      };
+      const timer = setTimeout(() => {
+        this.#waiters.delete(waiter);
+        reject(new Error(`no ${what} within ${PATIENCE_MS} ms; last seen ${JSON.stringify(this.events.slice(-10))}`));
+      }, PATIENCE_MS);
+      this.#waiters.add(waiter);
+    });
+  }
 }
 
 /** A fetch that gives up after PATIENCE_MS. */

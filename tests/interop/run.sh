@@ -2,6 +2,7 @@
 # The interop suite: clients nobody here wrote against our binaries, on loopback.
 #   - ably-js 2 (REST, Node) against mock-ably with a key, and with authUrl at auth-server;
 #   - ably-js 2 Realtime (Node, msgpack and JSON) on mock-ably's WebSocket;
+#   - @ably/spaces on ably-js Realtime (Node), with tokens from auth-server;
 #   - Ably's own VCDIFF decoder on every delta mock-ably sends;
 #   - ably-js 2 Realtime (Node) with Ably's documented authCallback recipes, verbatim, on
 #     auth-server's /api/ably-token and /api/ably-jwt with a cookie session;

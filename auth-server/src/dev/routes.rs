@@ -13,10 +13,11 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{DEMO_CHANNEL, DevShared};
+use super::{DEMO_CHANNEL, DEMO_SPACE, DevShared};
 use crate::error::ApiError;
 
-/// The demo page: one self-contained file, no external assets.
+/// The demo page: one file; its only external assets are the two SDK
+/// scripts of the Spaces panel, from Ably's CDN.
 const PAGE: &str = include_str!("page.html");
 
 /// Bodies here are a user name or one small message.
@@ -41,9 +42,10 @@ async fn page() -> Response {
         .into_response()
 }
 
-/// What the page needs to know: where the mock's `/sse` is, and the channel.
+/// What the page needs to know: where the mock is (its `/sse`, and its
+/// realtime WebSocket for the Spaces panel), the channel and the space.
 async fn config(State(dev): State<Arc<DevShared>>) -> Json<Value> {
-    Json(json!({"mockUrl": dev.mock.base_url(), "channel": DEMO_CHANNEL}))
+    Json(json!({"mockUrl": dev.mock.base_url(), "channel": DEMO_CHANNEL, "space": DEMO_SPACE}))
 }
 
 #[derive(Debug, Deserialize)]

@@ -338,11 +338,30 @@ async fn the_demo_page_is_served_on_root_with_its_stable_ids() {
         "log",
         "publish",
         "expire",
+        "spaces-status",
+        "avatars",
+        "cursor-board",
     ] {
         assert!(html.contains(&format!("id=\"{id}\"")), "no #{id}");
     }
-    // Self-contained: the machine running it may have no internet.
-    assert!(!html.contains("https://"), "external reference in the page");
+    // Self-contained but for the Spaces panel's two SDK scripts from Ably's
+    // CDN (the machine running it may have no internet; the SSE demo needs
+    // neither).
+    let external: Vec<&str> = html
+        .match_indices("https://")
+        .map(|(at, _)| {
+            let rest = &html[at..];
+            &rest[..rest.find('"').unwrap_or(rest.len())]
+        })
+        .collect();
+    assert_eq!(
+        external,
+        [
+            "https://cdn.ably.com/lib/ably.min-2.js",
+            "https://cdn.ably.com/spaces/0.5.2/iife/index.bundle.js",
+        ]
+    );
+    assert!(html.contains("<script defer src=\"https://cdn.ably.com/lib/ably.min-2.js\">"));
 }
 
 #[tokio::test]
@@ -352,7 +371,10 @@ async fn dev_config_tells_the_page_where_the_mock_is() {
     let response = dev.app.get("/dev/config", None).await;
 
     let body: Value = within(response.json()).await.unwrap();
-    assert_eq!(body, json!({"mockUrl": dev.mock_url, "channel": "demo"}));
+    assert_eq!(
+        body,
+        json!({"mockUrl": dev.mock_url, "channel": "demo", "space": "demo-space"})
+    );
 }
 
 #[tokio::test]

@@ -14,7 +14,9 @@ use crate::state::{AppState, lock};
 
 /// `GET /channels/{channel}/presence`: needs `subscribe`; `limit` (default
 /// 100, at most 1000), `clientId` and `connectionId` filters (RSP3a), and
-/// relative `Link` paging (`first`, `current`, `next`). Members come as
+/// relative `Link` paging (`first`, `current`, `next`); msgpack when asked
+/// for, as every REST answer (`docs/protocol.md#msgpack-on-rest`). Members
+/// come as
 /// PRESENT (action 1) with their ids, data, encoding and extras as they
 /// entered, ordered by clientId then connectionId.
 pub(super) async fn get_presence(

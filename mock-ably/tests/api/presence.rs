@@ -458,3 +458,115 @@ async fn rest_presence_lists_members_paged_and_filtered_and_needs_subscribe() {
     );
     assert_eq!(status["status"]["isActive"], true);
 }
+
+/// `field` of a msgpack map.
+fn msgpack_field<'a>(item: &'a rmpv::Value, name: &str) -> Option<&'a rmpv::Value> {
+    item.as_map()?
+        .iter()
+        .find(|(key, _)| key.as_str() == Some(name))
+        .map(|(_, value)| value)
+}
+
+// Spaces' `cursors.getAll()` in Node reads `::$cursors` history through
+// ably-js left on its default, msgpack: it asks for `application/x-msgpack`
+// and decodes the body as msgpack whatever its Content-Type
+// (`docs/real-clients.md#rest-responses-in-msgpack`). A JSON body failed in
+// the client with "N trailing bytes".
+#[tokio::test]
+async fn rest_history_and_presence_answer_msgpack_when_accept_asks_for_it() {
+    let app = spawn().await;
+    let channel = "board::$cursors";
+    let (mut alice, connected) =
+        Client::connected(&app.mock, "clientId=alice", Format::Msgpack).await;
+    let (alice_id, _) = ids(&connected);
+    alice
+        .send(&presence_frame(
+            channel,
+            0,
+            json!([{"action": 2, "data": "here"}]),
+        ))
+        .await;
+    alice.expect(Action::ACK).await;
+    let mut publish = on(Action::MESSAGE, channel);
+    publish.msg_serial = Some(1);
+    publish.messages = Some(vec![
+        serde_json::from_value(
+            json!({"name": "cursorUpdate", "data": "[{\"offset\":0}]", "encoding": "json"}),
+        )
+        .unwrap(),
+        serde_json::from_value(json!({"name": "bytes", "data": "AQL/", "encoding": "base64"}))
+            .unwrap(),
+    ]);
+    alice.send(&publish).await;
+    alice.expect(Action::ACK).await;
+
+    let get = async |path: &str, accept: &str| {
+        timeout(
+            app.client
+                .get(app.url(&format!("/channels/board%3A%3A%24cursors/{path}")))
+                .basic_auth(KEY_NAME, Some("test-secret"))
+                .header("accept", accept)
+                .send(),
+        )
+        .await
+        .unwrap()
+    };
+    let read = async |response: reqwest::Response| {
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "application/x-msgpack");
+        assert!(
+            response.headers()["link"]
+                .to_str()
+                .unwrap()
+                .contains("rel=\"current\"")
+        );
+        let bytes = response.bytes().await.unwrap();
+        let mut reader = &bytes[..];
+        let value = rmpv::decode::read_value(&mut reader).unwrap();
+        assert!(reader.is_empty(), "one msgpack value, nothing after it");
+        value.as_array().cloned().expect("an array")
+    };
+
+    let history = read(get("messages", "application/x-msgpack").await).await;
+    assert_eq!(history.len(), 2);
+    // Newest first; binary data as `bin`, the rest as published.
+    assert_eq!(
+        msgpack_field(&history[0], "name").and_then(rmpv::Value::as_str),
+        Some("bytes")
+    );
+    assert_eq!(
+        msgpack_field(&history[0], "data"),
+        Some(&rmpv::Value::Binary(vec![1, 2, 255]))
+    );
+    assert_eq!(msgpack_field(&history[0], "encoding"), None);
+    assert_eq!(
+        msgpack_field(&history[1], "data").and_then(rmpv::Value::as_str),
+        Some("[{\"offset\":0}]")
+    );
+    assert_eq!(
+        msgpack_field(&history[1], "connectionId").and_then(rmpv::Value::as_str),
+        Some(alice_id.as_str())
+    );
+
+    let members = read(get("presence", "application/x-msgpack").await).await;
+    assert_eq!(members.len(), 1);
+    assert_eq!(
+        msgpack_field(&members[0], "action").and_then(rmpv::Value::as_u64),
+        Some(1)
+    );
+    assert_eq!(
+        msgpack_field(&members[0], "clientId").and_then(rmpv::Value::as_str),
+        Some("alice")
+    );
+    assert_eq!(
+        msgpack_field(&members[0], "data").and_then(rmpv::Value::as_str),
+        Some("here")
+    );
+
+    // JSON stays the default.
+    let json = get("messages", "application/json").await;
+    assert_eq!(json.headers()["content-type"], "application/json");
+    let body: serde_json::Value = json.json().await.unwrap();
+    assert_eq!(body[0]["data"], "AQL/");
+    assert_eq!(body[0]["encoding"], "base64");
+}
