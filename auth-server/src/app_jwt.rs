@@ -81,12 +81,19 @@ impl Identity {
 /// A revocation key (`x-ably-revocation-key`): 1 to [`MAX_REVOCATION_KEY_BYTES`]
 /// bytes without control characters, as Ably's `revokeTokens` takes a target's
 /// value.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) struct RevocationKey {
     /// The key itself.
     pub(crate) value: String,
     /// The key as a JSON string literal, for the JWT claim.
     pub(crate) json: String,
+}
+
+/// Never shows the key: it may be a session id.
+impl std::fmt::Debug for RevocationKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RevocationKey([REDACTED])")
+    }
 }
 
 /// The longest revocation key (and `/api/revoke` target) accepted: 1024

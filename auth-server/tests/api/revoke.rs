@@ -395,3 +395,85 @@ async fn revoking_a_revocation_key_cuts_off_that_session_only_and_its_next_jwt_i
     assert_eq!(use_at_mock(&mock, &jwt_2).await, (200, None));
     assert_eq!(use_at_mock(&mock, &renewed).await, (200, None));
 }
+
+// A current-thread runtime: the server, the mock and every task they spawn
+// run on this thread, so the thread-local subscriber sees all of them.
+#[tokio::test(flavor = "current_thread")]
+async fn a_revocation_is_logged_with_who_and_what_kind_never_the_key_tokens_or_revocation_key() {
+    let capture = crate::logs::Capture::default();
+    let _guard = capture.trace();
+    let (_mock, app) = with_session_claim().await;
+    let admin = admin();
+
+    let by_client = revoke(&app, &admin, &json!({"clientId": "alice"})).await;
+    let by_key = revoke(&app, &admin, &json!({"revocationKey": "sess-7f3a9c"})).await;
+    assert_eq!(by_client.status(), 200);
+    assert_eq!(by_key.status(), 200);
+    drop(app);
+
+    let logs = capture.text();
+    let lines: Vec<&str> = logs
+        .lines()
+        .filter(|line| line.contains("tokens revoked"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{logs}");
+    assert!(lines[0].contains("INFO"), "{}", lines[0]);
+    assert!(lines[0].contains("admin=olga"), "{}", lines[0]);
+    assert!(
+        lines[0].contains("target_kind=\"clientId\""),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[0].contains("client_id=\"alice\""), "{}", lines[0]);
+    assert!(
+        lines[1].contains("target_kind=\"revocationKey\""),
+        "{}",
+        lines[1]
+    );
+    let basic = base64::engine::general_purpose::STANDARD.encode(ABLY_KEY);
+    for secret in [
+        ABLY_KEY_SECRET,
+        basic.as_str(),
+        admin.as_str(),
+        "sess-7f3a9c",
+    ] {
+        assert!(!logs.contains(secret), "{secret:?} is in the logs:\n{logs}");
+    }
+}
+
+#[tokio::test]
+async fn after_a_policy_reload_and_a_revocation_the_users_old_jwt_is_refused_and_the_next_has_the_new_rights()
+ {
+    let mock = MockAbly::builder().key(ABLY_KEY).start().await;
+    let path = std::env::temp_dir().join(format!(
+        "auth-server-revoke-{}-reload.toml",
+        std::process::id()
+    ));
+    std::fs::write(&path, POLICY).unwrap();
+    let (app, state) = spawn_app_with_state(Config {
+        policy_file: Some(path.clone()),
+        ..admin_config(&mock)
+    })
+    .await;
+    let alice = user_token("alice", &json!({}));
+    let old = ably_jwt(&app, &alice).await;
+    assert_eq!(
+        verified_jwt(&old).capability,
+        r#"{"chat:*":["history","subscribe"]}"#
+    );
+
+    std::fs::write(&path, "[default]\n\"chat:*\" = [\"subscribe\"]\n").unwrap();
+    state.reload_policy().unwrap();
+    let response = revoke(&app, &admin(), &json!({"clientId": "alice"})).await;
+    assert_eq!(response.status(), 200);
+    let renewed = ably_jwt(&app, &alice).await;
+    std::fs::remove_file(&path).ok();
+
+    assert_eq!(use_at_mock(&mock, &old).await, (401, Some(40141)));
+    assert_eq!(
+        verified_jwt(&renewed).capability,
+        r#"{"chat:*":["subscribe"]}"#
+    );
+    // Reading history needs the `history` the new policy took away.
+    assert_eq!(use_at_mock(&mock, &renewed).await, (401, Some(40160)));
+}
