@@ -14,6 +14,14 @@ use url::Url;
 
 use crate::helpers::*;
 
+/// Held by every test here that revokes. The revocation's log line is one
+/// callsite these tests share, and tracing caches a callsite's interest
+/// process-wide: run concurrently, the log test's thread-local subscriber
+/// sometimes saw none of it (2 runs in 5), presumably when another test's
+/// thread registered the callsite while the subscriber was being set up.
+/// One revoking test at a time rules that out; each takes milliseconds.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 const POLICY: &str = "[default]\n\"chat:*\" = [\"subscribe\", \"history\"]\n";
 
 /// A server whose admins hold the `ops` role, pointed at `mock`.
@@ -74,6 +82,7 @@ fn claims(jwt: &str) -> Value {
 
 #[tokio::test]
 async fn without_auth_admin_role_the_revoke_route_is_not_found_whatever_the_method() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let mock = MockAbly::builder().key(ABLY_KEY).start().await;
     let app = spawn_app(Config {
         admin_role: None,
@@ -90,6 +99,7 @@ async fn without_auth_admin_role_the_revoke_route_is_not_found_whatever_the_meth
 
 #[tokio::test]
 async fn a_valid_app_token_without_the_admin_role_gets_403_40300() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let (mock, app) = with_mock().await;
     let alice_jwt = ably_jwt(&app, &user_token("alice", &json!({}))).await;
 
@@ -106,6 +116,7 @@ async fn a_valid_app_token_without_the_admin_role_gets_403_40300() {
 
 #[tokio::test]
 async fn no_or_a_bad_app_token_gets_401() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let (_mock, app) = with_mock().await;
 
     let none = within(
@@ -125,6 +136,7 @@ async fn no_or_a_bad_app_token_gets_401() {
 #[tokio::test]
 async fn an_admin_revokes_a_client_id_and_gets_ablys_result_and_the_users_credentials_are_refused_with_40141()
  {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let (mock, app) = with_mock().await;
     let alice_jwt = ably_jwt(&app, &user_token("alice", &json!({}))).await;
     let bob_jwt = ably_jwt(&app, &user_token("bob", &json!({}))).await;
@@ -150,6 +162,7 @@ async fn an_admin_revokes_a_client_id_and_gets_ablys_result_and_the_users_creden
 
 #[tokio::test]
 async fn allow_reauth_margin_reaches_ably_which_enforces_the_revocation_30_s_later() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let (mock, app) = with_mock().await;
     let alice_jwt = ably_jwt(&app, &user_token("alice", &json!({}))).await;
 
@@ -173,6 +186,7 @@ async fn allow_reauth_margin_reaches_ably_which_enforces_the_revocation_30_s_lat
 
 #[tokio::test]
 async fn the_session_cookie_authorises_a_revocation_as_it_does_a_token() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let mock = MockAbly::builder().key(ABLY_KEY).start().await;
     let app = spawn_app(Config {
         app_jwt_cookie: Some("session".to_owned()),
@@ -197,6 +211,7 @@ async fn the_session_cookie_authorises_a_revocation_as_it_does_a_token() {
 
 #[tokio::test]
 async fn malformed_revocations_are_refused_before_they_reach_ably() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let (mock, app) = with_mock().await;
     let alice_jwt = ably_jwt(&app, &user_token("alice", &json!({}))).await;
     let long = "a".repeat(1025);
@@ -246,6 +261,7 @@ async fn malformed_revocations_are_refused_before_they_reach_ably() {
 
 #[tokio::test]
 async fn a_server_key_ably_refuses_to_revoke_with_is_a_500_naming_the_servers_key() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let mock = MockAbly::builder().key(ABLY_KEY).start().await;
     let app = spawn_app(Config {
         api_key: "appA.keyA:not-the-real-secret".parse().unwrap(),
@@ -263,6 +279,7 @@ async fn a_server_key_ably_refuses_to_revoke_with_is_a_500_naming_the_servers_ke
 
 #[tokio::test]
 async fn an_unreachable_ably_is_a_503() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     // A port that was just free: nothing listens there.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -285,6 +302,7 @@ async fn an_unreachable_ably_is_a_503() {
 /// revocation's second as its `iat` and the mock refuses it with 40141.
 #[tokio::test]
 async fn a_jwt_minted_right_after_a_revocation_is_issued_after_it_and_accepted() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let (mock, app) = with_mock().await;
     let alice = user_token("alice", &json!({}));
 
@@ -308,6 +326,7 @@ async fn a_jwt_minted_right_after_a_revocation_is_issued_after_it_and_accepted()
 /// the revocation: they need no wait.
 #[tokio::test]
 async fn a_token_from_ably_token_right_after_a_revocation_is_accepted() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let (mock, app) = with_mock().await;
     let alice = user_token("alice", &json!({}));
 
@@ -337,6 +356,7 @@ async fn with_session_claim() -> (MockAbly, TestApp) {
 
 #[tokio::test]
 async fn the_revocation_key_claim_is_copied_into_minted_jwts_and_absent_without_it() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let (_mock, app) = with_session_claim().await;
 
     let with_claim = ably_jwt(&app, &user_token("alice", &json!({"sid": "s-1"}))).await;
@@ -353,6 +373,7 @@ async fn the_revocation_key_claim_is_copied_into_minted_jwts_and_absent_without_
 
 #[tokio::test]
 async fn a_revocation_key_claim_that_is_not_a_usable_string_is_refused_with_401() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let (_mock, app) = with_session_claim().await;
 
     for (sid, problem) in [
@@ -379,6 +400,7 @@ async fn a_revocation_key_claim_that_is_not_a_usable_string_is_refused_with_401(
 
 #[tokio::test]
 async fn revoking_a_revocation_key_cuts_off_that_session_only_and_its_next_jwt_is_accepted() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let (mock, app) = with_session_claim().await;
     let session_1 = user_token("alice", &json!({"sid": "s-1"}));
     let session_2 = user_token("alice", &json!({"sid": "s-2"}));
@@ -400,6 +422,7 @@ async fn revoking_a_revocation_key_cuts_off_that_session_only_and_its_next_jwt_i
 // run on this thread, so the thread-local subscriber sees all of them.
 #[tokio::test(flavor = "current_thread")]
 async fn a_revocation_is_logged_with_who_and_what_kind_never_the_key_tokens_or_revocation_key() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let capture = crate::logs::Capture::default();
     let _guard = capture.trace();
     let (_mock, app) = with_session_claim().await;
@@ -444,6 +467,7 @@ async fn a_revocation_is_logged_with_who_and_what_kind_never_the_key_tokens_or_r
 #[tokio::test]
 async fn after_a_policy_reload_and_a_revocation_the_users_old_jwt_is_refused_and_the_next_has_the_new_rights()
  {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let mock = MockAbly::builder().key(ABLY_KEY).start().await;
     let path = std::env::temp_dir().join(format!(
         "auth-server-revoke-{}-reload.toml",
