@@ -38,6 +38,9 @@ pub(crate) struct Identity {
     pub(crate) exp: u64,
     /// The clientId as a JSON string literal, for the JWT claim.
     pub(crate) client_id_json: String,
+    /// The claim named by `AUTH_REVOCATION_KEY_CLAIM`, if configured and
+    /// present: minted Ably JWTs carry it as `x-ably-revocation-key`.
+    pub(crate) revocation_key: Option<RevocationKey>,
     /// What the policy and the key allow this user, worked out on first
     /// use ([`Allowed::for_user`]) under the policy generation it carries.
     /// The key does not change while the server runs; the policy may be
@@ -62,8 +65,68 @@ impl Identity {
             client_id,
             roles,
             exp,
+            revocation_key: None,
             allowed: OnceLock::new(),
         }
+    }
+
+    /// The same identity with `key` as its revocation key.
+    #[must_use]
+    pub(crate) fn with_revocation_key(mut self, key: Option<RevocationKey>) -> Self {
+        self.revocation_key = key;
+        self
+    }
+}
+
+/// A revocation key (`x-ably-revocation-key`): 1 to [`MAX_REVOCATION_KEY_BYTES`]
+/// bytes without control characters, as Ably's `revokeTokens` takes a target's
+/// value.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct RevocationKey {
+    /// The key itself.
+    pub(crate) value: String,
+    /// The key as a JSON string literal, for the JWT claim.
+    pub(crate) json: String,
+}
+
+/// Never shows the key: it may be a session id.
+impl std::fmt::Debug for RevocationKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RevocationKey([REDACTED])")
+    }
+}
+
+/// The longest revocation key (and `/api/revoke` target) accepted: 1024
+/// bytes, what mock-ably takes as a `revokeTokens` target value.
+pub(crate) const MAX_REVOCATION_KEY_BYTES: usize = 1024;
+
+/// Why `text` cannot be a revocation key or revocation target, if it cannot.
+pub(crate) fn target_problem(text: &str) -> Option<&'static str> {
+    if text.is_empty() {
+        Some("is empty")
+    } else if text.len() > MAX_REVOCATION_KEY_BYTES {
+        Some("is longer than 1024 bytes")
+    } else if text.chars().any(char::is_control) {
+        Some("holds a control character")
+    } else {
+        None
+    }
+}
+
+impl RevocationKey {
+    /// `value` as a revocation key.
+    ///
+    /// # Errors
+    ///
+    /// What is wrong with it ([`target_problem`]).
+    pub(crate) fn new(value: String) -> Result<Self, &'static str> {
+        if let Some(problem) = target_problem(&value) {
+            return Err(problem);
+        }
+        Ok(Self {
+            json: Value::from(value.as_str()).to_string(),
+            value,
+        })
     }
 }
 
@@ -307,7 +370,25 @@ impl AppJwtVerifier {
             Some(Value::String(role)) => vec![role.clone()],
             _ => Vec::new(),
         };
-        Ok(Identity::new(client_id, roles, exp))
+        let revocation_key = match &self.rules.revocation_key_claim {
+            None => None,
+            Some(name) => match claim(claims, name) {
+                None => None,
+                Some(Value::String(value)) => {
+                    Some(RevocationKey::new(value.clone()).map_err(|problem| {
+                        invalid(&format!(
+                            "{name} claim (AUTH_REVOCATION_KEY_CLAIM) {problem}"
+                        ))
+                    })?)
+                }
+                Some(_) => {
+                    return Err(invalid(&format!(
+                        "{name} claim (AUTH_REVOCATION_KEY_CLAIM) is not a string"
+                    )));
+                }
+            },
+        };
+        Ok(Identity::new(client_id, roles, exp).with_revocation_key(revocation_key))
     }
 }
 

@@ -91,6 +91,9 @@ pub struct Config {
     /// may carry it (`Access-Control-Allow-Credentials: true`); with `*` they
     /// never do.
     pub app_jwt_cookie: Option<String>,
+    /// `AUTH_ADMIN_ROLE`: the role an app token must hold to call
+    /// `POST /api/revoke`; `None` (the default) turns that route off (404).
+    pub admin_role: Option<String>,
     /// `AUTH_RATE_LIMIT_PER_USER`: per verified clientId; `None` is off.
     pub rate_limit_per_user: Option<RateLimit>,
     /// `AUTH_RATE_LIMIT_PER_IP`: per client IP address; `None` is off.
@@ -198,6 +201,14 @@ pub struct AppJwtRules {
     pub client_id_claim: String,
     /// `AUTH_ROLES_CLAIM`: the claim holding the user's roles (default `roles`).
     pub roles_claim: String,
+    /// `AUTH_REVOCATION_KEY_CLAIM`: the claim (a session id, a tenant; a
+    /// dotted path allowed) copied into `x-ably-revocation-key` on minted
+    /// Ably JWTs, so that `POST /api/revoke` with `revocationKey` cuts off
+    /// every JWT minted for it at once. A token without the claim gets JWTs
+    /// without a revocation key; one whose claim is not a non-empty string
+    /// of at most 1024 bytes without control characters is refused (401).
+    /// `None` (the default) sets no revocation key.
+    pub revocation_key_claim: Option<String>,
 }
 
 impl AppJwtRules {
@@ -213,6 +224,7 @@ impl AppJwtRules {
             leeway: Duration::from_secs(30),
             client_id_claim: "sub".to_owned(),
             roles_claim: "roles".to_owned(),
+            revocation_key_claim: None,
         }
     }
 }
@@ -301,6 +313,7 @@ impl Config {
             ttl_within_app_token: true,
             cors_origins: CorsOrigins::None,
             app_jwt_cookie: None,
+            admin_role: None,
             rate_limit_per_user: Some(RateLimit {
                 count: 10,
                 period: Duration::from_secs(1),
@@ -344,6 +357,8 @@ impl Config {
     /// | `AUTH_TTL_WITHIN_APP_TOKEN` | `true` | credentials end by the app token's `exp` (`true` or `false`) |
     /// | `AUTH_CORS_ORIGINS` | unset (no CORS) | `*` or comma-separated origins |
     /// | `AUTH_APP_JWT_COOKIE` | unset (no cookie read) | cookie holding the app JWT when there is no `Authorization` header |
+    /// | `AUTH_ADMIN_ROLE` | unset (`/api/revoke` answers 404) | role whose holders may call `POST /api/revoke` |
+    /// | `AUTH_REVOCATION_KEY_CLAIM` | unset (no revocation key) | app-token claim copied into `x-ably-revocation-key` on minted JWTs |
     /// | `AUTH_RATE_LIMIT_PER_USER` | `10/s` | `N/s`, `N/m` or `off` |
     /// | `AUTH_RATE_LIMIT_PER_IP` | `100/s` | `N/s`, `N/m` or `off` |
     /// | `AUTH_TRUSTED_PROXIES` | unset (trust none) | proxies whose `X-Forwarded-For` is believed, comma-separated addresses or ranges |
@@ -488,6 +503,12 @@ impl Config {
             check_cookie_name(name)
                 .map_err(|problem| ConfigError::new("AUTH_APP_JWT_COOKIE", problem))?;
             config.app_jwt_cookie = Some(name.to_owned());
+        }
+        if let Some(role) = env.var("AUTH_ADMIN_ROLE") {
+            config.admin_role = Some(role.trim().to_owned());
+        }
+        if let Some(claim) = env.var("AUTH_REVOCATION_KEY_CLAIM") {
+            config.app_jwt.revocation_key_claim = Some(claim.trim().to_owned());
         }
         if let Some(limit) = env.var_parsed::<RateLimitSetting>("AUTH_RATE_LIMIT_PER_USER")? {
             config.rate_limit_per_user = limit.0;
@@ -1074,6 +1095,21 @@ mod tests {
             "AUTH_APP_JWT_COOKIE: \"my session\" is not a cookie name (letters, digits and !#$%&'*+-.^_`|~ only)"
         );
         assert_eq!(semicolon.name, "AUTH_APP_JWT_COOKIE");
+    }
+
+    #[test]
+    fn the_admin_role_and_revocation_key_claim_are_read_and_off_by_default() {
+        let set = with(&[
+            ("AUTH_ADMIN_ROLE", " ops "),
+            ("AUTH_REVOCATION_KEY_CLAIM", "sid"),
+        ])
+        .unwrap();
+        let unset = with(&[]).unwrap();
+
+        assert_eq!(set.admin_role.as_deref(), Some("ops"));
+        assert_eq!(set.app_jwt.revocation_key_claim.as_deref(), Some("sid"));
+        assert_eq!(unset.admin_role, None);
+        assert_eq!(unset.app_jwt.revocation_key_claim, None);
     }
 
     #[test]

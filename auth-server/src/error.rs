@@ -46,6 +46,13 @@ pub enum ApiError {
     /// The verified user may not have any of what they asked for: 403, 40160.
     #[error("capability denied: {0}")]
     CapabilityDenied(String),
+    /// `POST /api/revoke` from a verified user without `AUTH_ADMIN_ROLE`:
+    /// 403, 40300.
+    #[error("revoking tokens needs the {role} role")]
+    NotAdmin {
+        /// The role that would have been needed.
+        role: String,
+    },
     /// The request names a clientId that is not the verified user's: 403, 40102.
     #[error("clientId {requested:?} does not match the authenticated user")]
     ClientIdMismatch {
@@ -154,7 +161,9 @@ impl ApiError {
             ApiError::RateLimited { .. } => ErrorInfo::new(codes::RATE_LIMIT, 429, message),
             ApiError::NotFound => ErrorInfo::new(codes::NOT_FOUND, 404, message),
             ApiError::MethodNotAllowed => ErrorInfo::new(codes::METHOD_NOT_ALLOWED, 405, message),
-            ApiError::ForbiddenOrigin => ErrorInfo::new(codes::FORBIDDEN, 403, message),
+            ApiError::ForbiddenOrigin | ApiError::NotAdmin { .. } => {
+                ErrorInfo::new(codes::FORBIDDEN, 403, message)
+            }
             ApiError::Timeout => ErrorInfo::new(codes::TIMEOUT, 503, message),
             ApiError::Unavailable { status, code, .. } => {
                 ErrorInfo::new(*code, status.as_u16(), message)
@@ -182,6 +191,7 @@ impl ApiError {
             ApiError::InvalidCredentials(_) => "invalid_credentials",
             ApiError::CapabilityDenied(_) => "capability_denied",
             ApiError::ClientIdMismatch { .. } => "client_id_mismatch",
+            ApiError::NotAdmin { .. } => "not_admin",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::RateLimited { .. } => "rate_limited",
@@ -269,6 +279,7 @@ mod tests {
             (ApiError::NotFound, 404, 40400),
             (ApiError::MethodNotAllowed, 405, 40500),
             (ApiError::ForbiddenOrigin, 403, 40300),
+            (ApiError::NotAdmin { role: "ops".into() }, 403, 40300),
             (ApiError::Timeout, 503, 50003),
             (
                 ApiError::AblyRefusedServer {

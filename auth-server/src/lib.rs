@@ -35,7 +35,9 @@
 //! - `app_jwt` and `jwks`: verifying the app's tokens, with a secret or a JWKS.
 //! - [`policy`]: the TOML capability policy; `live_policy`: the one in force,
 //!   reloaded on `SIGHUP` ([`AppState::reload_policy`]).
-//! - `mint`: Ably JWTs, TokenRequests and Ably's `requestToken`.
+//! - `mint`: Ably JWTs, TokenRequests, and Ably's `requestToken` and
+//!   `revokeTokens`; `revocation`: the revocations made here, which the next
+//!   JWTs for their targets wait out.
 //! - `routes`: the endpoints and their middleware; `rate_limit`, `client_ip`,
 //!   `metrics`.
 //! - [`error`]: [`ApiError`], rendered as Ably's error envelope.
@@ -58,6 +60,7 @@ mod metrics;
 mod mint;
 pub mod policy;
 mod rate_limit;
+mod revocation;
 mod routes;
 mod state;
 

@@ -127,7 +127,13 @@ impl JwtSigner {
         // and per user).
         let capability = &grant.capability.json;
         let client_id = &grant.identity.client_id_json;
-        let mut claims = Vec::with_capacity(capability.len() + client_id.len() + 128);
+        let revocation_key = grant
+            .identity
+            .revocation_key
+            .as_ref()
+            .map_or(0, |key| key.json.len() + 26);
+        let mut claims =
+            Vec::with_capacity(capability.len() + client_id.len() + revocation_key + 128);
         claims.extend_from_slice(b"{\"iat\":");
         push_decimal(&mut claims, now_secs);
         claims.extend_from_slice(b",\"exp\":");
@@ -136,6 +142,10 @@ impl JwtSigner {
         claims.extend_from_slice(capability.as_bytes());
         claims.extend_from_slice(b",\"x-ably-clientId\":");
         claims.extend_from_slice(client_id.as_bytes());
+        if let Some(key) = &grant.identity.revocation_key {
+            claims.extend_from_slice(b",\"x-ably-revocation-key\":");
+            claims.extend_from_slice(key.json.as_bytes());
+        }
         claims.extend_from_slice(b",\"jti\":\"");
         claims.extend_from_slice(jti.as_str().as_bytes());
         claims.extend_from_slice(b"\"}");
@@ -258,32 +268,113 @@ pub(crate) async fn request_token(
     grant: &Grant,
 ) -> Result<TokenDetails, ApiError> {
     let request = token_request(key, grant, now_ms())?;
-    // ably-js puts the key name into the path as it is
-    // (`docs/protocol.md#exchanging-a-tokenrequest`); it is made of
-    // `[A-Za-z0-9_-.]` only (`ApiKey::parse`), so no escaping is needed.
-    let url = format!(
-        "{}/keys/{}/requestToken",
+    let operation = AblyCall::RequestToken;
+    let body = call_ably(
+        operation,
+        client
+            .post(key_url(rest_url, key, "requestToken"))
+            .json(&request),
+    )
+    .await?;
+    serde_json::from_slice::<TokenDetails>(&body).map_err(|err| {
+        tracing::warn!(error = %err, "Ably's requestToken answer is not TokenDetails");
+        unavailable(
+            StatusCode::BAD_GATEWAY,
+            codes::INTERNAL_ERROR,
+            "Ably's answer was not TokenDetails",
+        )
+    })
+}
+
+/// Asks Ably to revoke the tokens and JWTs the server's key issued to
+/// `targets` (`clientId:…` or `revocationKey:…`): `POST
+/// {rest_url}/keys/{keyName}/revokeTokens` with the key's Basic auth (RSA17;
+/// `docs/protocol.md#token-revocation`). Returns Ably's answer, which must be
+/// a JSON object (`{successCount, failureCount, results}`).
+///
+/// Errors as [`request_token`]'s: Ably's refusals mapped by [`refused`], a
+/// server error or garbage 502, no answer 503.
+pub(crate) async fn revoke_tokens(
+    client: &reqwest::Client,
+    rest_url: &Url,
+    key: &ApiKey,
+    targets: &[String],
+    allow_reauth_margin: bool,
+) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    let operation = AblyCall::RevokeTokens;
+    let body = serde_json::json!({
+        "targets": targets,
+        "allowReauthMargin": allow_reauth_margin,
+    });
+    let request = client
+        .post(key_url(rest_url, key, "revokeTokens"))
+        .basic_auth(key.key_name(), Some(key.secret().expose_secret()))
+        .json(&body);
+    let answer = call_ably(operation, request).await?;
+    match serde_json::from_slice::<serde_json::Value>(&answer) {
+        Ok(serde_json::Value::Object(result)) => Ok(result),
+        _ => {
+            tracing::warn!("Ably's revokeTokens answer is not a JSON object");
+            Err(unavailable(
+                StatusCode::BAD_GATEWAY,
+                codes::INTERNAL_ERROR,
+                "Ably's answer to revokeTokens was not a JSON object",
+            ))
+        }
+    }
+}
+
+/// `{rest_url}/keys/{keyName}/{operation}`. ably-js puts the key name into
+/// the path as it is (`docs/protocol.md#exchanging-a-tokenrequest`); it is
+/// made of `[A-Za-z0-9_-.]` only (`ApiKey::parse`), so no escaping is needed.
+fn key_url(rest_url: &Url, key: &ApiKey, operation: &str) -> String {
+    format!(
+        "{}/keys/{}/{operation}",
         rest_url.as_str().trim_end_matches('/'),
         key.key_name()
-    );
-    let response = client
-        .post(url)
-        .json(&request)
-        // No timeout of its own: the request timeout middleware bounds the
-        // whole request, this round trip included, and answers 503/50003.
-        .send()
-        .await
-        .map_err(|err| {
-            tracing::warn!(error = %err.without_url(), "requestToken to Ably failed");
-            unavailable(
-                StatusCode::SERVICE_UNAVAILABLE,
-                codes::INTERNAL_ERROR,
-                "cannot reach Ably",
-            )
-        })?;
+    )
+}
+
+/// Which of Ably's endpoints the server calls with its own key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AblyCall {
+    /// `requestToken` (`/api/ably-token`).
+    RequestToken,
+    /// `revokeTokens` (`/api/revoke`).
+    RevokeTokens,
+}
+
+impl AblyCall {
+    fn as_str(self) -> &'static str {
+        match self {
+            AblyCall::RequestToken => "requestToken",
+            AblyCall::RevokeTokens => "revokeTokens",
+        }
+    }
+}
+
+/// Sends `request` to Ably and returns the body of a 2xx answer
+/// (`docs/protocol.md#exchanging-a-tokenrequest` [U]: 200 or 201; any 2xx
+/// is success). A 4xx is mapped by [`refused`]; a 5xx is a 502, no answer a
+/// 503, an answer cut short a 502.
+async fn call_ably(
+    operation: AblyCall,
+    request: reqwest::RequestBuilder,
+) -> Result<axum::body::Bytes, ApiError> {
+    let name = operation.as_str();
+    // No timeout of its own: the request timeout middleware bounds the
+    // whole request, this round trip included, and answers 503/50003.
+    let response = request.send().await.map_err(|err| {
+        tracing::warn!(operation = name, error = %err.without_url(), "the call to Ably failed");
+        unavailable(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::INTERNAL_ERROR,
+            "cannot reach Ably",
+        )
+    })?;
     let status = response.status();
     let body = response.bytes().await.map_err(|err| {
-        tracing::warn!(error = %err.without_url(), "reading Ably's requestToken answer failed");
+        tracing::warn!(operation = name, error = %err.without_url(), "reading Ably's answer failed");
         unavailable(
             StatusCode::BAD_GATEWAY,
             codes::INTERNAL_ERROR,
@@ -291,16 +382,7 @@ pub(crate) async fn request_token(
         )
     })?;
     if status.is_success() {
-        // `docs/protocol.md#exchanging-a-tokenrequest` [U]: 200 or 201; any 2xx
-        // is success.
-        return serde_json::from_slice::<TokenDetails>(&body).map_err(|err| {
-            tracing::warn!(error = %err, "Ably's requestToken answer is not TokenDetails");
-            unavailable(
-                StatusCode::BAD_GATEWAY,
-                codes::INTERNAL_ERROR,
-                "Ably's answer was not TokenDetails",
-            )
-        });
+        return Ok(body);
     }
     let info = serde_json::from_slice::<ErrorResponse>(&body)
         .map(|envelope| envelope.error)
@@ -312,37 +394,42 @@ pub(crate) async fn request_token(
             )
         });
     if status.is_client_error() {
-        Err(refused(status, info))
+        Err(refused(operation, status, info))
     } else {
-        tracing::warn!(status = status.as_u16(), code = info.code, message = %info.message, "Ably failed requestToken");
+        tracing::warn!(operation = name, status = status.as_u16(), code = info.code, message = %info.message, "Ably failed the call");
+        let what = match operation {
+            AblyCall::RequestToken => "issue a token",
+            AblyCall::RevokeTokens => "revoke tokens",
+        };
         Err(unavailable(
             StatusCode::BAD_GATEWAY,
             codes::INTERNAL_ERROR,
             &format!(
-                "Ably failed to issue a token: {} (code {})",
+                "Ably failed to {what}: {} (code {})",
                 info.message, info.code
             ),
         ))
     }
 }
 
-/// What Ably's 4xx answer to the server's own `requestToken` means for the
+/// What Ably's 4xx answer to one of the server's own calls means for the
 /// caller. The caller never talks to Ably here: the key, the clock, the
-/// nonce and the grant in the request are all the server's. So a refusal is
-/// the server's problem (500), not bad user credentials: a 401/40101 would
+/// nonce and the request are all the server's. So a refusal is the
+/// server's problem (500), not bad user credentials: a 401/40101 would
 /// blame the user and make SDKs retry forever
 /// (`docs/protocol.md#auth-failures-and-retries`). Two refusals keep a meaning
 /// for the caller:
 /// - 429 (Ably's rate limit): passed on, so the caller retries later;
-/// - 40160 (the key's own capability allows none of the grant): 403, as when
-///   the policy grants nothing, so SDKs stop retrying.
-fn refused(status: StatusCode, mut info: ErrorInfo) -> ApiError {
+/// - on `requestToken`, 40160 (the key's own capability allows none of the
+///   grant): 403, as when the policy grants nothing, so SDKs stop retrying.
+fn refused(operation: AblyCall, status: StatusCode, mut info: ErrorInfo) -> ApiError {
+    let name = operation.as_str();
     if status == StatusCode::TOO_MANY_REQUESTS {
-        tracing::warn!(code = info.code, message = %info.message, "Ably rate-limited requestToken");
+        tracing::warn!(operation = name, code = info.code, message = %info.message, "Ably rate-limited the call");
         info.status_code = status.as_u16();
         return ApiError::Ably(info);
     }
-    if info.code == codes::OPERATION_NOT_PERMITTED {
+    if operation == AblyCall::RequestToken && info.code == codes::OPERATION_NOT_PERMITTED {
         tracing::error!(
             code = info.code,
             message = %info.message,
@@ -353,16 +440,19 @@ fn refused(status: StatusCode, mut info: ErrorInfo) -> ApiError {
             info.message
         ));
     }
-    let what = if matches!(status.as_u16(), 401 | 403 | 404) {
-        "credentials (check its ABLY_API_KEY and clock)"
-    } else {
-        "token request"
+    let what = match (operation, status.as_u16()) {
+        (_, 401 | 403 | 404) => "credentials (check its ABLY_API_KEY and clock)",
+        (AblyCall::RequestToken, _) => "token request",
+        (AblyCall::RevokeTokens, _) => {
+            "revocation request (does its key have revocable tokens enabled?)"
+        }
     };
     tracing::error!(
+        operation = name,
         status = status.as_u16(),
         code = info.code,
         message = %info.message,
-        "Ably refused the auth server's own requestToken: {what}"
+        "Ably refused the auth server's own call: {what}"
     );
     ApiError::AblyRefusedServer {
         what,

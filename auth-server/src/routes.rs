@@ -2,6 +2,7 @@
 
 mod accept;
 mod health;
+mod revoke;
 mod token;
 
 use std::convert::Infallible;
@@ -40,6 +41,7 @@ pub(crate) fn service_with(state: AppState, extra: Router) -> impl AppService {
     let cors = cors(&config.cors_origins, config.app_jwt_cookie.as_deref());
     let app = Router::new()
         .merge(token::router())
+        .merge(revoke::router(config.admin_role.is_some()))
         .merge(health::router())
         .with_state(state.clone())
         .merge(extra)

@@ -14,6 +14,7 @@ use crate::live_policy::{LivePolicy, PolicyReloadError, Snapshot};
 use crate::metrics::Metrics;
 use crate::mint::JwtSigner;
 use crate::rate_limit::{DEFAULT_MAX_KEYS, RateLimiter};
+use crate::revocation::RecentRevocations;
 
 /// Shared state of the server: cheap to clone (one `Arc`).
 #[derive(Clone)]
@@ -29,6 +30,7 @@ struct Inner {
     ip_limiter: Option<RateLimiter<IpKey>>,
     metrics: Metrics,
     policy: LivePolicy,
+    recent_revocations: RecentRevocations,
 }
 
 impl AppState {
@@ -115,6 +117,7 @@ impl AppState {
             jwks,
             http,
             metrics: Metrics::default(),
+            recent_revocations: RecentRevocations::default(),
         })))
     }
 
@@ -224,6 +227,11 @@ impl AppState {
 
     pub(crate) fn metrics(&self) -> &Metrics {
         &self.0.metrics
+    }
+
+    /// The revocations this instance made in the last second or so.
+    pub(crate) fn recent_revocations(&self) -> &RecentRevocations {
+        &self.0.recent_revocations
     }
 
     /// Applies the per-user limit to `client_id`.

@@ -12,4 +12,5 @@ mod faults;
 mod login;
 mod realtime;
 mod refusals;
+mod revocation;
 mod token_kinds;

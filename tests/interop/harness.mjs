@@ -87,7 +87,7 @@ async function start(name, args, { env = {}, cwd, ready }) {
       child.once('exit', () => resolve());
       child.kill('SIGTERM');
     });
-  return { urls, stop, stderr: () => stderr };
+  return { urls, stop, stderr: () => stderr, signal: (name) => child.kill(name) };
 }
 
 /**
@@ -126,9 +126,25 @@ export async function startPair({ corsOrigins = '*', env = {} } = {}) {
     await mock.stop();
     throw err;
   }
+  const authUrl = auth.urls[0];
   return {
     mockUrl,
-    authUrl: auth.urls[0],
+    authUrl,
+    /**
+     * Puts `toml` in force as an operator does: writes the policy file, sends
+     * the auth server SIGHUP, and resolves once `/metrics` counts the reload.
+     */
+    async reloadPolicy(toml) {
+      const series = 'auth_policy_reloads_total{result="ok"}';
+      const before = await authCounter(authUrl, series);
+      writeFileSync(policyFile, toml);
+      auth.signal('SIGHUP');
+      const deadline = Date.now() + PATIENCE_MS;
+      while ((await authCounter(authUrl, series)) === before) {
+        if (Date.now() > deadline) throw new Error(`no policy reload within ${PATIENCE_MS} ms`);
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    },
     async stop() {
       await Promise.all([auth.stop(), mock.stop()]);
       rmSync(dir, { recursive: true, force: true });

@@ -6,6 +6,8 @@
 #   - Ably's own VCDIFF decoder on every delta mock-ably sends;
 #   - ably-js 2 Realtime (Node) with Ably's documented authCallback recipes, verbatim, on
 #     auth-server's /api/ably-token and /api/ably-jwt with a cookie session;
+#   - ably-js 2 Realtime (Node) revoked through auth-server's /api/revoke after a policy
+#     reload (SIGHUP): cut with 40141, then renewed and resumed, or kept out;
 #   - Debian's Chromium (via playwright-core): EventSource on mock-ably with tokens from
 #     auth-server, the ably-js browser build across origins, the dev-mode demo page, and the
 #     same recipes on a same-origin page with a cookie session.

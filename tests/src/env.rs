@@ -2,7 +2,9 @@
 //! process, with a typed helper for each thing a flow does.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use auth_server::{AppAuth, AppState, Config, Policy};
@@ -43,6 +45,10 @@ pub const POLICY: &str = r#"
 [roles.admin]
 "*" = ["*"]
 "#;
+
+/// The role whose holders may call the auth server's `POST /api/revoke`
+/// (its `AUTH_ADMIN_ROLE`); [`TestEnv::revoke`] logs in with it.
+pub const ADMIN_ROLE: &str = "revoker";
 
 /// How long an app login token lives.
 const APP_TOKEN_LIFE: Duration = Duration::from_secs(600);
@@ -187,11 +193,14 @@ impl TestEnvBuilder {
             .unwrap_or_else(|err| panic!("invalid signing key: {err}"));
         let policy = Policy::from_toml(&self.policy)
             .unwrap_or_else(|err| panic!("invalid test policy: {err}"));
+        let policy_file = PolicyFile::new(&self.policy);
         let defaults = Config::new(signing_key, AppAuth::Secret(SecretString::from(APP_SECRET)));
         let config = Config {
             bind: "127.0.0.1:0".parse().expect("a loopback address"),
             ably_rest_url: Url::parse(mock.base_url()).expect("the mock's URL parses"),
             policy,
+            policy_file: Some(policy_file.0.clone()),
+            admin_role: Some(ADMIN_ROLE.to_owned()),
             token_ttl: self.token_ttl.unwrap_or(defaults.token_ttl),
             // A test that renews often must not trip a limit it is not about.
             rate_limit_per_user: None,
@@ -206,8 +215,9 @@ impl TestEnvBuilder {
             .expect("the auth server's listener has an address");
         let state = AppState::new(config).expect("the test configuration is valid");
         let (shutdown, stop) = oneshot::channel::<()>();
+        let served = state.clone();
         tokio::spawn(async move {
-            if let Err(err) = auth_server::serve(listener, state, async {
+            if let Err(err) = auth_server::serve(listener, served, async {
                 stop.await.ok();
             })
             .await
@@ -221,8 +231,34 @@ impl TestEnvBuilder {
             mock,
             auth_base_url: format!("http://{addr}"),
             http: reqwest::Client::new(),
+            state,
+            policy_file,
             _shutdown: shutdown,
         }
+    }
+}
+
+/// The auth server's `AUTH_POLICY_FILE`: a file of this environment's own
+/// in the temporary directory, removed on drop.
+struct PolicyFile(PathBuf);
+
+impl PolicyFile {
+    fn new(toml: &str) -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "e2e-policy-{}-{}.toml",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::write(&path, toml)
+            .unwrap_or_else(|err| panic!("cannot write {}: {err}", path.display()));
+        Self(path)
+    }
+}
+
+impl Drop for PolicyFile {
+    fn drop(&mut self) {
+        std::fs::remove_file(&self.0).ok();
     }
 }
 
@@ -233,6 +269,9 @@ pub struct TestEnv {
     auth_base_url: String,
     key: ApiKey,
     http: reqwest::Client,
+    /// The auth server's state, for what a signal would do.
+    state: AppState,
+    policy_file: PolicyFile,
     /// Dropping the sender ends the auth server's graceful-shutdown future.
     _shutdown: oneshot::Sender<()>,
 }
@@ -393,6 +432,45 @@ impl TestEnv {
         within("the Ably JWT", response.text())
             .await
             .expect("the auth server's answer is readable")
+    }
+
+    /// Changes the auth server's policy to `toml` as an operator does: writes
+    /// its `AUTH_POLICY_FILE` and reloads it (what `SIGHUP` does). Every
+    /// credential issued from now on follows it.
+    ///
+    /// # Panics
+    ///
+    /// If the file cannot be written or the policy does not parse.
+    pub fn change_policy(&self, toml: &str) {
+        std::fs::write(&self.policy_file.0, toml)
+            .unwrap_or_else(|err| panic!("cannot write the policy file: {err}"));
+        self.state
+            .reload_policy()
+            .unwrap_or_else(|err| panic!("the policy reload failed: {err}"));
+    }
+
+    /// Revokes at Ably through the auth server's `POST /api/revoke`, as an
+    /// admin (a user with [`ADMIN_ROLE`]): `body` is `{"clientId": …}` or
+    /// `{"revocationKey": …}`. Returns Ably's result.
+    ///
+    /// # Panics
+    ///
+    /// If the auth server does not answer 200 in time.
+    pub async fn revoke(&self, body: Value) -> Value {
+        let request = self
+            .http
+            .post(self.url("/api/revoke"))
+            .bearer_auth(self.app_token("ops-admin", &[ADMIN_ROLE]))
+            .json(&body);
+        let response = within("a revocation", request.send())
+            .await
+            .expect("the auth server answers /api/revoke");
+        let status = response.status().as_u16();
+        let answer: Value = within("the revocation's answer", response.json())
+            .await
+            .expect("the revocation's answer is JSON");
+        assert_eq!(status, 200, "the revocation failed: {answer}");
+        answer
     }
 
     /// The auth server's counters, from its `/metrics`.

@@ -52,8 +52,8 @@ mod metrics;
 mod wait;
 
 pub use env::{
-    ABLY_KEY, APP_SECRET, Login, POLICY, TestEnv, TestEnvBuilder, TokenEndpoint, WRONG_SECRET_KEY,
-    app_token_signed_with,
+    ABLY_KEY, ADMIN_ROLE, APP_SECRET, Login, POLICY, TestEnv, TestEnvBuilder, TokenEndpoint,
+    WRONG_SECRET_KEY, app_token_signed_with,
 };
 pub use metrics::AuthMetrics;
 pub use wait::{

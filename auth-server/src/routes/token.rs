@@ -8,6 +8,7 @@
 //! parameters win over query ones. Every request goes through the same decision
 //! ([`decide`]) before minting.
 
+use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
@@ -27,6 +28,7 @@ use crate::error::ApiError;
 use crate::metrics::TokenKind;
 use crate::mint::{self, Grant};
 use crate::policy::{Allowed, CanonicalCapability, without_redundant};
+use crate::revocation::MAX_WAIT;
 use crate::routes::accept::WantsJson;
 
 pub(crate) fn router() -> Router<AppState> {
@@ -44,7 +46,8 @@ async fn ably_jwt(
     State(state): State<AppState>,
     request: AuthRequest,
 ) -> Result<Response, ApiError> {
-    let grant = decide(&state, request).await?;
+    let mut grant = decide(&state, request).await?;
+    wait_out_revocation(&state, &mut grant).await;
     let token = state.signer().jwt(&grant)?;
     issued(&state, TokenKind::Jwt, &grant);
     Ok((
@@ -58,6 +61,31 @@ async fn ably_jwt(
         token,
     )
         .into_response())
+}
+
+/// For a user (or revocation key) this instance revoked in the last second,
+/// waits for the next whole second before the JWT is signed: its `iat` is
+/// whole seconds, and one in the revocation's second would count as issued
+/// before it (`crate::revocation`). At most [`MAX_WAIT`]; for anyone else,
+/// one atomic load.
+async fn wait_out_revocation(state: &AppState, grant: &mut Grant) {
+    let recent = state.recent_revocations();
+    let key = grant
+        .identity
+        .revocation_key
+        .as_ref()
+        .map(|key| key.value.as_str());
+    let give_up_at = grant
+        .now_ms
+        .saturating_add(u64::try_from(MAX_WAIT.as_millis()).unwrap_or(u64::MAX));
+    while let Some(not_before) = recent.not_before(grant.client_id(), key, grant.now_ms) {
+        let until = not_before.min(give_up_at);
+        if grant.now_ms >= until {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(until - grant.now_ms)).await;
+        grant.now_ms = mint::now_ms();
+    }
 }
 
 /// `200 application/json`: a signed TokenRequest that ably-js exchanges itself.
@@ -131,12 +159,9 @@ fn issued(state: &AppState, kind: TokenKind, grant: &Grant) {
 /// per-user limit, check the clientId, and compute policy ∩ request ∩ key.
 async fn decide(state: &AppState, request: AuthRequest) -> Result<Grant, ApiError> {
     let config = state.config();
-    let token = request.bearer.ok_or_else(|| match &config.app_jwt_cookie {
-        Some(cookie) => ApiError::MissingCredentialsOrCookie {
-            cookie: cookie.clone(),
-        },
-        None => ApiError::MissingCredentials,
-    })?;
+    let token = request
+        .bearer
+        .ok_or_else(|| missing_app_token(config.app_jwt_cookie.as_deref()))?;
     let identity = state.verifier().verify(&token).await?;
     let now_ms = mint::now_ms();
     // Verification forgives `exp` by AUTH_JWT_LEEWAY; a credential does not:
@@ -210,6 +235,17 @@ async fn decide(state: &AppState, request: AuthRequest) -> Result<Grant, ApiErro
     })
 }
 
+/// The refusal of a request without an app token: naming the cookie too when
+/// `AUTH_APP_JWT_COOKIE` is set.
+pub(super) fn missing_app_token(cookie: Option<&str>) -> ApiError {
+    match cookie {
+        Some(cookie) => ApiError::MissingCredentialsOrCookie {
+            cookie: cookie.to_owned(),
+        },
+        None => ApiError::MissingCredentials,
+    }
+}
+
 /// A token endpoint request: the bearer app token and the token parameters.
 pub(crate) struct AuthRequest {
     bearer: Option<String>,
@@ -249,29 +285,8 @@ impl FromRequest<AppState> for AuthRequest {
             params.read_form(query.as_bytes())?;
         }
         if request.method() == Method::POST {
-            let content_type = request
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(|v| {
-                    v.split(';')
-                        .next()
-                        .unwrap_or("")
-                        .trim()
-                        .to_ascii_lowercase()
-                });
-            let limit = state.config().max_body_bytes;
-            let body = axum::body::to_bytes(request.into_body(), limit)
-                .await
-                .map_err(|err| {
-                    if std::error::Error::source(&err)
-                        .is_some_and(|source| source.is::<http_body_util::LengthLimitError>())
-                    {
-                        ApiError::PayloadTooLarge { limit }
-                    } else {
-                        ApiError::BadRequest(format!("cannot read the body: {err}"))
-                    }
-                })?;
+            let content_type = media_type(request.headers());
+            let body = read_body(request, state.config().max_body_bytes).await?;
             if !body.is_empty() {
                 match content_type.as_deref() {
                     Some("application/x-www-form-urlencoded") => params.read_form(&body)?,
@@ -288,11 +303,45 @@ impl FromRequest<AppState> for AuthRequest {
     }
 }
 
+/// The request's body, at most `limit` bytes.
+///
+/// # Errors
+///
+/// 413 over the limit, 400 if it cannot be read.
+pub(super) async fn read_body(request: Request, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(request.into_body(), limit)
+        .await
+        .map_err(|err| {
+            if std::error::Error::source(&err)
+                .is_some_and(|source| source.is::<http_body_util::LengthLimitError>())
+            {
+                ApiError::PayloadTooLarge { limit }
+            } else {
+                ApiError::BadRequest(format!("cannot read the body: {err}"))
+            }
+        })
+}
+
+/// The media type of the request's `Content-Type`, lowercased, without
+/// parameters.
+pub(super) fn media_type(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+}
+
 /// Applies `AUTH_RATE_LIMIT_PER_IP`, when set. The address is the TCP
 /// peer's, or the client a trusted proxy names in `X-Forwarded-For`
 /// (`AUTH_TRUSTED_PROXIES`, see [`crate::client_ip`]). Without the peer
 /// address (a router served without connect info) there is no limit.
-fn limit_ip(request: &Request, state: &AppState) -> Result<(), ApiError> {
+pub(super) fn limit_ip(request: &Request, state: &AppState) -> Result<(), ApiError> {
     if !state.limits_ips() {
         return Ok(());
     }
@@ -310,7 +359,10 @@ fn limit_ip(request: &Request, state: &AppState) -> Result<(), ApiError> {
 /// The app token: from `Authorization: Bearer <token>` when that header is
 /// there (it wins), else from the `cookie` cookie (`AUTH_APP_JWT_COOKIE`) when
 /// one is configured.
-fn app_token(headers: &HeaderMap, cookie: Option<&str>) -> Result<Option<String>, ApiError> {
+pub(super) fn app_token(
+    headers: &HeaderMap,
+    cookie: Option<&str>,
+) -> Result<Option<String>, ApiError> {
     match cookie {
         Some(name) if !headers.contains_key(header::AUTHORIZATION) => cookie_value(headers, name),
         _ => bearer(headers),

@@ -15,4 +15,5 @@ mod logs;
 mod mock_ably;
 mod policy_reload;
 mod refusals;
+mod revoke;
 mod tokens;
