@@ -6,6 +6,8 @@
 // `S` the channels `S::$space` and `S::$cursors`. Covers the SDK's four
 // areas (members, locations, locks, cursors), a user the policy does not
 // give the space, and a run of short tokens renewed while cursors move.
+// What the SDK does on the wire, and the behaviours the tests wait around,
+// are in `docs/real-clients.md#the-spaces-sdk`.
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { after, afterEach, before, test } from 'node:test';
