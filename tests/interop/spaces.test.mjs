@@ -391,7 +391,8 @@ test('a renewal run: 6 s tokens, expiries and drops while two members move curso
   await alice.space.enter({ name: 'Alice' });
   await bob.space.enter({ name: 'Bob' });
   const ids = [alice.id(), bob.id()];
-  const membership = { alice: record(alice.space.members, ['enter', 'leave', 'remove']), bob: record(bob.space.members, ['enter', 'leave', 'remove']) };
+  const changes = ['enter', 'leave', 'remove'];
+  const membership = { alice: record(alice.space.members, changes), bob: record(bob.space.members, changes) };
   const cursors = { alice: new Recorder(), bob: new Recorder() };
   alice.space.cursors.subscribe('update', cursors.alice.push);
   bob.space.cursors.subscribe('update', cursors.bob.push);
