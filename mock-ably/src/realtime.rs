@@ -83,7 +83,15 @@
 //!   `lag_limit` messages behind is dropped (resumable), as a stream is.
 //! - AUTH that leaves an attached channel no mode: a channel ERROR 40160
 //!   (RTC8a1).
-//! - PRESENCE is NACKed (40000): presence is not implemented yet.
+//! - PRESENCE (RTP8, RTP9, RTP10): enter, update and leave, checked
+//!   (`presence` capability, else NACK 40160; a concrete clientId, else
+//!   40012), stamped and applied to the channel's presence set
+//!   ([`crate::presence`]), ACKed, then fanned out to the connections
+//!   attached with PRESENCE_SUBSCRIBE and always to the sender. After every
+//!   ATTACHED on a channel with members: HAS_PRESENCE and a SYNC in pages of
+//!   100 with the members' original ids. DETACH and CLOSE make the
+//!   connection's members leave at once; a lost connection, after
+//!   `remainPresentFor` unless it resumes first.
 //!
 //! # Resume
 //!

@@ -6,11 +6,13 @@
 // `S` the channels `S::$space` and `S::$cursors`. Covers the SDK's four
 // areas (members, locations, locks, cursors), a user the policy does not
 // give the space, and a run of short tokens renewed while cursors move.
+// What the SDK does on the wire, and the behaviours the tests wait around,
+// are in `docs/real-clients.md#the-spaces-sdk`.
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { after, afterEach, before, test } from 'node:test';
 
-import { PATIENCE_MS, Recorder, authCallback, reach, realtimeOptions, startPair } from './harness.mjs';
+import { PATIENCE_MS, Recorder, authCallback, control, reach, realtimeOptions, startPair } from './harness.mjs';
 
 const require = createRequire(import.meta.url);
 const Ably = require('ably');
@@ -368,10 +370,12 @@ test('a user without the space is refused with 40160, and space.enter() never se
 });
 
 // Six-second tokens for INTEROP_SOAK_MS (40 s by default) while two members
-// move their cursors every 100 ms: every renewal is an in-band AUTH on the
-// same connection, so no member leaves or re-enters, and every position
-// one sets reaches the other, in order.
-test('a renewal run: 6 s tokens while two members move cursors, nobody leaves, nothing lost', async () => {
+// move their cursors every 100 ms, and every 7 s a forced expiry (40142:
+// renew and resume) or a dropped socket (resume) on top of the AUTH
+// renewals: each connection keeps its id, each re-attach's SYNC carries the
+// members with their ids, so no member leaves or re-enters, and every
+// position one sets reaches the other, in order.
+test('a renewal run: 6 s tokens, expiries and drops while two members move cursors, nobody leaves, nothing lost', async () => {
   const soakMs = Number(process.env.INTEROP_SOAK_MS ?? 40_000);
   const tokens = { alice: 0, bob: 0 };
   const member = (user) =>
@@ -387,7 +391,8 @@ test('a renewal run: 6 s tokens while two members move cursors, nobody leaves, n
   await alice.space.enter({ name: 'Alice' });
   await bob.space.enter({ name: 'Bob' });
   const ids = [alice.id(), bob.id()];
-  const membership = { alice: record(alice.space.members, ['enter', 'leave', 'remove']), bob: record(bob.space.members, ['enter', 'leave', 'remove']) };
+  const changes = ['enter', 'leave', 'remove'];
+  const membership = { alice: record(alice.space.members, changes), bob: record(bob.space.members, changes) };
   const cursors = { alice: new Recorder(), bob: new Recorder() };
   alice.space.cursors.subscribe('update', cursors.alice.push);
   bob.space.cursors.subscribe('update', cursors.bob.push);
@@ -408,9 +413,15 @@ test('a renewal run: 6 s tokens while two members move cursors, nobody leaves, n
       ]).catch(reject);
       if (Date.now() - started >= soakMs) {
         clearInterval(ticker);
+        clearInterval(faulter);
         resolve();
       }
     }, 100);
+    let fault = 0;
+    const faulter = setInterval(() => {
+      control(pair.mockUrl, ['expire-credentials', 'drop-streams'][fault % 2]).catch(reject);
+      fault += 1;
+    }, 7_000);
   });
   const last = i - 1;
   await cursors.bob.until("alice's last position", (u) => u.clientId === 'alice' && u.position.x === last);

@@ -470,7 +470,7 @@ fn msgpack_field<'a>(item: &'a rmpv::Value, name: &str) -> Option<&'a rmpv::Valu
 // Spaces' `cursors.getAll()` in Node reads `::$cursors` history through
 // ably-js left on its default, msgpack: it asks for `application/x-msgpack`
 // and decodes the body as msgpack whatever its Content-Type
-// (`docs/real-clients.md#rest-responses-in-msgpack`). A JSON body failed in
+// (`docs/protocol.md#msgpack-on-rest`). A JSON body failed in
 // the client with "N trailing bytes".
 #[tokio::test]
 async fn rest_history_and_presence_answer_msgpack_when_accept_asks_for_it() {
