@@ -1,14 +1,9 @@
 // Chromium (Debian's, driven by playwright-core) against our servers: its
 // own EventSource on mock-ably's /sse with a token from auth-server, the
-<<<<<<< HEAD
-// browser build of ably-js across origins, the dev-mode demo page, and
-// Ably's documented authCallback recipes on a same-origin page with a cookie
-// session.
-=======
 // browser build of ably-js across origins, a Spaces page written as the
-// seeds' CDN recipe (the CDN answered from the pinned npm packages), and the
-// dev-mode demo page.
->>>>>>> spaces12
+// seeds' CDN recipe (the CDN answered from the pinned npm packages), the
+// dev-mode demo page, and Ably's documented authCallback recipes on a
+// same-origin page with a cookie session.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
