@@ -361,6 +361,60 @@ fn every_citation_in_the_repository_resolves() {
     );
 }
 
+/// The lines of `files` that start a merge-conflict marker: seven `<`,
+/// `=` or `>` at the start of a line (the `=` one alone on it), as Git
+/// writes them.
+fn conflict_markers(files: &[TextFile]) -> Vec<String> {
+    let opening = "<".repeat(7) + " ";
+    let closing = ">".repeat(7) + " ";
+    let middle = "=".repeat(7);
+    let mut found = Vec::new();
+    for file in files {
+        for (index, line) in file.text.lines().enumerate() {
+            if line.starts_with(&opening) || line.starts_with(&closing) || line == middle {
+                found.push(format!("{}:{}: {line}", file.path, index + 1));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn no_file_holds_a_merge_conflict_marker() {
+    let found = conflict_markers(&walk(&repository_root()));
+    assert!(
+        found.is_empty(),
+        "merge conflict markers:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn conflict_markers_are_found_and_lookalikes_are_not() {
+    let file = TextFile {
+        path: "a.mjs".to_owned(),
+        text: [
+            "ok",
+            &("<".repeat(7) + " HEAD"),
+            "x",
+            &"=".repeat(7),
+            "y",
+            &(">".repeat(7) + " branch"),
+            "<<<< short",
+            &"=".repeat(8),
+        ]
+        .join("\n"),
+    };
+    assert_eq!(
+        conflict_markers(&[file]),
+        [
+            format!("a.mjs:2: {} HEAD", "<".repeat(7)),
+            format!("a.mjs:4: {}", "=".repeat(7)),
+            format!("a.mjs:6: {} branch", ">".repeat(7)),
+        ]
+    );
+}
+
 /// The checker on small made-up repositories. Citations are spelled with
 /// [`cite`] so that this file does not cite anything itself.
 mod checker {
