@@ -20,7 +20,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{any, delete, get, post};
 use shared::codes;
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -48,6 +48,9 @@ pub(crate) fn router(state: AppState) -> Router {
         // Only Ably's endpoints can be made to fail; the controls cannot.
         .layer(middleware::from_fn_with_state(state.clone(), fail_next))
         .merge(control::router())
+        // Provisioning needs no credentials and cannot be made to fail.
+        .route("/apps", post(crate::apps::create))
+        .route("/apps/{app_id}", delete(crate::apps::delete))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(CatchPanicLayer::custom(
