@@ -43,6 +43,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/channels/{channel}/presence", get(presence::get_presence))
         .route("/channels/{channel}", get(rest::channel_status))
         .route("/messages", post(rest::batch_publish))
+        .route("/presence", get(presence::batch_presence))
         .route("/sse", get(stream::sse))
         .route("/event-stream", get(stream::event_stream))
         // Only Ably's endpoints can be made to fail; the controls cannot.

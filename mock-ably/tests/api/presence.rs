@@ -461,3 +461,58 @@ async fn rest_presence_lists_members_paged_and_filtered_and_needs_subscribe() {
     );
     assert_eq!(status["status"]["isActive"], true);
 }
+
+#[tokio::test]
+async fn batch_presence_answers_each_channel_in_order_with_members_or_its_error() {
+    let app = with(MockAbly::builder().key(KEY).key_with_capability(
+        "testApp.narrow:narrow-secret",
+        r#"{"open":["subscribe"],"shut":["publish"]}"#,
+    ))
+    .await;
+    let (mut host, connected) = Client::connected(&app.mock, "clientId=*", Format::Json).await;
+    let (host_id, _) = ids(&connected);
+    for (serial, channel) in ["open", "shut"].iter().enumerate() {
+        let item = json!([{"action": 2, "clientId": format!("{channel}-member"), "data": "d"}]);
+        host.send(&presence_frame(channel, serial as u64, item))
+            .await;
+        host.expect(Action::ACK).await;
+    }
+
+    let response = timeout(
+        app.client
+            .get(app.url("/presence?channels=shut,open,empty"))
+            .basic_auth("testApp.narrow", Some("narrow-secret"))
+            .send(),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["successCount"], 1);
+    assert_eq!(body["failureCount"], 2);
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results[0]["channel"], "shut");
+    assert_eq!(results[0]["error"]["code"], 40160);
+    assert_eq!(results[0]["error"]["statusCode"], 401);
+    assert!(results[0].get("presence").is_none());
+    assert_eq!(
+        results[1],
+        json!({"channel": "open", "presence": [
+            {"id": format!("{host_id}:0:0"), "action": 1, "clientId": "open-member",
+             "connectionId": host_id, "data": "d", "timestamp": results[1]["presence"][0]["timestamp"]}
+        ]})
+    );
+    assert_eq!(results[2]["channel"], "empty");
+    assert_eq!(results[2]["error"]["code"], 40160);
+
+    let none = timeout(
+        app.client
+            .get(app.url("/presence"))
+            .basic_auth(KEY_NAME, Some("test-secret"))
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert_error(none, 400, 40000).await;
+}
