@@ -55,8 +55,11 @@
 //! - ATTACH → ATTACHED with the granted modes in `flags` (RTL4l, RTL4m):
 //!   the requested modes (all four when none are) narrowed by the
 //!   capability, `publish` → PUBLISH, `subscribe` → SUBSCRIBE and
-//!   PRESENCE_SUBSCRIBE, `presence` → PRESENCE; the request's `params`
-//!   echoed; a `channelSerial`. Nothing granted: a channel ERROR 40160, and
+//!   PRESENCE_SUBSCRIBE, `presence` → PRESENCE; modes may also be asked
+//!   for as the `modes` channel param (`subscribe,presence`), which wins
+//!   over the flags, as Ably does; the request's params that Ably
+//!   recognises (`delta`, `rewind`, `modes`, `occupancy`) echoed, any other
+//!   dropped; a `channelSerial`. Nothing granted: a channel ERROR 40160, and
 //!   the connection stays up (RTL14). A re-ATTACH carrying the
 //!   `channelSerial` of an earlier ATTACHED or MESSAGE gets, after
 //!   ATTACHED, what was published on the channel since, while retention
@@ -151,6 +154,24 @@ const MAX_CHANNELS: usize = 1000;
 /// grant (RTL4l).
 const DEFAULT_MODES: Flags =
     Flags(Flags::PRESENCE.0 | Flags::PUBLISH.0 | Flags::SUBSCRIBE.0 | Flags::PRESENCE_SUBSCRIBE.0);
+
+/// The modes named in a `modes` channel param (`publish,subscribe`); names
+/// it does not know are ignored.
+fn modes_param(text: &str) -> Flags {
+    text.split(',')
+        .map(|name| match name.trim() {
+            "presence" => Flags::PRESENCE,
+            "publish" => Flags::PUBLISH,
+            "subscribe" => Flags::SUBSCRIBE,
+            "presence_subscribe" => Flags::PRESENCE_SUBSCRIBE,
+            _ => Flags::default(),
+        })
+        .fold(Flags::default(), |all, mode| all | mode)
+}
+
+/// The channel params ATTACHED echoes: those Ably recognises (RTL4k1).
+/// Others are dropped, as Ably drops them.
+const ECHOED_PARAMS: [&str; 4] = ["delta", "modes", "occupancy", "rewind"];
 
 /// At most this many queued messages are written before one flush.
 const MAX_BATCH: usize = 64;
@@ -1148,7 +1169,13 @@ impl Connection {
             flags = flags | Flags::HAS_PRESENCE;
         }
         reply.flags = Some(flags);
-        reply.params = frame.params.filter(|params| !params.is_empty());
+        reply.params = frame
+            .params
+            .map(|mut params| {
+                params.retain(|name, _| ECHOED_PARAMS.contains(&name.as_str()));
+                params
+            })
+            .filter(|params| !params.is_empty());
         reply.channel_serial = Some(position);
         self.send(&reply).await?;
         self.sync(&name, members).await?;
@@ -1169,7 +1196,13 @@ impl Connection {
                 format!("At most {MAX_CHANNELS} channels may be attached on one connection"),
             ));
         }
-        let requested = match frame.flags().modes() {
+        // The `modes` param wins over the flags.
+        let asked = frame
+            .params
+            .as_ref()
+            .and_then(|params| params.get("modes"))
+            .map_or_else(|| frame.flags().modes(), |modes| modes_param(modes));
+        let requested = match asked {
             modes if modes.is_empty() => DEFAULT_MODES,
             modes => modes,
         };
@@ -1319,23 +1352,22 @@ impl Connection {
             .client_id
             .as_deref()
             .filter(|id| *id != "*");
+        let any_client = match self.registration.entry.client_id.as_deref() {
+            Some(id) => id == "*",
+            None => self.principal.kind == CredentialKind::Key,
+        };
         let now = self.state.clock.now_ms();
         let items = frame.presence.unwrap_or_default();
         let mut stamped = Vec::with_capacity(items.len());
         for (index, mut item) in items.into_iter().enumerate() {
             // The member is the connection's clientId; an item may name it
             // again (an automatic re-entry), or name any clientId on a
-            // wildcard connection (RTP15).
+            // wildcard connection or one authenticated by an API key without
+            // a clientId, which Ably treats alike (RTP15).
             let client_id = match (item.client_id.take(), own) {
                 (None, Some(own)) => own.to_owned(),
                 (Some(named), Some(own)) if named == own => named,
-                (Some(named), None)
-                    if self.registration.entry.client_id.as_deref() == Some("*")
-                        && !named.is_empty()
-                        && named != "*" =>
-                {
-                    named
-                }
+                (Some(named), None) if any_client && !named.is_empty() && named != "*" => named,
                 (named, _) => {
                     return Err(ApiError::new(
                         codes::INVALID_CLIENT_ID,

@@ -516,3 +516,41 @@ async fn batch_presence_answers_each_channel_in_order_with_members_or_its_error(
     .unwrap();
     assert_error(none, 400, 40000).await;
 }
+
+#[tokio::test]
+async fn a_connection_on_a_key_without_a_client_id_may_enter_any_client_id_but_a_token_may_not() {
+    let app = spawn().await;
+    for format in FORMATS {
+        let (mut keyed, connected) = Client::connected(&app.mock, "", format).await;
+        let (keyed_id, _) = ids(&connected);
+        let room = format!("room-{}", crate::ws::format_param(format));
+        keyed.attach(&room).await;
+        keyed
+            .send(&presence_frame(
+                &room,
+                0,
+                json!([{"action": 2, "clientId": "bob", "data": "b"}]),
+            ))
+            .await;
+        keyed.expect(Action::ACK).await;
+        let seen = keyed.presence_event().await;
+        assert_eq!(
+            (seen.client_id.as_deref(), seen.connection_id.as_deref()),
+            (Some("bob"), Some(keyed_id.as_str()))
+        );
+
+        let token = app.mock.issue_token(shared::TokenParams::default()).token;
+        let (mut anonymous, _) = Client::with_token(&app.mock, &token, format).await;
+        anonymous
+            .send(&presence_frame(
+                &room,
+                0,
+                json!([{"action": 2, "clientId": "bob"}]),
+            ))
+            .await;
+        assert_eq!(
+            anonymous.expect(Action::NACK).await.error.unwrap().code,
+            40012
+        );
+    }
+}

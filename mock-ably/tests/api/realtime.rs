@@ -507,13 +507,14 @@ async fn attach_grants_the_requested_modes_the_capability_allows() {
     for format in FORMATS {
         let (mut client, _) = Client::connected(&app.mock, "", format).await;
 
-        // No modes requested: every mode the capability allows; params echoed.
+        // No modes requested: every mode the capability allows; a param
+        // Ably does not recognise is not echoed.
         let mut attach = on(Action::ATTACH, "all");
         attach.params = Some([("agent".to_owned(), "spaces/0.5.2".to_owned())].into());
         client.send(&attach).await;
         let all = client.expect(Action::ATTACHED).await;
         assert_eq!(all.flags, Some(Flags(983_040)));
-        assert_eq!(all.params, attach.params);
+        assert_eq!(all.params, None);
         assert!(all.channel_serial.is_some());
 
         let chat = client.attach("chat:x").await;
@@ -1298,4 +1299,48 @@ async fn realtime_and_history_carry_the_same_serial_and_action_create_and_sse_ne
     let envelope = frames.message().await;
     assert!(envelope.get("serial").is_none(), "{envelope}");
     assert!(envelope.get("action").is_none(), "{envelope}");
+}
+
+#[tokio::test]
+async fn the_modes_param_wins_over_the_flags_and_only_recognised_params_are_echoed() {
+    let app = with(
+        MockAbly::builder()
+            .key_with_capability(KEY, r#"{"all":["*"],"pub":["publish","subscribe"]}"#),
+    )
+    .await;
+    for format in FORMATS {
+        let (mut client, _) = Client::connected(&app.mock, "", format).await;
+        let params = |pairs: &[(&str, &str)]| {
+            Some(
+                pairs
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            )
+        };
+
+        let mut attach = on(Action::ATTACH, "all");
+        attach.flags = Some(Flags::PUBLISH | Flags::PRESENCE_SUBSCRIBE);
+        attach.params = params(&[
+            ("modes", "presence,subscribe"),
+            ("delta", "vcdiff"),
+            ("nonexistent", "foo"),
+        ]);
+        client.send(&attach).await;
+        let attached = client.expect(Action::ATTACHED).await;
+        assert_eq!(attached.flags, Some(Flags::PRESENCE | Flags::SUBSCRIBE));
+        assert_eq!(
+            attached.params,
+            params(&[("delta", "vcdiff"), ("modes", "presence,subscribe")])
+        );
+
+        // Narrowed by the capability like flags are.
+        let mut attach = on(Action::ATTACH, "pub");
+        attach.params = params(&[("modes", "subscribe,presence")]);
+        client.send(&attach).await;
+        assert_eq!(
+            client.expect(Action::ATTACHED).await.flags,
+            Some(Flags::SUBSCRIBE)
+        );
+    }
 }
