@@ -94,7 +94,9 @@
 //! connection dropped less than `connectionStateTtl` ago, acting as the same
 //! clientId, gets CONNECTED with the same `connectionId` and its `msgSerial`
 //! state (RTN15c6); an unknown, closed or expired key gets a new one and
-//! error 80008 on CONNECTED (RTN15c7). A resume while the old socket still
+//! error 80008 on CONNECTED (RTN15c7); a key that is not shaped like one
+//! the mock makes gets 80018 (invalid connectionKey) instead, as Ably
+//! answers a malformed one. A resume while the old socket still
 //! looks open to the mock (the client saw it fail first) takes the
 //! connection over: the old socket is closed and the resume proceeds, with
 //! the state the old socket left. ably-js v2 sends `recover` as the bare
@@ -167,6 +169,23 @@ fn modes_param(text: &str) -> Flags {
             _ => Flags::default(),
         })
         .fold(Flags::default(), |all, mode| all | mode)
+}
+
+/// 80018: a resume or recover key that is not a connectionKey at all (Ably
+/// answers it so; a well-formed key it does not know is 80008).
+const INVALID_CONNECTION_KEY: u32 = 80018;
+
+/// Whether `key` has the shape of the connectionKeys this mock makes,
+/// `<12 chars>!<16 chars>` of unpadded base64url (`connectionId!secret`).
+fn is_connection_key(key: &str) -> bool {
+    let base64url = |part: &str, len: usize| {
+        part.len() == len
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    key.split_once('!')
+        .is_some_and(|(id, secret)| base64url(id, 12) && base64url(secret, 16))
 }
 
 /// The channel params ATTACHED echoes: those Ably recognises (RTL4k1).
@@ -614,11 +633,18 @@ async fn run(
     let (key, entry, handover) = match resumed {
         Some(resumed) => resumed,
         None => {
-            if opening.resume.is_some() {
-                resume_error = Some(ErrorInfo::from_code(
-                    codes::CONNECTION_EXPIRED,
-                    "Unable to resume: the connection is unknown or has expired",
-                ));
+            if let Some(asked) = opening.resume.as_deref() {
+                resume_error = Some(if is_connection_key(asked) {
+                    ErrorInfo::from_code(
+                        codes::CONNECTION_EXPIRED,
+                        "Unable to resume: the connection is unknown or has expired",
+                    )
+                } else {
+                    ErrorInfo::from_code(
+                        INVALID_CONNECTION_KEY,
+                        "Unable to resume: invalid connectionKey",
+                    )
+                });
             }
             let connection_id = random_id(9);
             let key = format!("{connection_id}!{}", random_id(12));

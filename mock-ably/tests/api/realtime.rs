@@ -1344,3 +1344,17 @@ async fn the_modes_param_wins_over_the_flags_and_only_recognised_params_are_echo
         );
     }
 }
+
+#[tokio::test]
+async fn a_resume_key_that_is_not_a_connection_key_is_80018_and_an_unknown_one_80008() {
+    let app = spawn().await;
+    for format in FORMATS {
+        let (_fake, fresh) =
+            Client::connected(&app.mock, "resume=_____!ablyjs_test_fake-key____", format).await;
+        assert_eq!(fresh.error.unwrap().code, 80018);
+
+        let (_unknown, fresh) =
+            Client::connected(&app.mock, "resume=AAAAAAAAAAAA!BBBBBBBBBBBBBBBB", format).await;
+        assert_eq!(fresh.error.unwrap().code, 80008);
+    }
+}
