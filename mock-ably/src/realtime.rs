@@ -753,7 +753,11 @@ impl Connection {
         frame.connection_id = Some(entry.connection_id.clone());
         frame.connection_details = Some({
             let mut details = ConnectionDetails::default();
-            details.client_id.clone_from(&entry.client_id);
+            // A wildcard token's connection acts as no clientId, but is
+            // told `*`, which ably-js then reports as its clientId (RSA7b4).
+            details.client_id = entry.client_id.clone().or_else(|| {
+                (self.principal.client_id.as_deref() == Some("*")).then(|| "*".to_owned())
+            });
             details.connection_key = Some(self.registration.key.clone());
             details.max_idle_interval = Some(millis(self.state.settings.max_idle_interval));
             details.connection_state_ttl = Some(millis(self.state.settings.connection_state_ttl));
@@ -1380,7 +1384,10 @@ impl Connection {
             .filter(|id| *id != "*");
         let any_client = match self.registration.entry.client_id.as_deref() {
             Some(id) => id == "*",
-            None => self.principal.kind == CredentialKind::Key,
+            None => {
+                self.principal.kind == CredentialKind::Key
+                    || self.principal.client_id.as_deref() == Some("*")
+            }
         };
         let now = self.state.clock.now_ms();
         let items = frame.presence.unwrap_or_default();

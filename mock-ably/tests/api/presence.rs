@@ -554,3 +554,30 @@ async fn a_connection_on_a_key_without_a_client_id_may_enter_any_client_id_but_a
         );
     }
 }
+
+#[tokio::test]
+async fn a_wildcard_token_connection_is_told_star_and_may_enter_any_client_id() {
+    let app = spawn().await;
+    let mut params = shared::TokenParams::default();
+    params.client_id = Some("*".to_owned());
+    let token = app.mock.issue_token(params).token;
+    for format in FORMATS {
+        let (mut wild, connected) = Client::with_token(&app.mock, &token, format).await;
+        let details = connected.connection_details.unwrap();
+        assert_eq!(details.client_id.as_deref(), Some("*"));
+
+        let room = format!("wild-{}", crate::ws::format_param(format));
+        wild.attach(&room).await;
+        wild.send(&presence_frame(
+            &room,
+            0,
+            json!([{"action": 2, "clientId": "carol"}]),
+        ))
+        .await;
+        wild.expect(Action::ACK).await;
+        assert_eq!(
+            wild.presence_event().await.client_id.as_deref(),
+            Some("carol")
+        );
+    }
+}
