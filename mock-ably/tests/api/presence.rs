@@ -558,8 +558,10 @@ async fn a_connection_on_a_key_without_a_client_id_may_enter_any_client_id_but_a
 #[tokio::test]
 async fn a_wildcard_token_connection_is_told_star_and_may_enter_any_client_id() {
     let app = spawn().await;
-    let mut params = shared::TokenParams::default();
-    params.client_id = Some("*".to_owned());
+    let params = shared::TokenParams {
+        client_id: Some("*".to_owned()),
+        ..shared::TokenParams::default()
+    };
     let token = app.mock.issue_token(params).token;
     for format in FORMATS {
         let (mut wild, connected) = Client::with_token(&app.mock, &token, format).await;
