@@ -41,6 +41,10 @@ pub(crate) fn router(state: AppState) -> Router {
             post(rest::publish).get(rest::history),
         )
         .route("/channels/{channel}/presence", get(presence::get_presence))
+        .route(
+            "/channels/{channel}/presence/history",
+            get(presence::presence_history),
+        )
         .route("/channels/{channel}", get(rest::channel_status))
         .route("/messages", post(rest::batch_publish))
         .route("/presence", get(presence::batch_presence))

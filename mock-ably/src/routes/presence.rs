@@ -125,3 +125,39 @@ pub(super) async fn batch_presence(
         "results": results,
     })))
 }
+
+/// `GET /channels/{channel}/presence/history` (RSP4): the channel's last
+/// presence changes (enter, update, leave, with their original ids and
+/// timestamps), newest first unless `direction=forwards`; `limit` as for
+/// presence (default 100, at most 1000). Needs `history`. One page only:
+/// no `next` link (the mock keeps at most 1000 changes per channel).
+pub(super) async fn presence_history(
+    State(state): State<AppState>,
+    PathParam(channel): PathParam,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<Vec<shared::protocol::PresenceMessage>>> {
+    let query = Query::parse(raw.as_deref());
+    let principal = authenticate(&state, &headers, &query)?;
+    validate_channel_name(&channel)?;
+    principal.require(Operation::History, &channel)?;
+    let limit = match query.get("limit") {
+        None => DEFAULT_LIMIT,
+        Some(value) => value
+            .parse()
+            .ok()
+            .filter(|limit| (1..=MAX_LIMIT).contains(limit))
+            .ok_or_else(|| invalid_param("limit", value))?,
+    };
+    let forwards = match query.get("direction") {
+        None | Some("backwards") => false,
+        Some("forwards") => true,
+        Some(other) => return Err(invalid_param("direction", other)),
+    };
+    let mut changes = lock(&state.presence).history(&channel);
+    if !forwards {
+        changes.reverse();
+    }
+    changes.truncate(limit);
+    Ok(Json(changes))
+}

@@ -583,3 +583,63 @@ async fn a_wildcard_token_connection_is_told_star_and_may_enter_any_client_id() 
         );
     }
 }
+
+#[tokio::test]
+async fn presence_history_lists_the_changes_newest_first_and_needs_history() {
+    let app = with(
+        MockAbly::builder()
+            .key(KEY)
+            .key_with_capability("testApp.narrow:narrow-secret", r#"{"*":["subscribe"]}"#),
+    )
+    .await;
+    let (mut alice, connected) = Client::connected(&app.mock, "clientId=alice", Format::Json).await;
+    let (alice_id, _) = ids(&connected);
+    for (serial, action) in [(0, 2), (1, 4), (2, 3)] {
+        let item = json!([{"action": action, "data": format!("d{serial}")}]);
+        alice.send(&presence_frame("hist", serial, item)).await;
+        alice.expect(Action::ACK).await;
+    }
+
+    let get = async |query: &str, key: (&str, &str)| {
+        timeout(
+            app.client
+                .get(app.url(&format!("/channels/hist/presence/history{query}")))
+                .basic_auth(key.0, Some(key.1))
+                .send(),
+        )
+        .await
+        .unwrap()
+    };
+    let key = (KEY_NAME, "test-secret");
+    let newest_first: serde_json::Value = get("", key).await.json().await.unwrap();
+    let seen: Vec<(&serde_json::Value, &serde_json::Value, &serde_json::Value)> = newest_first
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (&m["action"], &m["clientId"], &m["data"]))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (&json!(3), &json!("alice"), &json!("d2")),
+            (&json!(4), &json!("alice"), &json!("d1")),
+            (&json!(2), &json!("alice"), &json!("d0")),
+        ]
+    );
+    assert_eq!(newest_first[2]["id"], format!("{alice_id}:0:0"));
+    let forwards: serde_json::Value = get("?direction=forwards&limit=1", key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(forwards.as_array().unwrap().len(), 1);
+    assert_eq!(forwards[0]["action"], 2);
+
+    assert_error(
+        get("", ("testApp.narrow", "narrow-secret")).await,
+        401,
+        40160,
+    )
+    .await;
+    assert_error(get("?direction=sideways", key).await, 400, 40003).await;
+}
