@@ -171,6 +171,9 @@ fn modes_param(text: &str) -> Flags {
         .fold(Flags::default(), |all, mode| all | mode)
 }
 
+/// 40165: an operation on a channel attached without the mode it needs.
+const MODE_NOT_REQUESTED: u32 = 40165;
+
 /// 80018: a resume or recover key that is not a connectionKey at all (Ably
 /// answers it so; a well-formed key it does not know is 80008).
 const INVALID_CONNECTION_KEY: u32 = 80018;
@@ -1375,6 +1378,7 @@ impl Connection {
         let channel = frame.channel.unwrap_or_default();
         validate_channel_name(&channel)?;
         self.principal.require(Operation::Presence, &channel)?;
+        self.require_mode(&channel, Flags::PRESENCE, "PRESENCE")?;
         let connection_id = &self.registration.entry.connection_id;
         let own = self
             .registration
@@ -1489,6 +1493,19 @@ impl Connection {
         self.send(&frame).await
     }
 
+    /// On a channel attached without `mode` (modes asked for on ATTACH),
+    /// the operation is refused with 40165, as Ably does; a channel not
+    /// attached is not limited by modes.
+    fn require_mode(&self, channel: &str, mode: Flags, name: &str) -> ApiResult<()> {
+        match self.membership.channels.get(channel) {
+            Some(modes) if !modes.contains(mode) => Err(ApiError::new(
+                MODE_NOT_REQUESTED,
+                format!("{name} mode was not requested when attaching; channel = {channel}"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Checks and stamps a MESSAGE's messages for `channel`, ready to store.
     fn prepare(&self, frame: ProtocolMessage, serial: u64) -> ApiResult<Vec<Message>> {
         let channel = frame.channel.unwrap_or_default();
@@ -1500,6 +1517,7 @@ impl Connection {
             ));
         }
         self.principal.require(Operation::Publish, &channel)?;
+        self.require_mode(&channel, Flags::PUBLISH, "PUBLISH")?;
         let connection_id = &self.registration.entry.connection_id;
         let identity = self.registration.entry.client_id.as_deref();
         let mut messages: Vec<Message> = frame.messages.unwrap_or_default();

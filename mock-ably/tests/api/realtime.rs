@@ -1358,3 +1358,33 @@ async fn a_resume_key_that_is_not_a_connection_key_is_80018_and_an_unknown_one_8
         assert_eq!(fresh.error.unwrap().code, 80008);
     }
 }
+
+#[tokio::test]
+async fn publish_and_presence_on_a_channel_attached_without_their_mode_are_40165() {
+    let app = spawn().await;
+    for format in FORMATS {
+        let (mut client, _) = Client::connected(&app.mock, "clientId=alice", format).await;
+        let mut attach = on(Action::ATTACH, "sub-only");
+        attach.flags = Some(Flags::SUBSCRIBE);
+        client.send(&attach).await;
+        client.expect(Action::ATTACHED).await;
+
+        client
+            .send(&publish_frame("sub-only", 0, json!([{"data": "x"}])))
+            .await;
+        let nack = client.expect(Action::NACK).await;
+        assert_eq!(nack.error.unwrap().code, 40165);
+        let mut enter = on(Action::PRESENCE, "sub-only");
+        enter.msg_serial = Some(1);
+        enter.presence = Some(serde_json::from_value(json!([{"action": 2}])).unwrap());
+        client.send(&enter).await;
+        let nack = client.expect(Action::NACK).await;
+        assert_eq!(nack.error.unwrap().code, 40165);
+
+        // A channel not attached is not limited by modes.
+        client
+            .send(&publish_frame("elsewhere", 2, json!([{"data": "x"}])))
+            .await;
+        client.expect(Action::ACK).await;
+    }
+}
