@@ -154,8 +154,15 @@ const MAX_CHANNELS: usize = 1000;
 
 /// The modes granted when ATTACH asks for none: every mode a capability can
 /// grant (RTL4l).
-const DEFAULT_MODES: Flags =
-    Flags(Flags::PRESENCE.0 | Flags::PUBLISH.0 | Flags::SUBSCRIBE.0 | Flags::PRESENCE_SUBSCRIBE.0);
+/// Ably grants `annotation_publish` too (though the mock serves no
+/// annotations), not `annotation_subscribe`.
+const DEFAULT_MODES: Flags = Flags(
+    Flags::PRESENCE.0
+        | Flags::PUBLISH.0
+        | Flags::SUBSCRIBE.0
+        | Flags::PRESENCE_SUBSCRIBE.0
+        | Flags::ANNOTATION_PUBLISH.0,
+);
 
 /// The modes named in a `modes` channel param (`publish,subscribe`); names
 /// it does not know are ignored.
@@ -166,6 +173,7 @@ fn modes_param(text: &str) -> Flags {
             "publish" => Flags::PUBLISH,
             "subscribe" => Flags::SUBSCRIBE,
             "presence_subscribe" => Flags::PRESENCE_SUBSCRIBE,
+            "annotation_publish" => Flags::ANNOTATION_PUBLISH,
             _ => Flags::default(),
         })
         .fold(Flags::default(), |all, mode| all | mode)
@@ -1145,6 +1153,11 @@ impl Connection {
         let checked = delta_param(frame.params.as_ref()).and_then(|delta| {
             rewind_from(frame.params.as_ref(), &name, now).map(|start| (start, delta))
         });
+        let rewinding = frame
+            .params
+            .as_ref()
+            .is_some_and(|params| params.contains_key("rewind"))
+            && frame.channel_serial.is_none();
         let (rewind, delta) = match checked {
             Ok(checked) => checked,
             Err(error) => {
@@ -1200,6 +1213,10 @@ impl Connection {
         }
         if !members.is_empty() {
             flags = flags | Flags::HAS_PRESENCE;
+        }
+        // A rewind that found messages to send (RTL13a's hasBacklog).
+        if rewinding && !backlog.is_empty() {
+            flags = flags | Flags::HAS_BACKLOG;
         }
         reply.flags = Some(flags);
         reply.params = frame
@@ -1263,6 +1280,9 @@ impl Connection {
         }
         if capability.allows(Operation::Presence, channel) {
             modes = modes | Flags::PRESENCE;
+        }
+        if capability.allows(Operation::AnnotationPublish, channel) {
+            modes = modes | Flags::ANNOTATION_PUBLISH;
         }
         modes
     }

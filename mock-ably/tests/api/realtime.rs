@@ -513,7 +513,8 @@ async fn attach_grants_the_requested_modes_the_capability_allows() {
         attach.params = Some([("agent".to_owned(), "spaces/0.5.2".to_owned())].into());
         client.send(&attach).await;
         let all = client.expect(Action::ATTACHED).await;
-        assert_eq!(all.flags, Some(Flags(983_040)));
+        // The four, and annotation_publish, which Ably grants by default too.
+        assert_eq!(all.flags, Some(Flags(983_040) | Flags::ANNOTATION_PUBLISH));
         assert_eq!(all.params, None);
         assert!(all.channel_serial.is_some());
 
@@ -1386,5 +1387,30 @@ async fn publish_and_presence_on_a_channel_attached_without_their_mode_are_40165
             .send(&publish_frame("elsewhere", 2, json!([{"data": "x"}])))
             .await;
         client.expect(Action::ACK).await;
+    }
+}
+
+#[tokio::test]
+async fn attached_says_has_backlog_when_a_rewind_finds_messages() {
+    let app = spawn().await;
+    app.mock.publish_data("rewound", "n", "one");
+    for format in FORMATS {
+        let (mut client, _) = Client::connected(&app.mock, "", format).await;
+        let mut attach = on(Action::ATTACH, "rewound");
+        attach.params = Some([("rewind".to_owned(), "1".to_owned())].into());
+        client.send(&attach).await;
+        let attached = client.expect(Action::ATTACHED).await;
+        assert!(attached.flags.unwrap().contains(Flags::HAS_BACKLOG));
+        client.expect(Action::MESSAGE).await;
+
+        let mut attach = on(Action::ATTACH, "empty-rewind");
+        attach.params = Some([("rewind".to_owned(), "1".to_owned())].into());
+        client.send(&attach).await;
+        let attached = client.expect(Action::ATTACHED).await;
+        assert!(!attached.flags.unwrap().contains(Flags::HAS_BACKLOG));
+
+        let (mut plain, _) = Client::connected(&app.mock, "", format).await;
+        let attached = plain.attach("rewound").await;
+        assert!(!attached.flags.unwrap().contains(Flags::HAS_BACKLOG));
     }
 }
