@@ -79,7 +79,26 @@ pub(super) fn publish_to(
     channel: &str,
     messages: Vec<Message>,
 ) -> ApiResult<Value> {
-    let prepared = publish::prepare(messages, Some(publisher), state.clock.now_ms())?;
+    // A message carrying a realtime connection's `connectionKey` is
+    // published on behalf of that connection: it gets its connectionId
+    // too. A key the mock does not know is dropped like any other.
+    let on_behalf: Vec<Option<String>> = {
+        let connections = lock(&state.connections);
+        messages
+            .iter()
+            .map(|m| {
+                m.connection_key
+                    .as_deref()
+                    .and_then(|key| connections.connection_id(key))
+            })
+            .collect()
+    };
+    let mut prepared = publish::prepare(messages, Some(publisher), state.clock.now_ms())?;
+    for (message, connection_id) in prepared.iter_mut().zip(on_behalf) {
+        if connection_id.is_some() {
+            message.connection_id = connection_id;
+        }
+    }
     let stored = publish::store(state, channel, prepared);
     let message_id = stored
         .first()

@@ -1414,3 +1414,32 @@ async fn attached_says_has_backlog_when_a_rewind_finds_messages() {
         assert!(!attached.flags.unwrap().contains(Flags::HAS_BACKLOG));
     }
 }
+
+#[tokio::test]
+async fn a_rest_publish_with_a_connection_key_is_attributed_to_that_connection() {
+    let app = spawn().await;
+    let (mut client, connected) = Client::connected(&app.mock, "", Format::Json).await;
+    let (connection_id, connection_key) = ids(&connected);
+    client.attach("behalf").await;
+
+    let body = json!([
+        {"name": "mine", "connectionKey": connection_key},
+        {"name": "unknown", "connectionKey": "AAAAAAAAAAAA!BBBBBBBBBBBBBBBB"}
+    ]);
+    assert_eq!(app.publish("behalf", body).await.status(), 201);
+
+    let mut delivered = client.expect(Action::MESSAGE).await.messages.unwrap();
+    delivered.extend(client.expect(Action::MESSAGE).await.messages.unwrap());
+    let seen: Vec<(Option<&str>, Option<&str>)> = delivered
+        .iter()
+        .map(|m| (m.name.as_deref(), m.connection_id.as_deref()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (Some("mine"), Some(connection_id.as_str())),
+            (Some("unknown"), None)
+        ]
+    );
+    assert!(delivered.iter().all(|m| m.connection_key.is_none()));
+}
