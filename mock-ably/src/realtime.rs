@@ -1081,6 +1081,10 @@ impl Connection {
                 self.on_presence(frame).await?;
                 Ok(Next::Continue)
             }
+            Action::SYNC => {
+                self.on_sync(frame).await?;
+                Ok(Next::Continue)
+            }
             other => {
                 let error = ErrorInfo::from_code(
                     codes::BAD_REQUEST,
@@ -1503,6 +1507,26 @@ impl Connection {
             self.send(&frame).await?;
         }
         Ok(())
+    }
+
+    /// SYNC from the client (ably-js's `channel.sync()`, a re-sync): the
+    /// channel's members again, as after ATTACHED, and a single empty final
+    /// page when there are none, so the client's sync completes. Ignored
+    /// on a channel that is not attached.
+    async fn on_sync(&mut self, frame: ProtocolMessage) -> Result<(), ()> {
+        let name = frame.channel.unwrap_or_default();
+        let Some(&modes) = self.membership.channels.get(&name) else {
+            return Ok(());
+        };
+        let members = self.membership.listen(&name, modes);
+        if !members.is_empty() {
+            return self.sync(&name, members).await;
+        }
+        let mut frame = ProtocolMessage::new(Action::SYNC);
+        frame.channel = Some(name);
+        frame.channel_serial = Some(format!("{}:", random_id(6)));
+        frame.presence = Some(Vec::new());
+        self.send(&frame).await
     }
 
     /// Sends one presence change as a PRESENCE frame.

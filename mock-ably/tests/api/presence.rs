@@ -643,3 +643,39 @@ async fn presence_history_lists_the_changes_newest_first_and_needs_history() {
     .await;
     assert_error(get("?direction=sideways", key).await, 400, 40003).await;
 }
+
+#[tokio::test]
+async fn a_client_sync_gets_the_members_again_and_an_empty_channel_one_empty_page() {
+    let app = spawn().await;
+    for format in FORMATS {
+        let room = format!("resync-{}", crate::ws::format_param(format));
+        let (mut alice, connected) = Client::connected(&app.mock, "clientId=alice", format).await;
+        let (alice_id, _) = ids(&connected);
+        alice.attach(&room).await;
+        alice
+            .send(&presence_frame(
+                &room,
+                0,
+                json!([{"action": 2, "data": "a"}]),
+            ))
+            .await;
+        alice.expect(Action::ACK).await;
+        alice.presence_event().await;
+
+        alice.send(&on(Action::SYNC, &room)).await;
+        let sync = alice.expect(Action::SYNC).await;
+        assert!(sync.channel_serial.unwrap().ends_with(':'));
+        let members = sync.presence.unwrap();
+        assert_eq!(members.len(), 1);
+        assert_eq!(members[0].id, Some(format!("{alice_id}:0:0")));
+        assert_eq!(members[0].action, Some(PresenceAction::PRESENT));
+
+        let empty = format!("empty-{}", crate::ws::format_param(format));
+        alice.attach(&empty).await;
+        alice.send(&on(Action::SYNC, &empty)).await;
+        let sync = alice.expect(Action::SYNC).await;
+        assert_eq!(sync.channel.as_deref(), Some(empty.as_str()));
+        assert_eq!(sync.presence, Some(Vec::new()));
+        alice.nothing_queued("still-up").await;
+    }
+}
