@@ -1443,3 +1443,25 @@ async fn a_rest_publish_with_a_connection_key_is_attributed_to_that_connection()
     );
     assert!(delivered.iter().all(|m| m.connection_key.is_none()));
 }
+
+#[tokio::test]
+async fn an_attach_with_a_numeric_rewind_param_rewinds() {
+    let app = spawn().await;
+    app.mock.publish_data("numeric", "n", "kept");
+    let (mut client, _) = Client::connected(&app.mock, "", Format::Json).await;
+
+    let attach = json!({"action": 10, "channel": "numeric", "params": {"rewind": 1}});
+    client
+        .socket
+        .send(WsMessage::text(attach.to_string()))
+        .await
+        .unwrap();
+
+    let attached = client.expect(Action::ATTACHED).await;
+    assert_eq!(attached.params.unwrap()["rewind"], "1");
+    let message = client.expect(Action::MESSAGE).await;
+    assert_eq!(
+        message.messages.unwrap()[0].data,
+        Some(serde_json::Value::from("kept"))
+    );
+}
