@@ -624,6 +624,10 @@ struct Connection {
     /// Whether AUTH was sent for a revocation that will apply to the
     /// current credential (once per credential).
     revocation_hinted: bool,
+    /// The modes each attached channel's ATTACH asked for (all when it
+    /// asked for none): what 40165 checks, so a capability that grows on
+    /// AUTH allows what was asked for (granted modes are narrower).
+    requested_modes: HashMap<String, Flags>,
 }
 
 /// Sends CONNECTED and serves the connection until its socket ends.
@@ -713,6 +717,7 @@ async fn run(
         last_heard: Instant::now(),
         hold: false,
         revocation_hinted: false,
+        requested_modes: HashMap::new(),
     };
     let mut connected = connection.connected_frame();
     connected.error = resume_error;
@@ -1146,7 +1151,10 @@ impl Connection {
         let name = frame.channel.clone().unwrap_or_default();
         let granted = self.check_attach(&frame, &name);
         let modes = match granted {
-            Ok(modes) => modes,
+            Ok((modes, requested)) => {
+                self.requested_modes.insert(name.clone(), requested);
+                modes
+            }
             Err(error) => {
                 let mut reply = ProtocolMessage::with_error(Action::ERROR, error.0);
                 reply.channel = Some(name);
@@ -1240,7 +1248,8 @@ impl Connection {
         Ok(())
     }
 
-    fn check_attach(&self, frame: &ProtocolMessage, name: &str) -> ApiResult<Flags> {
+    /// The modes granted and the modes asked for.
+    fn check_attach(&self, frame: &ProtocolMessage, name: &str) -> ApiResult<(Flags, Flags)> {
         validate_channel_name(name)?;
         if !self.membership.channels.contains_key(name)
             && self.membership.channels.len() >= MAX_CHANNELS
@@ -1267,7 +1276,7 @@ impl Connection {
                 format!("Channel denied access based on given capability; channel = {name}"),
             ));
         }
-        Ok(granted)
+        Ok((granted, requested))
     }
 
     /// The modes the capability allows on `channel`: `publish` → PUBLISH,
@@ -1537,12 +1546,14 @@ impl Connection {
         self.send(&frame).await
     }
 
-    /// On a channel attached without `mode` (modes asked for on ATTACH),
-    /// the operation is refused with 40165, as Ably does; a channel not
-    /// attached is not limited by modes.
+    /// On a channel whose ATTACH asked for modes without `mode`, the
+    /// operation is refused with 40165, as Ably does; a channel not
+    /// attached is not limited by modes, and one whose capability kept a
+    /// requested mode from being granted is checked by capability alone.
     fn require_mode(&self, channel: &str, mode: Flags, name: &str) -> ApiResult<()> {
-        match self.membership.channels.get(channel) {
-            Some(modes) if !modes.contains(mode) => Err(ApiError::new(
+        let attached = self.membership.channels.contains_key(channel);
+        match self.requested_modes.get(channel) {
+            Some(modes) if attached && !modes.contains(mode) => Err(ApiError::new(
                 MODE_NOT_REQUESTED,
                 format!("{name} mode was not requested when attaching; channel = {channel}"),
             )),

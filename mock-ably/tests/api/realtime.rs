@@ -1465,3 +1465,36 @@ async fn an_attach_with_a_numeric_rewind_param_rewinds() {
         Some(serde_json::Value::from("kept"))
     );
 }
+
+#[tokio::test]
+async fn a_mode_the_capability_withheld_is_allowed_once_auth_grows_the_capability() {
+    let app = spawn().await;
+    let token = |capability: &str| {
+        app.mock
+            .issue_token(TokenParams {
+                capability: Some(capability.to_owned()),
+                ..TokenParams::default()
+            })
+            .token
+    };
+    for format in FORMATS {
+        let channel = format!("grow-{}", format_param(format));
+        let (mut client, _) =
+            Client::with_token(&app.mock, &token(r#"{"*":["subscribe"]}"#), format).await;
+        client.attach(&channel).await;
+        client
+            .send(&publish_frame(&channel, 0, json!([{"data": "x"}])))
+            .await;
+        let nack = client.expect(Action::NACK).await;
+        assert_eq!(nack.error.unwrap().code, 40160);
+
+        let mut auth = ProtocolMessage::new(Action::AUTH);
+        auth.auth = Some(AuthDetails::new(token(r#"{"*":["publish","subscribe"]}"#)));
+        client.send(&auth).await;
+        client.expect(Action::CONNECTED).await;
+        client
+            .send(&publish_frame(&channel, 1, json!([{"data": "y"}])))
+            .await;
+        client.expect(Action::ACK).await;
+    }
+}
