@@ -1169,7 +1169,8 @@ impl Connection {
             .params
             .as_ref()
             .is_some_and(|params| params.contains_key("rewind"))
-            && frame.channel_serial.is_none();
+            && frame.channel_serial.is_none()
+            && !frame.flags().contains(Flags::ATTACH_RESUME);
         let (rewind, delta) = match checked {
             Ok(checked) => checked,
             Err(error) => {
@@ -1186,6 +1187,13 @@ impl Connection {
                 .channel_serial
                 .as_deref()
                 .and_then(|serial| registry.parse_cursor(serial));
+            // An ATTACH flagged ATTACH_RESUME continues an attachment the
+            // client had: a rewind applies only to a first attach (RTL4j).
+            let rewind = if frame.flags().contains(Flags::ATTACH_RESUME) {
+                StartAt::Fresh
+            } else {
+                rewind
+            };
             let start = after.map_or(rewind, StartAt::After);
             // RESUMED: this connection was resumed and the channel lost
             // nothing since the serial the client names (RTL12, RTN15c6).

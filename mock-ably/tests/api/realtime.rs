@@ -1498,3 +1498,19 @@ async fn a_mode_the_capability_withheld_is_allowed_once_auth_grows_the_capabilit
         client.expect(Action::ACK).await;
     }
 }
+
+#[tokio::test]
+async fn a_rewind_on_an_attach_flagged_attach_resume_sends_no_backlog() {
+    let app = spawn().await;
+    app.mock.publish_data("resumed-rewind", "n", "old");
+    for format in FORMATS {
+        let (mut client, _) = Client::connected(&app.mock, "", format).await;
+        let mut attach = on(Action::ATTACH, "resumed-rewind");
+        attach.params = Some([("rewind".to_owned(), "1".to_owned())].into());
+        attach.flags = Some(Flags::ATTACH_RESUME);
+        client.send(&attach).await;
+        let attached = client.expect(Action::ATTACHED).await;
+        assert!(!attached.flags.unwrap().contains(Flags::HAS_BACKLOG));
+        client.nothing_queued("no-backlog").await;
+    }
+}
