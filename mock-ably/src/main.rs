@@ -61,8 +61,8 @@ struct Args {
     remain_present_for: Duration,
 
     /// Realtime: how long before a token or JWT expires its connection is
-    /// sent AUTH, asking the client to renew (at most half the credential's
-    /// remaining life).
+    /// sent AUTH, asking the client to renew (none when the credential has
+    /// less life left than this).
     #[arg(long, env = "MOCK_ABLY_AUTH_LEAD", default_value = "30s", value_parser = duration)]
     auth_lead: Duration,
 

@@ -39,9 +39,9 @@
 //!   same clientId gets CONNECTED with the same `connectionId` and key, a
 //!   different one ERROR 40102 and the connection fails.
 //! - Before a token or JWT expires, AUTH asks the client to renew (RTN22):
-//!   `auth_lead` ahead (30 s by default), but at most half its remaining
-//!   life, so short test tokens are renewed mid-way; `force_auth` asks at
-//!   once. ably-js answers with AUTH and a new token.
+//!   `auth_lead` ahead (30 s by default); a credential with no more than
+//!   that left when presented gets no AUTH and just expires; `force_auth`
+//!   asks at once. ably-js answers with AUTH and a new token.
 //! - The credential's expiry (or `expire_credentials`): DISCONNECTED 40142,
 //!   then close; the client renews and resumes (RTN15h).
 //! - CLOSE: CLOSED, then close; the connection is gone (RTN12).
@@ -1675,14 +1675,18 @@ impl Connection {
     }
 
     /// Plans the AUTH that asks the client to renew its credential (RTN22):
-    /// `auth_lead` before it expires, but at most half its remaining life
-    /// from now, so a short test token is renewed mid-way.
+    /// `auth_lead` before it expires. A credential with no more than
+    /// `auth_lead` left gets none: it simply expires (DISCONNECTED 40142),
+    /// as Ably does with a short token (a client holding a bare token cannot
+    /// renew in-band, and fails on an AUTH it cannot answer).
     fn plan_auth(&mut self) {
-        self.auth_at_ms = self.principal.expires_ms.map(|expires| {
-            let now = self.state.clock.now_ms();
-            let half = expires.saturating_sub(now) / 2;
-            expires.saturating_sub(millis(self.state.settings.auth_lead).min(half))
-        });
+        let now = self.state.clock.now_ms();
+        let lead = millis(self.state.settings.auth_lead);
+        self.auth_at_ms = self
+            .principal
+            .expires_ms
+            .and_then(|expires| expires.checked_sub(lead))
+            .filter(|at| *at > now);
     }
 
     /// Points the timer at the next credential event on the mock clock: the

@@ -46,7 +46,7 @@ pub const DEFAULT_LAG_LIMIT: usize = 10_000;
 pub const DEFAULT_MAX_IDLE_INTERVAL: Duration = Duration::from_secs(15);
 
 /// How long before a credential expires a realtime connection is sent AUTH,
-/// by default (at most half the credential's remaining life).
+/// by default (none for a credential with less life left).
 pub const DEFAULT_AUTH_LEAD: Duration = Duration::from_secs(30);
 
 /// How long the members of a realtime connection lost without CLOSE stay
@@ -199,8 +199,8 @@ impl MockAblyBuilder {
 
     /// How long before a token or JWT expires a realtime connection using it
     /// is sent AUTH, asking the client to renew (default
-    /// [`DEFAULT_AUTH_LEAD`], 30 s). Never more than half the credential's
-    /// remaining life when it was presented.
+    /// [`DEFAULT_AUTH_LEAD`], 30 s). A credential with no more than this
+    /// left gets no AUTH: it just expires (DISCONNECTED 40142).
     pub fn auth_lead(mut self, lead: Duration) -> Self {
         self.auth_lead = lead;
         self

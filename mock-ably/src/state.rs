@@ -52,7 +52,7 @@ pub(crate) struct Settings {
     /// (`connectionStateTtl`).
     pub(crate) connection_state_ttl: Duration,
     /// Realtime: how long before a credential expires the connection is
-    /// sent AUTH (at most half the credential's remaining life).
+    /// sent AUTH (none for a credential with less life left).
     pub(crate) auth_lead: Duration,
     /// Realtime: how long the members of a connection lost without CLOSE
     /// stay present, unless it resumes first (a client's `remainPresentFor`
