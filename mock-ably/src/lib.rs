@@ -17,7 +17,10 @@
 //! - a WebSocket upgrade at `/`: Ably's realtime protocol in JSON and
 //!   msgpack (the `realtime` module: connection, in-band refusals,
 //!   heartbeats, AUTH, expiry, resume, channels and messages through the
-//!   same channel model; no presence yet);
+//!   same channel model, presence);
+//! - `POST /apps` and `DELETE /apps/{id}`: test apps as Ably's sandbox
+//!   provisions them for the SDKs' own test suites, each a mock of its own
+//!   on its own port (the `apps` module);
 //! - under `/_mock/`, controls for tests: drop every stream, expire every
 //!   credential, fail the next requests, move the clock, read counters.
 //!
@@ -117,6 +120,8 @@
 //! - `keys`: [`KeySpec`], a key and its capability as `--key` takes them
 //!   (`appId.keyId:secret={"chat:*":["subscribe"]}`); Ably's default
 //!   [`DEFAULT_KEY_CAPABILITY`] for a key given without one.
+//! - `apps`: `POST /apps` and `DELETE /apps/{id}`, each app a [`MockAbly`]
+//!   of its own.
 //! - `routes`: the HTTP surface, CORS and the fail-next switch.
 //! - `origin`: [`is_loopback_origin`], who may reach `/_mock/*` from a browser.
 //! - `auth`: finding and verifying credentials; issued tokens and nonces.
@@ -130,6 +135,7 @@
 
 #![cfg_attr(not(test), warn(clippy::print_stdout, clippy::dbg_macro))]
 
+mod apps;
 mod auth;
 mod channel;
 mod clock;
@@ -152,6 +158,7 @@ mod state;
 mod stats;
 mod stream;
 
+pub use apps::DEFAULT_MAX_APPS;
 pub use clock::MAX_CLOCK_OFFSET;
 pub use faults::{FailNext, FailTarget};
 pub use keys::{DEFAULT_KEY_CAPABILITY, KeySpec, KeySpecError};

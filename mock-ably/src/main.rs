@@ -61,8 +61,8 @@ struct Args {
     remain_present_for: Duration,
 
     /// Realtime: how long before a token or JWT expires its connection is
-    /// sent AUTH, asking the client to renew (at most half the credential's
-    /// remaining life).
+    /// sent AUTH, asking the client to renew (none when the credential has
+    /// less life left than this).
     #[arg(long, env = "MOCK_ABLY_AUTH_LEAD", default_value = "30s", value_parser = duration)]
     auth_lead: Duration,
 
@@ -81,6 +81,12 @@ struct Args {
     /// more is answered 503 (code 50000) and closed.
     #[arg(long, env = "MOCK_ABLY_MAX_CONNECTIONS", default_value = "10000", value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
+
+    /// Test apps `POST /apps` may hold at once (each its own server on its
+    /// own port); one more is refused with 429 (code 42910). 0 turns
+    /// provisioning off.
+    #[arg(long, env = "MOCK_ABLY_MAX_APPS", default_value = "100")]
+    max_apps: usize,
 }
 
 /// The keys in one `--key` value or `MOCK_ABLY_KEYS`: split at commas, but
@@ -149,7 +155,8 @@ async fn main() -> anyhow::Result<()> {
         .remain_present_for(args.remain_present_for)
         .header_read_timeout(args.header_read_timeout)
         .idle_timeout(args.idle_timeout)
-        .max_connections(usize::try_from(args.max_connections).unwrap_or(usize::MAX));
+        .max_connections(usize::try_from(args.max_connections).unwrap_or(usize::MAX))
+        .max_apps(args.max_apps);
     let keys: Vec<&str> = args.keys.iter().flat_map(|k| split_keys(k)).collect();
     if keys.is_empty() {
         eprintln!("mock-ably: no --key given; accepting the development key {DEV_KEY}");
@@ -317,6 +324,8 @@ mod tests {
             "30s",
             "--max-connections",
             "50",
+            "--max-apps",
+            "3",
         ])
         .unwrap();
 
@@ -329,6 +338,7 @@ mod tests {
         assert_eq!(args.header_read_timeout, Duration::from_secs(2));
         assert_eq!(args.idle_timeout, Duration::from_secs(30));
         assert_eq!(args.max_connections, 50);
+        assert_eq!(args.max_apps, 3);
     }
 
     #[test]

@@ -23,12 +23,17 @@
 //!   the connectionId and a current timestamp, so ably-js treats it as
 //!   synthesized and newer than the member's last message (RTP2b1).
 //!
+//! Every change made is also kept for presence history (RSP4,
+//! `GET /channels/{name}/presence/history`): the last [`HISTORY_PER_CHANNEL`]
+//! changes of each channel, on at most [`HISTORY_CHANNELS`] channels (the
+//! channel whose history was last written longest ago is forgotten first).
+//!
 //! Memory is bounded: at most [`MAX_MEMBERS`] members on one channel (the
 //! next enter is refused with 91003), and each connection's queue holds at
 //! most `lag_limit` events, past which the connection is dropped, resumable,
 //! as a lagging stream is.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -42,6 +47,12 @@ use crate::state::random_id;
 
 /// At most this many members on one channel.
 pub(crate) const MAX_MEMBERS: usize = 20_000;
+
+/// Presence history keeps this many changes per channel.
+pub(crate) const HISTORY_PER_CHANNEL: usize = 1000;
+
+/// Presence history is kept for at most this many channels.
+pub(crate) const HISTORY_CHANNELS: usize = 1000;
 
 /// Members per SYNC frame (ably-js reads any number; Ably pages at 100).
 pub(crate) const SYNC_PAGE: usize = 100;
@@ -109,6 +120,11 @@ pub(crate) struct PresenceRegistry {
     channels: HashMap<String, PresenceChannel>,
     /// connectionId → the channels it has members on.
     by_connection: HashMap<String, HashSet<String>>,
+    /// Each channel's last changes, oldest first, with a write counter:
+    /// the channel written least recently is evicted first.
+    history: HashMap<String, (u64, VecDeque<PresenceMessage>)>,
+    /// Bumped on every history write.
+    history_writes: u64,
 }
 
 impl PresenceRegistry {
@@ -203,6 +219,7 @@ impl PresenceRegistry {
                 ));
             }
         }
+        self.record(channel, &message);
         let event = Arc::new(PresenceEvent {
             channel: Arc::from(channel),
             message,
@@ -236,6 +253,7 @@ impl PresenceRegistry {
                 .unwrap_or_default(),
         };
         for name in channels {
+            let mut leaves = Vec::new();
             let Some(entry) = self.channels.get_mut(&name) else {
                 continue;
             };
@@ -254,14 +272,48 @@ impl PresenceRegistry {
                 leave.action = Some(PresenceAction::LEAVE);
                 leave.id = Some(format!("{}:0:0", random_id(9)));
                 leave.timestamp = Some(now_ms);
+                leaves.push(leave.clone());
                 let event = Arc::new(PresenceEvent {
                     channel: Arc::clone(&channel_name),
                     message: leave,
                 });
                 entry.fan_out(&event);
             }
+            for leave in &leaves {
+                self.record(&name, leave);
+            }
             self.forget(&name, connection_id);
         }
+    }
+
+    /// Keeps `message` in `channel`'s presence history.
+    fn record(&mut self, channel: &str, message: &PresenceMessage) {
+        self.history_writes += 1;
+        let writes = self.history_writes;
+        if !self.history.contains_key(channel) && self.history.len() >= HISTORY_CHANNELS {
+            let oldest = self
+                .history
+                .iter()
+                .min_by_key(|(_, (written, _))| *written)
+                .map(|(name, _)| name.clone());
+            if let Some(oldest) = oldest {
+                self.history.remove(&oldest);
+            }
+        }
+        let (written, changes) = self.history.entry(channel.to_owned()).or_default();
+        *written = writes;
+        if changes.len() >= HISTORY_PER_CHANNEL {
+            changes.pop_front();
+        }
+        changes.push_back(message.clone());
+    }
+
+    /// `channel`'s presence history, oldest first.
+    pub(crate) fn history(&self, channel: &str) -> Vec<PresenceMessage> {
+        self.history
+            .get(channel)
+            .map(|(_, changes)| changes.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Whether `connection_id` has a member present anywhere.

@@ -39,9 +39,9 @@
 //!   same clientId gets CONNECTED with the same `connectionId` and key, a
 //!   different one ERROR 40102 and the connection fails.
 //! - Before a token or JWT expires, AUTH asks the client to renew (RTN22):
-//!   `auth_lead` ahead (30 s by default), but at most half its remaining
-//!   life, so short test tokens are renewed mid-way; `force_auth` asks at
-//!   once. ably-js answers with AUTH and a new token.
+//!   `auth_lead` ahead (30 s by default); a credential with no more than
+//!   that left when presented gets no AUTH and just expires; `force_auth`
+//!   asks at once. ably-js answers with AUTH and a new token.
 //! - The credential's expiry (or `expire_credentials`): DISCONNECTED 40142,
 //!   then close; the client renews and resumes (RTN15h).
 //! - CLOSE: CLOSED, then close; the connection is gone (RTN12).
@@ -55,8 +55,11 @@
 //! - ATTACH → ATTACHED with the granted modes in `flags` (RTL4l, RTL4m):
 //!   the requested modes (all four when none are) narrowed by the
 //!   capability, `publish` → PUBLISH, `subscribe` → SUBSCRIBE and
-//!   PRESENCE_SUBSCRIBE, `presence` → PRESENCE; the request's `params`
-//!   echoed; a `channelSerial`. Nothing granted: a channel ERROR 40160, and
+//!   PRESENCE_SUBSCRIBE, `presence` → PRESENCE; modes may also be asked
+//!   for as the `modes` channel param (`subscribe,presence`), which wins
+//!   over the flags, as Ably does; the request's params that Ably
+//!   recognises (`delta`, `rewind`, `modes`, `occupancy`) echoed, any other
+//!   dropped; a `channelSerial`. Nothing granted: a channel ERROR 40160, and
 //!   the connection stays up (RTL14). A re-ATTACH carrying the
 //!   `channelSerial` of an earlier ATTACHED or MESSAGE gets, after
 //!   ATTACHED, what was published on the channel since, while retention
@@ -99,7 +102,9 @@
 //! connection dropped less than `connectionStateTtl` ago, acting as the same
 //! clientId, gets CONNECTED with the same `connectionId` and its `msgSerial`
 //! state (RTN15c6); an unknown, closed or expired key gets a new one and
-//! error 80008 on CONNECTED (RTN15c7). A resume while the old socket still
+//! error 80008 on CONNECTED (RTN15c7); a key that is not shaped like one
+//! the mock makes gets 80018 (invalid connectionKey) instead, as Ably
+//! answers a malformed one. A resume while the old socket still
 //! looks open to the mock (the client saw it fail first) takes the
 //! connection over: the old socket is closed and the resume proceeds, with
 //! the state the old socket left. ably-js v2 sends `recover` as the bare
@@ -157,8 +162,54 @@ const MAX_CHANNELS: usize = 1000;
 
 /// The modes granted when ATTACH asks for none: every mode a capability can
 /// grant (RTL4l).
-const DEFAULT_MODES: Flags =
-    Flags(Flags::PRESENCE.0 | Flags::PUBLISH.0 | Flags::SUBSCRIBE.0 | Flags::PRESENCE_SUBSCRIBE.0);
+/// Ably grants `annotation_publish` too (though the mock serves no
+/// annotations), not `annotation_subscribe`.
+const DEFAULT_MODES: Flags = Flags(
+    Flags::PRESENCE.0
+        | Flags::PUBLISH.0
+        | Flags::SUBSCRIBE.0
+        | Flags::PRESENCE_SUBSCRIBE.0
+        | Flags::ANNOTATION_PUBLISH.0,
+);
+
+/// The modes named in a `modes` channel param (`publish,subscribe`); names
+/// it does not know are ignored.
+fn modes_param(text: &str) -> Flags {
+    text.split(',')
+        .map(|name| match name.trim() {
+            "presence" => Flags::PRESENCE,
+            "publish" => Flags::PUBLISH,
+            "subscribe" => Flags::SUBSCRIBE,
+            "presence_subscribe" => Flags::PRESENCE_SUBSCRIBE,
+            "annotation_publish" => Flags::ANNOTATION_PUBLISH,
+            _ => Flags::default(),
+        })
+        .fold(Flags::default(), |all, mode| all | mode)
+}
+
+/// 40165: an operation on a channel attached without the mode it needs.
+const MODE_NOT_REQUESTED: u32 = 40165;
+
+/// 80018: a resume or recover key that is not a connectionKey at all (Ably
+/// answers it so; a well-formed key it does not know is 80008).
+const INVALID_CONNECTION_KEY: u32 = 80018;
+
+/// Whether `key` has the shape of the connectionKeys this mock makes,
+/// `<12 chars>!<16 chars>` of unpadded base64url (`connectionId!secret`).
+fn is_connection_key(key: &str) -> bool {
+    let base64url = |part: &str, len: usize| {
+        part.len() == len
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    key.split_once('!')
+        .is_some_and(|(id, secret)| base64url(id, 12) && base64url(secret, 16))
+}
+
+/// The channel params ATTACHED echoes: those Ably recognises (RTL4k1).
+/// Others are dropped, as Ably drops them.
+const ECHOED_PARAMS: [&str; 4] = ["delta", "modes", "occupancy", "rewind"];
 
 /// At most this many queued messages are written before one flush.
 const MAX_BATCH: usize = 64;
@@ -581,6 +632,10 @@ struct Connection {
     /// Whether AUTH was sent for a revocation that will apply to the
     /// current credential (once per credential).
     revocation_hinted: bool,
+    /// The modes each attached channel's ATTACH asked for (all when it
+    /// asked for none): what 40165 checks, so a capability that grows on
+    /// AUTH allows what was asked for (granted modes are narrower).
+    requested_modes: HashMap<String, Flags>,
 }
 
 /// Sends CONNECTED and serves the connection until its socket ends.
@@ -601,11 +656,18 @@ async fn run(
     let (key, entry, handover) = match resumed {
         Some(resumed) => resumed,
         None => {
-            if opening.resume.is_some() {
-                resume_error = Some(ErrorInfo::from_code(
-                    codes::CONNECTION_EXPIRED,
-                    "Unable to resume: the connection is unknown or has expired",
-                ));
+            if let Some(asked) = opening.resume.as_deref() {
+                resume_error = Some(if is_connection_key(asked) {
+                    ErrorInfo::from_code(
+                        codes::CONNECTION_EXPIRED,
+                        "Unable to resume: the connection is unknown or has expired",
+                    )
+                } else {
+                    ErrorInfo::from_code(
+                        INVALID_CONNECTION_KEY,
+                        "Unable to resume: invalid connectionKey",
+                    )
+                });
             }
             let connection_id = random_id(9);
             let key = format!("{connection_id}!{}", random_id(12));
@@ -663,6 +725,7 @@ async fn run(
         last_heard: Instant::now(),
         hold: false,
         revocation_hinted: false,
+        requested_modes: HashMap::new(),
     };
     let mut connected = connection.connected_frame();
     connected.error = resume_error;
@@ -714,7 +777,11 @@ impl Connection {
         frame.connection_id = Some(entry.connection_id.clone());
         frame.connection_details = Some({
             let mut details = ConnectionDetails::default();
-            details.client_id.clone_from(&entry.client_id);
+            // A wildcard token's connection acts as no clientId, but is
+            // told `*`, which ably-js then reports as its clientId (RSA7b4).
+            details.client_id = entry.client_id.clone().or_else(|| {
+                (self.principal.client_id.as_deref() == Some("*")).then(|| "*".to_owned())
+            });
             details.connection_key = Some(self.registration.key.clone());
             details.max_idle_interval = Some(millis(self.state.settings.max_idle_interval));
             details.connection_state_ttl = Some(millis(self.state.settings.connection_state_ttl));
@@ -1027,6 +1094,10 @@ impl Connection {
                 self.on_presence(frame).await?;
                 Ok(Next::Continue)
             }
+            Action::SYNC => {
+                self.on_sync(frame).await?;
+                Ok(Next::Continue)
+            }
             other => {
                 let error = ErrorInfo::from_code(
                     codes::BAD_REQUEST,
@@ -1088,7 +1159,10 @@ impl Connection {
         let name = frame.channel.clone().unwrap_or_default();
         let granted = self.check_attach(&frame, &name);
         let modes = match granted {
-            Ok(modes) => modes,
+            Ok((modes, requested)) => {
+                self.requested_modes.insert(name.clone(), requested);
+                modes
+            }
             Err(error) => {
                 let mut reply = ProtocolMessage::with_error(Action::ERROR, error.0);
                 reply.channel = Some(name);
@@ -1099,6 +1173,12 @@ impl Connection {
         let checked = delta_param(frame.params.as_ref()).and_then(|delta| {
             rewind_from(frame.params.as_ref(), &name, now).map(|start| (start, delta))
         });
+        let rewinding = frame
+            .params
+            .as_ref()
+            .is_some_and(|params| params.contains_key("rewind"))
+            && frame.channel_serial.is_none()
+            && !frame.flags().contains(Flags::ATTACH_RESUME);
         let (rewind, delta) = match checked {
             Ok(checked) => checked,
             Err(error) => {
@@ -1115,6 +1195,13 @@ impl Connection {
                 .channel_serial
                 .as_deref()
                 .and_then(|serial| registry.parse_cursor(serial));
+            // An ATTACH flagged ATTACH_RESUME continues an attachment the
+            // client had: a rewind applies only to a first attach (RTL4j).
+            let rewind = if frame.flags().contains(Flags::ATTACH_RESUME) {
+                StartAt::Fresh
+            } else {
+                rewind
+            };
             let start = after.map_or(rewind, StartAt::After);
             // RESUMED: this connection was resumed and the channel lost
             // nothing since the serial the client names (RTL12, RTN15c6).
@@ -1155,8 +1242,18 @@ impl Connection {
         if !members.is_empty() {
             flags = flags | Flags::HAS_PRESENCE;
         }
+        // A rewind that found messages to send (RTL13a's hasBacklog).
+        if rewinding && !backlog.is_empty() {
+            flags = flags | Flags::HAS_BACKLOG;
+        }
         reply.flags = Some(flags);
-        reply.params = frame.params.filter(|params| !params.is_empty());
+        reply.params = frame
+            .params
+            .map(|mut params| {
+                params.retain(|name, _| ECHOED_PARAMS.contains(&name.as_str()));
+                params
+            })
+            .filter(|params| !params.is_empty());
         reply.channel_serial = Some(position);
         self.send(&reply).await?;
         self.sync(&name, members).await?;
@@ -1167,7 +1264,8 @@ impl Connection {
         Ok(())
     }
 
-    fn check_attach(&self, frame: &ProtocolMessage, name: &str) -> ApiResult<Flags> {
+    /// The modes granted and the modes asked for.
+    fn check_attach(&self, frame: &ProtocolMessage, name: &str) -> ApiResult<(Flags, Flags)> {
         validate_channel_name(name)?;
         if !self.membership.channels.contains_key(name)
             && self.membership.channels.len() >= MAX_CHANNELS
@@ -1177,7 +1275,13 @@ impl Connection {
                 format!("At most {MAX_CHANNELS} channels may be attached on one connection"),
             ));
         }
-        let requested = match frame.flags().modes() {
+        // The `modes` param wins over the flags.
+        let asked = frame
+            .params
+            .as_ref()
+            .and_then(|params| params.get("modes"))
+            .map_or_else(|| frame.flags().modes(), |modes| modes_param(modes));
+        let requested = match asked {
             modes if modes.is_empty() => DEFAULT_MODES,
             modes => modes,
         };
@@ -1188,7 +1292,7 @@ impl Connection {
                 format!("Channel denied access based on given capability; channel = {name}"),
             ));
         }
-        Ok(granted)
+        Ok((granted, requested))
     }
 
     /// The modes the capability allows on `channel`: `publish` → PUBLISH,
@@ -1205,6 +1309,9 @@ impl Connection {
         }
         if capability.allows(Operation::Presence, channel) {
             modes = modes | Flags::PRESENCE;
+        }
+        if capability.allows(Operation::AnnotationPublish, channel) {
+            modes = modes | Flags::ANNOTATION_PUBLISH;
         }
         modes
     }
@@ -1320,6 +1427,7 @@ impl Connection {
         let channel = frame.channel.unwrap_or_default();
         validate_channel_name(&channel)?;
         self.principal.require(Operation::Presence, &channel)?;
+        self.require_mode(&channel, Flags::PRESENCE, "PRESENCE")?;
         let connection_id = &self.registration.entry.connection_id;
         let own = self
             .registration
@@ -1327,23 +1435,25 @@ impl Connection {
             .client_id
             .as_deref()
             .filter(|id| *id != "*");
+        let any_client = match self.registration.entry.client_id.as_deref() {
+            Some(id) => id == "*",
+            None => {
+                self.principal.kind == CredentialKind::Key
+                    || self.principal.client_id.as_deref() == Some("*")
+            }
+        };
         let now = self.state.clock.now_ms();
         let items = frame.presence.unwrap_or_default();
         let mut stamped = Vec::with_capacity(items.len());
         for (index, mut item) in items.into_iter().enumerate() {
             // The member is the connection's clientId; an item may name it
             // again (an automatic re-entry), or name any clientId on a
-            // wildcard connection (RTP15).
+            // wildcard connection or one authenticated by an API key without
+            // a clientId, which Ably treats alike (RTP15).
             let client_id = match (item.client_id.take(), own) {
                 (None, Some(own)) => own.to_owned(),
                 (Some(named), Some(own)) if named == own => named,
-                (Some(named), None)
-                    if self.registration.entry.client_id.as_deref() == Some("*")
-                        && !named.is_empty()
-                        && named != "*" =>
-                {
-                    named
-                }
+                (Some(named), None) if any_client && !named.is_empty() && named != "*" => named,
                 (named, _) => {
                     return Err(ApiError::new(
                         codes::INVALID_CLIENT_ID,
@@ -1424,12 +1534,47 @@ impl Connection {
         Ok(())
     }
 
+    /// SYNC from the client (ably-js's `channel.sync()`, a re-sync): the
+    /// channel's members again, as after ATTACHED, and a single empty final
+    /// page when there are none, so the client's sync completes. Ignored
+    /// on a channel that is not attached.
+    async fn on_sync(&mut self, frame: ProtocolMessage) -> Result<(), ()> {
+        let name = frame.channel.unwrap_or_default();
+        let Some(&modes) = self.membership.channels.get(&name) else {
+            return Ok(());
+        };
+        let members = self.membership.listen(&name, modes);
+        if !members.is_empty() {
+            return self.sync(&name, members).await;
+        }
+        let mut frame = ProtocolMessage::new(Action::SYNC);
+        frame.channel = Some(name);
+        frame.channel_serial = Some(format!("{}:", random_id(6)));
+        frame.presence = Some(Vec::new());
+        self.send(&frame).await
+    }
+
     /// Sends one presence change as a PRESENCE frame.
     async fn send_presence(&mut self, event: &PresenceEvent) -> Result<(), ()> {
         let mut frame = ProtocolMessage::new(Action::PRESENCE);
         frame.channel = Some(event.channel.to_string());
         frame.presence = Some(vec![event.message.clone()]);
         self.send(&frame).await
+    }
+
+    /// On a channel whose ATTACH asked for modes without `mode`, the
+    /// operation is refused with 40165, as Ably does; a channel not
+    /// attached is not limited by modes, and one whose capability kept a
+    /// requested mode from being granted is checked by capability alone.
+    fn require_mode(&self, channel: &str, mode: Flags, name: &str) -> ApiResult<()> {
+        let attached = self.membership.channels.contains_key(channel);
+        match self.requested_modes.get(channel) {
+            Some(modes) if attached && !modes.contains(mode) => Err(ApiError::new(
+                MODE_NOT_REQUESTED,
+                format!("{name} mode was not requested when attaching; channel = {channel}"),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Checks and stamps a MESSAGE's messages for `channel`, ready to store.
@@ -1443,6 +1588,7 @@ impl Connection {
             ));
         }
         self.principal.require(Operation::Publish, &channel)?;
+        self.require_mode(&channel, Flags::PUBLISH, "PUBLISH")?;
         let connection_id = &self.registration.entry.connection_id;
         let identity = self.registration.entry.client_id.as_deref();
         let mut messages: Vec<Message> = frame.messages.unwrap_or_default();
@@ -1537,14 +1683,18 @@ impl Connection {
     }
 
     /// Plans the AUTH that asks the client to renew its credential (RTN22):
-    /// `auth_lead` before it expires, but at most half its remaining life
-    /// from now, so a short test token is renewed mid-way.
+    /// `auth_lead` before it expires. A credential with no more than
+    /// `auth_lead` left gets none: it simply expires (DISCONNECTED 40142),
+    /// as Ably does with a short token (a client holding a bare token cannot
+    /// renew in-band, and fails on an AUTH it cannot answer).
     fn plan_auth(&mut self) {
-        self.auth_at_ms = self.principal.expires_ms.map(|expires| {
-            let now = self.state.clock.now_ms();
-            let half = expires.saturating_sub(now) / 2;
-            expires.saturating_sub(millis(self.state.settings.auth_lead).min(half))
-        });
+        let now = self.state.clock.now_ms();
+        let lead = millis(self.state.settings.auth_lead);
+        self.auth_at_ms = self
+            .principal
+            .expires_ms
+            .and_then(|expires| expires.checked_sub(lead))
+            .filter(|at| *at > now);
     }
 
     /// Points the timer at the next credential event on the mock clock: the

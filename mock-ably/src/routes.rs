@@ -20,7 +20,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{any, delete, get, post};
 use shared::codes;
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -41,13 +41,21 @@ pub(crate) fn router(state: AppState) -> Router {
             post(rest::publish).get(rest::history),
         )
         .route("/channels/{channel}/presence", get(presence::get_presence))
+        .route(
+            "/channels/{channel}/presence/history",
+            get(presence::presence_history),
+        )
         .route("/channels/{channel}", get(rest::channel_status))
         .route("/messages", post(rest::batch_publish))
+        .route("/presence", get(presence::batch_presence))
         .route("/sse", get(stream::sse))
         .route("/event-stream", get(stream::event_stream))
         // Only Ably's endpoints can be made to fail; the controls cannot.
         .layer(middleware::from_fn_with_state(state.clone(), fail_next))
         .merge(control::router())
+        // Provisioning needs no credentials and cannot be made to fail.
+        .route("/apps", post(crate::apps::create))
+        .route("/apps/{app_id}", delete(crate::apps::delete))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(CatchPanicLayer::custom(

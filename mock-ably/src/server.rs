@@ -9,6 +9,7 @@ use shared::{ApiKey, Capability, Message};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+use crate::apps::{DEFAULT_MAX_APPS, Provisioner};
 use crate::auth::issue_token;
 use crate::faults::FailNext;
 use crate::keys::KeySpec;
@@ -45,7 +46,7 @@ pub const DEFAULT_LAG_LIMIT: usize = 10_000;
 pub const DEFAULT_MAX_IDLE_INTERVAL: Duration = Duration::from_secs(15);
 
 /// How long before a credential expires a realtime connection is sent AUTH,
-/// by default (at most half the credential's remaining life).
+/// by default (none for a credential with less life left).
 pub const DEFAULT_AUTH_LEAD: Duration = Duration::from_secs(30);
 
 /// How long the members of a realtime connection lost without CLOSE stay
@@ -71,6 +72,8 @@ pub struct MockAblyBuilder {
     remain_present_for: Duration,
     limits: serve::Limits,
     listener: Option<std::net::TcpListener>,
+    /// Live apps `POST /apps` may hold; 0 for none (an app's own server).
+    max_apps: usize,
 }
 
 impl Default for MockAblyBuilder {
@@ -87,6 +90,7 @@ impl Default for MockAblyBuilder {
             remain_present_for: DEFAULT_REMAIN_PRESENT_FOR,
             limits: serve::Limits::default(),
             listener: None,
+            max_apps: DEFAULT_MAX_APPS,
         }
     }
 }
@@ -195,8 +199,8 @@ impl MockAblyBuilder {
 
     /// How long before a token or JWT expires a realtime connection using it
     /// is sent AUTH, asking the client to renew (default
-    /// [`DEFAULT_AUTH_LEAD`], 30 s). Never more than half the credential's
-    /// remaining life when it was presented.
+    /// [`DEFAULT_AUTH_LEAD`], 30 s). A credential with no more than this
+    /// left gets no AUTH: it just expires (DISCONNECTED 40142).
     pub fn auth_lead(mut self, lead: Duration) -> Self {
         self.auth_lead = lead;
         self
@@ -224,6 +228,39 @@ impl MockAblyBuilder {
     pub fn max_connections(mut self, max: usize) -> Self {
         self.limits.max_connections = max.max(1);
         self
+    }
+
+    /// How many test apps `POST /apps` may hold at once (default
+    /// [`DEFAULT_MAX_APPS`], 100); one more is refused with 429/42910 until
+    /// `DELETE /apps/{id}` frees a place. 0 turns provisioning off: `/apps`
+    /// answers 404/40400.
+    pub fn max_apps(mut self, max: usize) -> Self {
+        self.max_apps = max;
+        self
+    }
+
+    /// An app's own mock (`POST /apps`): `settings` (the creating mock's,
+    /// with the app's keys), its connection limits, on `listener`, making no
+    /// apps of its own.
+    pub(crate) fn for_app(
+        settings: Settings,
+        limits: serve::Limits,
+        listener: std::net::TcpListener,
+    ) -> Self {
+        Self {
+            keys: settings.keys,
+            retention: settings.retention,
+            retention_count: settings.retention_count,
+            keepalive: settings.keepalive,
+            lag_limit: settings.lag_limit,
+            max_idle_interval: settings.max_idle_interval,
+            connection_state_ttl: settings.connection_state_ttl,
+            auth_lead: settings.auth_lead,
+            remain_present_for: settings.remain_present_for,
+            limits,
+            listener: Some(listener),
+            max_apps: 0,
+        }
     }
 
     /// Serves on `listener` instead of binding `127.0.0.1:0`.
@@ -264,17 +301,22 @@ impl MockAblyBuilder {
                 revocable: true,
             });
         }
-        let state = AppState::new(Settings {
-            keys,
-            retention: self.retention,
-            retention_count: self.retention_count,
-            keepalive: self.keepalive,
-            lag_limit: self.lag_limit,
-            max_idle_interval: self.max_idle_interval,
-            connection_state_ttl: self.connection_state_ttl,
-            auth_lead: self.auth_lead,
-            remain_present_for: self.remain_present_for,
-        });
+        let provisioner =
+            (self.max_apps > 0).then(|| Provisioner::new(addr.ip(), self.max_apps, self.limits));
+        let state = AppState::new(
+            Settings {
+                keys,
+                retention: self.retention,
+                retention_count: self.retention_count,
+                keepalive: self.keepalive,
+                lag_limit: self.lag_limit,
+                max_idle_interval: self.max_idle_interval,
+                connection_state_ttl: self.connection_state_ttl,
+                auth_lead: self.auth_lead,
+                remain_present_for: self.remain_present_for,
+            },
+            provisioner,
+        );
         let app = router(state.clone());
         let (shutdown, signal) = oneshot::channel::<()>();
         let limits = self.limits;
@@ -330,6 +372,11 @@ impl MockAbly {
     /// The address the mock listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The server state (for the app provisioner to fill an app's presence).
+    pub(crate) fn state(&self) -> &AppState {
+        &self.state
     }
 
     /// The first key the mock accepts (the first given, or [`DEV_KEY`]).

@@ -11,6 +11,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use shared::{ApiKey, Capability};
 use tokio::sync::watch;
 
+use crate::apps::Provisioner;
 use crate::auth::AuthState;
 use crate::channel::Registry;
 use crate::clock::Clock;
@@ -51,7 +52,7 @@ pub(crate) struct Settings {
     /// (`connectionStateTtl`).
     pub(crate) connection_state_ttl: Duration,
     /// Realtime: how long before a credential expires the connection is
-    /// sent AUTH (at most half the credential's remaining life).
+    /// sent AUTH (none for a credential with less life left).
     pub(crate) auth_lead: Duration,
     /// Realtime: how long the members of a connection lost without CLOSE
     /// stay present, unless it resumes first (a client's `remainPresentFor`
@@ -85,7 +86,7 @@ pub(crate) struct Control {
 pub(crate) struct AppState(Arc<Inner>);
 
 impl AppState {
-    pub(crate) fn new(settings: Settings) -> Self {
+    pub(crate) fn new(settings: Settings, provisioner: Option<Provisioner>) -> Self {
         let (control, _) = watch::channel(Control::default());
         // A random id for this server, part of every resume cursor, so that
         // a cursor from another run is unknown rather than misread.
@@ -104,6 +105,7 @@ impl AppState {
             attached_channels: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             panics: Mutex::new(Vec::new()),
+            provisioner,
         }))
     }
 }
@@ -137,6 +139,9 @@ pub(crate) struct Inner {
     pub(crate) delivered: AtomicU64,
     /// Messages of handler panics, reported when the handle drops.
     pub(crate) panics: Mutex<Vec<String>>,
+    /// The test apps this mock made (`POST /apps`); `None` on an app's own
+    /// server or with `max_apps(0)`.
+    pub(crate) provisioner: Option<Provisioner>,
 }
 
 impl Inner {

@@ -386,7 +386,13 @@ pub struct ProtocolMessage {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub presence: Option<Vec<PresenceMessage>>,
     /// Channel params: requested on ATTACH, granted on ATTACHED (RTL4k).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// A number or boolean value is read as its text (ably-js sends
+    /// `params: { rewind: 1 }` as given, and Ably accepts it).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_params"
+    )]
     pub params: Option<BTreeMap<String, String>>,
     /// When the server sent it, in ms since the Unix epoch.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -778,6 +784,31 @@ fn item_from_msgpack(entries: Vec<(rmpv::Value, rmpv::Value)>, rest: Items) -> R
     Ok(Value::Object(map))
 }
 
+/// Channel params with string, number or boolean values, each kept as text;
+/// any other value (an object, an array) is refused.
+fn lenient_params<'de, D>(
+    deserializer: D,
+) -> std::result::Result<Option<BTreeMap<String, String>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let raw: Option<BTreeMap<String, Value>> = Deserialize::deserialize(deserializer)?;
+    raw.map(|params| {
+        params
+            .into_iter()
+            .map(|(name, value)| match value {
+                Value::String(text) => Ok((name, text)),
+                Value::Number(number) => Ok((name, number.to_string())),
+                Value::Bool(flag) => Ok((name, flag.to_string())),
+                other => Err(serde::de::Error::custom(format!(
+                    "channel param {name:?} must be a string, number or boolean, not {other}"
+                ))),
+            })
+            .collect()
+    })
+    .transpose()
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -837,6 +868,35 @@ mod tests {
             json_text(&ping),
             json!({"action":0,"id":"12394404419098426"})
         );
+    }
+
+    #[test]
+    fn channel_params_given_as_numbers_or_booleans_read_as_text() {
+        let frame = json_frame(
+            r#"{"action":10,"channel":"y","params":{"rewind":1,"delta":"vcdiff","x":true}}"#,
+        );
+        let expected: BTreeMap<String, String> =
+            [("delta", "vcdiff"), ("rewind", "1"), ("x", "true")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+        assert_eq!(frame.params.as_ref(), Some(&expected));
+
+        let packed = rmpv::Value::Map(vec![
+            (rmpv::Value::from("action"), rmpv::Value::from(10)),
+            (rmpv::Value::from("channel"), rmpv::Value::from("y")),
+            (
+                rmpv::Value::from("params"),
+                rmpv::Value::Map(vec![(rmpv::Value::from("rewind"), rmpv::Value::from(1))]),
+            ),
+        ]);
+        let mut bytes = Vec::new();
+        rmpv::encode::write_value(&mut bytes, &packed).unwrap();
+        let frame = Format::Msgpack.decode(&bytes).unwrap();
+        assert_eq!(frame.params.unwrap()["rewind"], "1");
+
+        let nested = Format::Json.decode(br#"{"action":10,"params":{"rewind":{"a":1}}}"#);
+        assert!(nested.unwrap_err().to_string().contains("\"rewind\""));
     }
 
     #[test]

@@ -101,7 +101,9 @@ export async function startPair({ corsOrigins = '*', env = {} } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'interop-'));
   const policyFile = join(dir, 'policy.toml');
   writeFileSync(policyFile, POLICY);
-  const mock = await start('mock-ably', ['--bind', '127.0.0.1:0', '--key', KEY], {
+  // A 2 s AUTH lead: the soak's 6 s tokens are then renewed in-band by AUTH
+  // (a token with less life left than the lead just expires).
+  const mock = await start('mock-ably', ['--bind', '127.0.0.1:0', '--key', KEY, '--auth-lead', '2s'], {
     cwd: dir,
     ready: ['mock-ably listening on '],
   });

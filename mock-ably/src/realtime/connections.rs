@@ -72,6 +72,14 @@ pub(crate) struct Connections {
 }
 
 impl Connections {
+    /// The `connectionId` of the open or resumable connection whose
+    /// `connectionKey` is `key`.
+    pub(crate) fn connection_id(&self, key: &str) -> Option<String> {
+        self.slots
+            .get(key)
+            .map(|slot| slot.entry.connection_id.clone())
+    }
+
     /// How many connections a socket serves right now.
     pub(crate) fn open(&self) -> u64 {
         self.open

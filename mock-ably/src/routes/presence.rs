@@ -1,14 +1,17 @@
 //! `GET /channels/{channel}/presence`: the members present now (RSP3), as
-//! ably-js's REST `presence.get()` reads them.
+//! ably-js's REST `presence.get()` reads them; and `GET /presence`, the same
+//! for several channels at once (batch presence, RSC24).
 
 use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
 use shared::capability::Operation;
+use shared::codes;
 
 use crate::auth::authenticate;
-use crate::error::{ApiResult, PathParam};
+use crate::error::{ApiError, ApiResult, PathParam};
 use crate::params::{Query, invalid_param, validate_channel_name};
 use crate::state::{AppState, lock};
 
@@ -73,4 +76,72 @@ pub(super) async fn get_presence(
         HeaderValue::from_str(&links.join(", ")).expect("link URLs are percent-encoded ASCII"),
     );
     Ok(response)
+}
+
+/// `GET /presence?channels=a,b`: every named channel's members, as
+/// `{successCount, failureCount, results}` with one result per channel in
+/// the order asked, `{channel, presence}` or `{channel, error}` for a channel
+/// the credential may not read (40160) or whose name is invalid (BGR2,
+/// BGF2). No channels is 400/40000.
+pub(super) async fn batch_presence(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let query = Query::parse(raw.as_deref());
+    let principal = authenticate(&state, &headers, &query)?;
+    let channels: Vec<&str> = query
+        .get("channels")
+        .map(|list| list.split(',').filter(|c| !c.is_empty()).collect())
+        .unwrap_or_default();
+    if channels.is_empty() {
+        return Err(ApiError::new(
+            codes::BAD_REQUEST,
+            "Batch presence needs channels=name[,name…]",
+        ));
+    }
+    let results: Vec<Value> = channels
+        .iter()
+        .map(|&channel| {
+            validate_channel_name(channel)
+                .and_then(|()| principal.require(Operation::Subscribe, channel))
+                .map(|()| json!({"channel": channel, "presence": lock(&state.presence).members(channel)}))
+                .unwrap_or_else(|ApiError(error)| json!({"channel": channel, "error": error}))
+        })
+        .collect();
+    let failures = results.iter().filter(|r| r.get("error").is_some()).count();
+    Ok(Json(json!({
+        "successCount": results.len() - failures,
+        "failureCount": failures,
+        "results": results,
+    })))
+}
+
+/// `GET /channels/{channel}/presence/history` (RSP4): the channel's last
+/// presence changes (enter, update, leave, with their original ids and
+/// timestamps), newest first unless `direction=forwards`; `limit` as for
+/// presence (default 100, at most 1000). Needs `history`. One page only:
+/// no `next` link (the mock keeps at most 1000 changes per channel).
+pub(super) async fn presence_history(
+    State(state): State<AppState>,
+    PathParam(channel): PathParam,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<Vec<shared::protocol::PresenceMessage>>> {
+    let query = Query::parse(raw.as_deref());
+    let principal = authenticate(&state, &headers, &query)?;
+    validate_channel_name(&channel)?;
+    principal.require(Operation::History, &channel)?;
+    let limit = super::rest::page_limit(&query)?;
+    let forwards = match query.get("direction") {
+        None | Some("backwards") => false,
+        Some("forwards") => true,
+        Some(other) => return Err(invalid_param("direction", other)),
+    };
+    let mut changes = lock(&state.presence).history(&channel);
+    if !forwards {
+        changes.reverse();
+    }
+    changes.truncate(limit);
+    Ok(Json(changes))
 }

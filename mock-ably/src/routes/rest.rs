@@ -79,7 +79,26 @@ pub(super) fn publish_to(
     channel: &str,
     messages: Vec<Message>,
 ) -> ApiResult<Value> {
-    let prepared = publish::prepare(messages, Some(publisher), state.clock.now_ms())?;
+    // A message carrying a realtime connection's `connectionKey` is
+    // published on behalf of that connection: it gets its connectionId
+    // too. A key the mock does not know is dropped like any other.
+    let on_behalf: Vec<Option<String>> = {
+        let connections = lock(&state.connections);
+        messages
+            .iter()
+            .map(|m| {
+                m.connection_key
+                    .as_deref()
+                    .and_then(|key| connections.connection_id(key))
+            })
+            .collect()
+    };
+    let mut prepared = publish::prepare(messages, Some(publisher), state.clock.now_ms())?;
+    for (message, connection_id) in prepared.iter_mut().zip(on_behalf) {
+        if connection_id.is_some() {
+            message.connection_id = connection_id;
+        }
+    }
     let stored = publish::store(state, channel, prepared);
     let message_id = stored
         .first()
@@ -290,8 +309,9 @@ fn messages_from(value: Value) -> ApiResult<Vec<Message>> {
 
 /// `GET /channels/{channel}/messages` (`docs/protocol.md#history`): needs
 /// `history`; `limit` (default 100, at most 1000), `direction` (`backwards`
-/// default or `forwards`), `start`/`end` (ms, inclusive) and relative `Link`
-/// paging.
+/// default or `forwards`), `start`/`end` (ms, inclusive), `from_serial` (a
+/// realtime ATTACHED's `channelSerial`: nothing published after it; one
+/// this mock did not issue is 400/40003) and relative `Link` paging.
 pub(super) async fn history(
     State(state): State<AppState>,
     PathParam(channel): PathParam,
@@ -305,12 +325,24 @@ pub(super) async fn history(
     let page = Page::from_query(&query)?;
 
     let now = state.clock.now_ms();
-    let retained = lock(&state.registry).retained(&state.settings, &channel, now);
+    let (retained, until) = {
+        let mut registry = lock(&state.registry);
+        let until = match page.from_serial.as_deref() {
+            None => None,
+            Some(serial) => Some(
+                registry
+                    .parse_cursor(serial)
+                    .ok_or_else(|| invalid_param("from_serial", serial))?,
+            ),
+        };
+        (registry.retained(&state.settings, &channel, now), until)
+    };
     let mut matching: Vec<_> = retained
         .iter()
         .filter(|m| {
             let timestamp = m.message.timestamp.unwrap_or(m.received_ms);
-            page.start.is_none_or(|start| timestamp >= start)
+            until.is_none_or(|until| m.seq <= until)
+                && page.start.is_none_or(|start| timestamp >= start)
                 && page.end.is_none_or(|end| timestamp <= end)
                 && page.after.is_none_or(|after| match page.forwards {
                     true => m.seq > after,
@@ -351,6 +383,9 @@ pub(super) struct Page {
     /// From a `next` link: the sequence number of the last message of the
     /// previous page (an opaque `cursor` parameter to clients).
     pub(super) after: Option<u64>,
+    /// `from_serial` (ably-js's `untilAttach`, RTL10b): a realtime
+    /// ATTACHED's `channelSerial`; only messages up to it are listed.
+    from_serial: Option<String>,
 }
 
 /// A paged query's `limit`: 100 by default, 1 to 1000 (RSL2b3, RSP3a1).
@@ -394,6 +429,7 @@ impl Page {
             start,
             end,
             after: number("cursor")?,
+            from_serial: query.get("from_serial").map(str::to_owned),
         })
     }
 
@@ -417,6 +453,9 @@ impl Page {
         );
         if let Some(after) = after {
             out.append_pair("cursor", &after.to_string());
+        }
+        if let Some(serial) = &self.from_serial {
+            out.append_pair("from_serial", serial);
         }
         out.finish()
     }

@@ -204,3 +204,49 @@ async fn history_items_carry_their_publish_serial_and_action_create() {
     assert!(serials[0] < serials[1], "serials order the channel");
     assert!(history.iter().all(|m| m["action"] == 0));
 }
+
+#[tokio::test]
+async fn from_serial_lists_only_what_was_published_up_to_an_attach() {
+    use shared::protocol::{Action, Format};
+    let app = spawn().await;
+    publish_numbers(&app, "c", 2).await;
+    let (mut client, _) = crate::ws::Client::connected(&app.mock, "", Format::Json).await;
+    let attached = client.attach("c").await;
+    let serial = attached.channel_serial.unwrap();
+    publish_numbers(&app, "c", 3).await;
+    client.expect(Action::MESSAGE).await;
+
+    let until = format!(
+        "/channels/c/messages?from_serial={}&key={}",
+        enc(&serial),
+        enc(KEY)
+    );
+    let first = app.get(&format!("{until}&limit=1")).await;
+    let next = links(&first)
+        .into_iter()
+        .find(|(rel, _)| rel == "next")
+        .unwrap()
+        .1;
+    let first: Vec<Value> = first.json().await.unwrap();
+    assert_eq!(data(&first), ["1"]);
+    assert!(next.contains("from_serial="), "{next}");
+    let rest: Vec<Value> = app
+        .get(&format!(
+            "/channels/c/{}&key={}",
+            next.trim_start_matches("./"),
+            enc(KEY)
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(data(&rest), ["0"]);
+
+    let foreign = app
+        .get(&format!(
+            "/channels/c/messages?from_serial=other:1&key={}",
+            enc(KEY)
+        ))
+        .await;
+    assert_error(foreign, 400, 40003).await;
+}

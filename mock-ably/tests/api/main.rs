@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod apps;
 mod auth;
 mod channels;
 mod connections;

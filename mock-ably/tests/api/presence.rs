@@ -570,3 +570,221 @@ async fn rest_history_and_presence_answer_msgpack_when_accept_asks_for_it() {
     assert_eq!(body[0]["data"], "AQL/");
     assert_eq!(body[0]["encoding"], "base64");
 }
+
+#[tokio::test]
+async fn batch_presence_answers_each_channel_in_order_with_members_or_its_error() {
+    let app = with(MockAbly::builder().key(KEY).key_with_capability(
+        "testApp.narrow:narrow-secret",
+        r#"{"open":["subscribe"],"shut":["publish"]}"#,
+    ))
+    .await;
+    let (mut host, connected) = Client::connected(&app.mock, "clientId=*", Format::Json).await;
+    let (host_id, _) = ids(&connected);
+    for (serial, channel) in ["open", "shut"].iter().enumerate() {
+        let item = json!([{"action": 2, "clientId": format!("{channel}-member"), "data": "d"}]);
+        host.send(&presence_frame(channel, serial as u64, item))
+            .await;
+        host.expect(Action::ACK).await;
+    }
+
+    let response = timeout(
+        app.client
+            .get(app.url("/presence?channels=shut,open,empty"))
+            .basic_auth("testApp.narrow", Some("narrow-secret"))
+            .send(),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["successCount"], 1);
+    assert_eq!(body["failureCount"], 2);
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results[0]["channel"], "shut");
+    assert_eq!(results[0]["error"]["code"], 40160);
+    assert_eq!(results[0]["error"]["statusCode"], 401);
+    assert!(results[0].get("presence").is_none());
+    assert_eq!(
+        results[1],
+        json!({"channel": "open", "presence": [
+            {"id": format!("{host_id}:0:0"), "action": 1, "clientId": "open-member",
+             "connectionId": host_id, "data": "d", "timestamp": results[1]["presence"][0]["timestamp"]}
+        ]})
+    );
+    assert_eq!(results[2]["channel"], "empty");
+    assert_eq!(results[2]["error"]["code"], 40160);
+
+    let none = timeout(
+        app.client
+            .get(app.url("/presence"))
+            .basic_auth(KEY_NAME, Some("test-secret"))
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert_error(none, 400, 40000).await;
+}
+
+#[tokio::test]
+async fn a_connection_on_a_key_without_a_client_id_may_enter_any_client_id_but_a_token_may_not() {
+    let app = spawn().await;
+    for format in FORMATS {
+        let (mut keyed, connected) = Client::connected(&app.mock, "", format).await;
+        let (keyed_id, _) = ids(&connected);
+        let room = format!("room-{}", crate::ws::format_param(format));
+        keyed.attach(&room).await;
+        keyed
+            .send(&presence_frame(
+                &room,
+                0,
+                json!([{"action": 2, "clientId": "bob", "data": "b"}]),
+            ))
+            .await;
+        keyed.expect(Action::ACK).await;
+        let seen = keyed.presence_event().await;
+        assert_eq!(
+            (seen.client_id.as_deref(), seen.connection_id.as_deref()),
+            (Some("bob"), Some(keyed_id.as_str()))
+        );
+
+        let token = app.mock.issue_token(shared::TokenParams::default()).token;
+        let (mut anonymous, _) = Client::with_token(&app.mock, &token, format).await;
+        anonymous
+            .send(&presence_frame(
+                &room,
+                0,
+                json!([{"action": 2, "clientId": "bob"}]),
+            ))
+            .await;
+        assert_eq!(
+            anonymous.expect(Action::NACK).await.error.unwrap().code,
+            40012
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_wildcard_token_connection_is_told_star_and_may_enter_any_client_id() {
+    let app = spawn().await;
+    let params = shared::TokenParams {
+        client_id: Some("*".to_owned()),
+        ..shared::TokenParams::default()
+    };
+    let token = app.mock.issue_token(params).token;
+    for format in FORMATS {
+        let (mut wild, connected) = Client::with_token(&app.mock, &token, format).await;
+        let details = connected.connection_details.unwrap();
+        assert_eq!(details.client_id.as_deref(), Some("*"));
+
+        let room = format!("wild-{}", crate::ws::format_param(format));
+        wild.attach(&room).await;
+        wild.send(&presence_frame(
+            &room,
+            0,
+            json!([{"action": 2, "clientId": "carol"}]),
+        ))
+        .await;
+        wild.expect(Action::ACK).await;
+        assert_eq!(
+            wild.presence_event().await.client_id.as_deref(),
+            Some("carol")
+        );
+    }
+}
+
+#[tokio::test]
+async fn presence_history_lists_the_changes_newest_first_and_needs_history() {
+    let app = with(
+        MockAbly::builder()
+            .key(KEY)
+            .key_with_capability("testApp.narrow:narrow-secret", r#"{"*":["subscribe"]}"#),
+    )
+    .await;
+    let (mut alice, connected) = Client::connected(&app.mock, "clientId=alice", Format::Json).await;
+    let (alice_id, _) = ids(&connected);
+    for (serial, action) in [(0, 2), (1, 4), (2, 3)] {
+        let item = json!([{"action": action, "data": format!("d{serial}")}]);
+        alice.send(&presence_frame("hist", serial, item)).await;
+        alice.expect(Action::ACK).await;
+    }
+
+    let get = async |query: &str, key: (&str, &str)| {
+        timeout(
+            app.client
+                .get(app.url(&format!("/channels/hist/presence/history{query}")))
+                .basic_auth(key.0, Some(key.1))
+                .send(),
+        )
+        .await
+        .unwrap()
+    };
+    let key = (KEY_NAME, "test-secret");
+    let newest_first: serde_json::Value = get("", key).await.json().await.unwrap();
+    let seen: Vec<(&serde_json::Value, &serde_json::Value, &serde_json::Value)> = newest_first
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (&m["action"], &m["clientId"], &m["data"]))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (&json!(3), &json!("alice"), &json!("d2")),
+            (&json!(4), &json!("alice"), &json!("d1")),
+            (&json!(2), &json!("alice"), &json!("d0")),
+        ]
+    );
+    assert_eq!(newest_first[2]["id"], format!("{alice_id}:0:0"));
+    let forwards: serde_json::Value = get("?direction=forwards&limit=1", key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(forwards.as_array().unwrap().len(), 1);
+    assert_eq!(forwards[0]["action"], 2);
+
+    assert_error(
+        get("", ("testApp.narrow", "narrow-secret")).await,
+        401,
+        40160,
+    )
+    .await;
+    assert_error(get("?direction=sideways", key).await, 400, 40003).await;
+}
+
+#[tokio::test]
+async fn a_client_sync_gets_the_members_again_and_an_empty_channel_one_empty_page() {
+    let app = spawn().await;
+    for format in FORMATS {
+        let room = format!("resync-{}", crate::ws::format_param(format));
+        let (mut alice, connected) = Client::connected(&app.mock, "clientId=alice", format).await;
+        let (alice_id, _) = ids(&connected);
+        alice.attach(&room).await;
+        alice
+            .send(&presence_frame(
+                &room,
+                0,
+                json!([{"action": 2, "data": "a"}]),
+            ))
+            .await;
+        alice.expect(Action::ACK).await;
+        alice.presence_event().await;
+
+        alice.send(&on(Action::SYNC, &room)).await;
+        let sync = alice.expect(Action::SYNC).await;
+        assert!(sync.channel_serial.unwrap().ends_with(':'));
+        let members = sync.presence.unwrap();
+        assert_eq!(members.len(), 1);
+        assert_eq!(members[0].id, Some(format!("{alice_id}:0:0")));
+        assert_eq!(members[0].action, Some(PresenceAction::PRESENT));
+
+        let empty = format!("empty-{}", crate::ws::format_param(format));
+        alice.attach(&empty).await;
+        alice.send(&on(Action::SYNC, &empty)).await;
+        let sync = alice.expect(Action::SYNC).await;
+        assert_eq!(sync.channel.as_deref(), Some(empty.as_str()));
+        assert_eq!(sync.presence, Some(Vec::new()));
+        alice.nothing_queued("still-up").await;
+    }
+}

@@ -507,13 +507,15 @@ async fn attach_grants_the_requested_modes_the_capability_allows() {
     for format in FORMATS {
         let (mut client, _) = Client::connected(&app.mock, "", format).await;
 
-        // No modes requested: every mode the capability allows; params echoed.
+        // No modes requested: every mode the capability allows; a param
+        // Ably does not recognise is not echoed.
         let mut attach = on(Action::ATTACH, "all");
         attach.params = Some([("agent".to_owned(), "spaces/0.5.2".to_owned())].into());
         client.send(&attach).await;
         let all = client.expect(Action::ATTACHED).await;
-        assert_eq!(all.flags, Some(Flags(983_040)));
-        assert_eq!(all.params, attach.params);
+        // The four, and annotation_publish, which Ably grants by default too.
+        assert_eq!(all.flags, Some(Flags(983_040) | Flags::ANNOTATION_PUBLISH));
+        assert_eq!(all.params, None);
         assert!(all.channel_serial.is_some());
 
         let chat = client.attach("chat:x").await;
@@ -914,17 +916,20 @@ async fn auth_is_requested_ahead_of_expiry_and_a_renewal_keeps_the_connection() 
 }
 
 #[tokio::test]
-async fn a_short_token_is_asked_to_renew_at_half_its_life_then_expires() {
+async fn a_token_shorter_than_the_auth_lead_gets_no_auth_and_just_expires() {
+    // The default lead is 30 s; this token lives 10 s.
     let app = spawn().await;
     let token = jwt(&app.mock, r#"{"*":["*"]}"#, None, 10);
     let (mut client, _) = Client::with_token(&app.mock, &token, Format::Json).await;
 
-    app.mock.advance_clock(Duration::from_secs(4));
-    client.nothing_queued("before-half").await;
+    app.mock.advance_clock(Duration::from_secs(9));
+    client.nothing_queued("no-auth-before-expiry").await;
+    // Once more: by now the connection has surely handled the clock move
+    // (half the token's life, when the mock used to ask, is long past).
+    client.nothing_queued("still-no-auth").await;
     app.mock.advance_clock(Duration::from_secs(2));
-    client.expect(Action::AUTH).await;
-    app.mock.advance_clock(Duration::from_secs(5));
 
+    // The next frame is the expiry, with no AUTH before it.
     let error = client.expect(Action::DISCONNECTED).await.error.unwrap();
     assert_eq!(error.code, 40142);
     client.expect_close().await;
@@ -1298,4 +1303,217 @@ async fn realtime_and_history_carry_the_same_serial_and_action_create_and_sse_ne
     let envelope = frames.message().await;
     assert!(envelope.get("serial").is_none(), "{envelope}");
     assert!(envelope.get("action").is_none(), "{envelope}");
+}
+
+#[tokio::test]
+async fn the_modes_param_wins_over_the_flags_and_only_recognised_params_are_echoed() {
+    let app = with(
+        MockAbly::builder()
+            .key_with_capability(KEY, r#"{"all":["*"],"pub":["publish","subscribe"]}"#),
+    )
+    .await;
+    for format in FORMATS {
+        let (mut client, _) = Client::connected(&app.mock, "", format).await;
+        let params = |pairs: &[(&str, &str)]| {
+            Some(
+                pairs
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            )
+        };
+
+        let mut attach = on(Action::ATTACH, "all");
+        attach.flags = Some(Flags::PUBLISH | Flags::PRESENCE_SUBSCRIBE);
+        attach.params = params(&[
+            ("modes", "presence,subscribe"),
+            ("delta", "vcdiff"),
+            ("nonexistent", "foo"),
+        ]);
+        client.send(&attach).await;
+        let attached = client.expect(Action::ATTACHED).await;
+        assert_eq!(attached.flags, Some(Flags::PRESENCE | Flags::SUBSCRIBE));
+        assert_eq!(
+            attached.params,
+            params(&[("delta", "vcdiff"), ("modes", "presence,subscribe")])
+        );
+
+        // Narrowed by the capability like flags are.
+        let mut attach = on(Action::ATTACH, "pub");
+        attach.params = params(&[("modes", "subscribe,presence")]);
+        client.send(&attach).await;
+        assert_eq!(
+            client.expect(Action::ATTACHED).await.flags,
+            Some(Flags::SUBSCRIBE)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_resume_key_that_is_not_a_connection_key_is_80018_and_an_unknown_one_80008() {
+    let app = spawn().await;
+    for format in FORMATS {
+        let (_fake, fresh) =
+            Client::connected(&app.mock, "resume=_____!ablyjs_test_fake-key____", format).await;
+        assert_eq!(fresh.error.unwrap().code, 80018);
+
+        let (_unknown, fresh) =
+            Client::connected(&app.mock, "resume=AAAAAAAAAAAA!BBBBBBBBBBBBBBBB", format).await;
+        assert_eq!(fresh.error.unwrap().code, 80008);
+    }
+}
+
+#[tokio::test]
+async fn publish_and_presence_on_a_channel_attached_without_their_mode_are_40165() {
+    let app = spawn().await;
+    for format in FORMATS {
+        let (mut client, _) = Client::connected(&app.mock, "clientId=alice", format).await;
+        let mut attach = on(Action::ATTACH, "sub-only");
+        attach.flags = Some(Flags::SUBSCRIBE);
+        client.send(&attach).await;
+        client.expect(Action::ATTACHED).await;
+
+        client
+            .send(&publish_frame("sub-only", 0, json!([{"data": "x"}])))
+            .await;
+        let nack = client.expect(Action::NACK).await;
+        assert_eq!(nack.error.unwrap().code, 40165);
+        let mut enter = on(Action::PRESENCE, "sub-only");
+        enter.msg_serial = Some(1);
+        enter.presence = Some(serde_json::from_value(json!([{"action": 2}])).unwrap());
+        client.send(&enter).await;
+        let nack = client.expect(Action::NACK).await;
+        assert_eq!(nack.error.unwrap().code, 40165);
+
+        // A channel not attached is not limited by modes.
+        client
+            .send(&publish_frame("elsewhere", 2, json!([{"data": "x"}])))
+            .await;
+        client.expect(Action::ACK).await;
+    }
+}
+
+#[tokio::test]
+async fn attached_says_has_backlog_when_a_rewind_finds_messages() {
+    let app = spawn().await;
+    app.mock.publish_data("rewound", "n", "one");
+    for format in FORMATS {
+        let (mut client, _) = Client::connected(&app.mock, "", format).await;
+        let mut attach = on(Action::ATTACH, "rewound");
+        attach.params = Some([("rewind".to_owned(), "1".to_owned())].into());
+        client.send(&attach).await;
+        let attached = client.expect(Action::ATTACHED).await;
+        assert!(attached.flags.unwrap().contains(Flags::HAS_BACKLOG));
+        client.expect(Action::MESSAGE).await;
+
+        let mut attach = on(Action::ATTACH, "empty-rewind");
+        attach.params = Some([("rewind".to_owned(), "1".to_owned())].into());
+        client.send(&attach).await;
+        let attached = client.expect(Action::ATTACHED).await;
+        assert!(!attached.flags.unwrap().contains(Flags::HAS_BACKLOG));
+
+        let (mut plain, _) = Client::connected(&app.mock, "", format).await;
+        let attached = plain.attach("rewound").await;
+        assert!(!attached.flags.unwrap().contains(Flags::HAS_BACKLOG));
+    }
+}
+
+#[tokio::test]
+async fn a_rest_publish_with_a_connection_key_is_attributed_to_that_connection() {
+    let app = spawn().await;
+    let (mut client, connected) = Client::connected(&app.mock, "", Format::Json).await;
+    let (connection_id, connection_key) = ids(&connected);
+    client.attach("behalf").await;
+
+    let body = json!([
+        {"name": "mine", "connectionKey": connection_key},
+        {"name": "unknown", "connectionKey": "AAAAAAAAAAAA!BBBBBBBBBBBBBBBB"}
+    ]);
+    assert_eq!(app.publish("behalf", body).await.status(), 201);
+
+    let mut delivered = client.expect(Action::MESSAGE).await.messages.unwrap();
+    delivered.extend(client.expect(Action::MESSAGE).await.messages.unwrap());
+    let seen: Vec<(Option<&str>, Option<&str>)> = delivered
+        .iter()
+        .map(|m| (m.name.as_deref(), m.connection_id.as_deref()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (Some("mine"), Some(connection_id.as_str())),
+            (Some("unknown"), None)
+        ]
+    );
+    assert!(delivered.iter().all(|m| m.connection_key.is_none()));
+}
+
+#[tokio::test]
+async fn an_attach_with_a_numeric_rewind_param_rewinds() {
+    let app = spawn().await;
+    app.mock.publish_data("numeric", "n", "kept");
+    let (mut client, _) = Client::connected(&app.mock, "", Format::Json).await;
+
+    let attach = json!({"action": 10, "channel": "numeric", "params": {"rewind": 1}});
+    client
+        .socket
+        .send(WsMessage::text(attach.to_string()))
+        .await
+        .unwrap();
+
+    let attached = client.expect(Action::ATTACHED).await;
+    assert_eq!(attached.params.unwrap()["rewind"], "1");
+    let message = client.expect(Action::MESSAGE).await;
+    assert_eq!(
+        message.messages.unwrap()[0].data,
+        Some(serde_json::Value::from("kept"))
+    );
+}
+
+#[tokio::test]
+async fn a_mode_the_capability_withheld_is_allowed_once_auth_grows_the_capability() {
+    let app = spawn().await;
+    let token = |capability: &str| {
+        app.mock
+            .issue_token(TokenParams {
+                capability: Some(capability.to_owned()),
+                ..TokenParams::default()
+            })
+            .token
+    };
+    for format in FORMATS {
+        let channel = format!("grow-{}", format_param(format));
+        let (mut client, _) =
+            Client::with_token(&app.mock, &token(r#"{"*":["subscribe"]}"#), format).await;
+        client.attach(&channel).await;
+        client
+            .send(&publish_frame(&channel, 0, json!([{"data": "x"}])))
+            .await;
+        let nack = client.expect(Action::NACK).await;
+        assert_eq!(nack.error.unwrap().code, 40160);
+
+        let mut auth = ProtocolMessage::new(Action::AUTH);
+        auth.auth = Some(AuthDetails::new(token(r#"{"*":["publish","subscribe"]}"#)));
+        client.send(&auth).await;
+        client.expect(Action::CONNECTED).await;
+        client
+            .send(&publish_frame(&channel, 1, json!([{"data": "y"}])))
+            .await;
+        client.expect(Action::ACK).await;
+    }
+}
+
+#[tokio::test]
+async fn a_rewind_on_an_attach_flagged_attach_resume_sends_no_backlog() {
+    let app = spawn().await;
+    app.mock.publish_data("resumed-rewind", "n", "old");
+    for format in FORMATS {
+        let (mut client, _) = Client::connected(&app.mock, "", format).await;
+        let mut attach = on(Action::ATTACH, "resumed-rewind");
+        attach.params = Some([("rewind".to_owned(), "1".to_owned())].into());
+        attach.flags = Some(Flags::ATTACH_RESUME);
+        client.send(&attach).await;
+        let attached = client.expect(Action::ATTACHED).await;
+        assert!(!attached.flags.unwrap().contains(Flags::HAS_BACKLOG));
+        client.nothing_queued("no-backlog").await;
+    }
 }
