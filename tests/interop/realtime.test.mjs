@@ -13,11 +13,12 @@ import { after, before, test } from 'node:test';
 import {
   KEY,
   PATIENCE_MS,
-  ablyOptions,
-  appToken,
+  authCallback,
   control,
   mockStats,
   publish,
+  reach,
+  realtimeOptions,
   startPair,
 } from './harness.mjs';
 
@@ -30,60 +31,26 @@ before(async () => {
 });
 after(() => pair?.stop());
 
-/** Realtime options for the mock: the harness's, in the given format. */
-function realtimeOptions(binary, extra = {}) {
-  const { useBinaryProtocol: _json, ...base } = ablyOptions(pair.mockUrl);
-  const options = { ...base, ...extra };
+/** Realtime options for the mock (the harness's), in the given format. */
+function options(binary, extra = {}) {
+  const options = realtimeOptions(pair.mockUrl, extra);
   if (!binary) options.useBinaryProtocol = false;
   return options;
 }
 
 /**
- * Realtime options (as `realtimeOptions`) for `user`, whose authCallback is
- * the seeds' recipe pointed at our auth server: `fetch` an Ably JWT with the
- * user's app login, then `callback(null, await response.text())`. `query`
- * narrows it (`ttl`, `capability`); `onToken` runs at every call.
+ * Options for `user` whose authCallback is the seeds' recipe at our auth
+ * server (the harness's `authCallback`); `query` narrows the token.
  */
 function tokenAuth(binary, user, query = {}, onToken = () => {}) {
-  const login = appToken(user);
-  const url = new URL('/api/ably-jwt', pair.authUrl);
-  for (const [name, value] of Object.entries(query)) {
-    url.searchParams.set(name, typeof value === 'string' ? value : JSON.stringify(value));
-  }
-  return realtimeOptions(binary, {
-    authCallback: async (_params, callback) => {
-      onToken();
-      try {
-        const response = await fetch(url, { headers: { Authorization: `Bearer ${login}` } });
-        if (!response.ok) throw new Error(`ably-jwt: ${response.status} ${await response.text()}`);
-        callback(null, await response.text());
-      } catch (err) {
-        callback(err, null);
-      }
-    },
-  });
-}
-
-/** Resolves when `connection` reaches `state`, or fails after PATIENCE_MS. */
-function reach(connection, state) {
-  if (connection.state === state) return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`still ${connection.state}, not ${state}, after ${PATIENCE_MS} ms`)),
-      PATIENCE_MS,
-    );
-    connection.on(state, (change) => {
-      clearTimeout(timer);
-      resolve(change);
-    });
-  });
+  return options(binary, { authCallback: authCallback(pair.authUrl, user, { query, onToken }) });
 }
 
 for (const binary of [true, false]) {
   const format = binary ? 'msgpack (the Node default)' : 'JSON (useBinaryProtocol: false)';
 
   test(`a key connects, pings and closes in ${format}`, async () => {
-    const realtime = new Ably.Realtime(realtimeOptions(binary, { key: KEY, clientId: 'alice' }));
+    const realtime = new Ably.Realtime(options(binary, { key: KEY, clientId: 'alice' }));
     try {
       await reach(realtime.connection, 'connected');
       assert.match(realtime.connection.id, /^[A-Za-z0-9_-]+$/);
@@ -111,7 +78,7 @@ for (const binary of [true, false]) {
 
   test(`a wrong key fails the connection with 40101 in ${format}`, async () => {
     const realtime = new Ably.Realtime(
-      realtimeOptions(binary, { key: 'interopApp.interopKey:wrong-secret' }),
+      options(binary, { key: 'interopApp.interopKey:wrong-secret' }),
     );
     try {
       const change = await reach(realtime.connection, 'failed');
@@ -236,7 +203,7 @@ for (const binary of [true, false]) {
   });
 
   test(`delta: vcdiff channels decode with Ably's plugin to the published payloads in ${format}`, async () => {
-    const realtime = new Ably.Realtime(realtimeOptions(binary, { key: KEY, plugins: { vcdiff } }));
+    const realtime = new Ably.Realtime(options(binary, { key: KEY, plugins: { vcdiff } }));
     try {
       const name = `chat:deltas-${binary ? 'msgpack' : 'json'}`;
       const channel = realtime.channels.get(name, { params: { delta: 'vcdiff' } });
@@ -336,7 +303,7 @@ test('a minute of renewals, expiries and drops loses, repeats and reorders nothi
 // same connection and, on the channel the key names, what was published
 // while nobody was connected, and nothing it had already had.
 test('recover after the process died keeps the connection and the channel position', async () => {
-  const options = { ...realtimeOptions(true), key: KEY, clientId: 'reloader' };
+  const reloader = { ...options(true), key: KEY, clientId: 'reloader' };
   const child = spawn(
     process.execPath,
     [
@@ -345,7 +312,7 @@ test('recover after the process died keeps the connection and the channel positi
       `
       import { createRequire } from 'node:module';
       const Ably = createRequire(process.cwd() + '/')('ably');
-      const realtime = new Ably.Realtime(${JSON.stringify(options)});
+      const realtime = new Ably.Realtime(${JSON.stringify(reloader)});
       const channel = realtime.channels.get('recover:x');
       await channel.subscribe((message) => {
         console.log(JSON.stringify({ got: message.data, id: realtime.connection.id,
@@ -383,7 +350,7 @@ test('recover after the process died keeps the connection and the channel positi
     await new Promise((resolve) => child.once('exit', resolve));
     await publish(pair.mockUrl, 'recover:x', { data: 'two' });
 
-    recovered = new Ably.Realtime({ ...options, recover: key });
+    recovered = new Ably.Realtime({ ...reloader, recover: key });
     const received = [];
     const channel = recovered.channels.get('recover:x');
     const two = new Promise((resolve) =>

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { after, before, test } from 'node:test';
 
-import { PATIENCE_MS, ablyOptions, appToken, authCounter, control, jwtPayload, startPair } from './harness.mjs';
+import { PATIENCE_MS, ablyOptions, appToken, authCounter, control, jwtPayload, reach, startPair } from './harness.mjs';
 
 const { Realtime } = createRequire(import.meta.url)('ably');
 
@@ -71,21 +71,6 @@ function jwtRecipe(fetch, calls) {
         callback(error, null);
       }
     },
-  });
-}
-
-/** Resolves when `connection` reaches `state`, or fails after PATIENCE_MS. */
-function reach(connection, state) {
-  if (connection.state === state) return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`still ${connection.state}, not ${state}, after ${PATIENCE_MS} ms`)),
-      PATIENCE_MS,
-    );
-    connection.once(state, (change) => {
-      clearTimeout(timer);
-      resolve(change);
-    });
   });
 }
 
