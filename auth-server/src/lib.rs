@@ -22,6 +22,8 @@ mod client_ip;
 pub mod config;
 #[cfg(feature = "dev")]
 pub mod dev;
+#[cfg(test)]
+mod env_reference;
 pub mod error;
 #[cfg(test)]
 mod fuzz;
