@@ -336,39 +336,12 @@ impl Config {
 
     /// Reads the configuration from the process environment.
     ///
-    /// | variable | default | meaning |
-    /// |---|---|---|
-    /// | `ABLY_API_KEY` | **required** | `appId.keyId:secret` |
-    /// | `ABLY_REST_URL` | `https://main.realtime.ably.net` | Ably REST base URL |
-    /// | `AUTH_BIND` | `127.0.0.1:8080` | listening address |
-    /// | `AUTH_APP_JWT_SECRET` | one of these two is required | HMAC secret of app JWTs |
-    /// | `AUTH_JWKS_URL` | one of these two is required | JWKS of the identity provider |
-    /// | `AUTH_JWT_ALGORITHMS` | `HS256` / `RS256,ES256,EdDSA` | accepted algorithms |
-    /// | `AUTH_JWT_ISSUER` | unset (not checked); **required** with `AUTH_JWKS_URL` | required `iss` |
-    /// | `AUTH_JWT_AUDIENCE` | unset (not checked); **required** with `AUTH_JWKS_URL` | accepted `aud` values, comma-separated |
-    /// | `AUTH_JWT_LEEWAY` | `30s` | clock skew on `exp`/`nbf`, whole seconds |
-    /// | `AUTH_CLIENT_ID_CLAIM` | `sub` | claim giving the Ably clientId |
-    /// | `AUTH_ROLES_CLAIM` | `roles` | claim giving roles (dotted path allowed) |
-    /// | `AUTH_POLICY_FILE` | unset: `{"*":["publish","subscribe","presence","history"]}` | TOML policy |
-    /// | `AUTH_POLICY_RELOAD` | unset: reload on `SIGHUP` only | how often to check the policy file and reload it when it changed (`30s`), or `off` |
-    /// | `AUTH_KEY_CAPABILITY` | `{"[*]*":["*"]}` | the key's own capability (JSON) |
-    /// | `AUTH_TOKEN_TTL` | `1h` | default token TTL |
-    /// | `AUTH_MAX_TOKEN_TTL` | `24h` | TTL clamp, at most `24h` |
-    /// | `AUTH_TTL_WITHIN_APP_TOKEN` | `true` | credentials end by the app token's `exp` (`true` or `false`) |
-    /// | `AUTH_CORS_ORIGINS` | unset (no CORS) | `*` or comma-separated origins |
-    /// | `AUTH_APP_JWT_COOKIE` | unset (no cookie read) | cookie holding the app JWT when there is no `Authorization` header |
-    /// | `AUTH_ADMIN_ROLE` | unset (`/api/revoke` answers 404) | role whose holders may call `POST /api/revoke` |
-    /// | `AUTH_REVOCATION_KEY_CLAIM` | unset (no revocation key) | app-token claim copied into `x-ably-revocation-key` on minted JWTs |
-    /// | `AUTH_RATE_LIMIT_PER_USER` | `10/s` | `N/s`, `N/m` or `off` |
-    /// | `AUTH_RATE_LIMIT_PER_IP` | `100/s` | `N/s`, `N/m` or `off` |
-    /// | `AUTH_TRUSTED_PROXIES` | unset (trust none) | proxies whose `X-Forwarded-For` is believed, comma-separated addresses or ranges |
-    /// | `AUTH_MAX_BODY_BYTES` | `16384` | request body limit |
-    /// | `AUTH_REQUEST_TIMEOUT` | `10s` | per-request deadline |
-    /// | `AUTH_HEADER_READ_TIMEOUT` | `10s` | time to send a complete request head |
-    /// | `AUTH_IDLE_TIMEOUT` | `60s` | idle keep-alive connections are closed after this |
-    /// | `AUTH_MAX_CONNECTIONS` | `10000` | connections served at once; more get a 503 |
-    ///
-    /// Durations are written `500ms`, `30s`, `15m`, `1h` or `1d`.
+    /// Every variable, its default and its meaning are in the Configuration
+    /// table of `auth-server/README.md` (the crate documentation's
+    /// [Configuration](crate#configuration) section), the one reference for
+    /// them; a test checks that table against the variables this reads.
+    /// Durations are written `500ms`, `30s`, `15m`, `1h` or `1d`, and an
+    /// empty variable counts as unset.
     ///
     /// # Errors
     ///

@@ -1,33 +1,4 @@
-//! The auth server: verifies the app's own users and mints Ably credentials
-//! for them by policy.
-//!
-//! A caller presents the app's login token (`Authorization: Bearer <app
-//! JWT>`); the server verifies it with a shared secret or the identity
-//! provider's JWKS, reads the user's clientId and roles, computes the
-//! capability the policy grants (narrowed by the request, bounded by the
-//! key), and answers with an Ably JWT, a signed TokenRequest, or TokenDetails
-//! from Ably, in the shapes ably-js's `authUrl` accepts.
-//!
-//! # Example
-//!
-//! ```no_run
-//! use auth_server::{AppAuth, AppState, Config};
-//! use secrecy::SecretString;
-//!
-//! # async fn run() -> anyhow::Result<()> {
-//! let config = Config::new(
-//!     "appId.keyId:keySecret".parse()?,
-//!     AppAuth::Secret(SecretString::from("the app's JWT secret")),
-//! );
-//! let listener = tokio::net::TcpListener::bind(config.bind).await?;
-//! let state = AppState::new(config)?;
-//! auth_server::serve(listener, state, async {
-//!     tokio::signal::ctrl_c().await.ok();
-//! })
-//! .await?;
-//! # Ok(())
-//! # }
-//! ```
+#![doc = include_str!("../README.md")]
 //!
 //! # Layout
 //!
@@ -51,6 +22,8 @@ mod client_ip;
 pub mod config;
 #[cfg(feature = "dev")]
 pub mod dev;
+#[cfg(test)]
+mod env_reference;
 pub mod error;
 #[cfg(test)]
 mod fuzz;

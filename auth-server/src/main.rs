@@ -1,7 +1,8 @@
 //! `auth-server`: verifies the app's users and mints Ably credentials for them.
 //!
 //! Run with `cargo run --release -p auth-server` after setting `ABLY_API_KEY`
-//! and `AUTH_APP_JWT_SECRET` or `AUTH_JWKS_URL` (see `.env.example`), or
+//! and `AUTH_APP_JWT_SECRET` or `AUTH_JWKS_URL` (every variable is in the
+//! Configuration table of `auth-server/README.md`), or
 //! with `cargo run --release -p auth-server -- --dev` to try it locally with
 //! nothing set (an embedded mock Ably, a demo publisher and a demo page).
 
@@ -17,8 +18,8 @@ use tracing_subscriber::EnvFilter;
 
 /// Verifies your app's users and mints Ably credentials for them.
 ///
-/// Configured by environment variables (see `.env.example`); with `--dev` it
-/// needs none.
+/// Configured by environment variables (the Configuration table of
+/// `auth-server/README.md`); with `--dev` it needs none.
 #[derive(Debug, Parser)]
 #[command(name = "auth-server", version, about, long_about = None)]
 struct Args {

@@ -370,4 +370,100 @@ mod tests {
 
         assert!(err.to_string().contains("is not a duration"), "{err}");
     }
+
+    /// One row of the README's Flags table: the flag's long name, its
+    /// variable and the default column.
+    #[derive(Debug, PartialEq, Eq)]
+    struct Row {
+        long: String,
+        env: String,
+        default: String,
+    }
+
+    /// The rows of the table under `## Flags` in `readme`.
+    fn documented_flags(readme: &str) -> Vec<Row> {
+        let mut rows = Vec::new();
+        let mut in_section = false;
+        for line in readme.lines() {
+            if let Some(heading) = line.strip_prefix("## ") {
+                in_section = heading.trim() == "Flags";
+                continue;
+            }
+            let Some(row) = line.strip_prefix("| `--").filter(|_| in_section) else {
+                continue;
+            };
+            let cells: Vec<&str> = row.split(" | ").collect();
+            let long = cells[0]
+                .split([' ', '`'])
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            let backticked = |cell: &str| cell.split('`').nth(1).unwrap_or_default().to_owned();
+            rows.push(Row {
+                long,
+                env: cells.get(1).map(|c| backticked(c)).unwrap_or_default(),
+                default: cells
+                    .get(2)
+                    .map(|c| c.trim().trim_end_matches('|').trim().to_owned())
+                    .unwrap_or_default(),
+            });
+        }
+        rows
+    }
+
+    #[test]
+    fn the_readme_flags_table_documents_every_flag_with_its_variable_and_default() {
+        let rows = documented_flags(include_str!("../README.md"));
+        let command = Args::command();
+        let flags: Vec<_> = command
+            .get_arguments()
+            .filter_map(|arg| arg.get_long().map(|long| (long, arg)))
+            .filter(|(long, _)| !matches!(*long, "help" | "version"))
+            .collect();
+        for (long, arg) in &flags {
+            let row = rows
+                .iter()
+                .find(|row| row.long == *long)
+                .unwrap_or_else(|| panic!("--{long} is not in mock-ably/README.md's Flags table"));
+            let env = arg.get_env().map(|v| v.to_string_lossy().into_owned());
+            assert_eq!(Some(&row.env), env.as_ref(), "--{long}: variable");
+            if let Some(default) = arg.get_default_values().first() {
+                let documented = format!("`{}`", default.to_string_lossy());
+                assert!(
+                    row.default.starts_with(&documented),
+                    "--{long}: the table says {:?}, the command defaults to {documented}",
+                    row.default
+                );
+            }
+        }
+        for row in &rows {
+            assert!(
+                flags.iter().any(|(long, _)| *long == row.long),
+                "the Flags table documents --{}, which the command does not take",
+                row.long
+            );
+        }
+    }
+
+    #[test]
+    fn the_flags_table_parser_reads_only_its_section() {
+        let readme = "## Other\n\n| `--no` | `X` | `1` |\n\n## Flags\n\n| flag | env | default |\n\
+                      | --- | --- | --- |\n| `--bind ADDR` | `B` | `1:2` |\n\
+                      | `--key KEY` (repeatable) | `K` (comma-separated) | the dev key |\n\n## Next\n";
+        assert_eq!(
+            documented_flags(readme),
+            [
+                Row {
+                    long: "bind".to_owned(),
+                    env: "B".to_owned(),
+                    default: "`1:2`".to_owned(),
+                },
+                Row {
+                    long: "key".to_owned(),
+                    env: "K".to_owned(),
+                    default: "the dev key".to_owned(),
+                },
+            ]
+        );
+    }
 }

@@ -8,7 +8,7 @@
 //!
 //! When `APP_TOKEN` is set, the auth URL is called with
 //! `Authorization: Bearer $APP_TOKEN`. For example, against the dev-mode
-//! auth-server and its mock Ably (the README's five-minute tour shows how
+//! auth-server and its mock Ably (the root README's five-minute tour shows how
 //! to get `APP_TOKEN` from `POST /dev/login`):
 //!
 //! ```sh

@@ -3,7 +3,7 @@
 // `await response.text()` to ably-js, and the same against `/api/ably-jwt`,
 // with ably-js 2 `Realtime` (Node) on mock-ably and the auth server reading
 // the user's session from a cookie (AUTH_APP_JWT_COOKIE), as a same-origin
-// app sends it. The README's "Ably's recipes, pointed at us" shows them.
+// app sends it. auth-server/README.md's "Ably's recipes, pointed at us" shows them.
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { after, before, test } from 'node:test';
