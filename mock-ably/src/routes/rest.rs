@@ -464,8 +464,8 @@ impl Page {
     }
 }
 
-/// The latest retained version of the message `serial` on `channel`, or
-/// 404/40400.
+/// The 404/40400 for a message `serial` that retention does not hold on
+/// `channel`.
 fn not_found_message(channel: &str, serial: &str) -> ApiError {
     ApiError::new(
         codes::NOT_FOUND,
