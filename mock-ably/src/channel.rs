@@ -79,13 +79,14 @@ pub(crate) struct StoredMessage {
 
 impl StoredMessage {
     /// The message as an SSE envelope: with `channel` set, and without the
-    /// `serial` and `action` of newer protocol versions, which SSE's
-    /// version 1.2 envelope does not carry.
+    /// `serial`, `action` and `version` of newer protocol versions, which
+    /// SSE's version 1.2 envelope does not carry.
     pub(crate) fn envelope(&self) -> Message {
         let mut message = self.message.clone();
         message.channel = Some(self.channel.name.to_string());
         message.serial = None;
         message.action = None;
+        message.version = None;
         message
     }
 
@@ -428,43 +429,13 @@ impl Registry {
             // serial its publish answered: history and realtime deliver
             // both (TM2r, TM2j).
             let mut message = message;
-            message.serial = Some(serial.clone());
+            message.serial = Some(serial);
             message.action = Some(MessageAction::CREATE);
-            let stored_message = Arc::new(StoredMessage {
-                seq,
-                received_ms: now_ms,
-                serial,
-                cursor: format!("{}:{seq}", self.instance),
-                channel: Arc::clone(&entry.counters),
-                message,
-                sse_frame: OnceLock::new(),
-                plain_frame: OnceLock::new(),
-                realtime_frames: [OnceLock::new(), OnceLock::new()],
-                delta_base: OnceLock::new(),
-                delta_cache: Mutex::new(None),
-            });
-            entry.counters.published.fetch_add(1, Ordering::Relaxed);
+            let stored_message =
+                Self::append(settings, entry, &self.instance, seq, now_ms, message);
             if let Some(id) = &stored_message.message.id {
                 entry.ids.insert(id.clone(), Arc::clone(&stored_message));
             }
-            entry.ring.push_back(Arc::clone(&stored_message));
-            entry.subscribers.retain(|subscriber| {
-                // This message would put the stream more than `lag_limit`
-                // behind, counting the backlog it has not sent yet.
-                if subscriber.owed.get() >= settings.lag_limit {
-                    subscriber.lagged.store(true, Ordering::Relaxed);
-                    return false;
-                }
-                subscriber.owed.owe_one();
-                match subscriber.tx.try_send(Arc::clone(&stored_message)) {
-                    Ok(()) => true,
-                    Err(TrySendError::Full(_)) => {
-                        subscriber.lagged.store(true, Ordering::Relaxed);
-                        false
-                    }
-                    Err(TrySendError::Closed(_)) => false,
-                }
-            });
             stored.push(stored_message);
         }
         entry.evict(settings, now_ms);
@@ -473,6 +444,98 @@ impl Registry {
             self.sweep(settings, now_ms);
         }
         stored
+    }
+
+    /// Records a new version of the message `serial` on `channel`
+    /// (`docs/protocol.md#message-operations`): `build` makes it from the
+    /// latest version and the new version's serial. The version is stored
+    /// after everything else on the channel and handed to its streams like
+    /// a publish. `Ok(None)` when retention holds no message with that
+    /// serial; `build`'s error (nothing stored) when it refuses.
+    pub(crate) fn add_version<E>(
+        &mut self,
+        settings: &Settings,
+        channel: &str,
+        serial: &str,
+        now_ms: u64,
+        build: impl FnOnce(&Message, &str) -> Result<Message, E>,
+    ) -> Result<Option<Arc<StoredMessage>>, E> {
+        let entry = Channel::live(&mut self.channels, channel, settings, now_ms);
+        let latest = entry
+            .ring
+            .iter()
+            .rev()
+            .find(|m| m.message.serial.as_deref() == Some(serial));
+        let Some(latest) = latest else {
+            return Ok(None);
+        };
+        let seq = self.last_seq + 1;
+        let version_serial = format!("{now_ms:013}-{seq:09}@{}", self.instance);
+        let message = build(&latest.message, &version_serial)?;
+        self.last_seq = seq;
+        self.published += 1;
+        let stored = Self::append(settings, entry, &self.instance, seq, now_ms, message);
+        entry.evict(settings, now_ms);
+        Ok(Some(stored))
+    }
+
+    /// Every retained version of the message `serial` on `channel`, oldest
+    /// first (the first is the publish itself).
+    pub(crate) fn versions(
+        &mut self,
+        settings: &Settings,
+        channel: &str,
+        serial: &str,
+        now_ms: u64,
+    ) -> Vec<Arc<StoredMessage>> {
+        let mut retained = self.retained(settings, channel, now_ms);
+        retained.retain(|m| m.message.serial.as_deref() == Some(serial));
+        retained
+    }
+
+    /// Stores `message` (serial and action already set) on `entry` as
+    /// global sequence number `seq` and hands it to the channel's streams.
+    fn append(
+        settings: &Settings,
+        entry: &mut Channel,
+        instance: &str,
+        seq: u64,
+        now_ms: u64,
+        message: Message,
+    ) -> Arc<StoredMessage> {
+        let stored_message = Arc::new(StoredMessage {
+            seq,
+            received_ms: now_ms,
+            serial: message.serial.clone().unwrap_or_default(),
+            cursor: format!("{instance}:{seq}"),
+            channel: Arc::clone(&entry.counters),
+            message,
+            sse_frame: OnceLock::new(),
+            plain_frame: OnceLock::new(),
+            realtime_frames: [OnceLock::new(), OnceLock::new()],
+            delta_base: OnceLock::new(),
+            delta_cache: Mutex::new(None),
+        });
+        entry.counters.published.fetch_add(1, Ordering::Relaxed);
+        entry.ring.push_back(Arc::clone(&stored_message));
+        entry.subscribers.retain(|subscriber| {
+            // This message would put the stream more than `lag_limit`
+            // behind, counting the backlog it has not sent yet.
+            if subscriber.owed.get() >= settings.lag_limit {
+                subscriber.lagged.store(true, Ordering::Relaxed);
+                return false;
+            }
+            subscriber.owed.owe_one();
+            match subscriber.tx.try_send(Arc::clone(&stored_message)) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_)) => {
+                    subscriber.lagged.store(true, Ordering::Relaxed);
+                    false
+                }
+                Err(TrySendError::Closed(_)) => false,
+            }
+        });
+        stored_message
     }
 
     /// The retained copies of `messages` (by id) on `channel`, in order;

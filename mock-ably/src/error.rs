@@ -89,6 +89,22 @@ impl<S: Send + Sync> FromRequestParts<S> for PathParam {
     }
 }
 
+/// Two path parameters (a channel and a message serial), with
+/// [`PathParam`]'s rejections.
+#[derive(Debug)]
+pub(crate) struct PathParams(pub(crate) String, pub(crate) String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathParams {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<(String, String)>::from_request_parts(parts, state).await {
+            Ok(Path((first, second))) => Ok(Self(first, second)),
+            Err(rejection) => Err(path_rejection(&rejection)),
+        }
+    }
+}
+
 /// A path that does not decode is the client's fault (40003); anything else
 /// axum can reject a `Path` for (a route without the parameter) is ours.
 fn path_rejection(rejection: &PathRejection) -> ApiError {

@@ -40,6 +40,14 @@ pub(crate) fn router(state: AppState) -> Router {
             "/channels/{channel}/messages",
             post(rest::publish).get(rest::history),
         )
+        .route(
+            "/channels/{channel}/messages/{serial}",
+            get(rest::get_message).patch(rest::update_message),
+        )
+        .route(
+            "/channels/{channel}/messages/{serial}/versions",
+            get(rest::message_versions),
+        )
         .route("/channels/{channel}/presence", get(presence::get_presence))
         .route(
             "/channels/{channel}/presence/history",

@@ -1,6 +1,8 @@
 //! `GET /time`, `POST /channels/{channel}/messages`,
 //! `GET /channels/{channel}/messages`, `POST /messages` (batch publish) and
-//! `GET /channels/{channel}` (channel status)
+//! `GET /channels/{channel}` (channel status), and message operations by
+//! serial: `GET`/`PATCH /channels/{channel}/messages/{serial}` and
+//! `GET /channels/{channel}/messages/{serial}/versions`
 //! (`docs/protocol.md#rest-subset`).
 
 use axum::Json;
@@ -13,10 +15,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD_PAD_INDIFFERENT;
 use serde_json::{Value, json};
 use shared::capability::Operation;
+use shared::message::MessageAction;
 use shared::{Message, codes};
 
 use crate::auth::{Principal, authenticate};
-use crate::error::{self, ApiError, ApiResult, PathParam};
+use crate::error::{self, ApiError, ApiResult, PathParam, PathParams};
 use crate::params::{Query, invalid_param, validate_channel_name};
 use crate::publish::{self, Publisher};
 use crate::state::{AppState, lock};
@@ -459,4 +462,220 @@ impl Page {
         }
         out.finish()
     }
+}
+
+/// The 404/40400 for a message `serial` that retention does not hold on
+/// `channel`.
+fn not_found_message(channel: &str, serial: &str) -> ApiError {
+    ApiError::new(
+        codes::NOT_FOUND,
+        format!("Message not found; channel = {channel}, serial = {serial}"),
+    )
+}
+
+/// `GET /channels/{channel}/messages/{serial}`
+/// (`docs/protocol.md#message-operations`, RSL11): needs `history`; answers
+/// the latest version of the message, 404/40400 when retention holds no
+/// message with that serial.
+pub(super) async fn get_message(
+    State(state): State<AppState>,
+    PathParams(channel, serial): PathParams,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<Message>> {
+    let query = Query::parse(raw.as_deref());
+    let principal = authenticate(&state, &headers, &query)?;
+    validate_channel_name(&channel)?;
+    principal.require(Operation::History, &channel)?;
+    let now = state.clock.now_ms();
+    let versions = lock(&state.registry).versions(&state.settings, &channel, &serial, now);
+    versions
+        .last()
+        .map(|latest| Json(latest.message.clone()))
+        .ok_or_else(|| not_found_message(&channel, &serial))
+}
+
+/// `PATCH /channels/{channel}/messages/{serial}`
+/// (`docs/protocol.md#message-operations`, RSL12, RSL15): a Message whose
+/// `action` is update (1), delete (2) or append (5) and whose `version` is
+/// the operation (`clientId`, `description`, `metadata`). Records a new
+/// version, delivers it to the channel's subscribers and answers
+/// `{versionSerial}`. Needs `message-update-any` (update, append) or
+/// `message-delete-any` (delete), or the `-own` one on a message whose
+/// clientId is the caller's.
+pub(super) async fn update_message(
+    State(state): State<AppState>,
+    PathParams(channel, serial): PathParams,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    let body = error::body(body)?;
+    let query = Query::parse(raw.as_deref());
+    let principal = authenticate(&state, &headers, &query)?;
+    validate_channel_name(&channel)?;
+    let declared = declared_client_id(&headers)?;
+    let identity = principal.identify(declared.as_deref())?;
+    let mut operation = match parse_json(&body)? {
+        object @ Value::Object(_) => messages_from(object)?.remove(0),
+        _ => {
+            return Err(ApiError::new(
+                codes::INVALID_REQUEST_BODY,
+                "Request body must be one Message object",
+            ));
+        }
+    };
+    let action = operation.action.unwrap_or(MessageAction::UPDATE);
+    let (any, own) = match action {
+        MessageAction::UPDATE | MessageAction::APPEND => {
+            (Operation::MessageUpdateAny, Operation::MessageUpdateOwn)
+        }
+        MessageAction::DELETE => (Operation::MessageDeleteAny, Operation::MessageDeleteOwn),
+        MessageAction(other) => {
+            return Err(ApiError::new(
+                codes::INVALID_PARAMETER_VALUE,
+                format!(
+                    "Unsupported message action {other}: expected 1 (update), 2 (delete) or 5 (append)"
+                ),
+            ));
+        }
+    };
+    operation.encode_data()?;
+    let now = state.clock.now_ms();
+    let stored = lock(&state.registry).add_version(
+        &state.settings,
+        &channel,
+        &serial,
+        now,
+        |latest, version_serial| {
+            let owner = latest.client_id.is_some() && latest.client_id == identity;
+            if !(owner && principal.require(own, &channel).is_ok()) {
+                principal.require(any, &channel)?;
+            }
+            next_version(latest, operation, action, version_serial, now)
+        },
+    )?;
+    match stored {
+        Some(stored) => {
+            let version_serial = stored
+                .message
+                .version
+                .as_ref()
+                .and_then(|version| version.get("serial").cloned())
+                .unwrap_or(Value::Null);
+            Ok(Json(json!({"versionSerial": version_serial})))
+        }
+        None => Err(not_found_message(&channel, &serial)),
+    }
+}
+
+/// The version `operation` (with `action`) makes of `latest`: the
+/// operation's `name`, `data` (with its `encoding`) and `extras` replace the
+/// latest's where given (for an append, its string `data` is added to the
+/// latest's and the result is a `message.update`, as Ably shows an appended
+/// message); `serial`, `id`, `clientId` and `timestamp` stay; `version` is
+/// `{serial, timestamp, clientId?, description?, metadata?}`.
+fn next_version(
+    latest: &Message,
+    operation: Message,
+    action: MessageAction,
+    version_serial: &str,
+    now_ms: u64,
+) -> ApiResult<Message> {
+    let mut next = latest.clone();
+    if action == MessageAction::APPEND {
+        next.data = match (
+            &latest.data,
+            &latest.encoding,
+            operation.data,
+            &operation.encoding,
+        ) {
+            (Some(Value::String(before)), None, Some(Value::String(added)), None) => {
+                Some(Value::String(format!("{before}{added}")))
+            }
+            (_, _, None, _) => latest.data.clone(),
+            _ => {
+                return Err(ApiError::new(
+                    codes::INVALID_MESSAGE_DATA,
+                    "An append needs string data on both the message and the append",
+                ));
+            }
+        };
+        next.action = Some(MessageAction::UPDATE);
+    } else {
+        if operation.data.is_some() {
+            next.data = operation.data;
+            next.encoding = operation.encoding;
+        }
+        next.action = Some(action);
+    }
+    if operation.name.is_some() {
+        next.name = operation.name;
+    }
+    if operation.extras.is_some() {
+        next.extras = operation.extras;
+    }
+    let mut version = serde_json::Map::new();
+    version.insert("serial".into(), version_serial.into());
+    version.insert("timestamp".into(), now_ms.into());
+    if let Some(Value::Object(given)) = operation.version {
+        for field in ["clientId", "description", "metadata"] {
+            if let Some(value) = given.get(field) {
+                version.insert(field.into(), value.clone());
+            }
+        }
+    }
+    next.version = Some(Value::Object(version));
+    Ok(next)
+}
+
+/// `GET /channels/{channel}/messages/{serial}/versions`
+/// (`docs/protocol.md#message-operations`, RSL14): needs `history`; every
+/// retained version of the message, the publish first, paged as history is
+/// (`limit`, `direction`, relative `Link`); 404/40400 when there is none.
+pub(super) async fn message_versions(
+    State(state): State<AppState>,
+    PathParams(channel, serial): PathParams,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
+    let query = Query::parse(raw.as_deref());
+    let principal = authenticate(&state, &headers, &query)?;
+    validate_channel_name(&channel)?;
+    principal.require(Operation::History, &channel)?;
+    let page = Page::from_query(&query)?;
+    let now = state.clock.now_ms();
+    let versions = lock(&state.registry).versions(&state.settings, &channel, &serial, now);
+    if versions.is_empty() {
+        return Err(not_found_message(&channel, &serial));
+    }
+    let mut matching: Vec<_> = versions
+        .iter()
+        .filter(|m| {
+            page.after.is_none_or(|after| match page.forwards {
+                true => m.seq > after,
+                false => m.seq < after,
+            })
+        })
+        .collect();
+    if !page.forwards {
+        matching.reverse();
+    }
+    let more = matching.len() > page.limit;
+    matching.truncate(page.limit);
+    let items: Vec<&Message> = matching.iter().map(|m| &m.message).collect();
+    let mut links = vec![
+        format!("<./versions?{}>; rel=\"first\"", page.query(None)),
+        format!("<./versions?{}>; rel=\"current\"", page.query(page.after)),
+    ];
+    if more {
+        let last = matching.last().map(|m| m.seq);
+        links.push(format!("<./versions?{}>; rel=\"next\"", page.query(last)));
+    }
+    let mut response = Json(items).into_response();
+    response.headers_mut().insert(
+        header::LINK,
+        HeaderValue::from_str(&links.join(", ")).expect("link URLs are percent-encoded ASCII"),
+    );
+    Ok(response)
 }

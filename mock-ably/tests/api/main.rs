@@ -14,6 +14,7 @@ mod delta;
 mod history;
 mod keys;
 mod msgpack;
+mod operations;
 mod presence;
 mod publish;
 mod realtime;
