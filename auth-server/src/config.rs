@@ -738,37 +738,16 @@ fn parse_cors_origins(text: &str) -> Result<CorsOrigins, String> {
     })
 }
 
-/// A duration written `500ms`, `30s`, `15m`, `1h` or `1d`.
+/// A duration written `500ms`, `30s`, `15m`, `1h` or `1d`: the grammar of
+/// [`shared::duration::parse`], which every crate here shares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct HumanDuration(pub(crate) Duration);
 
 impl FromStr for HumanDuration {
-    type Err = String;
+    type Err = shared::duration::ParseDurationError;
 
-    fn from_str(text: &str) -> Result<Self, String> {
-        let split = text
-            .find(|c: char| !c.is_ascii_digit())
-            .ok_or_else(|| format!("{text:?} has no unit; write e.g. 30s, 15m or 1h"))?;
-        let (number, unit) = text.split_at(split);
-        let number: u64 = number
-            .parse()
-            .map_err(|_| format!("{text:?} does not start with a whole number"))?;
-        let unit_ms: u64 = match unit {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            _ => {
-                return Err(format!(
-                    "unknown unit {unit:?} in {text:?}; use ms, s, m, h or d"
-                ));
-            }
-        };
-        number
-            .checked_mul(unit_ms)
-            .map(|ms| HumanDuration(Duration::from_millis(ms)))
-            .ok_or_else(|| format!("{text:?} is too long"))
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        shared::duration::parse(text).map(HumanDuration)
     }
 }
 
