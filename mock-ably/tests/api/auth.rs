@@ -402,6 +402,39 @@ async fn cors_headers_are_on_successes_errors_and_streams() {
 }
 
 #[tokio::test]
+async fn an_options_request_that_is_not_a_preflight_is_routed_and_gets_no_cors_headers() {
+    let app = spawn().await;
+    let send = |request: reqwest::RequestBuilder| async { timeout(request.send()).await.unwrap() };
+
+    let bare_options = send(app.client.request(reqwest::Method::OPTIONS, app.url("/time"))).await;
+    let options_with_origin = send(
+        app.client
+            .request(reqwest::Method::OPTIONS, app.url("/time"))
+            .header("origin", "http://page.test"),
+    )
+    .await;
+    let time_without_origin = send(app.client.get(app.url("/time"))).await;
+
+    let cors_headers = |response: &reqwest::Response| {
+        response
+            .headers()
+            .keys()
+            .filter(|name| name.as_str().starts_with("access-control-") || *name == "vary")
+            .map(|name| name.as_str().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(cors_headers(&bare_options), Vec::<String>::new());
+    assert_eq!(cors_headers(&time_without_origin), Vec::<String>::new());
+    assert_eq!(time_without_origin.status(), 200);
+    assert_eq!(
+        options_with_origin.headers()["access-control-allow-origin"],
+        "http://page.test"
+    );
+    assert_error(bare_options, 404, 40400).await;
+    assert_error(options_with_origin, 404, 40400).await;
+}
+
+#[tokio::test]
 async fn version_headers_and_params_are_ignored() {
     let app = spawn().await;
 
