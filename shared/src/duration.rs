@@ -137,11 +137,20 @@ mod tests {
             ("-1s", r#""-1s" does not start with a whole number"#),
             ("+1s", r#""+1s" does not start with a whole number"#),
             (" 1s", r#"" 1s" does not start with a whole number"#),
-            ("1.5h", r#"unknown unit ".5h" in "1.5h"; use ms, s, m, h or d"#),
+            (
+                "1.5h",
+                r#"unknown unit ".5h" in "1.5h"; use ms, s, m, h or d"#,
+            ),
             ("10x", r#"unknown unit "x" in "10x"; use ms, s, m, h or d"#),
             ("10S", r#"unknown unit "S" in "10S"; use ms, s, m, h or d"#),
-            ("10s ", r#"unknown unit "s " in "10s "; use ms, s, m, h or d"#),
-            ("10sm", r#"unknown unit "sm" in "10sm"; use ms, s, m, h or d"#),
+            (
+                "10s ",
+                r#"unknown unit "s " in "10s "; use ms, s, m, h or d"#,
+            ),
+            (
+                "10sm",
+                r#"unknown unit "sm" in "10sm"; use ms, s, m, h or d"#,
+            ),
         ] {
             assert_eq!(
                 parse(text).map_err(|err| err.to_string()),

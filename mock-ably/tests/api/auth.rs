@@ -406,7 +406,11 @@ async fn an_options_request_that_is_not_a_preflight_is_routed_and_gets_no_cors_h
     let app = spawn().await;
     let send = |request: reqwest::RequestBuilder| async { timeout(request.send()).await.unwrap() };
 
-    let bare_options = send(app.client.request(reqwest::Method::OPTIONS, app.url("/time"))).await;
+    let bare_options = send(
+        app.client
+            .request(reqwest::Method::OPTIONS, app.url("/time")),
+    )
+    .await;
     let options_with_origin = send(
         app.client
             .request(reqwest::Method::OPTIONS, app.url("/time"))
