@@ -13,40 +13,22 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 use axum::http::HeaderMap;
+use ipnet::IpNet;
 
 /// An address range: an IP address and a prefix length (`10.0.0.0/8`,
-/// `fd00::/8`); a bare address is a range of one.
+/// `fd00::/8`); a bare address is a range of one. An IPv4-mapped IPv6 range
+/// (`::ffff:10.0.0.0/104`) is read as the IPv4 range it maps
+/// (`10.0.0.0/8`), as peers are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpRange {
-    addr: IpAddr,
-    prefix: u8,
-}
+pub struct IpRange(IpNet);
 
 impl IpRange {
     /// Whether `ip` is in the range. IPv4 and IPv6 ranges only hold
     /// addresses of their own family; an IPv4-mapped IPv6 peer
     /// (`::ffff:10.0.0.1`) is read as IPv4.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = ip.to_canonical();
-        match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                prefix_matches(&net.octets(), &ip.octets(), self.prefix)
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                prefix_matches(&net.octets(), &ip.octets(), self.prefix)
-            }
-            _ => false,
-        }
+        self.0.contains(&ip.to_canonical())
     }
-}
-
-fn prefix_matches(net: &[u8], ip: &[u8], prefix: u8) -> bool {
-    let full = usize::from(prefix / 8);
-    let rest = prefix % 8;
-    if net[..full] != ip[..full] {
-        return false;
-    }
-    rest == 0 || (net[full] ^ ip[full]) >> (8 - rest) == 0
 }
 
 impl FromStr for IpRange {
@@ -72,16 +54,20 @@ impl FromStr for IpRange {
                 .filter(|p| *p <= max)
                 .ok_or_else(|| format!("{text:?}: the prefix length must be 0 to {max}"))?,
         };
-        Ok(Self {
-            addr: addr.to_canonical(),
-            prefix,
-        })
+        // The last 32 bits of an IPv4-mapped address are the IPv4 address:
+        // a prefix that reaches into them is an IPv4 range.
+        let net = match addr.to_canonical() {
+            IpAddr::V4(v4) if addr.is_ipv6() && prefix >= 96 => IpNet::new(v4.into(), prefix - 96),
+            _ => IpNet::new(addr, prefix),
+        };
+        net.map(Self)
+            .map_err(|_| format!("{text:?}: the prefix length must be 0 to {max}"))
     }
 }
 
 impl fmt::Display for IpRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
+        self.0.fmt(f)
     }
 }
 
@@ -183,6 +169,31 @@ mod tests {
 
             assert_eq!(range.contains(ip(addr)), expected, "{range} {addr}");
         }
+    }
+
+    #[test]
+    fn an_ipv4_mapped_range_is_the_ipv4_range_it_maps() {
+        let cases = [
+            ("::ffff:10.0.0.0/104", "10.1.2.3", true),
+            ("::ffff:10.0.0.0/104", "::ffff:10.1.2.3", true),
+            ("::ffff:10.0.0.0/104", "11.0.0.1", false),
+            ("::ffff:10.0.0.1", "10.0.0.1", true),
+            ("::ffff:10.0.0.1", "10.0.0.2", false),
+            ("::ffff:0.0.0.0/64", "10.0.0.1", false),
+            ("::ffff:0.0.0.0/64", "::1", true),
+        ];
+        for (range, addr, expected) in cases {
+            let range: IpRange = range.parse().unwrap();
+
+            assert_eq!(range.contains(ip(addr)), expected, "{range} {addr}");
+        }
+        assert_eq!(
+            "::ffff:10.0.0.0/104"
+                .parse::<IpRange>()
+                .unwrap()
+                .to_string(),
+            "10.0.0.0/8"
+        );
     }
 
     #[test]

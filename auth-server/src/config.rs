@@ -352,10 +352,28 @@ impl Config {
     }
 
     /// [`Config::from_env`] over any variable lookup (tests pass a map).
+    ///
+    /// Read section by section, each variable in a fixed order, so the first
+    /// malformed one is the one reported.
     pub(crate) fn from_lookup(
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         let env = Env(&lookup);
+        let mut config = Self::read_identity(&env)?;
+        config.read_endpoints(&env)?;
+        config.read_app_jwt_rules(&env)?;
+        config.read_policy(&env)?;
+        config.read_token_lifetimes(&env)?;
+        config.read_browser_access(&env)?;
+        config.read_revocation(&env)?;
+        config.read_limits(&env)?;
+        Ok(config)
+    }
+
+    /// The two credentials everything else hangs on: the Ably key that
+    /// signs, and how the app's own users are verified (`AUTH_APP_JWT_SECRET`
+    /// or `AUTH_JWKS_URL`, exactly one); the defaults for the rest.
+    fn read_identity(env: &Env<'_>) -> Result<Self, ConfigError> {
         let api_key: ApiKey = env.required_var_parsed("ABLY_API_KEY")?;
         let app_auth = match (
             env.var("AUTH_APP_JWT_SECRET"),
@@ -376,36 +394,51 @@ impl Config {
                 ));
             }
         };
-        let mut config = Config::new(api_key, app_auth);
+        Ok(Config::new(api_key, app_auth))
+    }
 
+    /// Where the server listens and where Ably's REST API is.
+    fn read_endpoints(&mut self, env: &Env<'_>) -> Result<(), ConfigError> {
         if let Some(bind) = env.var_parsed("AUTH_BIND")? {
-            config.bind = bind;
+            self.bind = bind;
         }
         if let Some(url) = env.var_parsed::<Url>("ABLY_REST_URL")? {
-            config.ably_rest_url = url;
+            self.ably_rest_url = url;
         }
+        Ok(())
+    }
+
+    /// The rules every app JWT must pass: algorithms, issuer, audience,
+    /// leeway, and the claims giving the clientId and the roles.
+    fn read_app_jwt_rules(&mut self, env: &Env<'_>) -> Result<(), ConfigError> {
         if let Some(list) = env.var("AUTH_JWT_ALGORITHMS") {
-            config.app_jwt.algorithms = parse_algorithms(&list)
+            self.app_jwt.algorithms = parse_algorithms(&list)
                 .map_err(|problem| ConfigError::new("AUTH_JWT_ALGORITHMS", problem))?;
         }
-        check_algorithms(&config.app_auth, &config.app_jwt.algorithms)
+        check_algorithms(&self.app_auth, &self.app_jwt.algorithms)
             .map_err(|problem| ConfigError::new("AUTH_JWT_ALGORITHMS", problem))?;
-        config.app_jwt.issuer = env.var("AUTH_JWT_ISSUER");
+        self.app_jwt.issuer = env.var("AUTH_JWT_ISSUER");
         if let Some(list) = env.var("AUTH_JWT_AUDIENCE") {
-            config.app_jwt.audience = comma_list(&list);
+            self.app_jwt.audience = comma_list(&list);
         }
-        check_issuer_and_audience(&config.app_auth, &config.app_jwt)?;
+        check_issuer_and_audience(&self.app_auth, &self.app_jwt)?;
         if let Some(leeway) = env.var_parsed::<HumanDuration>("AUTH_JWT_LEEWAY")? {
             check_leeway(leeway.0)
                 .map_err(|problem| ConfigError::new("AUTH_JWT_LEEWAY", problem))?;
-            config.app_jwt.leeway = leeway.0;
+            self.app_jwt.leeway = leeway.0;
         }
         if let Some(claim) = env.var("AUTH_CLIENT_ID_CLAIM") {
-            config.app_jwt.client_id_claim = claim;
+            self.app_jwt.client_id_claim = claim;
         }
         if let Some(claim) = env.var("AUTH_ROLES_CLAIM") {
-            config.app_jwt.roles_claim = claim;
+            self.app_jwt.roles_claim = claim;
         }
+        Ok(())
+    }
+
+    /// What users may do: the policy file, its reloading, and the key's own
+    /// capability.
+    fn read_policy(&mut self, env: &Env<'_>) -> Result<(), ConfigError> {
         if let Some(path) = env.var("AUTH_POLICY_FILE") {
             let path = PathBuf::from(path);
             let text = std::fs::read_to_string(&path).map_err(|err| {
@@ -414,10 +447,10 @@ impl Config {
                     format!("cannot read {}: {err}", path.display()),
                 )
             })?;
-            config.policy = Policy::from_toml(&text).map_err(|err| {
+            self.policy = Policy::from_toml(&text).map_err(|err| {
                 ConfigError::new("AUTH_POLICY_FILE", format!("{}: {err}", path.display()))
             })?;
-            config.policy_file = Some(path);
+            self.policy_file = Some(path);
         }
         if let Some(every) = env.var("AUTH_POLICY_RELOAD")
             && !every.trim().eq_ignore_ascii_case("off")
@@ -431,18 +464,23 @@ impl Config {
                     "must be more than 0 (or off)",
                 ));
             }
-            if config.policy_file.is_none() {
+            if self.policy_file.is_none() {
                 return Err(ConfigError::new(
                     "AUTH_POLICY_RELOAD",
                     "needs AUTH_POLICY_FILE: there is no file to watch",
                 ));
             }
-            config.policy_reload = Some(every.0);
+            self.policy_reload = Some(every.0);
         }
         if let Some(text) = env.var("AUTH_KEY_CAPABILITY") {
-            config.key_capability = Capability::parse(&text)
+            self.key_capability = Capability::parse(&text)
                 .map_err(|err| ConfigError::new("AUTH_KEY_CAPABILITY", err.to_string()))?;
         }
+        Ok(())
+    }
+
+    /// How long issued credentials live.
+    fn read_token_lifetimes(&mut self, env: &Env<'_>) -> Result<(), ConfigError> {
         if let Some(ttl) = env.var_parsed::<HumanDuration>("AUTH_MAX_TOKEN_TTL")? {
             if ttl.0 > ABLY_MAX_TTL || ttl.0.is_zero() {
                 return Err(ConfigError::new(
@@ -450,54 +488,70 @@ impl Config {
                     "must be more than 0 and at most 24h (Ably's cap)",
                 ));
             }
-            config.max_token_ttl = ttl.0;
+            self.max_token_ttl = ttl.0;
         }
         if let Some(ttl) = env.var_parsed::<HumanDuration>("AUTH_TOKEN_TTL")? {
             if ttl.0.is_zero() {
                 return Err(ConfigError::new("AUTH_TOKEN_TTL", "must be more than 0"));
             }
-            config.token_ttl = ttl.0;
+            self.token_ttl = ttl.0;
         }
-        if config.token_ttl > config.max_token_ttl {
+        if self.token_ttl > self.max_token_ttl {
             return Err(ConfigError::new(
                 "AUTH_TOKEN_TTL",
                 "must not exceed AUTH_MAX_TOKEN_TTL",
             ));
         }
         if let Some(within) = env.var_parsed::<bool>("AUTH_TTL_WITHIN_APP_TOKEN")? {
-            config.ttl_within_app_token = within;
+            self.ttl_within_app_token = within;
         }
+        Ok(())
+    }
+
+    /// What browsers may do: CORS origins and the session cookie.
+    fn read_browser_access(&mut self, env: &Env<'_>) -> Result<(), ConfigError> {
         if let Some(origins) = env.var("AUTH_CORS_ORIGINS") {
-            config.cors_origins = parse_cors_origins(&origins)
+            self.cors_origins = parse_cors_origins(&origins)
                 .map_err(|problem| ConfigError::new("AUTH_CORS_ORIGINS", problem))?;
         }
         if let Some(name) = env.var("AUTH_APP_JWT_COOKIE") {
             let name = name.trim();
             check_cookie_name(name)
                 .map_err(|problem| ConfigError::new("AUTH_APP_JWT_COOKIE", problem))?;
-            config.app_jwt_cookie = Some(name.to_owned());
+            self.app_jwt_cookie = Some(name.to_owned());
         }
+        Ok(())
+    }
+
+    /// Who may revoke tokens, and the claim revocation keys come from.
+    fn read_revocation(&mut self, env: &Env<'_>) -> Result<(), ConfigError> {
         if let Some(role) = env.var("AUTH_ADMIN_ROLE") {
-            config.admin_role = Some(role.trim().to_owned());
+            self.admin_role = Some(role.trim().to_owned());
         }
         if let Some(claim) = env.var("AUTH_REVOCATION_KEY_CLAIM") {
-            config.app_jwt.revocation_key_claim = Some(claim.trim().to_owned());
+            self.app_jwt.revocation_key_claim = Some(claim.trim().to_owned());
         }
+        Ok(())
+    }
+
+    /// Rate limits, the trusted proxies they see through, and the limits on
+    /// bodies, requests and connections.
+    fn read_limits(&mut self, env: &Env<'_>) -> Result<(), ConfigError> {
         if let Some(limit) = env.var_parsed::<RateLimitSetting>("AUTH_RATE_LIMIT_PER_USER")? {
-            config.rate_limit_per_user = limit.0;
+            self.rate_limit_per_user = limit.0;
         }
         if let Some(limit) = env.var_parsed::<RateLimitSetting>("AUTH_RATE_LIMIT_PER_IP")? {
-            config.rate_limit_per_ip = limit.0;
+            self.rate_limit_per_ip = limit.0;
         }
         if let Some(list) = env.var("AUTH_TRUSTED_PROXIES") {
-            config.trusted_proxies = comma_list(&list)
+            self.trusted_proxies = comma_list(&list)
                 .iter()
                 .map(|range| range.parse())
                 .collect::<Result<_, String>>()
                 .map_err(|problem| ConfigError::new("AUTH_TRUSTED_PROXIES", problem))?;
         }
         if let Some(bytes) = env.var_parsed("AUTH_MAX_BODY_BYTES")? {
-            config.max_body_bytes = bytes;
+            self.max_body_bytes = bytes;
         }
         if let Some(timeout) = env.var_parsed::<HumanDuration>("AUTH_REQUEST_TIMEOUT")? {
             if timeout.0.is_zero() {
@@ -506,11 +560,11 @@ impl Config {
                     "must be more than 0",
                 ));
             }
-            config.request_timeout = timeout.0;
+            self.request_timeout = timeout.0;
         }
         for (name, setting) in [
-            ("AUTH_HEADER_READ_TIMEOUT", &mut config.header_read_timeout),
-            ("AUTH_IDLE_TIMEOUT", &mut config.idle_timeout),
+            ("AUTH_HEADER_READ_TIMEOUT", &mut self.header_read_timeout),
+            ("AUTH_IDLE_TIMEOUT", &mut self.idle_timeout),
         ] {
             if let Some(timeout) = env.var_parsed::<HumanDuration>(name)? {
                 if timeout.0.is_zero() {
@@ -526,9 +580,9 @@ impl Config {
                     "must be at least 1",
                 ));
             }
-            config.max_connections = max;
+            self.max_connections = max;
         }
-        Ok(config)
+        Ok(())
     }
 }
 
@@ -711,37 +765,16 @@ fn parse_cors_origins(text: &str) -> Result<CorsOrigins, String> {
     })
 }
 
-/// A duration written `500ms`, `30s`, `15m`, `1h` or `1d`.
+/// A duration written `500ms`, `30s`, `15m`, `1h` or `1d`: the grammar of
+/// [`shared::duration::parse`], which every crate here shares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct HumanDuration(pub(crate) Duration);
 
 impl FromStr for HumanDuration {
-    type Err = String;
+    type Err = shared::duration::ParseDurationError;
 
-    fn from_str(text: &str) -> Result<Self, String> {
-        let split = text
-            .find(|c: char| !c.is_ascii_digit())
-            .ok_or_else(|| format!("{text:?} has no unit; write e.g. 30s, 15m or 1h"))?;
-        let (number, unit) = text.split_at(split);
-        let number: u64 = number
-            .parse()
-            .map_err(|_| format!("{text:?} does not start with a whole number"))?;
-        let unit_ms: u64 = match unit {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            _ => {
-                return Err(format!(
-                    "unknown unit {unit:?} in {text:?}; use ms, s, m, h or d"
-                ));
-            }
-        };
-        number
-            .checked_mul(unit_ms)
-            .map(|ms| HumanDuration(Duration::from_millis(ms)))
-            .ok_or_else(|| format!("{text:?} is too long"))
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        shared::duration::parse(text).map(HumanDuration)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Property-based fuzz targets for the mock's parsers of query strings,
-//! channel lists, durations, credentials and published messages (see
-//! `shared::fuzzing` for the inputs and the budget; the Ably JWT and
-//! TokenRequest parsers the mock uses are `shared`'s, fuzzed there, and the
+//! channel lists, credentials and published messages (see
+//! `shared::fuzzing` for the inputs and the budget; the Ably JWT, TokenRequest
+//! and duration parsers the mock uses are `shared`'s, fuzzed there, and the
 //! routes' own parsers are fuzzed in `routes::fuzz`). Run them alone with
 //! `cargo test -p mock-ably --lib fuzz_`.
 
@@ -11,7 +11,7 @@ use shared::fuzzing::{config, mutated, mutated_text, text_over};
 use shared::message::Message;
 
 use crate::auth::{Credential, find_credential};
-use crate::params::{Query, channel_specs, parse_duration};
+use crate::params::{Query, channel_specs};
 use crate::publish::{self, MAX_MESSAGE_SIZE};
 
 fn query_examples() -> Vec<String> {
@@ -65,26 +65,6 @@ proptest! {
                 prop_assert!(!spec.name.is_empty());
                 prop_assert!(!spec.name.contains('\n'));
             }
-        }
-    }
-
-    /// Durations: whatever parses is what its digits and unit say.
-    #[test]
-    fn fuzz_mock_duration(text in prop_oneof![
-        mutated_text(vec!["10s".to_owned(), "250ms".to_owned(), "2m".to_owned(), "1h".to_owned()]),
-        "[0-9]{0,25}(ms|s|m|h|x|)",
-    ]) {
-        if let Some(duration) = parse_duration(&text) {
-            let digits: String = text.chars().take_while(char::is_ascii_digit).collect();
-            let number: u128 = digits.parse().expect("digits");
-            let unit_ms = match &text[digits.len()..] {
-                "ms" => 1,
-                "s" => 1000,
-                "m" => 60_000,
-                "h" => 3_600_000,
-                other => return Err(TestCaseError::fail(format!("accepted unit {other:?}"))),
-            };
-            prop_assert_eq!(duration.as_millis(), number * unit_ms);
         }
     }
 

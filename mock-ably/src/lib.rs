@@ -49,7 +49,6 @@ pub use clock::MAX_CLOCK_OFFSET;
 pub use faults::{FailNext, FailTarget};
 pub use keys::{DEFAULT_KEY_CAPABILITY, KeySpec, KeySpecError};
 pub use origin::is_loopback_origin;
-pub use params::parse_duration;
 pub use server::{
     DEFAULT_AUTH_LEAD, DEFAULT_CONNECTION_STATE_TTL, DEFAULT_KEEPALIVE, DEFAULT_LAG_LIMIT,
     DEFAULT_MAX_IDLE_INTERVAL, DEFAULT_REMAIN_PRESENT_FOR, DEFAULT_RETENTION,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use mock_ably::{DEV_KEY, KeySpec, MockAbly, parse_duration};
+use mock_ably::{DEV_KEY, KeySpec, MockAbly};
 use tracing_subscriber::EnvFilter;
 
 /// A local, faithful stand-in for Ably's SSE and REST endpoints.
@@ -124,8 +124,7 @@ fn split_keys(text: &str) -> Vec<&str> {
 }
 
 fn duration(text: &str) -> Result<Duration, String> {
-    parse_duration(text)
-        .ok_or_else(|| format!("{text:?} is not a duration such as 500ms, 30s, 2m or 1h"))
+    shared::duration::parse(text).map_err(|err| err.to_string())
 }
 
 fn positive_duration(text: &str) -> Result<Duration, String> {
@@ -368,7 +367,18 @@ mod tests {
     fn a_duration_without_a_unit_is_refused() {
         let err = Args::try_parse_from(["mock-ably", "--keepalive", "15"]).unwrap_err();
 
-        assert!(err.to_string().contains("is not a duration"), "{err}");
+        assert!(
+            err.to_string()
+                .contains(r#""15" has no unit; write e.g. 30s, 15m or 1h"#),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_duration_in_days_is_read() {
+        let args = Args::try_parse_from(["mock-ably", "--retention", "1d"]).unwrap();
+
+        assert_eq!(args.retention, Duration::from_secs(86_400));
     }
 
     /// One row of the README's Flags table: the flag's long name, its

@@ -1,7 +1,5 @@
-//! Query strings, durations, and SSE channel specs with `[?…]` qualifiers
+//! Query strings and SSE channel specs with `[?…]` qualifiers
 //! (`docs/protocol.md#stream-parameters`).
-
-use std::time::Duration;
 
 use shared::codes;
 
@@ -54,35 +52,6 @@ pub(crate) fn invalid_param(name: &str, value: &str) -> ApiError {
         codes::INVALID_PARAMETER_VALUE,
         format!("Invalid value {value:?} for parameter {name}"),
     )
-}
-
-/// Parses a duration written as a whole number and a unit: `500ms`, `10s`,
-/// `2m`, `1h`. This is the form of `rewind=10s`
-/// (`docs/protocol.md#stream-parameters`) and of the binary's `--retention` and
-/// `--keepalive`.
-///
-/// ```
-/// use std::time::Duration;
-///
-/// assert_eq!(mock_ably::parse_duration("2m"), Some(Duration::from_secs(120)));
-/// assert_eq!(mock_ably::parse_duration("250ms"), Some(Duration::from_millis(250)));
-/// assert_eq!(mock_ably::parse_duration("2"), None);
-/// ```
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
-    if digits == 0 {
-        return None;
-    }
-    let (number, unit) = text.split_at(digits);
-    let number: u64 = number.parse().ok()?;
-    let ms = match unit {
-        "ms" => number,
-        "s" => number.checked_mul(1000)?,
-        "m" => number.checked_mul(60_000)?,
-        "h" => number.checked_mul(3_600_000)?,
-        _ => return None,
-    };
-    Some(Duration::from_millis(ms))
 }
 
 /// One entry of `channels`: the channel name with any `[?params]` qualifier
@@ -168,16 +137,6 @@ fn invalid_channel(name: &str, why: &str) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_need_a_unit() {
-        assert_eq!(parse_duration("10s"), Some(Duration::from_secs(10)));
-        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("0ms"), Some(Duration::ZERO));
-        for bad in ["", "s", "10", "10x", "-1s", "1.5s", " 1s"] {
-            assert_eq!(parse_duration(bad), None, "{bad:?}");
-        }
-    }
 
     #[test]
     fn separator_splits_names_that_contain_commas() {

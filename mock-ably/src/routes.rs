@@ -112,6 +112,18 @@ async fn fail_next(State(state): State<AppState>, request: Request, next: Next) 
 /// gets 403/40300 and no CORS headers, so a web page the developer happens
 /// to visit can neither read them nor trigger them (a simple POST needs no
 /// preflight). Requests without `Origin` (curl, tests) are not affected.
+///
+/// Hand-written rather than tower-http's `CorsLayer` (which auth-server
+/// uses), because that layer cannot express three things the mock promises:
+/// it answers every `OPTIONS` itself as a preflight (an `OPTIONS` without
+/// `Origin` or `Access-Control-Request-Method` must reach routing and get
+/// Ably's 404/40400 envelope, as a wrong method does); it puts
+/// `Allow-Credentials`, `Vary` and `Expose-Headers` on every response, with
+/// or without `Origin` (here a request without `Origin` gets no CORS headers
+/// at all); and it writes `Expose-Headers` only on non-preflight answers.
+/// The `/_mock/` loopback guard would stay a middleware of its own anyway.
+/// The tests `cors_*` and `an_options_request_that_is_not_a_preflight_*`
+/// pin this behaviour.
 async fn cors(request: Request, next: Next) -> Response {
     let Some(origin) = request.headers().get(header::ORIGIN).cloned() else {
         return next.run(request).await;

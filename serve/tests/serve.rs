@@ -18,7 +18,8 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
-const PATIENCE: Duration = Duration::from_secs(10);
+use test_support::{read_until_closed, within};
+
 const SLACK: Duration = Duration::from_millis(20);
 
 const LIMITS: Limits = Limits {
@@ -26,12 +27,6 @@ const LIMITS: Limits = Limits {
     idle_timeout: Duration::from_millis(300),
     max_connections: 100,
 };
-
-async fn within<F: Future>(future: F) -> F::Output {
-    tokio::time::timeout(PATIENCE, future)
-        .await
-        .expect("timed out")
-}
 
 /// Upgrades to a byte echo (`Upgrade: echo`), as a WebSocket handler would
 /// take over its connection.
@@ -98,19 +93,6 @@ fn router() -> Router {
         )
 }
 
-/// Reads until the server closes the connection (or resets it).
-async fn closed(stream: &mut TcpStream) -> Vec<u8> {
-    let mut received = Vec::new();
-    within(async {
-        let mut buf = [0_u8; 1024];
-        while let Ok(n @ 1..) = stream.read(&mut buf).await {
-            received.extend_from_slice(&buf[..n]);
-        }
-    })
-    .await;
-    received
-}
-
 #[tokio::test]
 async fn an_upgraded_connection_is_exempt_from_the_idle_timeout() {
     let server = start(router()).await;
@@ -137,7 +119,7 @@ async fn an_upgraded_connection_is_exempt_from_the_idle_timeout() {
         .await
         .unwrap();
     let answered = Instant::now();
-    let response = closed(&mut plain).await;
+    let response = read_until_closed(&mut plain).await;
     assert!(response.starts_with(b"HTTP/1.1 200 OK\r\n"));
     assert!(answered.elapsed() >= LIMITS.idle_timeout - SLACK);
 
@@ -157,7 +139,7 @@ async fn requests_carry_the_peer_address() {
         .write_all(b"GET /peer HTTP/1.1\r\nHost: s\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
-    let response = String::from_utf8(closed(&mut stream).await).unwrap();
+    let response = String::from_utf8(read_until_closed(&mut stream).await).unwrap();
 
     assert!(
         response.ends_with(&format!("\r\n\r\n{local}")),
@@ -214,7 +196,7 @@ async fn shutdown_finishes_a_request_in_flight() {
     .await;
     assert!(!server.served.is_finished(), "serve waits for the request");
     gate.release.notify_one();
-    let response = String::from_utf8(closed(&mut stream).await).unwrap();
+    let response = String::from_utf8(read_until_closed(&mut stream).await).unwrap();
 
     assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
     assert!(response.ends_with("\r\n\r\ndone"), "{response}");

@@ -370,6 +370,31 @@ proptest! {
             prop_assert_eq!(decoded.encoding, None);
         }
     }
+
+    /// Durations (every crate's settings, flags and `rewind`): whatever
+    /// parses is exactly what its digits and unit say, anything else is
+    /// refused, and nothing panics or wraps around.
+    #[test]
+    fn fuzz_duration_parse(text in prop_oneof![
+        mutated_text(["10s", "250ms", "2m", "1h", "1d"].map(str::to_owned).to_vec()),
+        "[0-9]{0,25}(ms|s|m|h|d|x|)",
+        text_over("0123456789msdh+-. ", 12),
+    ]) {
+        let digits: String = text.chars().take_while(char::is_ascii_digit).collect();
+        let unit_ms: Option<u128> = match &text[digits.len()..] {
+            "ms" => Some(1),
+            "s" => Some(1000),
+            "m" => Some(60_000),
+            "h" => Some(3_600_000),
+            "d" => Some(86_400_000),
+            _ => None,
+        };
+        let expected = unit_ms
+            .filter(|_| !digits.is_empty())
+            .and_then(|unit_ms| digits.parse::<u128>().ok().map(|number| number * unit_ms))
+            .filter(|&ms| ms <= u128::from(u64::MAX));
+        prop_assert_eq!(crate::duration::parse(&text).ok().map(|d| d.as_millis()), expected);
+    }
 }
 
 /// The claims of [`jwt_examples`], in order.

@@ -4,6 +4,7 @@
 //!
 //! - [`key`]: API keys (`appId.keyId:secret`), with the secret kept out of logs.
 //! - [`capability`]: capabilities, canonical text, wildcard matching, intersection.
+//! - [`duration`]: the one duration grammar (`500ms`, `30s`, `15m`, `1h`, `1d`).
 //! - [`error_info`]: Ably's `ErrorInfo`, its envelope and the error codes.
 //! - [`token`]: TokenRequest (with its MAC, over fields that cannot hold its
 //!   separator) and TokenDetails.
@@ -13,6 +14,7 @@
 //! - [`vcdiff`]: an RFC 3284 decoder and an encoder for Ably's delta subset.
 
 pub mod capability;
+pub mod duration;
 pub mod error;
 pub mod error_info;
 #[cfg(test)]

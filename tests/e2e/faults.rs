@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use integration_tests::{
-    TestEnv, TokenEndpoint, connected, eventually, next_message, next_update, text, within,
+    TestEnv, TokenEndpoint, connected, eventually, next_message, next_update, text, within_named,
 };
 use mock_ably::{FailNext, FailTarget, MockAbly};
 use shared::{ErrorInfo, codes};
@@ -275,7 +275,7 @@ async fn run_with_faults(faults: &[Fault]) {
     })
     .await;
     stop.send(()).expect("the publisher is running");
-    let published = within("the publisher to stop", publisher)
+    let published = within_named("the publisher to stop", publisher)
         .await
         .expect("the publisher did not panic");
     // The last messages: only a proactive renewal may come meanwhile, if

@@ -5,7 +5,7 @@
 //! each stamped with its publisher's clientId and connection.
 
 use futures_util::{SinkExt as _, StreamExt as _};
-use integration_tests::{TestEnv, connected, next_message, text, within};
+use integration_tests::{TestEnv, connected, next_message, text, within_named};
 use serde_json::json;
 use shared::protocol::{Action, Format, ProtocolMessage};
 use sse_client::ably::SubscribeOptions;
@@ -21,7 +21,7 @@ async fn realtime(env: &TestEnv, jwt: &str) -> (Socket, ProtocolMessage) {
         "ws://{}/?access_token={jwt}&format=msgpack&v=6",
         env.mock().addr()
     );
-    let (mut socket, _) = within("the upgrade", tokio_tungstenite::connect_async(url))
+    let (mut socket, _) = within_named("the upgrade", tokio_tungstenite::connect_async(url))
         .await
         .expect("the upgrade succeeds");
     let connected = next_frame(&mut socket).await;
@@ -31,7 +31,7 @@ async fn realtime(env: &TestEnv, jwt: &str) -> (Socket, ProtocolMessage) {
 
 async fn send(socket: &mut Socket, frame: &ProtocolMessage) {
     let bytes = Format::Msgpack.encode(frame).expect("a frame encodes");
-    within("a send", socket.send(WsMessage::Binary(bytes.into())))
+    within_named("a send", socket.send(WsMessage::Binary(bytes.into())))
         .await
         .expect("the socket is open");
 }
@@ -39,7 +39,7 @@ async fn send(socket: &mut Socket, frame: &ProtocolMessage) {
 /// The next ProtocolMessage, skipping WebSocket pings.
 async fn next_frame(socket: &mut Socket) -> ProtocolMessage {
     loop {
-        match within("a realtime frame", socket.next()).await {
+        match within_named("a realtime frame", socket.next()).await {
             Some(Ok(WsMessage::Binary(bytes))) => {
                 return Format::Msgpack.decode(&bytes).expect("a ProtocolMessage");
             }

@@ -1,7 +1,7 @@
 //! Cutting a user off now: an operator changes the policy, reloads it, and
 //! revokes the user through the auth server's `POST /api/revoke`
 //! (`docs/protocol.md#token-revocation`). The user's open sse-client
-//! stream gets 40141 within a second, renews through the auth server at
+//! stream gets 40141 within_named a second, renews through the auth server at
 //! once (a token error, RSA4b), and either comes back under the new policy
 //! with nothing lost on a channel it may still read, or, when the auth
 //! server now refuses it, ends with that refusal and delivers nothing

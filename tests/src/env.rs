@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use crate::metrics::AuthMetrics;
-use crate::wait::within;
+use crate::wait::within_named;
 
 /// The Ably key mock-ably accepts and, unless told otherwise, the auth server
 /// signs with.
@@ -376,7 +376,7 @@ impl TestEnv {
             .post(self.channel_messages_url(channel))
             .basic_auth(self.key.key_name(), Some(secret(&self.key)))
             .json(&json!({ "data": data.into() }));
-        let response = within("a REST publish", request.send())
+        let response = within_named("a REST publish", request.send())
             .await
             .unwrap_or_else(|err| panic!("publish on {channel:?} failed: {err}"));
         message_id(response)
@@ -404,7 +404,7 @@ impl TestEnv {
             .post(self.channel_messages_url(channel))
             .bearer_auth(jwt)
             .json(&message);
-        let response = within("a REST publish", request.send())
+        let response = within_named("a REST publish", request.send())
             .await
             .unwrap_or_else(|err| panic!("publish on {channel:?} failed: {err}"));
         message_id(response).await
@@ -421,7 +421,7 @@ impl TestEnv {
         if let Some(token) = &login.bearer {
             request = request.bearer_auth(token);
         }
-        let response = within("an Ably JWT from the auth server", request.send())
+        let response = within_named("an Ably JWT from the auth server", request.send())
             .await
             .expect("the auth server answers");
         assert_eq!(
@@ -429,7 +429,7 @@ impl TestEnv {
             200,
             "the auth server refused {login:?}"
         );
-        within("the Ably JWT", response.text())
+        within_named("the Ably JWT", response.text())
             .await
             .expect("the auth server's answer is readable")
     }
@@ -462,11 +462,11 @@ impl TestEnv {
             .post(self.url("/api/revoke"))
             .bearer_auth(self.app_token("ops-admin", &[ADMIN_ROLE]))
             .json(&body);
-        let response = within("a revocation", request.send())
+        let response = within_named("a revocation", request.send())
             .await
             .expect("the auth server answers /api/revoke");
         let status = response.status().as_u16();
-        let answer: Value = within("the revocation's answer", response.json())
+        let answer: Value = within_named("the revocation's answer", response.json())
             .await
             .expect("the revocation's answer is JSON");
         assert_eq!(status, 200, "the revocation failed: {answer}");
@@ -479,10 +479,10 @@ impl TestEnv {
     ///
     /// If the request fails or times out.
     pub async fn auth_metrics(&self) -> AuthMetrics {
-        let response = within("/metrics", self.http.get(self.url("/metrics")).send())
+        let response = within_named("/metrics", self.http.get(self.url("/metrics")).send())
             .await
             .expect("the auth server answers /metrics");
-        let text = within("the /metrics body", response.text())
+        let text = within_named("the /metrics body", response.text())
             .await
             .expect("/metrics is readable");
         AuthMetrics::parse(&text)
@@ -531,7 +531,7 @@ fn secret(key: &ApiKey) -> String {
 /// The `messageId` of a `201` publish answer, or the Ably error of a refusal.
 async fn message_id(response: reqwest::Response) -> Result<String, ErrorInfo> {
     let status = response.status().as_u16();
-    let body: Value = within("a REST publish answer", response.json())
+    let body: Value = within_named("a REST publish answer", response.json())
         .await
         .unwrap_or_else(|err| panic!("the mock's answer ({status}) is not JSON: {err}"));
     if status == 201 {

@@ -12,7 +12,7 @@
 //!   for our crates). Off otherwise.
 //! - `TEST_PATIENCE_MS` is how long any single wait may take before the test
 //!   fails (default 10 000). Every await on a stream or a socket goes through
-//!   [`within`], so a bug fails the test instead of hanging it.
+//!   [`within_named`], so a bug fails the test instead of hanging it.
 //!
 //! # Example
 //!
@@ -39,7 +39,7 @@
 //! - `env`: [`TestEnv`], its builder, [`Login`] and [`TokenEndpoint`].
 //! - `metrics`: [`AuthMetrics`], the auth server's counters read from
 //!   `/metrics`.
-//! - `wait`: [`within`], [`eventually`] and the subscription helpers ([`connected`],
+//! - `wait`: [`within_named`], [`eventually`] and the subscription helpers ([`connected`],
 //!   [`next_message`], [`final_error`], ...).
 //! - `citations` (unit tests only): every `docs/` citation in the repository
 //!   resolves to a file and heading, and nothing names a path outside it; run
@@ -57,5 +57,5 @@ pub use env::{
 };
 pub use metrics::AuthMetrics;
 pub use wait::{
-    connected, eventually, final_error, next_message, next_update, patience, text, within,
+    connected, eventually, final_error, next_message, next_update, patience, text, within_named,
 };

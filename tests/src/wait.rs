@@ -1,60 +1,10 @@
-//! Waiting with a bound: [`within`] and the subscription helpers built on it.
-
-use std::future::Future;
-use std::sync::LazyLock;
-use std::time::Duration;
+//! Waiting with a bound: the shared waits of `test-support` ([`within_named`],
+//! [`eventually`], [`patience`]) and the subscription helpers built on them.
 
 use shared::message::Payload;
 use sse_client::ably::{ChannelMessage, StateChange, Subscription, Update};
 
-/// The default of `TEST_PATIENCE_MS`: generous, since a wait that ends well
-/// ends in milliseconds, and a loaded CI machine is slow.
-const DEFAULT_PATIENCE: Duration = Duration::from_secs(10);
-
-static PATIENCE: LazyLock<Duration> = LazyLock::new(|| match std::env::var("TEST_PATIENCE_MS") {
-    Ok(text) => Duration::from_millis(text.trim().parse().unwrap_or_else(|_| {
-        panic!("TEST_PATIENCE_MS must be a whole number of milliseconds, got {text:?}")
-    })),
-    Err(_) => DEFAULT_PATIENCE,
-});
-
-/// How long any single wait may take: `TEST_PATIENCE_MS`, default 10 s.
-///
-/// # Panics
-///
-/// If `TEST_PATIENCE_MS` is set but not a whole number.
-pub fn patience() -> Duration {
-    *PATIENCE
-}
-
-/// Awaits `future`, failing the test if it takes longer than [`patience`].
-///
-/// # Panics
-///
-/// On timeout, naming `what` was awaited.
-pub async fn within<F: Future>(what: &str, future: F) -> F::Output {
-    let patience = patience();
-    tokio::time::timeout(patience, future)
-        .await
-        .unwrap_or_else(|_| {
-            panic!("timed out after {patience:?} waiting for {what} (a slow machine may need a larger TEST_PATIENCE_MS)")
-        })
-}
-
-/// Waits until `check` is true, checking every 10 ms: for what a test can
-/// only observe from outside, such as a server noticing a closed socket.
-///
-/// # Panics
-///
-/// If `check` is still false after [`patience`], naming `what`.
-pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    within(what, async {
-        while !check() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
-}
+pub use test_support::{eventually, patience, within_named};
 
 /// The subscription's next item, which must exist.
 ///
@@ -63,7 +13,7 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 /// If the subscription ended (an `Err` is always followed by the end, so an
 /// end here means the previous item was already an error), or on timeout.
 pub async fn next_update(sub: &mut Subscription) -> sse_client::Result<Update> {
-    within("the next update of the subscription", sub.next())
+    within_named("the next update of the subscription", sub.next())
         .await
         .expect("the subscription ended")
 }
@@ -117,7 +67,7 @@ pub async fn final_error(sub: &mut Subscription) -> (Vec<StateChange>, sse_clien
             Ok(other) => panic!("expected the subscription to fail, got {other:?}"),
         }
     };
-    let after = within("the end of the subscription", sub.next()).await;
+    let after = within_named("the end of the subscription", sub.next()).await;
     assert!(
         after.is_none(),
         "{after:?} came after the final error {err:?}"

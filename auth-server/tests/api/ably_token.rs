@@ -268,7 +268,10 @@ async fn shutdown_finishes_a_request_in_flight_before_serve_returns() {
 
     // The request waits on Ably; shut down and see the listener close.
     shutdown.send(()).unwrap();
-    eventually(|| async { tokio::net::TcpStream::connect(addr).await.is_err() }).await;
+    eventually_async("the server to stop listening", || async {
+        tokio::net::TcpStream::connect(addr).await.is_err()
+    })
+    .await;
     assert!(
         !server.is_finished(),
         "serve waits for the request in flight"

@@ -237,7 +237,7 @@ async fn sighup_reloads_the_policy_file() {
         .unwrap();
 
     assert!(sent.success());
-    eventually(reloaded).await;
+    eventually_async("the policy reload", reloaded).await;
     assert_eq!(capability().await, r#"{"news:*":["history"]}"#);
     std::fs::remove_file(&path).unwrap();
     assert!(child.try_wait().unwrap().is_none(), "still running");

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use auth_server::Config;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 
-use crate::helpers::{config, eventually, spawn_app, within};
+use crate::helpers::{config, eventually_async, read_response, read_until_closed, spawn_app};
 
 const HEADER_READ_TIMEOUT: Duration = Duration::from_millis(200);
 
@@ -17,50 +17,6 @@ const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: auth\r\n\r\n";
 
 /// Slack for timers that fire a little early or late on a busy machine.
 const SLACK: Duration = Duration::from_millis(20);
-
-/// Reads until the server closes the connection (a reset counts as closed);
-/// returns what arrived.
-async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
-    let mut received = Vec::new();
-    within(async {
-        let mut buf = [0_u8; 4096];
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => received.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
-    received
-}
-
-/// Reads one response with a `Content-Length` body; returns it as text.
-async fn read_response(stream: &mut TcpStream) -> String {
-    let mut received = Vec::new();
-    within(async {
-        let mut buf = [0_u8; 4096];
-        loop {
-            let n = stream.read(&mut buf).await.unwrap();
-            assert_ne!(n, 0, "closed mid-response: {received:?}");
-            received.extend_from_slice(&buf[..n]);
-            let text = String::from_utf8_lossy(&received);
-            if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                let length: usize = head
-                    .lines()
-                    .find_map(|line| line.strip_prefix("content-length: "))
-                    .expect("a content-length")
-                    .parse()
-                    .unwrap();
-                if body.len() >= length {
-                    break;
-                }
-            }
-        }
-    })
-    .await;
-    String::from_utf8(received).unwrap()
-}
 
 fn with_limits(header_read_timeout: Duration, idle_timeout: Duration) -> Config {
     Config {
@@ -181,7 +137,7 @@ async fn socket_exhaustion_a_connection_over_the_cap_gets_a_503_and_healthz_answ
     );
 
     drop(slow);
-    eventually(|| async {
+    eventually_async("/healthz to answer again", || async {
         let mut stream = TcpStream::connect(app.addr).await.unwrap();
         stream
             .write_all(b"GET /healthz HTTP/1.1\r\nHost: auth\r\nConnection: close\r\n\r\n")

@@ -106,7 +106,7 @@ struct SseReader {
 }
 
 impl SseReader {
-    /// The next event as `(event type, data)`, failing after [`PATIENCE`].
+    /// The next event as `(event type, data)`, failing after the tests' patience.
     async fn next_event(&mut self) -> (String, String) {
         within(async {
             loop {

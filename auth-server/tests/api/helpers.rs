@@ -1,9 +1,8 @@
 //! `TestApp`: an auth server on port 0 with typed helpers, and app-JWT
 //! minting for the tests.
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use auth_server::{AppAuth, AppState, Config};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -13,14 +12,15 @@ use shared::ApiKey;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+/// The waits every suite shares.
+pub(crate) use test_support::{eventually_async, read_response, read_until_closed, within};
+
 /// The Ably key the server signs with: [`ABLY_KEY_NAME`]:[`ABLY_KEY_SECRET`].
 pub(crate) const ABLY_KEY: &str = "appA.keyA:ably-key-secret-value";
 pub(crate) const ABLY_KEY_NAME: &str = "appA.keyA";
 pub(crate) const ABLY_KEY_SECRET: &str = "ably-key-secret-value";
 /// The app's own JWT secret.
 pub(crate) const APP_SECRET: &str = "app-jwt-secret-for-tests";
-/// How long any single await in a test may take.
-pub(crate) const PATIENCE: Duration = Duration::from_secs(10);
 
 pub(crate) fn ably_key() -> ApiKey {
     ABLY_KEY.parse().unwrap()
@@ -336,13 +336,6 @@ impl TestApp {
     }
 }
 
-/// `future`, failing the test if it takes longer than [`PATIENCE`].
-pub(crate) async fn within<F: Future>(future: F) -> F::Output {
-    tokio::time::timeout(PATIENCE, future)
-        .await
-        .expect("timed out")
-}
-
 /// Asserts an Ably error response: status, code, exact content type, the
 /// `X-Ably-*` headers, and a message containing `message_part`; returns the
 /// error object.
@@ -368,19 +361,4 @@ pub(crate) async fn assert_ably_error(
     );
     assert_eq!(headers["x-ably-errormessage"], message);
     error.clone()
-}
-
-/// Waits until `check` returns true, polling every 10 ms; fails the test
-/// after [`PATIENCE`].
-pub(crate) async fn eventually<F, Fut>(mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    within(async {
-        while !check().await {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
 }

@@ -128,7 +128,10 @@ fn jwks_config(url: Url) -> Config {
 
 async fn ready_app(config: Config) -> TestApp {
     let app = spawn_app(config).await;
-    eventually(|| async { app.get("/readyz", None).await.status() == 200 }).await;
+    eventually_async("/readyz to answer 200", || async {
+        app.get("/readyz", None).await.status() == 200
+    })
+    .await;
     app
 }
 
@@ -351,7 +354,10 @@ async fn the_periodic_refresh_drops_keys_the_idp_retired() {
 
     idp.publish(vec![jwk(&key_2, Algorithm::RS256, "k2")]);
     let seen = idp.fetches();
-    eventually(|| async { idp.fetches() >= seen + 2 }).await;
+    eventually_async("two more JWKS fetches", || async {
+        idp.fetches() >= seen + 2
+    })
+    .await;
 
     let response = app.get("/api/ably-jwt", Some(&old)).await;
     assert_ably_error(response, 401, 40101, "not in the identity provider's JWKS").await;
@@ -363,7 +369,7 @@ async fn the_periodic_refresh_drops_keys_the_idp_retired() {
 async fn until_the_jwks_is_fetched_readyz_and_token_endpoints_are_503() {
     let idp = Idp::default(); // answers 500 until keys are published
     let app = spawn_app(jwks_config(start_idp(&idp).await)).await;
-    eventually(|| async { idp.fetches() >= 1 }).await;
+    eventually_async("a JWKS fetch", || async { idp.fetches() >= 1 }).await;
     let key = rsa(RSA_1);
 
     let ready = app.get("/readyz", None).await;
@@ -418,7 +424,7 @@ async fn a_remembered_verification_never_outlives_the_tokens_exp() {
     );
 
     // Real time has to pass here: the server reads the system clock.
-    eventually(|| async { now_secs() > exp }).await;
+    eventually_async("the token to expire", || async { now_secs() > exp }).await;
     let response = app.get("/api/ably-jwt", Some(&short_lived)).await;
 
     assert_ably_error(response, 401, 40101, "expired").await;
@@ -539,7 +545,7 @@ async fn captured_logs<F: std::future::Future<Output = ()>>(body: F) -> String {
 
 /// Waits until the captured log holds `text`.
 async fn log_shows(capture: &Capture, text: &str) {
-    eventually(|| async { capture.text().contains(text) }).await;
+    eventually_async("the log line", || async { capture.text().contains(text) }).await;
 }
 
 #[tokio::test(flavor = "current_thread")]

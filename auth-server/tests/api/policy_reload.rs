@@ -207,14 +207,17 @@ async fn with_policy_reload_a_changed_file_is_put_in_force_and_a_broken_one_repo
     );
 
     file.write(NEWS);
-    eventually(|| async { reloads(&app).await == (1, 0) }).await;
+    eventually_async("one reload", || async { reloads(&app).await == (1, 0) }).await;
     assert_eq!(
         capability(&app, &alice).await,
         r#"{"news:*":["history","subscribe"]}"#
     );
 
     file.write(BROKEN);
-    eventually(|| async { reloads(&app).await == (1, 1) }).await;
+    eventually_async("one failed reload", || async {
+        reloads(&app).await == (1, 1)
+    })
+    .await;
     assert_eq!(
         capability(&app, &alice).await,
         r#"{"news:*":["history","subscribe"]}"#
@@ -223,7 +226,7 @@ async fn with_policy_reload_a_changed_file_is_put_in_force_and_a_broken_one_repo
     // Then the file is fixed: one more good reload, and the broken
     // contents were reported once, however many polls saw them.
     file.write(CHAT);
-    eventually(|| async { reloads(&app).await.0 == 2 }).await;
+    eventually_async("a second reload", || async { reloads(&app).await.0 == 2 }).await;
     assert_eq!(reloads(&app).await, (2, 1));
     assert_eq!(
         capability(&app, &alice).await,

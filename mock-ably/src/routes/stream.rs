@@ -19,7 +19,7 @@ use crate::auth::{CredentialKind, authenticate};
 use crate::channel::StartAt;
 use crate::error::{ApiError, ApiResult};
 use crate::frame::Framing;
-use crate::params::{ChannelSpec, Query, channel_specs, invalid_param, parse_duration};
+use crate::params::{ChannelSpec, Query, channel_specs, invalid_param};
 use crate::state::{AppState, lock};
 use crate::stream::{StreamConfig, body};
 
@@ -152,7 +152,7 @@ pub(crate) fn rewind(spec: &ChannelSpec, query: &Query, now_ms: u64) -> ApiResul
     if let Ok(count) = value.parse::<usize>() {
         return Ok(StartAt::RewindCount(count.min(MAX_REWIND)));
     }
-    let since = parse_duration(value).ok_or_else(|| invalid_param("rewind", value))?;
+    let since = shared::duration::parse(value).map_err(|_| invalid_param("rewind", value))?;
     let limit = match param("rewindLimit") {
         None => MAX_REWIND,
         Some(limit) => limit

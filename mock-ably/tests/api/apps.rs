@@ -6,7 +6,7 @@ use mock_ably::MockAbly;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use crate::helpers::{TestMock, assert_error, enc, spawn, timeout, with};
+use crate::helpers::{TestMock, assert_error, enc, spawn, with, within};
 
 /// An app as `POST /apps` answered it.
 struct App {
@@ -32,7 +32,7 @@ impl App {
 }
 
 async fn post_apps(mock: &TestMock, setup: &Value) -> reqwest::Response {
-    timeout(mock.client.post(mock.url("/apps")).json(setup).send())
+    within(mock.client.post(mock.url("/apps")).json(setup).send())
         .await
         .unwrap()
 }
@@ -52,14 +52,14 @@ async fn create(mock: &TestMock, setup: &Value) -> App {
 /// GET `path` on `app` with Basic auth as `key_str`.
 async fn get_as(mock: &TestMock, url: String, key_str: &str) -> reqwest::Response {
     let (name, secret) = key_str.split_once(':').unwrap();
-    timeout(mock.client.get(url).basic_auth(name, Some(secret)).send())
+    within(mock.client.get(url).basic_auth(name, Some(secret)).send())
         .await
         .unwrap()
 }
 
 async fn publish_as(mock: &TestMock, url: String, key_str: &str, body: Value) {
     let (name, secret) = key_str.split_once(':').unwrap();
-    let response = timeout(
+    let response = within(
         mock.client
             .post(url)
             .basic_auth(name, Some(secret))
@@ -283,9 +283,7 @@ async fn presence_fixtures_are_in_the_realtime_sync() {
         app.body["port"],
         enc(&app.key_str(0))
     );
-    let (mut socket, _) = timeout(tokio_tungstenite::connect_async(url))
-        .await
-        .unwrap();
+    let (mut socket, _) = within(tokio_tungstenite::connect_async(url)).await.unwrap();
     let attach = json!({ "action": 10, "channel": "persisted:presence_fixtures" });
     socket
         .send(WsMessage::text(attach.to_string()))
@@ -293,7 +291,7 @@ async fn presence_fixtures_are_in_the_realtime_sync() {
         .unwrap();
 
     let sync = loop {
-        let frame = timeout(socket.next()).await.unwrap().unwrap();
+        let frame = within(socket.next()).await.unwrap().unwrap();
         let WsMessage::Text(text) = frame else {
             continue;
         };
@@ -338,8 +336,8 @@ async fn only_a_key_set_up_with_revocable_tokens_can_revoke() {
             .send()
     };
 
-    assert_error(timeout(revoke(0)).await.unwrap(), 400, 40000).await;
-    let revocable = timeout(revoke(1)).await.unwrap();
+    assert_error(within(revoke(0)).await.unwrap(), 400, 40000).await;
+    let revocable = within(revoke(1)).await.unwrap();
     assert_eq!(revocable.status(), 200);
     let body: Value = revocable.json().await.unwrap();
     assert_eq!(body["successCount"], 1);
@@ -355,12 +353,12 @@ async fn delete_stops_the_app_and_an_unknown_app_is_404() {
     .await;
     let url = mock.url(&format!("/apps/{}", app.id()));
 
-    let deleted = timeout(mock.client.delete(&url).send()).await.unwrap();
+    let deleted = within(mock.client.delete(&url).send()).await.unwrap();
     assert_eq!(deleted.status(), 204);
 
-    let after = timeout(mock.client.get(app.url("/time")).send()).await;
+    let after = within(mock.client.get(app.url("/time")).send()).await;
     assert!(after.unwrap_err().is_connect(), "the app's port is closed");
-    let again = timeout(mock.client.delete(&url).send()).await.unwrap();
+    let again = within(mock.client.delete(&url).send()).await.unwrap();
     assert_error(again, 404, 40400).await;
 }
 
@@ -375,7 +373,7 @@ async fn live_apps_are_bounded_and_a_delete_frees_a_place() {
     assert!(refused.message.contains("2 apps"), "{}", refused.message);
 
     let url = mock.url(&format!("/apps/{}", first.id()));
-    let deleted = timeout(mock.client.delete(url).send()).await.unwrap();
+    let deleted = within(mock.client.delete(url).send()).await.unwrap();
     assert_eq!(deleted.status(), 204);
     create(&mock, &setup).await;
 }
@@ -387,7 +385,7 @@ async fn a_setup_that_does_not_read_is_400_and_makes_no_app() {
     let bad_capability = json!({ "keys": [{ "capability": "{\"x\":[\"publsh\"]}" }] });
     let error = assert_error(post_apps(&mock, &bad_capability).await, 400, 40000).await;
     assert!(error.message.contains("keys[0]"), "{}", error.message);
-    let not_json = timeout(mock.client.post(mock.url("/apps")).body("{").send())
+    let not_json = within(mock.client.post(mock.url("/apps")).body("{").send())
         .await
         .unwrap();
     assert_error(not_json, 400, 40000).await;
@@ -402,7 +400,7 @@ async fn a_setup_that_does_not_read_is_400_and_makes_no_app() {
 async fn an_apps_own_server_and_a_mock_with_max_apps_zero_do_not_provision() {
     let mock = spawn().await;
     let app = create(&mock, &json!({ "keys": [{}] })).await;
-    let on_app = timeout(mock.client.post(app.url("/apps")).json(&json!({})).send())
+    let on_app = within(mock.client.post(app.url("/apps")).json(&json!({})).send())
         .await
         .unwrap();
     assert_error(on_app, 404, 40400).await;

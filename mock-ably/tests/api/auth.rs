@@ -39,7 +39,7 @@ async fn a_request_without_credentials_gets_40101_in_the_exact_envelope() {
 async fn basic_auth_works_as_a_header_and_as_the_key_param() {
     let app = spawn().await;
 
-    let header = timeout(
+    let header = within(
         app.client
             .get(app.url("/channels/chat/messages"))
             .basic_auth(KEY_NAME, Some("test-secret"))
@@ -72,7 +72,7 @@ async fn a_malformed_basic_credential_is_40005() {
     let app = spawn().await;
 
     let no_colon = app.get("/channels/chat/messages?key=testApp.testKey").await;
-    let not_base64 = timeout(
+    let not_base64 = within(
         app.client
             .get(app.url("/channels/chat/messages"))
             .header("authorization", "Basic %%%")
@@ -93,7 +93,7 @@ impl TestMock {
 
     /// GET `path` with `Authorization: Bearer {value}`.
     pub(crate) async fn get_bearer(&self, path: &str, value: &str) -> reqwest::Response {
-        timeout(self.client.get(self.url(path)).bearer_auth(value).send())
+        within(self.client.get(self.url(path)).bearer_auth(value).send())
             .await
             .unwrap()
     }
@@ -287,7 +287,7 @@ async fn a_jwt_gets_at_most_its_key_capability() {
     assert_eq!(history("chat:lobby", &wide).await.status(), 200);
     assert_error(history("news", &wide).await, 401, 40160).await;
     assert_error(history("chat:lobby", &disjoint).await, 401, 40160).await;
-    let publish = timeout(
+    let publish = within(
         app.client
             .post(app.url("/channels/chat:lobby/messages"))
             .bearer_auth(b64(&wide))
@@ -331,7 +331,7 @@ async fn a_mock_without_keys_accepts_the_dev_key() {
 async fn cors_preflight_echoes_the_origin_and_the_requested_headers() {
     let app = spawn().await;
 
-    let response = timeout(
+    let response = within(
         app.client
             .request(reqwest::Method::OPTIONS, app.url("/channels/chat/messages"))
             .header("origin", "http://127.0.0.1:9999")
@@ -375,7 +375,7 @@ async fn cors_headers_are_on_successes_errors_and_streams() {
             .client
             .get(app.url(&path))
             .header("origin", "http://page.test");
-        async move { timeout(request.send()).await.unwrap() }
+        async move { within(request.send()).await.unwrap() }
     };
 
     let time = send("/time".into()).await;
@@ -402,10 +402,47 @@ async fn cors_headers_are_on_successes_errors_and_streams() {
 }
 
 #[tokio::test]
+async fn an_options_request_that_is_not_a_preflight_is_routed_and_gets_no_cors_headers() {
+    let app = spawn().await;
+    let send = |request: reqwest::RequestBuilder| async { within(request.send()).await.unwrap() };
+
+    let bare_options = send(
+        app.client
+            .request(reqwest::Method::OPTIONS, app.url("/time")),
+    )
+    .await;
+    let options_with_origin = send(
+        app.client
+            .request(reqwest::Method::OPTIONS, app.url("/time"))
+            .header("origin", "http://page.test"),
+    )
+    .await;
+    let time_without_origin = send(app.client.get(app.url("/time"))).await;
+
+    let cors_headers = |response: &reqwest::Response| {
+        response
+            .headers()
+            .keys()
+            .filter(|name| name.as_str().starts_with("access-control-") || *name == "vary")
+            .map(|name| name.as_str().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(cors_headers(&bare_options), Vec::<String>::new());
+    assert_eq!(cors_headers(&time_without_origin), Vec::<String>::new());
+    assert_eq!(time_without_origin.status(), 200);
+    assert_eq!(
+        options_with_origin.headers()["access-control-allow-origin"],
+        "http://page.test"
+    );
+    assert_error(bare_options, 404, 40400).await;
+    assert_error(options_with_origin, 404, 40400).await;
+}
+
+#[tokio::test]
 async fn version_headers_and_params_are_ignored() {
     let app = spawn().await;
 
-    let response = timeout(
+    let response = within(
         app.client
             .get(app.url(&format!("/channels/c/messages?v=99&key={}", enc(KEY))))
             .header("x-ably-version", "6")
@@ -422,7 +459,7 @@ async fn unknown_paths_and_methods_get_the_envelope() {
     let app = spawn().await;
 
     let missing = app.get("/nope").await;
-    let wrong_method = timeout(app.client.delete(app.url("/time")).send())
+    let wrong_method = within(app.client.delete(app.url("/time")).send())
         .await
         .unwrap();
 
@@ -437,7 +474,7 @@ async fn unknown_paths_and_methods_get_the_envelope() {
 #[tokio::test]
 async fn a_known_path_with_the_wrong_method_is_404_40400_as_ably_answers() {
     let app = spawn().await;
-    let send = |request: reqwest::RequestBuilder| async { timeout(request.send()).await.unwrap() };
+    let send = |request: reqwest::RequestBuilder| async { within(request.send()).await.unwrap() };
 
     let put_messages = send(
         app.client
@@ -463,7 +500,7 @@ async fn a_path_segment_that_does_not_decode_gets_the_envelope_with_40003() {
     let history = app
         .get(&format!("/channels/%FF/messages?key={}", enc(KEY)))
         .await;
-    let publish = timeout(
+    let publish = within(
         app.client
             .post(app.url("/channels/caf%C3/messages"))
             .basic_auth(KEY_NAME, Some("test-secret"))
@@ -489,7 +526,7 @@ async fn a_path_segment_that_does_not_decode_gets_the_envelope_with_40003() {
 async fn unsupported_authorization_schemes_are_40101() {
     let app = spawn().await;
 
-    let response = timeout(
+    let response = within(
         app.client
             .get(app.url("/channels/c/messages"))
             .header("authorization", "Digest abc")

@@ -14,7 +14,7 @@ const PARTIAL: &str = r#"{"channel0":["publish"],"channel3":["subscribe"],"chann
 impl TestMock {
     /// POSTs `body` as JSON to `path` with [`KEY`].
     async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
-        timeout(
+        within(
             self.client
                 .post(self.url(path))
                 .basic_auth(KEY_NAME, Some("test-secret"))
@@ -27,7 +27,7 @@ impl TestMock {
 
     /// The data of `channel`'s history, oldest first.
     async fn history_data(&self, channel: &str) -> Vec<Value> {
-        let response = timeout(
+        let response = within(
             self.client
                 .get(self.url(&format!(
                     "/channels/{}/messages?direction=forwards",
@@ -161,7 +161,7 @@ async fn a_batch_body_that_is_not_specs_is_40001() {
         .post_json("/messages", &json!({"channels": ["a"]}))
         .await;
     let scalar = app.post_json("/messages", &json!("specs")).await;
-    let unauthenticated = timeout(
+    let unauthenticated = within(
         app.client
             .post(app.url("/messages"))
             .json(&json!([]))

@@ -6,51 +6,24 @@ use std::time::{Duration, Instant};
 
 use mock_ably::MockAbly;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 
-use crate::helpers::{KEY, PATIENCE, timeout, with};
+use crate::helpers::{KEY, patience, with, within};
+use test_support::{read_response, read_until_closed};
 
 const HEADER_READ_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// Slack for timers that fire a little early on a busy machine.
 const SLACK: Duration = Duration::from_millis(20);
 
-/// Reads until the mock closes the connection (a reset counts as closed);
-/// returns what arrived.
-async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
-    let mut received = Vec::new();
-    timeout(async {
-        let mut buf = [0_u8; 4096];
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => received.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
-    received
-}
-
-/// Sends `GET /time` on `stream` and reads the whole response (its body is
-/// one JSON array of a number).
+/// Sends `GET /time` on `stream` and reads the whole response.
 async fn get_time(stream: &mut TcpStream) -> String {
     stream
         .write_all(b"GET /time HTTP/1.1\r\nHost: mock\r\n\r\n")
         .await
         .unwrap();
-    let mut received = Vec::new();
-    timeout(async {
-        let mut buf = [0_u8; 4096];
-        while !received.ends_with(b"]") {
-            let n = stream.read(&mut buf).await.unwrap();
-            assert_ne!(n, 0, "closed mid-response");
-            received.extend_from_slice(&buf[..n]);
-        }
-    })
-    .await;
-    String::from_utf8(received).unwrap()
+    read_response(stream).await
 }
 
 #[tokio::test]
@@ -86,7 +59,7 @@ async fn idle_hoarding_the_mock_closes_an_idle_connection_but_not_a_silent_open_
     )
     .await;
     // Keepalives far apart: the stream sends nothing during the test.
-    assert!(mock_ably::DEFAULT_KEEPALIVE > PATIENCE);
+    assert!(mock_ably::DEFAULT_KEEPALIVE > patience());
     let mut frames = app.sse("channels=quiet").await;
     let mut idle = TcpStream::connect(app.mock.addr()).await.unwrap();
     let response = get_time(&mut idle).await;
@@ -130,7 +103,7 @@ async fn socket_exhaustion_a_connection_over_the_mocks_cap_gets_a_503_and_the_mo
 
     drop(slow);
     // Polls until the mock has noticed the close and freed the place.
-    timeout(async {
+    within(async {
         loop {
             let mut stream = TcpStream::connect(app.mock.addr()).await.unwrap();
             stream

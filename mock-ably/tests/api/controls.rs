@@ -19,7 +19,7 @@ impl TestMock {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        timeout(request.send()).await.unwrap()
+        within(request.send()).await.unwrap()
     }
 }
 
@@ -110,7 +110,7 @@ async fn fail_next_happens_before_authentication_and_spares_the_controls() {
             .count(1),
     );
 
-    let stats = timeout(app.client.get(app.url("/_mock/stats")).send())
+    let stats = within(app.client.get(app.url("/_mock/stats")).send())
         .await
         .unwrap();
     let stream = app
@@ -284,7 +284,7 @@ async fn dropping_the_handle_closes_streams_and_stops_serving() {
     assert!(matches!(ending, Next::Cut | Next::End));
     let started = std::time::Instant::now();
     while app.client.get(&url).send().await.is_ok() {
-        assert!(started.elapsed() < PATIENCE, "still serving");
+        assert!(started.elapsed() < patience(), "still serving");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -407,14 +407,14 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
 }
 
 fn status_of(url: &str) -> u16 {
-    block_on(async { timeout(reqwest::get(url)).await.unwrap().status().as_u16() })
+    block_on(async { within(reqwest::get(url)).await.unwrap().status().as_u16() })
 }
 
 /// Opens `/sse` on channel `c` of the binary at `url` with `key`, and waits
 /// for `count` keepalives (and nothing else), returning the time before
 /// each: the first from the response, the others from the one before.
 async fn keepalive_gaps(url: &str, key: &str, count: usize) -> Vec<Duration> {
-    let response = timeout(reqwest::get(format!(
+    let response = within(reqwest::get(format!(
         "{url}/sse?v=1.2&channels=c&key={}",
         enc(key)
     )))
@@ -484,7 +484,7 @@ fn the_binary_retention_flag_lets_an_old_last_event_start_fresh() {
     let first = block_on(async {
         let client = reqwest::Client::new();
         let publish = |data: &'static str| {
-            timeout(
+            within(
                 client
                     .post(format!("{url}/channels/c/messages"))
                     .basic_auth(KEY_NAME, Some("test-secret"))
@@ -493,7 +493,7 @@ fn the_binary_retention_flag_lets_an_old_last_event_start_fresh() {
             )
         };
         let sse = |query: String| {
-            timeout(
+            within(
                 client
                     .get(format!(
                         "{url}/sse?v=1.2&channels=c&key={}{query}",
@@ -508,7 +508,7 @@ fn the_binary_retention_flag_lets_an_old_last_event_start_fresh() {
         publish("missed").await.unwrap();
         drop(stream);
         // Past the 1 s retention, well inside the default 2 minutes.
-        let advanced = timeout(
+        let advanced = within(
             client
                 .post(format!("{url}/_mock/advance-clock"))
                 .json(&json!({"ms": 2_000}))
@@ -664,7 +664,7 @@ async fn a_web_page_on_another_origin_cannot_drive_the_mock_controls() {
             // A form post: "simple", so a browser sends it without a preflight.
             .header("content-type", "text/plain")
             .body(r#"{"ms": 86400000}"#);
-        async move { timeout(request.send()).await.unwrap() }
+        async move { within(request.send()).await.unwrap() }
     };
     let preflight = |origin: &'static str| {
         let request = app
@@ -673,13 +673,13 @@ async fn a_web_page_on_another_origin_cannot_drive_the_mock_controls() {
             .header("origin", origin)
             .header("access-control-request-method", "POST")
             .header("access-control-request-headers", "content-type");
-        async move { timeout(request.send()).await.unwrap() }
+        async move { within(request.send()).await.unwrap() }
     };
     let before = app.mock.now_ms();
 
     let drop = from("https://evil.example", "/_mock/drop-streams").await;
     let clock = from("http://localhost.evil.example", "/_mock/advance-clock").await;
-    let stats = timeout(
+    let stats = within(
         app.client
             .get(app.url("/_mock/stats"))
             .header("origin", "null")

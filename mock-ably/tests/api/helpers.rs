@@ -12,13 +12,13 @@ use shared::jwt::{AblyJwtClaims, encode_jwt};
 use shared::token::{TokenParams, TokenRequest};
 use shared::{ApiKey, ErrorResponse};
 
+/// The waits every suite shares.
+pub(crate) use test_support::{eventually, patience, within};
+
 /// The key every test mock accepts (unless a test adds others).
 pub(crate) const KEY: &str = "testApp.testKey:test-secret";
 /// Its name.
 pub(crate) const KEY_NAME: &str = "testApp.testKey";
-
-/// How long any single await may take before the test fails.
-pub(crate) const PATIENCE: Duration = Duration::from_secs(5);
 
 /// A short wait used to show that something does *not* arrive.
 pub(crate) const QUIET: Duration = Duration::from_millis(300);
@@ -51,7 +51,7 @@ impl TestMock {
 
     /// GET `path` with no credentials.
     pub(crate) async fn get(&self, path: &str) -> reqwest::Response {
-        timeout(self.client.get(self.url(path)).send())
+        within(self.client.get(self.url(path)).send())
             .await
             .unwrap()
     }
@@ -72,7 +72,7 @@ impl TestMock {
 
     /// POSTs `body` as JSON to `/channels/{channel}/messages` with [`KEY`].
     pub(crate) async fn publish(&self, channel: &str, body: Value) -> reqwest::Response {
-        timeout(
+        within(
             self.client
                 .post(self.url(&format!("/channels/{}/messages", enc(channel))))
                 .basic_auth(KEY_NAME, Some("test-secret"))
@@ -85,7 +85,7 @@ impl TestMock {
 
     /// POSTs `body` to `/keys/{key_name}/requestToken` with no credentials.
     pub(crate) async fn request_token(&self, key_name: &str, body: &Value) -> reqwest::Response {
-        timeout(
+        within(
             self.client
                 .post(self.url(&format!("/keys/{key_name}/requestToken")))
                 .json(body)
@@ -101,25 +101,6 @@ pub(crate) fn enc(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes())
         .collect::<String>()
         .replace('+', "%20")
-}
-
-/// Awaits `future`, failing the test after [`PATIENCE`].
-pub(crate) async fn timeout<F: std::future::Future>(future: F) -> F::Output {
-    tokio::time::timeout(PATIENCE, future)
-        .await
-        .expect("timed out waiting")
-}
-
-/// Waits until `check` holds, polling, failing the test after [`PATIENCE`].
-pub(crate) async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let started = std::time::Instant::now();
-    while !check() {
-        assert!(
-            started.elapsed() < PATIENCE,
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// Asserts that `response` is Ably's error envelope with `code` and
@@ -207,9 +188,9 @@ impl Frames {
         }
     }
 
-    /// The next frame, the end, or a cut, within [`PATIENCE`].
+    /// The next frame, the end, or a cut, within the tests' [`patience`].
     pub(crate) async fn next(&mut self) -> Next {
-        timeout(self.read()).await
+        within(self.read()).await
     }
 
     /// The next frame within `wait`, or `None` if nothing complete came.

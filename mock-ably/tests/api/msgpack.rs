@@ -45,7 +45,7 @@ fn field<'a>(value: &'a Mp, key: &str) -> &'a Mp {
 impl TestMock {
     /// GET `path` with [`KEY`] and `Accept: accept`.
     async fn get_accepting(&self, path: &str, accept: &str) -> reqwest::Response {
-        timeout(
+        within(
             self.client
                 .get(self.url(path))
                 .basic_auth(KEY_NAME, Some("test-secret"))
@@ -58,7 +58,7 @@ impl TestMock {
 
     /// POSTs msgpack `body` to `path` with [`KEY`], asking for `accept`.
     async fn post_msgpack(&self, path: &str, body: &Mp, accept: &str) -> reqwest::Response {
-        timeout(
+        within(
             self.client
                 .post(self.url(path))
                 .basic_auth(KEY_NAME, Some("test-secret"))
@@ -145,7 +145,7 @@ async fn base64_data_published_in_json_reads_back_as_bin_in_msgpack() {
 async fn errors_are_msgpack_with_the_error_headers_when_msgpack_is_preferred() {
     let app = spawn().await;
 
-    let response = timeout(
+    let response = within(
         app.client
             .get(app.url("/channels/c/messages"))
             .header("accept", MSGPACK)
@@ -189,7 +189,7 @@ async fn a_msgpack_body_that_does_not_read_is_40001() {
     let mut trailing = pack(&map(&[("data", "x".into())]));
     trailing.push(0xc0);
 
-    let response = timeout(
+    let response = within(
         app.client
             .post(app.url("/channels/c/messages"))
             .basic_auth(KEY_NAME, Some("test-secret"))
@@ -244,7 +244,7 @@ async fn a_get_with_the_msgpack_content_type_and_no_body_is_served() {
     let app = spawn().await;
 
     // What ably-js in Node sends for `channel.status()`.
-    let response = timeout(
+    let response = within(
         app.client
             .get(app.url("/channels/room"))
             .basic_auth(KEY_NAME, Some("test-secret"))

@@ -39,7 +39,7 @@ impl TestMock {
             Some(token) => request.bearer_auth(token),
             None => request.basic_auth(KEY_NAME, Some("test-secret")),
         };
-        timeout(request.json(body).send()).await.unwrap()
+        within(request.json(body).send()).await.unwrap()
     }
 
     /// GETs `/channels/{channel}/messages/{serial}{rest}` with [`KEY`].
@@ -376,7 +376,7 @@ async fn a_msgpack_patch_and_get_are_answered_in_msgpack() {
     ]);
     rmpv::encode::write_value(&mut body, &patch).unwrap();
 
-    let patched = timeout(
+    let patched = within(
         app.client
             .patch(app.url(&format!("/channels/c/messages/{}", enc(&serial))))
             .basic_auth(KEY_NAME, Some("test-secret"))
@@ -390,7 +390,7 @@ async fn a_msgpack_patch_and_get_are_answered_in_msgpack() {
     assert_eq!(patched.status(), 200);
     assert_eq!(patched.headers()["content-type"], MSGPACK);
     let answer = rmpv::decode::read_value(&mut &patched.bytes().await.unwrap()[..]).unwrap();
-    let got = timeout(
+    let got = within(
         app.client
             .get(app.url(&format!("/channels/c/messages/{}", enc(&serial))))
             .basic_auth(KEY_NAME, Some("test-secret"))

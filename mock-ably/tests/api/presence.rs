@@ -9,7 +9,7 @@ use mock_ably::MockAbly;
 use serde_json::json;
 use shared::protocol::{Action, Flags, Format, PresenceAction, PresenceMessage, ProtocolMessage};
 
-use crate::helpers::{KEY, KEY_NAME, TestMock, assert_error, enc, spawn, timeout, with};
+use crate::helpers::{KEY, KEY_NAME, TestMock, assert_error, enc, spawn, with, within};
 use crate::ws::{Client, FORMATS, ids, on};
 
 /// A PRESENCE frame with `items` and `serial`.
@@ -23,7 +23,7 @@ fn presence_frame(channel: &str, serial: u64, items: serde_json::Value) -> Proto
 impl TestMock {
     /// GETs `path` with [`KEY`]'s Basic auth, and its JSON body.
     async fn get_as_key(&self, path: &str) -> serde_json::Value {
-        timeout(
+        within(
             self.client
                 .get(self.url(path))
                 .basic_auth(KEY_NAME, Some("test-secret"))
@@ -411,7 +411,7 @@ async fn rest_presence_lists_members_paged_and_filtered_and_needs_subscribe() {
     host.expect(Action::ACK).await;
 
     let get = async |query: &str, key: (&str, &str)| {
-        timeout(
+        within(
             app.client
                 .get(app.url(&format!("/channels/rest/presence{query}")))
                 .basic_auth(key.0, Some(key.1))
@@ -501,7 +501,7 @@ async fn rest_history_and_presence_answer_msgpack_when_accept_asks_for_it() {
     alice.expect(Action::ACK).await;
 
     let get = async |path: &str, accept: &str| {
-        timeout(
+        within(
             app.client
                 .get(app.url(&format!("/channels/board%3A%3A%24cursors/{path}")))
                 .basic_auth(KEY_NAME, Some("test-secret"))
@@ -587,7 +587,7 @@ async fn batch_presence_answers_each_channel_in_order_with_members_or_its_error(
         host.expect(Action::ACK).await;
     }
 
-    let response = timeout(
+    let response = within(
         app.client
             .get(app.url("/presence?channels=shut,open,empty"))
             .basic_auth("testApp.narrow", Some("narrow-secret"))
@@ -615,7 +615,7 @@ async fn batch_presence_answers_each_channel_in_order_with_members_or_its_error(
     assert_eq!(results[2]["channel"], "empty");
     assert_eq!(results[2]["error"]["code"], 40160);
 
-    let none = timeout(
+    let none = within(
         app.client
             .get(app.url("/presence"))
             .basic_auth(KEY_NAME, Some("test-secret"))
@@ -710,7 +710,7 @@ async fn presence_history_lists_the_changes_newest_first_and_needs_history() {
     }
 
     let get = async |query: &str, key: (&str, &str)| {
-        timeout(
+        within(
             app.client
                 .get(app.url(&format!("/channels/hist/presence/history{query}")))
                 .basic_auth(key.0, Some(key.1))

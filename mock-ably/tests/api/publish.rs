@@ -38,7 +38,7 @@ impl TestMock {
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        timeout(request.send()).await.unwrap()
+        within(request.send()).await.unwrap()
     }
 }
 
@@ -181,7 +181,7 @@ async fn a_body_that_is_not_a_message_is_40001_in_json_or_msgpack() {
 
     let scalar = app.publish("c", json!("just a string")).await;
     let bad_field = app.publish("c", json!({"name": 5})).await;
-    let not_json = timeout(
+    let not_json = within(
         app.client
             .post(app.url("/channels/c/messages"))
             .basic_auth(KEY_NAME, Some("test-secret"))
@@ -190,7 +190,7 @@ async fn a_body_that_is_not_a_message_is_40001_in_json_or_msgpack() {
     )
     .await
     .unwrap();
-    let msgpack = timeout(
+    let msgpack = within(
         app.client
             .post(app.url("/channels/c/messages"))
             .basic_auth(KEY_NAME, Some("test-secret"))
@@ -332,7 +332,7 @@ async fn a_token_client_id_is_filled_in_and_enforced() {
 async fn a_key_may_publish_as_any_client_id_and_declare_one_by_header() {
     let app = spawn().await;
 
-    let response = timeout(
+    let response = within(
         app.client
             .post(app.url("/channels/c/messages"))
             .basic_auth(KEY_NAME, Some("test-secret"))

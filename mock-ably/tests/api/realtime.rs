@@ -12,9 +12,7 @@ use shared::TokenParams;
 use shared::protocol::{Action, AuthDetails, Flags, Format, ProtocolMessage};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use crate::helpers::{
-    KEY, TestMock, assert_error, b64, enc, eventually, jwt, spawn, timeout, with,
-};
+use crate::helpers::{KEY, TestMock, assert_error, b64, enc, eventually, jwt, spawn, with, within};
 use crate::ws::{Client, FORMATS, Got, format_param, ids, on, publish_frame};
 
 #[tokio::test]
@@ -189,9 +187,7 @@ async fn bad_parameters_are_refused_in_band_with_40003() {
         "remainPresentFor=soon",
     ] {
         let url = format!("ws://{}/?key={}&{query}", app.mock.addr(), enc(KEY));
-        let (socket, _) = timeout(tokio_tungstenite::connect_async(url))
-            .await
-            .unwrap();
+        let (socket, _) = within(tokio_tungstenite::connect_async(url)).await.unwrap();
         // An unknown format is answered in JSON.
         let mut client = Client {
             socket,
@@ -210,7 +206,7 @@ async fn a_plain_get_of_the_root_is_still_a_404() {
     let response = app.get("/").await;
 
     assert_error(response, 404, 40400).await;
-    let post = timeout(app.client.post(app.url("/")).send()).await.unwrap();
+    let post = within(app.client.post(app.url("/")).send()).await.unwrap();
     assert_error(post, 404, 40400).await;
 }
 
@@ -477,7 +473,7 @@ async fn a_frame_that_does_not_read_is_an_error_40000() {
     ] {
         let (mut client, _) = Client::connected(&app.mock, "", format).await;
 
-        timeout(client.socket.send(garbage)).await.unwrap();
+        within(client.socket.send(garbage)).await.unwrap();
 
         let error = client.expect(Action::ERROR).await.error.unwrap();
         assert_eq!(error.code, 40000);
@@ -944,7 +940,7 @@ async fn force_auth_asks_token_connections_to_renew_and_not_key_ones() {
 
     app.mock.force_auth();
     on_token.expect(Action::AUTH).await;
-    let response = timeout(app.client.post(app.url("/_mock/force-auth")).send())
+    let response = within(app.client.post(app.url("/_mock/force-auth")).send())
         .await
         .unwrap();
     assert_eq!(response.status(), 204);
@@ -958,7 +954,7 @@ async fn force_auth_asks_token_connections_to_renew_and_not_key_ones() {
 #[tokio::test]
 async fn fail_next_realtime_refuses_the_next_upgrades_in_band() {
     let app = spawn().await;
-    let response = timeout(
+    let response = within(
         app.client
             .post(app.url("/_mock/fail-next"))
             .json(&json!({"count": 2, "code": 40142, "target": "realtime"}))

@@ -52,7 +52,7 @@ async fn the_last_event_id_header_resumes_too() {
     drop(first);
     app.mock.publish_data("c", "", "missed");
 
-    let response = timeout(
+    let response = within(
         app.client
             .get(app.url(&format!("/sse?v=1.2&channels=c&key={}", enc(KEY))))
             .header("last-event-id", &last)
@@ -76,7 +76,7 @@ async fn the_header_wins_over_a_stale_last_event_param() {
     drop(frames);
     app.mock.publish_data("c", "", "3");
 
-    let response = timeout(
+    let response = within(
         app.client
             .get(app.url(&format!(
                 "/sse?v=1.2&channels=c&lastEvent={}&key={}",

@@ -12,7 +12,7 @@ use shared::jwt::{AblyJwtClaims, encode_jwt};
 use shared::protocol::{Action, Format};
 
 use crate::helpers::{
-    KEY, KEY_NAME, Next, TestMock, api_key, assert_error, enc, spawn, timeout, with,
+    KEY, KEY_NAME, Next, TestMock, api_key, assert_error, enc, spawn, with, within,
 };
 use crate::ws::Client;
 
@@ -28,7 +28,7 @@ fn token_for(app: &TestMock, client_id: &str) -> String {
 impl TestMock {
     /// POSTs `body` to `revokeTokens` of [`KEY`] with Basic auth as `key`.
     async fn revoke_as(&self, key: (&str, &str), body: Value) -> reqwest::Response {
-        timeout(
+        within(
             self.client
                 .post(self.url(&format!("/keys/{KEY_NAME}/revokeTokens")))
                 .basic_auth(key.0, Some(key.1))
@@ -47,7 +47,7 @@ impl TestMock {
 
     /// GETs history of `channel` with `token`: the status code.
     async fn history_with(&self, token: &str) -> reqwest::Response {
-        timeout(
+        within(
             self.client
                 .get(self.url("/channels/any/messages"))
                 .bearer_auth(token)
@@ -99,7 +99,7 @@ async fn only_the_keys_own_basic_auth_may_revoke_and_bad_requests_are_refused() 
     let token = token_for(&app, "alice");
     let body = json!({"targets": ["clientId:alice"]});
 
-    let with_token = timeout(
+    let with_token = within(
         app.client
             .post(app.url(&format!("/keys/{KEY_NAME}/revokeTokens")))
             .bearer_auth(&token)

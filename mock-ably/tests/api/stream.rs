@@ -76,7 +76,7 @@ async fn event_stream_is_json_lines_unless_the_client_accepts_sse() {
     let path = format!("/event-stream?v=1.2&channels=c&key={}", enc(KEY));
 
     let plain = app.get(&path).await;
-    let sse = timeout(
+    let sse = within(
         app.client
             .get(app.url(&path))
             .header("accept", "text/event-stream")
@@ -488,7 +488,7 @@ async fn streams_accept_every_credential_form() {
     let jwt = jwt(&app.mock, r#"{"*":["subscribe"]}"#, None, 600);
     let path = "/sse?v=1.2&channels=c";
 
-    let basic = timeout(
+    let basic = within(
         app.client
             .get(app.url(path))
             .basic_auth(KEY_NAME, Some("test-secret"))

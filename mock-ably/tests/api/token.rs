@@ -200,7 +200,7 @@ async fn a_missing_field_is_40001() {
 
     assert_error(app.request_token(KEY_NAME, &no_nonce).await, 400, 40001).await;
     assert_error(app.request_token(KEY_NAME, &short_nonce).await, 400, 40001).await;
-    let not_json = timeout(
+    let not_json = within(
         app.client
             .post(app.url(&format!("/keys/{KEY_NAME}/requestToken")))
             .body("not json")
@@ -314,7 +314,7 @@ async fn an_unsigned_request_needs_credentials_for_its_key() {
     let url = app.url(&format!("/keys/{KEY_NAME}/requestToken"));
 
     let anonymous = app.request_token(KEY_NAME, &unsigned).await;
-    let basic = timeout(
+    let basic = within(
         app.client
             .post(&url)
             .basic_auth(KEY_NAME, Some("test-secret"))
@@ -354,8 +354,8 @@ async fn an_unsigned_request_with_a_token_is_bounded_by_that_token() {
             .send()
     };
 
-    let same = timeout(send("alice", "aaaaaaaaaaaaaaaa")).await.unwrap();
-    let other = timeout(send("mallory", "bbbbbbbbbbbbbbbb")).await.unwrap();
+    let same = within(send("alice", "aaaaaaaaaaaaaaaa")).await.unwrap();
+    let other = within(send("mallory", "bbbbbbbbbbbbbbbb")).await.unwrap();
 
     let details: TokenDetails = same.json().await.unwrap();
     assert_eq!(

@@ -8,7 +8,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::helpers::{KEY, enc, timeout};
+use crate::helpers::{KEY, enc, within};
 
 pub(crate) const FORMATS: [Format; 2] = [Format::Json, Format::Msgpack];
 
@@ -43,7 +43,7 @@ impl Client {
             mock.addr(),
             format_param(format)
         );
-        let (socket, response) = timeout(tokio_tungstenite::connect_async(url))
+        let (socket, response) = within(tokio_tungstenite::connect_async(url))
             .await
             .expect("the upgrade succeeds, whatever the credential");
         assert_eq!(response.status(), 101);
@@ -83,7 +83,7 @@ impl Client {
 
     pub(crate) async fn send(&mut self, frame: &ProtocolMessage) {
         let message = self.ws_message(frame);
-        timeout(self.socket.send(message)).await.unwrap();
+        within(self.socket.send(message)).await.unwrap();
     }
 
     /// Sends `frames` in one write, as a client does when it publishes
@@ -91,15 +91,15 @@ impl Client {
     pub(crate) async fn send_together(&mut self, frames: &[ProtocolMessage]) {
         for frame in frames {
             let message = self.ws_message(frame);
-            timeout(self.socket.feed(message)).await.unwrap();
+            within(self.socket.feed(message)).await.unwrap();
         }
-        timeout(self.socket.flush()).await.unwrap();
+        within(self.socket.flush()).await.unwrap();
     }
 
     /// The next frame or ending, skipping WebSocket pings and pongs.
     pub(crate) async fn next(&mut self) -> Got {
         loop {
-            let Some(Ok(message)) = timeout(self.socket.next()).await else {
+            let Some(Ok(message)) = within(self.socket.next()).await else {
                 return Got::Cut;
             };
             let bytes = match message {
@@ -138,7 +138,7 @@ impl Client {
             Got::Closed => {}
             other => panic!("expected a close, got {other:?}"),
         }
-        while let Some(Ok(_)) = timeout(self.socket.next()).await {}
+        while let Some(Ok(_)) = within(self.socket.next()).await {}
     }
 }
 

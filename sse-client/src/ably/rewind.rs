@@ -10,8 +10,9 @@ use std::time::Duration;
 ///
 /// Sent as Ably's `rewind` parameter: a count as itself (`10`), a duration
 /// in whole seconds in the largest unit that divides it (`30s`, `2m`, `1h`),
-/// a fraction of a second rounded up. Its text form, which [`FromStr`]
-/// reads, is the same: a count, or a count followed by `s`, `m` or `h`.
+/// a fraction of a second rounded up. [`FromStr`] reads a bare number as a
+/// count and anything else as a duration in the grammar every crate here
+/// shares ([`shared::duration::parse`]: `500ms`, `30s`, `2m`, `1h`, `1d`).
 ///
 /// ```
 /// use std::time::Duration;
@@ -19,6 +20,7 @@ use std::time::Duration;
 ///
 /// assert_eq!("10".parse::<Rewind>()?, Rewind::Messages(10));
 /// assert_eq!("2m".parse::<Rewind>()?, Rewind::Duration(Duration::from_secs(120)));
+/// assert_eq!("1d".parse::<Rewind>()?.to_string(), "24h");
 /// assert_eq!(Rewind::Duration(Duration::from_secs(90)).to_string(), "90s");
 /// assert_eq!(Rewind::from(Duration::from_secs(3600)).to_string(), "1h");
 /// assert!("ten".parse::<Rewind>().is_err());
@@ -66,7 +68,7 @@ impl fmt::Display for Rewind {
 }
 
 /// Text that is not a rewind: neither a count (`10`) nor a duration
-/// (`30s`, `2m`, `1h`), or too large.
+/// (`500ms`, `30s`, `2m`, `1h`, `1d`), or too large.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("expected a count (10) or a duration (30s, 2m, 1h), got {text:?}")]
 pub struct ParseRewindError {
@@ -80,25 +82,14 @@ impl FromStr for Rewind {
         let error = || ParseRewindError {
             text: text.to_owned(),
         };
-        let (digits, unit) = match text.as_bytes().last() {
-            Some(b's') => (&text[..text.len() - 1], Some(1)),
-            Some(b'm') => (&text[..text.len() - 1], Some(60)),
-            Some(b'h') => (&text[..text.len() - 1], Some(3600)),
-            _ => (text, None),
-        };
-        // `u32::from_str` takes a leading `+`; Ably's grammar does not.
-        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(error());
+        // A bare number is a count. (`u32::from_str` takes a leading `+`;
+        // Ably's grammar does not.)
+        if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+            return text.parse().map(Rewind::Messages).map_err(|_| error());
         }
-        match unit {
-            None => digits.parse().map(Rewind::Messages).map_err(|_| error()),
-            Some(unit) => digits
-                .parse::<u64>()
-                .ok()
-                .and_then(|n| n.checked_mul(unit))
-                .map(|secs| Rewind::Duration(Duration::from_secs(secs)))
-                .ok_or_else(error),
-        }
+        shared::duration::parse(text)
+            .map(Rewind::Duration)
+            .map_err(|_| error())
     }
 }
 
@@ -118,6 +109,26 @@ mod tests {
             assert_eq!(text.parse::<Rewind>(), Ok(rewind), "{text}");
             assert_eq!(rewind.to_string(), text);
         }
+    }
+
+    #[test]
+    fn milliseconds_and_days_read_as_in_every_other_crate() {
+        assert_eq!(
+            "1500ms".parse::<Rewind>(),
+            Ok(Rewind::Duration(Duration::from_millis(1500)))
+        );
+        assert_eq!(
+            "2d".parse::<Rewind>(),
+            Ok(Rewind::Duration(Duration::from_secs(2 * 86_400)))
+        );
+        assert_eq!(
+            "1500ms".parse::<Rewind>().map(|r| r.to_string()),
+            Ok("2s".to_owned())
+        );
+        assert_eq!(
+            "2d".parse::<Rewind>().map(|r| r.to_string()),
+            Ok("48h".to_owned())
+        );
     }
 
     #[test]

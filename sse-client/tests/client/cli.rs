@@ -12,7 +12,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use shared::ErrorInfo;
 
-use crate::support::{PATIENCE, Recorded, Script, ScriptServer};
+use crate::support::{Recorded, Script, ScriptServer, patience};
 
 /// Runs the binary with `args` and extra environment, killing it if it
 /// outlives the test's patience. The parent's `ABLY_*` variables are
@@ -35,7 +35,7 @@ async fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     tokio::task::spawn_blocking(move || {
         let started = Instant::now();
         while child.try_wait().unwrap().is_none() {
-            if started.elapsed() > PATIENCE {
+            if started.elapsed() > patience() {
                 child.kill().unwrap();
                 panic!("sse-client did not exit: {:?}", child.wait_with_output());
             }

@@ -2,10 +2,8 @@
 //! response, and every request is recorded.
 
 use std::collections::VecDeque;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -15,15 +13,8 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 
-/// How long a test waits for anything before failing.
-pub(crate) const PATIENCE: Duration = Duration::from_secs(10);
-
-/// Awaits `future`, failing the test if it takes longer than [`PATIENCE`].
-pub(crate) async fn within<F: Future>(future: F) -> F::Output {
-    tokio::time::timeout(PATIENCE, future)
-        .await
-        .expect("timed out waiting")
-}
+/// The waits every suite shares.
+pub(crate) use test_support::{patience, within};
 
 /// One scripted response.
 #[derive(Clone, Debug)]
