@@ -11,8 +11,9 @@ use axum::routing::{any, get};
 use base64::Engine as _;
 use serde_json::{Value, json};
 use shared::ErrorInfo;
+use test_support::patience;
 
-use crate::support::{Recorded, Script, ScriptServer, patience};
+use crate::support::{Recorded, Script, ScriptServer};
 
 /// Runs the binary with `args` and extra environment, killing it if it
 /// outlives the test's patience. The parent's `ABLY_*` variables are

@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 
 /// The waits every suite shares.
-pub(crate) use test_support::{patience, within};
+pub(crate) use test_support::within;
 
 /// One scripted response.
 #[derive(Clone, Debug)]
