@@ -39,23 +39,7 @@ AUTH="$TARGET_DIR/release/auth-server"
 HELLO="$TARGET_DIR/release/bench-hello"
 "$NODE" "$HERE/express/tokens.js" "$WORK"
 
-# start NAME CMD...: runs CMD in the background and waits for its
-# "listening on http://ADDR" line; sets URL_<NAME> and PID_<NAME>.
-start() {
-  local name=$1; shift
-  "${SERVER_CPU[@]}" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
-  local pid=$!
-  PIDS+=("$pid")
-  for _ in $(seq 1 500); do
-    if grep -q 'listening on http://' "$WORK/$name.out"; then
-      printf -v "URL_$name" '%s' "$(grep -o 'http://[^ ]*' "$WORK/$name.out" | head -1)"
-      printf -v "PID_$name" '%s' "$pid"
-      return
-    fi
-    sleep 0.01
-  done
-  echo "$name did not start:" >&2; cat "$WORK/$name.err" >&2; exit 1
-}
+. "$HERE/lib.sh"
 
 echo "==> starting servers" >&2
 start jwks "$NODE" "$HERE/express/jwks.js" "$WORK/jwks.json"
@@ -79,24 +63,11 @@ for pair in "auth:$HS256" "authquiet:$HS256" "authrs:$RS256" "express:-" "hello:
   [ "$code" = 200 ] || { echo "$name answered $code" >&2; exit 1; }
 done
 
-# bench NAME TOKEN: one wrk run; prints "req/s p50_ms p99_ms".
-bench() {
-  local url_var="URL_$1"
-  "${LOAD_CPU[@]}" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency \
-    -H "Authorization: Bearer $2" "${!url_var}/api/ably-jwt" >"$WORK/wrk.txt"
-  awk '
-    function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
-    /^ +50%/ { p50 = ms($2) } /^ +99%/ { p99 = ms($2) } /^Requests\/sec:/ { rps = $2 }
-    END { printf "%d %.2f %.2f\n", rps, p50, p99 }' "$WORK/wrk.txt"
-}
-
-rss_mb() { awk '/^VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
-
 echo "==> $ROUNDS interleaved rounds of $DURATION, wrk -t1 -c$CONNECTIONS" >&2
 for round in $(seq 1 "$ROUNDS"); do
   for name in hello auth authquiet authrs express; do
     token=$HS256; [ "$name" = authrs ] && token=$RS256
-    result=$(bench "$name" "$token")
+    result=$(bench "$name" -H "Authorization: Bearer $token")
     echo "$name $result" >>"$WORK/results.txt"
     echo "  round $round $name: $result" >&2
   done
@@ -114,9 +85,6 @@ print(f"{(time.perf_counter() - start) * 1000:.1f}")
 proc.terminate(); proc.wait()
 PY
 done
-
-median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-col() { awk -v n="$1" -v c="$2" '$1 == n { print $c }' "$WORK/results.txt" | median; }
 
 echo
 echo "| target | req/s (median) | p50 ms | p99 ms | peak RSS MB |"

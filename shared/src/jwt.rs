@@ -16,7 +16,9 @@
 //! expiry is testable without sleeping.
 
 use std::collections::BTreeMap;
+use std::sync::Once;
 
+use jsonwebtoken::crypto::CryptoProvider;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::ExposeSecret;
@@ -236,11 +238,32 @@ impl<'de> Deserialize<'de> for AblyJwtClaims {
 /// [`Error::JwtSign`] if `jsonwebtoken` cannot sign (it has no reason to with
 /// a parsed [`ApiKey`], whose secret is never empty).
 pub fn encode_jwt(key: &ApiKey, claims: &AblyJwtClaims) -> Result<String> {
+    ensure_crypto_provider();
     let mut header = Header::new(Algorithm::HS256); // sets `typ: "JWT"`
     header.kid = Some(key.key_name().to_owned());
     let secret = EncodingKey::from_secret(key.secret().expose_secret().as_bytes())
         .map_err(Error::JwtSign)?;
     jsonwebtoken::encode(&header, claims, &secret).map_err(Error::JwtSign)
+}
+
+/// Makes sure `jsonwebtoken` has a crypto backend to sign and verify with.
+///
+/// We build it with its `aws_lc_rs` backend. If something else in the same
+/// program turns on its `rust_crypto` backend too, `jsonwebtoken` cannot
+/// choose and panics at its first signature unless a provider was installed
+/// for the process: in that case this installs the aws-lc-rs one. It does
+/// nothing when the program installed a provider of its own or when only one
+/// backend is built in. Called by [`encode_jwt`] and [`verify_jwt`]; a program
+/// that calls `jsonwebtoken` directly calls it once first.
+pub fn ensure_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if CryptoProvider::try_get_default().is_none() {
+            // Losing a race with another installer leaves that one in place,
+            // which is as good.
+            let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+        }
+    });
 }
 
 /// A JWT that passed [`verify_jwt`]: the key it was signed with and its claims.
@@ -292,6 +315,7 @@ pub fn verify_jwt<'k>(
     now_secs: u64,
     leeway_secs: u64,
 ) -> Result<VerifiedJwt<'k>> {
+    ensure_crypto_provider();
     let header = jsonwebtoken::decode_header(token).map_err(|err| {
         Error::Rejected(invalid_jwt(format!("Unexpected error decoding JWT: {err}")))
     })?;
