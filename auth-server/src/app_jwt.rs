@@ -9,7 +9,7 @@
 //! [`crate::config`]), so an HS256 token "signed" with a public key never
 //! verifies.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -159,11 +159,26 @@ enum KeySource {
 /// only before the token's `exp` and, with a JWKS, while its `kid` still
 /// maps to the very key that verified it, so it never outlives the token or
 /// the signing key (a secret cannot change while the server runs). Entries
-/// are checked under the rules in force, which do not change either. At
-/// most [`VerifiedTokens::MAX`] entries.
+/// are checked under the rules in force, which do not change either.
+///
+/// At most [`VerifiedTokens::MAX`] entries: past that, the oldest is
+/// forgotten, one per new token. In a login storm (every client presenting
+/// a token never seen before) that costs each request one removal, where
+/// emptying the whole map at once would stall every request behind the
+/// lock for as long as 10,000 entries take to free.
 #[derive(Debug, Default)]
 struct VerifiedTokens {
-    entries: Mutex<HashMap<[u8; 32], Verified>>,
+    inner: Mutex<Remembered>,
+}
+
+#[derive(Debug, Default)]
+struct Remembered {
+    entries: HashMap<[u8; 32], Verified>,
+    /// Every entry's digest and [`Verified::seq`], oldest first. A pair
+    /// whose entry has since been replaced (the same token verified again)
+    /// is stale and skipped when it comes up.
+    order: VecDeque<([u8; 32], u64)>,
+    next_seq: u64,
 }
 
 #[derive(Debug)]
@@ -172,10 +187,17 @@ struct Verified {
     exp: u64,
     /// With a JWKS: the `kid` and the key that verified the token.
     key: Option<(String, Arc<JwkKey>)>,
+    /// Insertion number, telling this entry's place in
+    /// [`Remembered::order`] from a stale one of the same digest.
+    seq: u64,
 }
 
 impl VerifiedTokens {
     const MAX: usize = 10_000;
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Remembered> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
 
     fn get(
         &self,
@@ -183,8 +205,8 @@ impl VerifiedTokens {
         now: u64,
         key_is_current: impl FnOnce(&str, &Arc<JwkKey>) -> bool,
     ) -> Option<Arc<Identity>> {
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = entries.get(digest)?;
+        let remembered = self.lock();
+        let entry = remembered.entries.get(digest)?;
         let key_is_current = entry
             .key
             .as_ref()
@@ -192,29 +214,50 @@ impl VerifiedTokens {
         (now < entry.exp && key_is_current).then(|| Arc::clone(&entry.identity))
     }
 
-    fn insert(&self, digest: [u8; 32], entry: Verified, now: u64) {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if entries.len() >= Self::MAX {
-            entries.retain(|_, entry| now < entry.exp);
-            if entries.len() >= Self::MAX {
-                // Still full of live tokens: start over rather than grow.
-                entries.clear();
+    fn insert(&self, digest: [u8; 32], mut entry: Verified) {
+        // What is forgotten is dropped after the lock is released.
+        let mut forgotten = Vec::new();
+        {
+            let mut remembered = self.lock();
+            let Remembered {
+                entries,
+                order,
+                next_seq,
+            } = &mut *remembered;
+            entry.seq = *next_seq;
+            *next_seq += 1;
+            forgotten.extend(entries.insert(digest, entry));
+            order.push_back((digest, *next_seq - 1));
+            while entries.len() > Self::MAX {
+                let Some((oldest, seq)) = order.pop_front() else {
+                    break;
+                };
+                if entries.get(&oldest).is_some_and(|entry| entry.seq == seq) {
+                    forgotten.extend(entries.remove(&oldest));
+                }
+            }
+            // Stale pairs pile up only when tokens are verified again while
+            // remembered (a key rotation); keep `order` bounded all the same.
+            if order.len() > 2 * Self::MAX {
+                order.retain(|(digest, seq)| {
+                    entries.get(digest).is_some_and(|entry| entry.seq == *seq)
+                });
             }
         }
-        entries.insert(digest, entry);
+        drop(forgotten);
     }
 
     /// Forgets every remembered token (and with them their grants).
     fn clear(&self) {
-        self.entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        let forgotten = std::mem::take(&mut *self.lock());
+        drop(forgotten);
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.entries.lock().unwrap().len()
+        let remembered = self.lock();
+        assert!(remembered.order.len() >= remembered.entries.len());
+        remembered.entries.len()
     }
 }
 
@@ -302,8 +345,9 @@ impl AppJwtVerifier {
             identity: Arc::clone(&identity),
             exp: identity.exp,
             key,
+            seq: 0,
         };
-        self.verified.insert(digest, entry, now_secs());
+        self.verified.insert(digest, entry);
         Ok(identity)
     }
 
@@ -512,13 +556,14 @@ mod tests {
             identity: Arc::clone(&identity),
             exp: 100,
             key,
+            seq: 0,
         };
-        tokens.insert([1; 32], entry(None), 50);
+        tokens.insert([1; 32], entry(None));
         let jwk = Arc::new(JwkKey {
             key: DecodingKey::from_secret(b"not used").unwrap(),
             alg: None,
         });
-        tokens.insert([2; 32], entry(Some(("k1".to_owned(), jwk))), 50);
+        tokens.insert([2; 32], entry(Some(("k1".to_owned(), jwk))));
 
         assert!(tokens.get(&[1; 32], 99, |_, _| false).is_some());
         assert!(
@@ -531,6 +576,47 @@ mod tests {
             "key rotated"
         );
         assert!(tokens.get(&[3; 32], 99, |_, _| true).is_none());
+    }
+
+    #[test]
+    fn past_the_bound_the_oldest_token_is_forgotten_one_at_a_time() {
+        let tokens = VerifiedTokens::default();
+        let identity = Arc::new(Identity::new("alice".parse().unwrap(), Vec::new(), 100));
+        let entry = || Verified {
+            identity: Arc::clone(&identity),
+            exp: 100,
+            key: None,
+            seq: 0,
+        };
+        let digest = |n: usize| {
+            let mut digest = [0; 32];
+            digest[..8].copy_from_slice(&(n as u64).to_le_bytes());
+            digest
+        };
+        for n in 0..VerifiedTokens::MAX {
+            tokens.insert(digest(n), entry());
+        }
+        // Token 0 verified again: its entry is renewed, its old place stale.
+        tokens.insert(digest(0), entry());
+        assert_eq!(tokens.len(), VerifiedTokens::MAX);
+
+        tokens.insert(digest(VerifiedTokens::MAX), entry());
+        assert_eq!(tokens.len(), VerifiedTokens::MAX);
+        assert!(tokens.get(&digest(0), 50, |_, _| true).is_some(), "renewed");
+        assert!(tokens.get(&digest(1), 50, |_, _| true).is_none(), "oldest");
+        assert!(tokens.get(&digest(2), 50, |_, _| true).is_some());
+
+        // A storm of new tokens: the bound holds, and so does `order`'s.
+        for n in 0..5 * VerifiedTokens::MAX {
+            tokens.insert(digest(VerifiedTokens::MAX + 1 + n), entry());
+            if n % 5_000 == 0 {
+                tokens.insert(digest(VerifiedTokens::MAX + 1 + n), entry());
+            }
+        }
+        assert_eq!(tokens.len(), VerifiedTokens::MAX);
+        assert!(tokens.lock().order.len() <= 2 * VerifiedTokens::MAX);
+        tokens.clear();
+        assert_eq!(tokens.len(), 0);
     }
 
     #[test]
