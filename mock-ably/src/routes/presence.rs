@@ -3,16 +3,16 @@
 //! for several channels at once (batch presence, RSC24).
 
 use axum::Json;
-use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use shared::capability::Operation;
 use shared::codes;
 
-use crate::auth::authenticate;
+use super::rest::{RestRequest, forwards, page_limit};
 use crate::error::{ApiError, ApiResult, PathParam};
-use crate::params::{Query, invalid_param, validate_channel_name};
+use crate::params::{invalid_param, validate_channel_name};
 use crate::state::{AppState, lock};
 
 /// `GET /channels/{channel}/presence`: needs `subscribe`; `limit` (default
@@ -25,14 +25,11 @@ use crate::state::{AppState, lock};
 pub(super) async fn get_presence(
     State(state): State<AppState>,
     PathParam(channel): PathParam,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    request: RestRequest,
 ) -> ApiResult<Response> {
-    let query = Query::parse(raw.as_deref());
-    let principal = authenticate(&state, &headers, &query)?;
-    validate_channel_name(&channel)?;
-    principal.require(Operation::Subscribe, &channel)?;
-    let limit = super::rest::page_limit(&query)?;
+    request.open_channel(&state, &channel, Some(Operation::Subscribe))?;
+    let query = &request.query;
+    let limit = page_limit(query)?;
     let offset = match query.get("offset") {
         None => 0,
         Some(value) => value
@@ -85,11 +82,10 @@ pub(super) async fn get_presence(
 /// BGF2). No channels is 400/40000.
 pub(super) async fn batch_presence(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    request: RestRequest,
 ) -> ApiResult<Json<Value>> {
-    let query = Query::parse(raw.as_deref());
-    let principal = authenticate(&state, &headers, &query)?;
+    let principal = request.authenticate(&state)?;
+    let query = &request.query;
     let channels: Vec<&str> = query
         .get("channels")
         .map(|list| list.split(',').filter(|c| !c.is_empty()).collect())
@@ -125,19 +121,12 @@ pub(super) async fn batch_presence(
 pub(super) async fn presence_history(
     State(state): State<AppState>,
     PathParam(channel): PathParam,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    request: RestRequest,
 ) -> ApiResult<Json<Vec<shared::protocol::PresenceMessage>>> {
-    let query = Query::parse(raw.as_deref());
-    let principal = authenticate(&state, &headers, &query)?;
-    validate_channel_name(&channel)?;
-    principal.require(Operation::History, &channel)?;
-    let limit = super::rest::page_limit(&query)?;
-    let forwards = match query.get("direction") {
-        None | Some("backwards") => false,
-        Some("forwards") => true,
-        Some(other) => return Err(invalid_param("direction", other)),
-    };
+    request.open_channel(&state, &channel, Some(Operation::History))?;
+    let query = &request.query;
+    let limit = page_limit(query)?;
+    let forwards = forwards(query)?;
     let mut changes = lock(&state.presence).history(&channel);
     if !forwards {
         changes.reverse();

@@ -5,10 +5,14 @@
 //! `GET /channels/{channel}/messages/{serial}/versions`
 //! (`docs/protocol.md#rest-subset`).
 
+use std::convert::Infallible;
+use std::sync::Arc;
+
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{RawQuery, State};
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -19,6 +23,7 @@ use shared::message::MessageAction;
 use shared::{Message, codes};
 
 use crate::auth::{Principal, authenticate};
+use crate::channel::StoredMessage;
 use crate::error::{self, ApiError, ApiResult, PathParam, PathParams};
 use crate::params::{Query, invalid_param, validate_channel_name};
 use crate::publish::{self, Publisher};
@@ -40,16 +45,12 @@ pub(super) async fn time(State(state): State<AppState>) -> Json<[u64; 1]> {
 pub(super) async fn publish(
     State(state): State<AppState>,
     PathParam(channel): PathParam,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    request: RestRequest,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let body = error::body(body)?;
-    let query = Query::parse(raw.as_deref());
-    let principal = authenticate(&state, &headers, &query)?;
-    validate_channel_name(&channel)?;
-    check_may_publish(&principal, &channel)?;
-    let declared = declared_client_id(&headers)?;
+    let principal = request.open_channel(&state, &channel, Some(Operation::Publish))?;
+    let declared = declared_client_id(&request.headers)?;
     let identity = principal.identify(declared.as_deref())?;
 
     let messages = parse_messages(&body)?;
@@ -61,16 +62,64 @@ pub(super) async fn publish(
     Ok((StatusCode::CREATED, Json(published)).into_response())
 }
 
-/// Fails unless `principal` may publish on `channel`: never on a `[meta]`
-/// channel (40160), otherwise as its capability says (40160).
-fn check_may_publish(principal: &Principal, channel: &str) -> ApiResult<()> {
-    if channel.starts_with("[meta]") {
+/// What every REST endpoint reads its caller from: the request's headers
+/// and its query, parsed. Taking them checks nothing: the handler does
+/// ([`RestRequest::authenticate`], [`RestRequest::open_channel`]), after
+/// reading the body where it has one, so a bad body is still the first
+/// error.
+pub(super) struct RestRequest {
+    pub(super) headers: HeaderMap,
+    pub(super) query: Query,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RestRequest {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        Ok(Self {
+            headers: parts.headers.clone(),
+            query: Query::parse(parts.uri.query()),
+        })
+    }
+}
+
+impl RestRequest {
+    /// The principal the request's credential names (an error for a bad
+    /// one or none).
+    pub(super) fn authenticate(&self, state: &AppState) -> ApiResult<Principal> {
+        authenticate(state, &self.headers, &self.query)
+    }
+
+    /// The opening of an endpoint on one channel, in this order (the tests
+    /// pin which error comes first): [`Self::authenticate`], then the
+    /// channel's name validated, then, when given, `operation` required on
+    /// the channel ([`check_may`]).
+    pub(super) fn open_channel(
+        &self,
+        state: &AppState,
+        channel: &str,
+        operation: Option<Operation>,
+    ) -> ApiResult<Principal> {
+        let principal = self.authenticate(state)?;
+        validate_channel_name(channel)?;
+        if let Some(operation) = operation {
+            check_may(&principal, operation, channel)?;
+        }
+        Ok(principal)
+    }
+}
+
+/// Fails unless `principal` may do `operation` on `channel`: as its
+/// capability says (40160), and never publish on a `[meta]` channel
+/// (40160).
+fn check_may(principal: &Principal, operation: Operation, channel: &str) -> ApiResult<()> {
+    if operation == Operation::Publish && channel.starts_with("[meta]") {
         return Err(ApiError::new(
             codes::OPERATION_NOT_PERMITTED,
             format!("Metachannels cannot be published to; channel = {channel}"),
         ));
     }
-    principal.require(Operation::Publish, channel)
+    principal.require(operation, channel)
 }
 
 /// Publishes `messages` on `channel` for `publisher` (every check but the
@@ -119,14 +168,12 @@ pub(super) fn publish_to(
 /// result is `{channel, messageId, serials}` or `{channel, error}`.
 pub(super) async fn batch_publish(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    request: RestRequest,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let body = error::body(body)?;
-    let query = Query::parse(raw.as_deref());
-    let principal = authenticate(&state, &headers, &query)?;
-    let declared = declared_client_id(&headers)?;
+    let principal = request.authenticate(&state)?;
+    let declared = declared_client_id(&request.headers)?;
     let identity = principal.identify(declared.as_deref())?;
     let (specs, single) = parse_batch(&body)?;
     let publisher = Publisher {
@@ -138,7 +185,7 @@ pub(super) async fn batch_publish(
             .iter()
             .map(|channel| {
                 validate_channel_name(channel)
-                    .and_then(|()| check_may_publish(&principal, channel))
+                    .and_then(|()| check_may(&principal, Operation::Publish, channel))
                     .and_then(|()| publish_to(&state, publisher, channel, messages.clone()))
                     .unwrap_or_else(|ApiError(error)| json!({"channel": channel, "error": error}))
             })
@@ -221,13 +268,9 @@ fn parse_batch(body: &[u8]) -> ApiResult<(Vec<BatchSpec>, bool)> {
 pub(super) async fn channel_status(
     State(state): State<AppState>,
     PathParam(channel): PathParam,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    request: RestRequest,
 ) -> ApiResult<Json<Value>> {
-    let query = Query::parse(raw.as_deref());
-    let principal = authenticate(&state, &headers, &query)?;
-    validate_channel_name(&channel)?;
-    principal.require(Operation::ChannelMetadata, &channel)?;
+    request.open_channel(&state, &channel, Some(Operation::ChannelMetadata))?;
     let now = state.clock.now_ms();
     let occupancy = lock(&state.registry).occupancy(&state.settings, &channel, now);
     let presence = lock(&state.presence).counts(&channel);
@@ -318,14 +361,10 @@ fn messages_from(value: Value) -> ApiResult<Vec<Message>> {
 pub(super) async fn history(
     State(state): State<AppState>,
     PathParam(channel): PathParam,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    request: RestRequest,
 ) -> ApiResult<Response> {
-    let query = Query::parse(raw.as_deref());
-    let principal = authenticate(&state, &headers, &query)?;
-    validate_channel_name(&channel)?;
-    principal.require(Operation::History, &channel)?;
-    let page = Page::from_query(&query)?;
+    request.open_channel(&state, &channel, Some(Operation::History))?;
+    let page = Page::from_query(&request.query)?;
 
     let now = state.clock.now_ms();
     let (retained, until) = {
@@ -340,43 +379,16 @@ pub(super) async fn history(
         };
         (registry.retained(&state.settings, &channel, now), until)
     };
-    let mut matching: Vec<_> = retained
-        .iter()
-        .filter(|m| {
-            let timestamp = m.message.timestamp.unwrap_or(m.received_ms);
-            until.is_none_or(|until| m.seq <= until)
-                && page.start.is_none_or(|start| timestamp >= start)
-                && page.end.is_none_or(|end| timestamp <= end)
-                && page.after.is_none_or(|after| match page.forwards {
-                    true => m.seq > after,
-                    false => m.seq < after,
-                })
-        })
-        .collect();
-    if !page.forwards {
-        matching.reverse();
-    }
-    let more = matching.len() > page.limit;
-    matching.truncate(page.limit);
-    let items: Vec<&Message> = matching.iter().map(|m| &m.message).collect();
-
-    let mut links = vec![
-        format!("<./messages?{}>; rel=\"first\"", page.query(None)),
-        format!("<./messages?{}>; rel=\"current\"", page.query(page.after)),
-    ];
-    if more {
-        let last = matching.last().map(|m| m.seq);
-        links.push(format!("<./messages?{}>; rel=\"next\"", page.query(last)));
-    }
-    let mut response = Json(items).into_response();
-    response.headers_mut().insert(
-        header::LINK,
-        HeaderValue::from_str(&links.join(", ")).expect("link URLs are percent-encoded ASCII"),
-    );
-    Ok(response)
+    let in_range = retained.iter().map(Arc::as_ref).filter(|m| {
+        let timestamp = m.message.timestamp.unwrap_or(m.received_ms);
+        until.is_none_or(|until| m.seq <= until)
+            && page.start.is_none_or(|start| timestamp >= start)
+            && page.end.is_none_or(|end| timestamp <= end)
+    });
+    Ok(page.respond(in_range, "messages"))
 }
 
-/// A history query.
+/// A history query (message versions are paged by one too).
 #[derive(Debug)]
 pub(super) struct Page {
     limit: usize,
@@ -389,6 +401,16 @@ pub(super) struct Page {
     /// `from_serial` (ably-js's `untilAttach`, RTL10b): a realtime
     /// ATTACHED's `channelSerial`; only messages up to it are listed.
     from_serial: Option<String>,
+}
+
+/// A paged query's `direction`: whether it is `forwards` (`backwards` is the
+/// default).
+pub(super) fn forwards(query: &Query) -> ApiResult<bool> {
+    match query.get("direction") {
+        None | Some("backwards") => Ok(false),
+        Some("forwards") => Ok(true),
+        Some(other) => Err(invalid_param("direction", other)),
+    }
 }
 
 /// A paged query's `limit`: 100 by default, 1 to 1000 (RSL2b3, RSP3a1).
@@ -412,11 +434,7 @@ impl Page {
                 .transpose()
         };
         let limit = page_limit(query)?;
-        let forwards = match query.get("direction") {
-            None | Some("backwards") => false,
-            Some("forwards") => true,
-            Some(other) => return Err(invalid_param("direction", other)),
-        };
+        let forwards = forwards(query)?;
         let (start, end) = (number("start")?, number("end")?);
         if let (Some(start), Some(end)) = (start, end)
             && start > end
@@ -462,6 +480,46 @@ impl Page {
         }
         out.finish()
     }
+
+    /// Answers this page of `candidates` (oldest first): those after the
+    /// cursor in the page's direction, at most `limit` of them, with `Link`s
+    /// relative to `./{path}` (`first`, `current`, and `next` when more are
+    /// left).
+    fn respond<'a>(
+        &self,
+        candidates: impl Iterator<Item = &'a StoredMessage>,
+        path: &str,
+    ) -> Response {
+        let mut matching: Vec<_> = candidates
+            .filter(|m| {
+                self.after.is_none_or(|after| match self.forwards {
+                    true => m.seq > after,
+                    false => m.seq < after,
+                })
+            })
+            .collect();
+        if !self.forwards {
+            matching.reverse();
+        }
+        let more = matching.len() > self.limit;
+        matching.truncate(self.limit);
+        let items: Vec<&Message> = matching.iter().map(|m| &m.message).collect();
+
+        let mut links = vec![
+            format!("<./{path}?{}>; rel=\"first\"", self.query(None)),
+            format!("<./{path}?{}>; rel=\"current\"", self.query(self.after)),
+        ];
+        if more {
+            let last = matching.last().map(|m| m.seq);
+            links.push(format!("<./{path}?{}>; rel=\"next\"", self.query(last)));
+        }
+        let mut response = Json(items).into_response();
+        response.headers_mut().insert(
+            header::LINK,
+            HeaderValue::from_str(&links.join(", ")).expect("link URLs are percent-encoded ASCII"),
+        );
+        response
+    }
 }
 
 /// The 404/40400 for a message `serial` that retention does not hold on
@@ -480,13 +538,9 @@ fn not_found_message(channel: &str, serial: &str) -> ApiError {
 pub(super) async fn get_message(
     State(state): State<AppState>,
     PathParams(channel, serial): PathParams,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    request: RestRequest,
 ) -> ApiResult<Json<Message>> {
-    let query = Query::parse(raw.as_deref());
-    let principal = authenticate(&state, &headers, &query)?;
-    validate_channel_name(&channel)?;
-    principal.require(Operation::History, &channel)?;
+    request.open_channel(&state, &channel, Some(Operation::History))?;
     let now = state.clock.now_ms();
     let versions = lock(&state.registry).versions(&state.settings, &channel, &serial, now);
     versions
@@ -506,15 +560,12 @@ pub(super) async fn get_message(
 pub(super) async fn update_message(
     State(state): State<AppState>,
     PathParams(channel, serial): PathParams,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    request: RestRequest,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<Value>> {
     let body = error::body(body)?;
-    let query = Query::parse(raw.as_deref());
-    let principal = authenticate(&state, &headers, &query)?;
-    validate_channel_name(&channel)?;
-    let declared = declared_client_id(&headers)?;
+    let principal = request.open_channel(&state, &channel, None)?;
+    let declared = declared_client_id(&request.headers)?;
     let identity = principal.identify(declared.as_deref())?;
     let mut operation = match parse_json(&body)? {
         object @ Value::Object(_) => messages_from(object)?.remove(0),
@@ -636,46 +687,14 @@ fn next_version(
 pub(super) async fn message_versions(
     State(state): State<AppState>,
     PathParams(channel, serial): PathParams,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    request: RestRequest,
 ) -> ApiResult<Response> {
-    let query = Query::parse(raw.as_deref());
-    let principal = authenticate(&state, &headers, &query)?;
-    validate_channel_name(&channel)?;
-    principal.require(Operation::History, &channel)?;
-    let page = Page::from_query(&query)?;
+    request.open_channel(&state, &channel, Some(Operation::History))?;
+    let page = Page::from_query(&request.query)?;
     let now = state.clock.now_ms();
     let versions = lock(&state.registry).versions(&state.settings, &channel, &serial, now);
     if versions.is_empty() {
         return Err(not_found_message(&channel, &serial));
     }
-    let mut matching: Vec<_> = versions
-        .iter()
-        .filter(|m| {
-            page.after.is_none_or(|after| match page.forwards {
-                true => m.seq > after,
-                false => m.seq < after,
-            })
-        })
-        .collect();
-    if !page.forwards {
-        matching.reverse();
-    }
-    let more = matching.len() > page.limit;
-    matching.truncate(page.limit);
-    let items: Vec<&Message> = matching.iter().map(|m| &m.message).collect();
-    let mut links = vec![
-        format!("<./versions?{}>; rel=\"first\"", page.query(None)),
-        format!("<./versions?{}>; rel=\"current\"", page.query(page.after)),
-    ];
-    if more {
-        let last = matching.last().map(|m| m.seq);
-        links.push(format!("<./versions?{}>; rel=\"next\"", page.query(last)));
-    }
-    let mut response = Json(items).into_response();
-    response.headers_mut().insert(
-        header::LINK,
-        HeaderValue::from_str(&links.join(", ")).expect("link URLs are percent-encoded ASCII"),
-    );
-    Ok(response)
+    Ok(page.respond(versions.iter().map(Arc::as_ref), "versions"))
 }
