@@ -38,8 +38,12 @@ const AUDIENCE: &str = "ably-auth-bench";
 fn main() {
     let mut args = std::env::args().skip(1);
     let backend = args.next().unwrap_or_else(|| usage());
-    let tokens: usize = args.next().map_or(2_000, |n| n.parse().unwrap_or_else(|_| usage()));
-    let rounds: usize = args.next().map_or(7, |n| n.parse().unwrap_or_else(|_| usage()));
+    let tokens: usize = args
+        .next()
+        .map_or(2_000, |n| n.parse().unwrap_or_else(|_| usage()));
+    let rounds: usize = args
+        .next()
+        .map_or(7, |n| n.parse().unwrap_or_else(|_| usage()));
     let mode = match backend.as_str() {
         "rust_crypto" => {
             install(&jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER);
@@ -60,12 +64,21 @@ fn main() {
         _ => usage(),
     };
 
-    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../auth-server/tests/fixtures");
+    let fixtures = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../auth-server/tests/fixtures"
+    );
     let rsa = std::fs::read(format!("{fixtures}/rsa-1.pem")).expect("rsa-1.pem");
     let ec = std::fs::read(format!("{fixtures}/ec-p256.pem")).expect("ec-p256.pem");
     let cases = [
-        (Algorithm::RS256, EncodingKey::from_rsa_pem(&rsa).expect("RSA key")),
-        (Algorithm::ES256, EncodingKey::from_ec_pem(&ec).expect("EC key")),
+        (
+            Algorithm::RS256,
+            EncodingKey::from_rsa_pem(&rsa).expect("RSA key"),
+        ),
+        (
+            Algorithm::ES256,
+            EncodingKey::from_ec_pem(&ec).expect("EC key"),
+        ),
     ];
     for (alg, signing_key) in cases {
         // The public half as a JWKS serves it, read as auth-server reads it.
@@ -83,7 +96,10 @@ fn main() {
                     "sub": format!("storm-user-{n}"), "roles": ["bench"],
                     "iss": ISSUER, "aud": AUDIENCE, "exp": exp,
                 });
-                let header = Header { kid: Some("bench".into()), ..Header::new(alg) };
+                let header = Header {
+                    kid: Some("bench".into()),
+                    ..Header::new(alg)
+                };
                 jsonwebtoken::encode(&header, &claims, &signing_key).expect("sign")
             })
             .collect();
@@ -95,7 +111,9 @@ fn main() {
                     match mode {
                         Mode::Decode => {
                             let claims = jsonwebtoken::decode::<Map<String, Value>>(
-                                token, &key, &validation,
+                                token,
+                                &key,
+                                &validation,
                             )
                             .expect("verifies")
                             .claims;
@@ -126,7 +144,9 @@ enum Mode {
 }
 
 fn install(provider: &'static CryptoProvider) {
-    provider.install_default().expect("first provider installed");
+    provider
+        .install_default()
+        .expect("first provider installed");
 }
 
 /// The JWK's public key parsed into aws-lc-rs's form once.
@@ -153,7 +173,9 @@ fn parse_once(jwk: &Jwk, alg: Algorithm) -> ParsedPublicKey {
 /// its components at every call, as jsonwebtoken's aws-lc-rs backend does.
 fn verify_signature(token: &str, jwk: &Jwk, alg: Algorithm, once: Option<&ParsedPublicKey>) {
     let (message, signature) = token.rsplit_once('.').expect("three parts");
-    let signature = URL_SAFE_NO_PAD.decode(signature).expect("base64url signature");
+    let signature = URL_SAFE_NO_PAD
+        .decode(signature)
+        .expect("base64url signature");
     let verified = match (once, &jwk.algorithm) {
         (Some(public), _) => public.verify_sig(message.as_bytes(), &signature),
         (None, AlgorithmParameters::RSA(rsa)) => {
