@@ -1,6 +1,31 @@
-# Shared by run.sh and storm.sh (sourced, not run): starting servers,
-# one wrk run, medians and peak RSS. Expects WORK, PIDS, SERVER_CPU,
-# LOAD_CPU and CONNECTIONS set by the sourcing script.
+# Shared by run.sh and storm.sh (sourced, not run, with HERE set to this
+# directory and PIN_DEFAULT to the script's default for PIN): the set-up
+# (ROOT, WORK, TARGET_DIR, the bench keys, CPU pinning, the cleanup of
+# servers), starting servers, one wrk run, medians and peak RSS.
+
+unset RUST_LOG
+ROOT=$(cd "$HERE/../.." && pwd)
+WORK=$(mktemp -d)
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-64}
+export ABLY_API_KEY=benchApp.benchKey:bench-ably-key-secret
+export AUTH_APP_JWT_SECRET=bench-app-jwt-secret
+# PIN=1: servers on CPU 1, wrk on CPU 0, when there are two CPUs.
+# PIN=0 lets the scheduler spread everything over all CPUs.
+if [ "${PIN:-$PIN_DEFAULT}" = 1 ] && [ "$(nproc)" -ge 2 ]; then
+  SERVER_CPU=(taskset -c 1); LOAD_CPU=(taskset -c 0)
+else
+  SERVER_CPU=(); LOAD_CPU=()
+fi
+
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
 
 # start NAME CMD...: runs CMD in the background and waits for its
 # "listening on http://ADDR" line; sets URL_<NAME> and PID_<NAME>.

@@ -7,28 +7,10 @@
 # Each round runs every target once, in turn (interleaved), so drift on a
 # shared machine hits all of them alike; the table reports medians.
 set -euo pipefail
-unset RUST_LOG
-
 ROUNDS=${ROUNDS:-5}
-DURATION=${DURATION:-10s}
-CONNECTIONS=${CONNECTIONS:-64}
 HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/../.." && pwd)
-WORK=$(mktemp -d)
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-export ABLY_API_KEY=benchApp.benchKey:bench-ably-key-secret
-export AUTH_APP_JWT_SECRET=bench-app-jwt-secret
-# PIN=1 (default): servers on CPU 1, wrk on CPU 0, when there are two CPUs.
-# PIN=0 lets the scheduler spread everything over all CPUs.
-if [ "${PIN:-1}" = 1 ] && [ "$(nproc)" -ge 2 ]; then SERVER_CPU=(taskset -c 1); LOAD_CPU=(taskset -c 0); else SERVER_CPU=(); LOAD_CPU=(); fi
-
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+PIN_DEFAULT=1
+. "$HERE/lib.sh"
 
 echo "==> building" >&2
 cargo build --release -p auth-server --manifest-path "$ROOT/Cargo.toml" >&2
@@ -38,8 +20,6 @@ NODE="$HERE/express/node_modules/.bin/node"
 AUTH="$TARGET_DIR/release/auth-server"
 HELLO="$TARGET_DIR/release/bench-hello"
 "$NODE" "$HERE/express/tokens.js" "$WORK"
-
-. "$HERE/lib.sh"
 
 echo "==> starting servers" >&2
 start jwks "$NODE" "$HERE/express/jwks.js" "$WORK/jwks.json"

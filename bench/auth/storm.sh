@@ -16,27 +16,10 @@
 # the targets were set against; PIN=1 puts servers on CPU 1 and wrk on CPU 0.
 # Each round runs every target once, in turn; the table reports medians.
 set -euo pipefail
-unset RUST_LOG
-
 ROUNDS=${ROUNDS:-3}
-DURATION=${DURATION:-10s}
-CONNECTIONS=${CONNECTIONS:-64}
 TOKENS=${TOKENS:-40000}
 HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/../.." && pwd)
-WORK=$(mktemp -d)
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-export ABLY_API_KEY=benchApp.benchKey:bench-ably-key-secret
-export AUTH_APP_JWT_SECRET=bench-app-jwt-secret
-if [ "${PIN:-0}" = 1 ] && [ "$(nproc)" -ge 2 ]; then SERVER_CPU=(taskset -c 1); LOAD_CPU=(taskset -c 0); else SERVER_CPU=(); LOAD_CPU=(); fi
-
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+PIN_DEFAULT=0
 . "$HERE/lib.sh"
 
 echo "==> building" >&2
