@@ -49,7 +49,7 @@ pub const ABLY_MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 ///
 /// The struct is not `#[non_exhaustive]` on purpose: struct literals are how
 /// tests configure it. New fields get a default in [`Config::new`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     /// `AUTH_BIND`: the listening address.
     pub bind: SocketAddr,
@@ -122,6 +122,72 @@ pub struct Config {
     /// How long after a failed JWKS fetch the first retry comes (1 s); each
     /// further failure doubles it, up to a minute.
     pub jwks_retry_backoff: Duration,
+}
+
+/// Every setting, with the secrets and URL credentials redacted: the API
+/// key shows only its name, the app-JWT secret and the JWKS URL's credentials
+/// are hidden (see [`AppAuth`]), and `ably_rest_url` reads as
+/// [`RedactedUrl`] shows it. Destructured, so a new field fails to compile
+/// until it is shown here.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Config {
+            bind,
+            api_key,
+            ably_rest_url,
+            app_auth,
+            app_jwt,
+            policy,
+            policy_file,
+            policy_reload,
+            key_capability,
+            token_ttl,
+            max_token_ttl,
+            ttl_within_app_token,
+            cors_origins,
+            app_jwt_cookie,
+            admin_role,
+            rate_limit_per_user,
+            rate_limit_per_ip,
+            trusted_proxies,
+            max_body_bytes,
+            request_timeout,
+            header_read_timeout,
+            idle_timeout,
+            max_connections,
+            jwks_refresh_interval,
+            jwks_unknown_kid_cooldown,
+            jwks_retry_backoff,
+        } = self;
+        f.debug_struct("Config")
+            .field("bind", &bind)
+            .field("api_key", &api_key)
+            .field("ably_rest_url", &RedactedUrl(ably_rest_url).to_string())
+            .field("app_auth", &app_auth)
+            .field("app_jwt", &app_jwt)
+            .field("policy", &policy)
+            .field("policy_file", &policy_file)
+            .field("policy_reload", &policy_reload)
+            .field("key_capability", &key_capability)
+            .field("token_ttl", &token_ttl)
+            .field("max_token_ttl", &max_token_ttl)
+            .field("ttl_within_app_token", &ttl_within_app_token)
+            .field("cors_origins", &cors_origins)
+            .field("app_jwt_cookie", &app_jwt_cookie)
+            .field("admin_role", &admin_role)
+            .field("rate_limit_per_user", &rate_limit_per_user)
+            .field("rate_limit_per_ip", &rate_limit_per_ip)
+            .field("trusted_proxies", &trusted_proxies)
+            .field("max_body_bytes", &max_body_bytes)
+            .field("request_timeout", &request_timeout)
+            .field("header_read_timeout", &header_read_timeout)
+            .field("idle_timeout", &idle_timeout)
+            .field("max_connections", &max_connections)
+            .field("jwks_refresh_interval", &jwks_refresh_interval)
+            .field("jwks_unknown_kid_cooldown", &jwks_unknown_kid_cooldown)
+            .field("jwks_retry_backoff", &jwks_retry_backoff)
+            .finish()
+    }
 }
 
 /// How the caller's `Authorization: Bearer` app JWT is verified.
@@ -1196,6 +1262,26 @@ mod tests {
 
         assert!(
             !debug.contains("s3cr3t") && !debug.contains("app-secret"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn debug_never_shows_credentials_in_the_rest_url() {
+        let config = with(&[(
+            "ABLY_REST_URL",
+            "https://us3rname:pa55@rest.example:8443/base?token=t0ken#frag",
+        )])
+        .unwrap();
+
+        let debug = format!("{config:?}");
+
+        assert!(
+            debug.contains(r#"ably_rest_url: "https://[REDACTED]@rest.example:8443/base?[REDACTED]#[REDACTED]""#),
+            "{debug}"
+        );
+        assert!(
+            !debug.contains("pa55") && !debug.contains("t0ken") && !debug.contains("us3rname"),
             "{debug}"
         );
     }
