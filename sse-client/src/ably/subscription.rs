@@ -279,29 +279,27 @@ impl Subscription {
             // Ably has forgotten the connection: start afresh, and say so.
             self.lose_continuity();
         }
-        let held = self.credential.is_some();
-        let expires_at = self.credential.as_ref().and_then(Credential::expires_at);
-        if self
-            .policy
-            .needs_credential(held, expires_at, Instant::now())
-        {
-            let credential = config
-                .auth
-                .credential(&self.client.http, &config.endpoint, config.auth_timeout)
-                .await?;
-            self.fetched_tokens = self.fetched_tokens.saturating_add(1);
-            if self.fetched_tokens > 1 {
-                self.pending
-                    .push_back(Update::State(StateChange::TokenRenewed {
-                        proactive: false,
-                    }));
+        let now = Instant::now();
+        let credential = match &self.credential {
+            Some(held) if !self.policy.needs_credential(true, held.expires_at(), now) => {
+                held.clone()
             }
-            self.credential = Some(credential);
-        }
-        let credential = self
-            .credential
-            .clone()
-            .expect("a credential was just fetched");
+            _ => {
+                let credential = config
+                    .auth
+                    .credential(&self.client.http, &config.endpoint, config.auth_timeout)
+                    .await?;
+                self.fetched_tokens = self.fetched_tokens.saturating_add(1);
+                if self.fetched_tokens > 1 {
+                    self.pending
+                        .push_back(Update::State(StateChange::TokenRenewed {
+                            proactive: false,
+                        }));
+                }
+                self.credential = Some(credential.clone());
+                credential
+            }
+        };
         let resume = self.policy.resume_from(
             self.cursor.as_deref(),
             self.options.rewind.as_ref(),
