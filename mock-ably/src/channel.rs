@@ -770,8 +770,8 @@ mod tests {
     use super::*;
     use crate::server::{
         DEFAULT_AUTH_LEAD, DEFAULT_CONNECTION_STATE_TTL, DEFAULT_KEEPALIVE, DEFAULT_LAG_LIMIT,
-        DEFAULT_MAX_IDLE_INTERVAL, DEFAULT_REMAIN_PRESENT_FOR, DEFAULT_RETENTION,
-        DEFAULT_RETENTION_COUNT,
+        DEFAULT_MAX_IDLE_INTERVAL, DEFAULT_REMAIN_PRESENT_FOR, DEFAULT_REQUEST_TIMEOUT,
+        DEFAULT_RETENTION, DEFAULT_RETENTION_COUNT,
     };
     use crate::state::Settings;
 
@@ -787,6 +787,7 @@ mod tests {
             connection_state_ttl: DEFAULT_CONNECTION_STATE_TTL,
             auth_lead: DEFAULT_AUTH_LEAD,
             remain_present_for: DEFAULT_REMAIN_PRESENT_FOR,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }
     }
 

@@ -66,6 +66,11 @@ struct Args {
     #[arg(long, env = "MOCK_ABLY_AUTH_LEAD", default_value = "30s", value_parser = duration)]
     auth_lead: Duration,
 
+    /// How long one request may take, its body's arrival included, before it
+    /// is answered 503 with code 50003. Streams are not cut.
+    #[arg(long, env = "MOCK_ABLY_REQUEST_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
+    request_timeout: Duration,
+
     /// How long a connection may take to send a complete request head (from
     /// the accept, or from the first byte of a later request) before it is
     /// closed.
@@ -152,6 +157,7 @@ async fn main() -> anyhow::Result<()> {
         .connection_state_ttl(args.connection_state_ttl)
         .auth_lead(args.auth_lead)
         .remain_present_for(args.remain_present_for)
+        .request_timeout(args.request_timeout)
         .header_read_timeout(args.header_read_timeout)
         .idle_timeout(args.idle_timeout)
         .max_connections(usize::try_from(args.max_connections).unwrap_or(usize::MAX))
@@ -274,6 +280,13 @@ mod tests {
             (
                 vec!["30s".to_owned()],
                 Some("MOCK_ABLY_AUTH_LEAD".to_owned())
+            )
+        );
+        assert_eq!(
+            default_and_env("request-timeout"),
+            (
+                vec!["10s".to_owned()],
+                Some("MOCK_ABLY_REQUEST_TIMEOUT".to_owned())
             )
         );
         assert_eq!(

@@ -78,11 +78,28 @@ pub(crate) fn router(state: AppState) -> Router {
                 ApiError::new(codes::INTERNAL_ERROR, "Internal error in mock-ably").into_response()
             },
         ))
+        .layer(middleware::from_fn_with_state(state.clone(), deadline))
         // msgpack bodies in, msgpack answers out for whoever asks (errors
         // included), around everything but CORS.
         .layer(middleware::from_fn(msgpack::rest_format))
         .layer(middleware::from_fn(cors))
         .with_state(state)
+}
+
+/// Answers a request not done within the request timeout (a body trickling
+/// in, most likely) with 503 and code 50003, as auth-server does. Only the
+/// answer's start is timed: a stream's or a realtime connection's response
+/// has begun by then, however long it then runs.
+async fn deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let timeout = state.settings.request_timeout;
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            codes::TIMEOUT,
+            format!("Request not completed within {} ms", timeout.as_millis()),
+        )
+        .into_response(),
+    }
 }
 
 /// Answers the next request with an injected error if a rule claims it.

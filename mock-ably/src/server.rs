@@ -53,6 +53,10 @@ pub const DEFAULT_AUTH_LEAD: Duration = Duration::from_secs(30);
 /// present, by default: 15 s, as Ably documents for abrupt disconnections.
 pub const DEFAULT_REMAIN_PRESENT_FOR: Duration = Duration::from_secs(15);
 
+/// How long one request may take, its body's arrival included, by default:
+/// 10 s, as auth-server's `AUTH_REQUEST_TIMEOUT`.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long a dropped realtime connection stays resumable, by default:
 /// Ably's `connectionStateTtl` of two minutes (CD2f).
 pub const DEFAULT_CONNECTION_STATE_TTL: Duration = Duration::from_secs(120);
@@ -70,6 +74,7 @@ pub struct MockAblyBuilder {
     connection_state_ttl: Duration,
     auth_lead: Duration,
     remain_present_for: Duration,
+    request_timeout: Duration,
     limits: serve::Limits,
     listener: Option<std::net::TcpListener>,
     /// Live apps `POST /apps` may hold; 0 for none (an app's own server).
@@ -88,6 +93,7 @@ impl Default for MockAblyBuilder {
             connection_state_ttl: DEFAULT_CONNECTION_STATE_TTL,
             auth_lead: DEFAULT_AUTH_LEAD,
             remain_present_for: DEFAULT_REMAIN_PRESENT_FOR,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
             limits: serve::Limits::default(),
             listener: None,
             max_apps: DEFAULT_MAX_APPS,
@@ -206,6 +212,14 @@ impl MockAblyBuilder {
         self
     }
 
+    /// How long one request may take, its body's arrival included, before it
+    /// is answered 503 with code 50003 (default 10 s). A stream or a
+    /// realtime connection is not cut: its response has begun.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
     /// How long a connection may take to send a complete request head, from
     /// the accept or from the first byte of a later request, before it is
     /// closed (default 10 s).
@@ -257,6 +271,7 @@ impl MockAblyBuilder {
             connection_state_ttl: settings.connection_state_ttl,
             auth_lead: settings.auth_lead,
             remain_present_for: settings.remain_present_for,
+            request_timeout: settings.request_timeout,
             limits,
             listener: Some(listener),
             max_apps: 0,
@@ -314,6 +329,7 @@ impl MockAblyBuilder {
                 connection_state_ttl: self.connection_state_ttl,
                 auth_lead: self.auth_lead,
                 remain_present_for: self.remain_present_for,
+                request_timeout: self.request_timeout,
             },
             provisioner,
         );

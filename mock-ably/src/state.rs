@@ -58,6 +58,9 @@ pub(crate) struct Settings {
     /// stay present, unless it resumes first (a client's `remainPresentFor`
     /// overrides it).
     pub(crate) remain_present_for: Duration,
+    /// How long one request may take, its body included, before it is
+    /// answered 50003 (503).
+    pub(crate) request_timeout: Duration,
 }
 
 /// What open streams watch for: every change of a counter is an event.

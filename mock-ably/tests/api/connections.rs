@@ -49,6 +49,50 @@ async fn slowloris_a_half_sent_request_head_to_the_mock_is_closed_after_the_head
 }
 
 #[tokio::test]
+async fn slow_body_a_request_whose_body_trickles_in_gets_503_with_50003_but_streams_are_not_cut() {
+    let request_timeout = Duration::from_millis(300);
+    let app = with(
+        MockAbly::builder()
+            .key(KEY)
+            .request_timeout(request_timeout)
+            .header_read_timeout(Duration::from_secs(600)),
+    )
+    .await;
+    assert!(mock_ably::DEFAULT_KEEPALIVE > patience());
+    let mut frames = app.sse("channels=quiet").await;
+    let mut stream = TcpStream::connect(app.mock.addr()).await.unwrap();
+    let sent = Instant::now();
+
+    // The head promises 100 bytes of body; 8 arrive, then nothing.
+    stream
+        .write_all(
+            b"POST /channels/slow/messages HTTP/1.1\r\nHost: mock\r\n\
+              Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"data\":",
+        )
+        .await
+        .unwrap();
+    let response = read_response(&mut stream).await;
+
+    assert!(sent.elapsed() >= request_timeout - SLACK);
+    assert!(response.starts_with("HTTP/1.1 503 "), "{response}");
+    assert!(
+        response.contains("\r\ncontent-type: application/json\r\n")
+            && response.contains("\r\nx-ably-errorcode: 50003\r\n"),
+        "{response}"
+    );
+    let body: Value = serde_json::from_str(response.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], 50003);
+    assert_eq!(body["error"]["statusCode"], 503);
+    assert_eq!(
+        body["error"]["message"],
+        "Request not completed within 300 ms"
+    );
+    // The stream, open for longer than the request timeout, still delivers.
+    app.mock.publish_data("quiet", "", "still here");
+    assert_eq!(frames.message().await["data"], "still here");
+}
+
+#[tokio::test]
 async fn idle_hoarding_the_mock_closes_an_idle_connection_but_not_a_silent_open_stream() {
     let idle_timeout = Duration::from_millis(500);
     let app = with(
