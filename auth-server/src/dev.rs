@@ -227,15 +227,16 @@ impl Dev {
     }
 
     /// The production service plus dev mode's routes and the demo page, with
-    /// `/dev/*` closed to browser pages on other than loopback origins (outside
-    /// the CORS layer, so that its `*` never covers them).
+    /// every route closed to requests addressed to other than a loopback host
+    /// (DNS rebinding) and `/dev/*` to browser pages on other than loopback
+    /// origins (outside the CORS layer, so that its `*` never covers them).
     fn service(&self) -> impl crate::routes::AppService {
         let app = crate::routes::service_with(
             self.state.clone(),
             routes::router(Arc::clone(&self.shared)),
         );
         tower::ServiceBuilder::new()
-            .layer(axum::middleware::from_fn(routes::loopback_origins_only))
+            .layer(axum::middleware::from_fn(routes::loopback_only))
             .service(app)
     }
 

@@ -89,6 +89,13 @@ pub enum ApiError {
          (http(s)://localhost, 127.0.0.0/8 or [::1], any port)"
     )]
     ForbiddenOrigin,
+    /// Dev mode: a request addressed (`Host`) to another name than a
+    /// loopback one, as a page on a DNS-rebound name sends: 403, 40300.
+    #[error(
+        "dev mode answers only requests addressed to a loopback host \
+         (localhost, 127.0.0.0/8 or [::1], any port)"
+    )]
+    ForbiddenHost,
     /// The request took longer than the configured timeout: 503, 50003.
     #[error("request timed out")]
     Timeout,
@@ -161,7 +168,7 @@ impl ApiError {
             ApiError::RateLimited { .. } => ErrorInfo::new(codes::RATE_LIMIT, 429, message),
             ApiError::NotFound => ErrorInfo::new(codes::NOT_FOUND, 404, message),
             ApiError::MethodNotAllowed => ErrorInfo::new(codes::METHOD_NOT_ALLOWED, 405, message),
-            ApiError::ForbiddenOrigin | ApiError::NotAdmin { .. } => {
+            ApiError::ForbiddenOrigin | ApiError::ForbiddenHost | ApiError::NotAdmin { .. } => {
                 ErrorInfo::new(codes::FORBIDDEN, 403, message)
             }
             ApiError::Timeout => ErrorInfo::new(codes::TIMEOUT, 503, message),
@@ -198,6 +205,7 @@ impl ApiError {
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::ForbiddenOrigin => "forbidden_origin",
+            ApiError::ForbiddenHost => "forbidden_host",
             ApiError::Timeout => "timeout",
             ApiError::Unavailable { .. } => "unavailable",
             ApiError::Ably(_) => "ably_refused",
@@ -279,6 +287,7 @@ mod tests {
             (ApiError::NotFound, 404, 40400),
             (ApiError::MethodNotAllowed, 405, 40500),
             (ApiError::ForbiddenOrigin, 403, 40300),
+            (ApiError::ForbiddenHost, 403, 40300),
             (ApiError::NotAdmin { role: "ops".into() }, 403, 40300),
             (ApiError::Timeout, 503, 50003),
             (

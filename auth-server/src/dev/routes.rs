@@ -107,7 +107,13 @@ async fn expire_credentials(State(dev): State<Arc<DevShared>>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
-/// Lets a `/dev/*` request from a browser through only when its `Origin`
+/// Dev mode answers only requests addressed to a loopback host: a page on
+/// an attacker's name that DNS rebinding points at 127.0.0.1 sends its own
+/// name in `Host` (and in HTTP/2's `:authority`), and gets 403/40300, so it
+/// cannot read the demo page or `/dev/config` as a same-origin page would.
+/// A request with neither (an HTTP/1.0 client) passes.
+///
+/// Then it lets a `/dev/*` request from a browser through only when its `Origin`
 /// is a loopback one ([`mock_ably::is_loopback_origin`]); any other gets
 /// 403/40300 before the CORS layer sees it, so no preflight is granted and
 /// no simple request (which needs none) reaches a handler. `/dev/login`
@@ -115,7 +121,20 @@ async fn expire_credentials(State(dev): State<Arc<DevShared>>) -> StatusCode {
 /// developer visits must not be able to ask it. A request without `Origin`
 /// (curl, a test, a server) is not a browser's cross-origin request and
 /// passes; so do the production routes, whose CORS is `AUTH_CORS_ORIGINS`.
-pub(super) async fn loopback_origins_only(request: Request, next: Next) -> Response {
+pub(super) async fn loopback_only(request: Request, next: Next) -> Response {
+    let host = request
+        .uri()
+        .authority()
+        .map(|authority| authority.as_str())
+        .or_else(|| {
+            request
+                .headers()
+                .get(header::HOST)
+                .map(|host| host.to_str().unwrap_or("\u{fffd}"))
+        });
+    if host.is_some_and(|host| !mock_ably::is_loopback_origin(&format!("http://{host}"))) {
+        return ApiError::ForbiddenHost.into_response();
+    }
     if request.uri().path().starts_with("/dev/")
         && request
             .headers()

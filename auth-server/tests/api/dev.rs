@@ -604,3 +604,27 @@ async fn slowloris_in_dev_mode_the_embedded_mock_has_the_header_read_timeout_too
     );
     assert!(opened.elapsed() >= header_read_timeout - std::time::Duration::from_millis(20));
 }
+
+#[tokio::test]
+async fn dns_rebinding_a_page_on_a_rebound_name_cannot_read_dev_mode() {
+    let dev = spawn_dev_with(config()).await;
+    let port = dev.app.addr.port();
+    let get = |host: String, path: &'static str| {
+        let request = dev.app.client.get(dev.app.url(path)).header("host", host);
+        async move { within(request.send()).await.unwrap() }
+    };
+
+    let rebound_page = get(format!("rebound.evil.example:{port}"), "/").await;
+    let rebound_config = get(format!("rebound.evil.example:{port}"), "/dev/config").await;
+    let lookalike = get(format!("localhost.evil.example:{port}"), "/dev/config").await;
+    let by_name = get(format!("localhost:{port}"), "/dev/config").await;
+    let by_v4 = get(format!("127.0.0.1:{port}"), "/").await;
+    let by_v6 = get(format!("[::1]:{port}"), "/dev/config").await;
+
+    assert_ably_error(rebound_page, 403, 40300, "loopback host").await;
+    assert_ably_error(rebound_config, 403, 40300, "loopback host").await;
+    assert_ably_error(lookalike, 403, 40300, "loopback host").await;
+    for allowed in [by_name, by_v4, by_v6] {
+        assert_eq!(allowed.status(), 200, "{allowed:?}");
+    }
+}
