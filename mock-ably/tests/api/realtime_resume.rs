@@ -8,7 +8,7 @@ use mock_ably::MockAbly;
 use serde_json::json;
 use shared::protocol::{Action, Flags, Format, ProtocolMessage};
 
-use crate::helpers::{KEY, enc, eventually, spawn, with};
+use crate::helpers::{KEY, TestMock, enc, eventually, spawn, with};
 use crate::ws::{Client, FORMATS, format_param, ids, on, publish_frame};
 
 #[tokio::test]
@@ -136,22 +136,32 @@ async fn a_serial_resent_after_a_resume_is_acked_again_and_delivered_once() {
     assert_eq!(app.mock.stats().published, 2);
 }
 
-#[tokio::test]
-async fn a_reattach_with_its_channel_serial_gets_what_was_published_meanwhile() {
-    let app = spawn().await;
+/// Attaches a connection to "feed", leaves with DISCONNECT, has `meanwhile`
+/// published on "feed", then resumes the connection and sends ATTACH with
+/// the channel serial it had: the resumed client (ATTACHED not yet read) and
+/// that serial.
+async fn away_then_reattach(app: &TestMock, meanwhile: &[&str]) -> (Client, String) {
     let (mut client, connected) = Client::connected(&app.mock, "", Format::Json).await;
     let (_, key) = ids(&connected);
     let serial = client.attach("feed").await.channel_serial.unwrap();
     client.send(&ProtocolMessage::new(Action::DISCONNECT)).await;
     client.expect_close().await;
-
-    app.mock.publish_data("feed", "", "while-away-1");
-    app.mock.publish_data("feed", "", "while-away-2");
+    for &data in meanwhile {
+        app.mock.publish_data("feed", "", data);
+    }
     let (mut client, _) =
         Client::connected(&app.mock, &format!("resume={}", enc(&key)), Format::Json).await;
     let mut attach = on(Action::ATTACH, "feed");
     attach.channel_serial = Some(serial.clone());
     client.send(&attach).await;
+    (client, serial)
+}
+
+#[tokio::test]
+async fn a_reattach_with_its_channel_serial_gets_what_was_published_meanwhile() {
+    let app = spawn().await;
+
+    let (mut client, serial) = away_then_reattach(&app, &["while-away-1", "while-away-2"]).await;
 
     let attached = client.expect(Action::ATTACHED).await;
     assert!(attached.flags().contains(Flags::RESUMED));
@@ -183,19 +193,8 @@ async fn a_reattach_with_its_channel_serial_gets_what_was_published_meanwhile() 
 #[tokio::test]
 async fn a_reattach_past_retention_is_not_resumed() {
     let app = with(MockAbly::builder().key(KEY).retention_count(1)).await;
-    let (mut client, connected) = Client::connected(&app.mock, "", Format::Json).await;
-    let (_, key) = ids(&connected);
-    let serial = client.attach("feed").await.channel_serial.unwrap();
-    client.send(&ProtocolMessage::new(Action::DISCONNECT)).await;
-    client.expect_close().await;
-    app.mock.publish_data("feed", "", "lost");
-    app.mock.publish_data("feed", "", "kept");
 
-    let (mut client, _) =
-        Client::connected(&app.mock, &format!("resume={}", enc(&key)), Format::Json).await;
-    let mut attach = on(Action::ATTACH, "feed");
-    attach.channel_serial = Some(serial);
-    client.send(&attach).await;
+    let (mut client, _) = away_then_reattach(&app, &["lost", "kept"]).await;
 
     assert!(
         !client
