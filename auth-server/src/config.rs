@@ -127,7 +127,7 @@ pub struct Config {
 /// Every setting, with the secrets and URL credentials redacted: the API
 /// key shows only its name, the app-JWT secret and the JWKS URL's credentials
 /// are hidden (see [`AppAuth`]), and `ably_rest_url` reads as
-/// [`RedactedUrl`] shows it. Destructured, so a new field fails to compile
+/// `RedactedUrl` shows it. Destructured, so a new field fails to compile
 /// until it is shown here.
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
