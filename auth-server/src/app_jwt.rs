@@ -173,12 +173,23 @@ struct VerifiedTokens {
 
 #[derive(Debug, Default)]
 struct Remembered {
-    entries: HashMap<[u8; 32], Verified>,
-    /// Every entry's digest and [`Verified::seq`], oldest first. A pair
+    /// Each entry with its insertion number, which tells its place in
+    /// `order` from a stale one of the same digest.
+    entries: HashMap<[u8; 32], (u64, Verified)>,
+    /// Every entry's digest and insertion number, oldest first. A pair
     /// whose entry has since been replaced (the same token verified again)
     /// is stale and skipped when it comes up.
     order: VecDeque<([u8; 32], u64)>,
     next_seq: u64,
+}
+
+impl Remembered {
+    /// Whether `digest`'s entry is the one inserted as number `seq`.
+    fn is_current(&self, digest: &[u8; 32], seq: u64) -> bool {
+        self.entries
+            .get(digest)
+            .is_some_and(|(current, _)| *current == seq)
+    }
 }
 
 #[derive(Debug)]
@@ -187,9 +198,6 @@ struct Verified {
     exp: u64,
     /// With a JWKS: the `kid` and the key that verified the token.
     key: Option<(String, Arc<JwkKey>)>,
-    /// Insertion number, telling this entry's place in
-    /// [`Remembered::order`] from a stale one of the same digest.
-    seq: u64,
 }
 
 impl VerifiedTokens {
@@ -206,7 +214,7 @@ impl VerifiedTokens {
         key_is_current: impl FnOnce(&str, &Arc<JwkKey>) -> bool,
     ) -> Option<Arc<Identity>> {
         let remembered = self.lock();
-        let entry = remembered.entries.get(digest)?;
+        let (_, entry) = remembered.entries.get(digest)?;
         let key_is_current = entry
             .key
             .as_ref()
@@ -214,34 +222,29 @@ impl VerifiedTokens {
         (now < entry.exp && key_is_current).then(|| Arc::clone(&entry.identity))
     }
 
-    fn insert(&self, digest: [u8; 32], mut entry: Verified) {
+    fn insert(&self, digest: [u8; 32], entry: Verified) {
         // What is forgotten is dropped after the lock is released.
         let mut forgotten = Vec::new();
         {
             let mut remembered = self.lock();
-            let Remembered {
-                entries,
-                order,
-                next_seq,
-            } = &mut *remembered;
-            entry.seq = *next_seq;
-            *next_seq += 1;
-            forgotten.extend(entries.insert(digest, entry));
-            order.push_back((digest, *next_seq - 1));
-            while entries.len() > Self::MAX {
-                let Some((oldest, seq)) = order.pop_front() else {
+            let seq = remembered.next_seq;
+            remembered.next_seq += 1;
+            forgotten.extend(remembered.entries.insert(digest, (seq, entry)));
+            remembered.order.push_back((digest, seq));
+            while remembered.entries.len() > Self::MAX {
+                let Some((oldest, seq)) = remembered.order.pop_front() else {
                     break;
                 };
-                if entries.get(&oldest).is_some_and(|entry| entry.seq == seq) {
-                    forgotten.extend(entries.remove(&oldest));
+                if remembered.is_current(&oldest, seq) {
+                    forgotten.extend(remembered.entries.remove(&oldest));
                 }
             }
             // Stale pairs pile up only when tokens are verified again while
             // remembered (a key rotation); keep `order` bounded all the same.
-            if order.len() > 2 * Self::MAX {
-                order.retain(|(digest, seq)| {
-                    entries.get(digest).is_some_and(|entry| entry.seq == *seq)
-                });
+            if remembered.order.len() > 2 * Self::MAX {
+                let mut order = std::mem::take(&mut remembered.order);
+                order.retain(|(digest, seq)| remembered.is_current(digest, *seq));
+                remembered.order = order;
             }
         }
         drop(forgotten);
@@ -345,7 +348,6 @@ impl AppJwtVerifier {
             identity: Arc::clone(&identity),
             exp: identity.exp,
             key,
-            seq: 0,
         };
         self.verified.insert(digest, entry);
         Ok(identity)
@@ -556,7 +558,6 @@ mod tests {
             identity: Arc::clone(&identity),
             exp: 100,
             key,
-            seq: 0,
         };
         tokens.insert([1; 32], entry(None));
         let jwk = Arc::new(JwkKey {
@@ -586,7 +587,6 @@ mod tests {
             identity: Arc::clone(&identity),
             exp: 100,
             key: None,
-            seq: 0,
         };
         let digest = |n: usize| {
             let mut digest = [0; 32];
